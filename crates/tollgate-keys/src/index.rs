@@ -1,0 +1,286 @@
+//! The in-memory key index and the per-key policy checks of the hot path.
+
+use crate::format::{KeyFormatError, parse_presented};
+use crate::{KeyHash, KeyHasher, ModelAllowlist};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use tollgate_core::{ErrorCode, KeyId, OrgId, ProjectId, ServiceError, TeamId, Timestamp};
+
+/// Lifecycle state of a key as stored. Expiry is derived from `expires_at` at request
+/// time, so it needs no state change to take effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Revoked: refused with 403 `virtual_key_revoked`.
+    Revoked,
+}
+
+impl KeyStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(KeyStatus::Active),
+            "revoked" => Some(KeyStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// Per-key rate limits; `None` means unlimited on that dimension.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens (input + output) per minute.
+    pub tpm: Option<u64>,
+    /// Requests in flight at once.
+    pub max_concurrency: Option<u32>,
+}
+
+/// Everything the data plane knows about a key: its place in the tenancy tree and its
+/// policy. Never holds the secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualKey {
+    /// Record id.
+    pub id: KeyId,
+    /// Human-readable name.
+    pub name: Option<String>,
+    /// Owning organization.
+    pub org: OrgId,
+    /// Owning team.
+    pub team: TeamId,
+    /// Owning project.
+    pub project: ProjectId,
+    /// The platform's customer or user id, if any.
+    pub principal: Option<Arc<str>>,
+    /// Stored status.
+    pub status: KeyStatus,
+    /// When the key stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// Models the key may use.
+    pub models_allowed: ModelAllowlist,
+    /// Rate limits.
+    pub limits: RateLimits,
+    /// Free-form metadata chosen at creation; copied to ledger entries.
+    pub metadata: BTreeMap<String, String>,
+    /// Display hint of the current secret (`tg_…a1b2`).
+    pub hint: String,
+}
+
+/// Why a presented key does not authenticate, or may not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No key was presented.
+    #[error("missing API key")]
+    Missing,
+    /// The string is not a well-formed key.
+    #[error("malformed API key")]
+    Malformed(#[source] KeyFormatError),
+    /// Well formed but unknown (or a rotated secret past its grace period).
+    #[error("invalid API key")]
+    Unknown,
+    /// The key was revoked.
+    #[error("virtual key has been revoked")]
+    Revoked,
+    /// The key's `expires_at` has passed.
+    #[error("virtual key has expired")]
+    Expired,
+    /// The model is outside the key's allowlist.
+    #[error("model {0:?} is not allowed for this key")]
+    ModelNotAllowed(String),
+}
+
+impl ServiceError for AuthError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::Missing | AuthError::Malformed(_) | AuthError::Unknown => ErrorCode::Unauthenticated,
+            AuthError::Revoked | AuthError::Expired | AuthError::ModelNotAllowed(_) => ErrorCode::Forbidden,
+        }
+    }
+}
+
+/// A hasher for already-uniform [`KeyHash`] values: the first eight bytes are the hash.
+/// Attackers cannot steer HMAC outputs without the pepper, so this is not a HashDoS risk.
+#[derive(Default)]
+pub(crate) struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only the first eight bytes matter for uniform input.
+        let n = bytes.len().min(8);
+        let mut buf = [0u8; 8];
+        buf[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(buf);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    key: Arc<VirtualKey>,
+    /// Set for a rotated-out secret: it authenticates until this instant.
+    valid_until: Option<Timestamp>,
+}
+
+/// Hash → key map probed once per request.
+#[derive(Debug, Clone, Default)]
+pub struct KeyIndex {
+    by_hash: HashMap<KeyHash, Entry, BuildHasherDefault<PrefixHasher>>,
+    by_id: HashMap<KeyId, Arc<VirtualKey>>,
+}
+
+impl KeyIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a key under its current hash and, during a rotation grace period, its
+    /// previous hash until `previous_valid_until`.
+    pub fn insert(&mut self, key: Arc<VirtualKey>, hash: KeyHash, previous: Option<(KeyHash, Timestamp)>) {
+        if let Some((prev, until)) = previous {
+            self.by_hash.insert(prev, Entry { key: key.clone(), valid_until: Some(until) });
+        }
+        self.by_id.insert(key.id.clone(), key.clone());
+        self.by_hash.insert(hash, Entry { key, valid_until: None });
+    }
+
+    /// Number of keys (not counting rotated-out secrets).
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when the index holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The key with this id.
+    pub fn get(&self, id: &KeyId) -> Option<&Arc<VirtualKey>> {
+        self.by_id.get(id)
+    }
+
+    /// Authenticates a presented key string at `now`: format, lookup, status, expiry.
+    /// Performs exactly one HMAC and one hash-map probe.
+    pub fn authenticate(&self, hasher: &KeyHasher, presented: &str, now: Timestamp) -> Result<&Arc<VirtualKey>, AuthError> {
+        if presented.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let key = parse_presented(presented).map_err(AuthError::Malformed)?;
+        let entry = self.by_hash.get(&hasher.hash(key)).ok_or(AuthError::Unknown)?;
+        if entry.valid_until.is_some_and(|until| now >= until) {
+            return Err(AuthError::Unknown);
+        }
+        let vk = &entry.key;
+        if vk.status == KeyStatus::Revoked {
+            return Err(AuthError::Revoked);
+        }
+        if vk.expires_at.is_some_and(|exp| now >= exp) {
+            return Err(AuthError::Expired);
+        }
+        Ok(vk)
+    }
+}
+
+impl VirtualKey {
+    /// Checks the model allowlist.
+    pub fn check_model(&self, model: &str) -> Result<(), AuthError> {
+        if self.models_allowed.allows(model) {
+            Ok(())
+        } else {
+            Err(AuthError::ModelNotAllowed(model.chars().take(256).collect()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Pepper, mint_secret};
+
+    fn key(status: KeyStatus, expires_at: Option<Timestamp>) -> Arc<VirtualKey> {
+        Arc::new(VirtualKey {
+            id: KeyId::new("key_1"),
+            name: None,
+            org: OrgId::new("org_1"),
+            team: TeamId::new("team_1"),
+            project: ProjectId::new("proj_1"),
+            principal: None,
+            status,
+            expires_at,
+            models_allowed: ModelAllowlist::new(["gpt-4o*"]),
+            limits: RateLimits::default(),
+            metadata: BTreeMap::new(),
+            hint: "tg_…0000".into(),
+        })
+    }
+
+    struct Fixture {
+        hasher: KeyHasher,
+        index: KeyIndex,
+        secret: String,
+    }
+
+    fn fixture(vk: Arc<VirtualKey>) -> Fixture {
+        let hasher = KeyHasher::new(&Pepper::new([9; 32]));
+        let secret = mint_secret();
+        let mut index = KeyIndex::new();
+        index.insert(vk, hasher.hash(secret.expose()), None);
+        Fixture { hasher, index, secret: secret.expose().to_owned() }
+    }
+
+    #[test]
+    fn an_active_key_authenticates_and_others_are_refused_with_their_reason() {
+        let now = Timestamp::from_unix_millis(1_000_000);
+        let f = fixture(key(KeyStatus::Active, None));
+        assert_eq!(f.index.authenticate(&f.hasher, &f.secret, now).map(|k| k.id.clone()), Ok(KeyId::new("key_1")));
+        assert_eq!(f.index.authenticate(&f.hasher, "", now).err(), Some(AuthError::Missing));
+        assert_eq!(
+            f.index.authenticate(&f.hasher, mint_secret().expose(), now).err(),
+            Some(AuthError::Unknown)
+        );
+        assert!(matches!(f.index.authenticate(&f.hasher, "tg_short", now), Err(AuthError::Malformed(_))));
+
+        let f = fixture(key(KeyStatus::Revoked, None));
+        assert_eq!(f.index.authenticate(&f.hasher, &f.secret, now).err(), Some(AuthError::Revoked));
+
+        let f = fixture(key(KeyStatus::Active, Some(now)));
+        assert_eq!(f.index.authenticate(&f.hasher, &f.secret, now).err(), Some(AuthError::Expired));
+        assert!(f.index.authenticate(&f.hasher, &f.secret, Timestamp::from_unix_millis(999_999)).is_ok());
+    }
+
+    #[test]
+    fn a_rotated_out_secret_works_until_its_grace_ends() {
+        let hasher = KeyHasher::new(&Pepper::new([9; 32]));
+        let old = mint_secret();
+        let new = mint_secret();
+        let until = Timestamp::from_unix_millis(5_000);
+        let mut index = KeyIndex::new();
+        index.insert(key(KeyStatus::Active, None), hasher.hash(new.expose()), Some((hasher.hash(old.expose()), until)));
+        assert!(index.authenticate(&hasher, old.expose(), Timestamp::from_unix_millis(4_999)).is_ok());
+        assert_eq!(index.authenticate(&hasher, old.expose(), until).err(), Some(AuthError::Unknown));
+        assert!(index.authenticate(&hasher, new.expose(), until).is_ok());
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn the_allowlist_is_enforced() {
+        let vk = key(KeyStatus::Active, None);
+        assert!(vk.check_model("gpt-4o-mini").is_ok());
+        assert_eq!(vk.check_model("claude-3").err(), Some(AuthError::ModelNotAllowed("claude-3".into())));
+        assert_eq!(AuthError::ModelNotAllowed(String::new()).code(), ErrorCode::Forbidden);
+        assert_eq!(AuthError::Unknown.code(), ErrorCode::Unauthenticated);
+    }
+}

@@ -1,0 +1,24 @@
+//! tollgate-keys: virtual keys — their format, minting, hashing, lookup and policy.
+//!
+//! Owns the key format (`tg_` + 43 base62 characters of secret (≥256 bits) + a 6
+//! character CRC32 checksum), minting, the keyed hash (HMAC-SHA256 under a server pepper)
+//! that is the only thing ever stored, the in-memory [`KeyIndex`] the data plane probes
+//! once per request, and the per-key policy checks (status, expiry, model allowlist).
+//!
+//! Does not own: storage (the store crate), rate limits and budgets (the budgets crate),
+//! or how keys reach the gateway (the snapshot in the data plane).
+//!
+//! Invariants: a secret is only ever held in a [`KeySecret`], whose `Debug` and `Display`
+//! never print it; malformed keys are refused by [`parse_presented`] before any hashing or
+//! lookup; lookups are by keyed hash, never by secret.
+#![forbid(unsafe_code)]
+
+mod allowlist;
+mod format;
+mod hash;
+mod index;
+
+pub use allowlist::ModelAllowlist;
+pub use format::{KEY_LEN, KEY_PREFIX, KeyFormatError, KeySecret, mint_secret, parse_presented};
+pub use hash::{KeyHash, KeyHashParseError, KeyHasher, Pepper};
+pub use index::{AuthError, KeyIndex, KeyStatus, RateLimits, VirtualKey};

@@ -1,0 +1,91 @@
+//! tollgate-providers: the upstream side of the gateway.
+//!
+//! Owns the [`Provider`] trait, one module per upstream dialect (OpenAI and
+//! OpenAI-compatible base URLs, and the in-process `mock` provider), the pooled HTTP
+//! client every adapter shares ([`HttpClient`]: hyper-util, rustls, HTTP/2 when offered),
+//! parsing of the few request fields the gateway needs ([`openai::RequestHead`]), the
+//! byte-level model rewrite, and the common [`Usage`] shape reported by every upstream.
+//!
+//! Does not own: choosing a provider (routing), authenticating callers (keys), pricing
+//! (metering) or the data plane's HTTP server.
+//!
+//! Invariants: provider credentials live in [`ApiKey`], whose `Debug` is redacted; an
+//! adapter never re-serializes a same-dialect body (only the `model` value is spliced);
+//! errors say where they came from and whether a retry may help, and never carry an
+//! upstream body verbatim.
+#![forbid(unsafe_code)]
+
+mod client;
+mod config;
+mod error;
+pub mod mock;
+pub mod openai;
+mod usage;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use client::{ClientConfig, HttpClient};
+pub use config::{ApiKey, ProviderConfig, ProviderKind};
+pub use error::{ErrorOrigin, ProviderError, ProviderErrorKind};
+pub use usage::Usage;
+
+/// The body of an upstream response, streamed.
+pub type ResponseBody = BoxBody<Bytes, ProviderError>;
+
+/// A boxed future, so providers can sit behind `dyn Provider`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which API operation a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// OpenAI Chat Completions.
+    ChatCompletions,
+}
+
+/// One call to an upstream, already in the upstream's dialect.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    /// The operation.
+    pub operation: Operation,
+    /// The body to send, with the upstream model name already in place.
+    pub body: Bytes,
+    /// The upstream's name for the model.
+    pub upstream_model: Arc<str>,
+    /// Whether the caller asked for a stream.
+    pub stream: bool,
+}
+
+/// An upstream's answer: status, content type and a streamed body.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    /// The upstream's HTTP status.
+    pub status: http::StatusCode,
+    /// The upstream's `content-type`, if any.
+    pub content_type: Option<http::HeaderValue>,
+    /// The body, as it arrives.
+    pub body: ResponseBody,
+}
+
+/// An upstream LLM API. Implementations are pure translation plus thin I/O.
+pub trait Provider: Send + Sync + 'static {
+    /// The kind of upstream.
+    fn kind(&self) -> ProviderKind;
+    /// Sends one request and returns once the response head has arrived.
+    fn send(&self, req: UpstreamRequest) -> BoxFuture<'static, Result<UpstreamResponse, ProviderError>>;
+}
+
+/// Builds the provider for a configuration. Kinds without an adapter yet are refused
+/// here, so a configuration cannot silently route to nothing.
+pub fn build_provider(cfg: Arc<ProviderConfig>, client: &HttpClient) -> Result<Arc<dyn Provider>, ProviderError> {
+    match cfg.kind {
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+            Ok(Arc::new(openai::OpenAiProvider::new(cfg, client.clone())?))
+        }
+        ProviderKind::Mock => Ok(Arc::new(mock::MockProvider::from_config(&cfg))),
+        other => Err(ProviderError::unsupported(other)),
+    }
+}

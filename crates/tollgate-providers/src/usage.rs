@@ -1,0 +1,21 @@
+//! The common usage shape every upstream's report is mapped to.
+
+/// Token counts of one request, as reported by the upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens, including cached ones.
+    pub input_tokens: u64,
+    /// Generated tokens, including reasoning ones.
+    pub output_tokens: u64,
+    /// Prompt tokens served from the provider's cache (a subset of `input_tokens`).
+    pub cached_input_tokens: u64,
+    /// Reasoning tokens (a subset of `output_tokens`).
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Input plus output tokens.
+    pub fn total_tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+}
