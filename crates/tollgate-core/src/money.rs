@@ -108,11 +108,7 @@ impl Money {
         let whole_nanos = if whole.is_empty() {
             0i64
         } else {
-            whole
-                .parse::<i64>()
-                .map_err(|_| range())?
-                .checked_mul(NANOS_PER_USD)
-                .ok_or_else(range)?
+            whole.parse::<i64>().map_err(|_| range())?.checked_mul(NANOS_PER_USD).ok_or_else(range)?
         };
         let mut frac_nanos = 0i64;
         for (i, b) in frac.bytes().enumerate() {
@@ -193,10 +189,7 @@ impl<'de> serde::Deserialize<'de> for Money {
                 Money::from_usd(v).ok_or_else(|| E::custom("amount out of range"))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Money, E> {
-                i64::try_from(v)
-                    .ok()
-                    .and_then(Money::from_usd)
-                    .ok_or_else(|| E::custom("amount out of range"))
+                i64::try_from(v).ok().and_then(Money::from_usd).ok_or_else(|| E::custom("amount out of range"))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Money, E> {
                 Money::from_json_f64(v).map_err(E::custom)

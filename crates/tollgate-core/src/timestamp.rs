@@ -48,8 +48,7 @@ impl Timestamp {
 
     /// As a `time` value in UTC.
     pub fn to_offset_date_time(self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// Parses RFC 3339 (`2026-01-31T12:00:00Z`, offsets allowed).
@@ -61,9 +60,7 @@ impl Timestamp {
 
     /// Formats as RFC 3339 in UTC (`2026-01-31T12:00:00Z`, with milliseconds when set).
     pub fn to_rfc3339(self) -> String {
-        self.to_offset_date_time()
-            .format(&Rfc3339)
-            .unwrap_or_else(|_| self.0.to_string())
+        self.to_offset_date_time().format(&Rfc3339).unwrap_or_else(|_| self.0.to_string())
     }
 }
 

@@ -174,7 +174,12 @@ impl KeyIndex {
 
     /// Authenticates a presented key string at `now`: format, lookup, status, expiry.
     /// Performs exactly one HMAC and one hash-map probe.
-    pub fn authenticate(&self, hasher: &KeyHasher, presented: &str, now: Timestamp) -> Result<&Arc<VirtualKey>, AuthError> {
+    pub fn authenticate(
+        &self,
+        hasher: &KeyHasher,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<&Arc<VirtualKey>, AuthError> {
         if presented.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -247,10 +252,7 @@ mod tests {
         let f = fixture(key(KeyStatus::Active, None));
         assert_eq!(f.index.authenticate(&f.hasher, &f.secret, now).map(|k| k.id.clone()), Ok(KeyId::new("key_1")));
         assert_eq!(f.index.authenticate(&f.hasher, "", now).err(), Some(AuthError::Missing));
-        assert_eq!(
-            f.index.authenticate(&f.hasher, mint_secret().expose(), now).err(),
-            Some(AuthError::Unknown)
-        );
+        assert_eq!(f.index.authenticate(&f.hasher, mint_secret().expose(), now).err(), Some(AuthError::Unknown));
         assert!(matches!(f.index.authenticate(&f.hasher, "tg_short", now), Err(AuthError::Malformed(_))));
 
         let f = fixture(key(KeyStatus::Revoked, None));

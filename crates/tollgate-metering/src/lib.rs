@@ -40,7 +40,8 @@ impl Pricing {
         let scaled = i128::from(fresh) * i128::from(self.input_per_mtok.nanos())
             + i128::from(cached) * i128::from(cached_price.nanos())
             + i128::from(usage.output_tokens) * i128::from(self.output_per_mtok.nanos());
-        let nanos = scaled.div_euclid(TOKENS_PER_PRICE_UNIT) + i128::from(scaled.rem_euclid(TOKENS_PER_PRICE_UNIT) != 0);
+        let nanos =
+            scaled.div_euclid(TOKENS_PER_PRICE_UNIT) + i128::from(scaled.rem_euclid(TOKENS_PER_PRICE_UNIT) != 0);
         Money::from_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
     }
 

@@ -85,8 +85,7 @@ impl HttpClient {
             Ok(Ok(resp)) => resp,
         };
         Ok(resp.map(|b| {
-            b.map_err(|e| ProviderError::new(ProviderErrorKind::Io, format!("upstream connection broke: {e}")))
-                .boxed()
+            b.map_err(|e| ProviderError::new(ProviderErrorKind::Io, format!("upstream connection broke: {e}"))).boxed()
         }))
     }
 }

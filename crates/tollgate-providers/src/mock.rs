@@ -50,7 +50,8 @@ fn answer(body: &[u8]) -> (Vec<String>, u64, &'static str) {
     let head = RequestHead::parse(body).ok();
     let cap = head.and_then(|h| h.max_output_tokens).unwrap_or(u64::MAX);
     let echo: Vec<&str> = last_user.split_whitespace().take(32).collect();
-    let mut words: Vec<String> = "This is a mock response from tollgate. You said:".split(' ').map(str::to_owned).collect();
+    let mut words: Vec<String> =
+        "This is a mock response from tollgate. You said:".split(' ').map(str::to_owned).collect();
     words.extend(echo.iter().map(|w| (*w).to_owned()));
     let finish = if words.len() as u64 > cap { "length" } else { "stop" };
     words.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
@@ -60,11 +61,9 @@ fn answer(body: &[u8]) -> (Vec<String>, u64, &'static str) {
 fn content_text(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
+        }
         _ => String::new(),
     }
 }
@@ -150,7 +149,10 @@ mod tests {
     fn answers_are_deterministic_and_carry_usage() {
         let a = completion(BODY, "demo");
         assert_eq!(a, completion(BODY, "demo"));
-        assert_eq!(a["choices"][0]["message"]["content"], "This is a mock response from tollgate. You said: hello there");
+        assert_eq!(
+            a["choices"][0]["message"]["content"],
+            "This is a mock response from tollgate. You said: hello there"
+        );
         let u = extract_usage(a.to_string().as_bytes()).unwrap();
         // 8 + 11 bytes of text -> 5 tokens, plus 4 per message.
         assert_eq!(u.input_tokens, 13);

@@ -170,9 +170,9 @@ impl OpenAiProvider {
     /// Prepares the adapter: URLs and the credential header are built once.
     pub fn new(cfg: Arc<ProviderConfig>, client: HttpClient) -> Result<Self, ProviderError> {
         let base = cfg.base_url.trim_end_matches('/');
-        let chat_uri: Uri = format!("{base}/chat/completions")
-            .parse()
-            .map_err(|_| ProviderError::new(ProviderErrorKind::Config, format!("provider {}: invalid base_url", cfg.name)))?;
+        let chat_uri: Uri = format!("{base}/chat/completions").parse().map_err(|_| {
+            ProviderError::new(ProviderErrorKind::Config, format!("provider {}: invalid base_url", cfg.name))
+        })?;
         Ok(OpenAiProvider { kind: cfg.kind, chat_uri, auth: bearer(&cfg.api_key, &cfg.name)?, client })
     }
 }
@@ -182,7 +182,10 @@ fn bearer(key: &ApiKey, provider: &str) -> Result<Option<HeaderValue>, ProviderE
         return Ok(None);
     }
     let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-        ProviderError::new(ProviderErrorKind::Config, format!("provider {provider}: api_key is not a valid header value"))
+        ProviderError::new(
+            ProviderErrorKind::Config,
+            format!("provider {provider}: api_key is not a valid header value"),
+        )
     })?;
     v.set_sensitive(true);
     Ok(Some(v))
@@ -201,15 +204,18 @@ impl Provider for OpenAiProvider {
             .method(Method::POST)
             .uri(uri)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(ACCEPT, HeaderValue::from_static(if req.stream { "text/event-stream" } else { "application/json" }));
+            .header(
+                ACCEPT,
+                HeaderValue::from_static(if req.stream { "text/event-stream" } else { "application/json" }),
+            );
         if let Some(auth) = &self.auth {
             builder = builder.header(AUTHORIZATION, auth.clone());
         }
         let client = self.client.clone();
         let built = builder.body(Full::new(req.body));
         Box::pin(async move {
-            let request =
-                built.map_err(|e| ProviderError::new(ProviderErrorKind::Config, format!("could not build request: {e}")))?;
+            let request = built
+                .map_err(|e| ProviderError::new(ProviderErrorKind::Config, format!("could not build request: {e}")))?;
             let resp = client.send(request).await?;
             let (parts, body) = resp.into_parts();
             Ok(UpstreamResponse { status: parts.status, content_type: parts.headers.get(CONTENT_TYPE).cloned(), body })

@@ -1,0 +1,18 @@
+//! `tollctl`: the operator CLI, talking gRPC to the control plane. Parses flags and
+//! calls [`cli::run`].
+#![allow(clippy::print_stdout)] // a CLI's output is stdout
+
+mod cli;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match cli::run(cli::Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! End-to-end: `tollctl keys ...` against a standalone gateway over gRPC.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
+
+use http::StatusCode;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use tollgate_testkit::http_client::post_json;
+use tollgate_testkit::process::{Proc, eventually, free_port, sibling_binary, temp_dir, wait_ready};
+
+const ADMIN: &str = "cli-admin-token-0123456789";
+
+struct Env {
+    _gw: Proc,
+    data: String,
+    grpc: String,
+}
+
+async fn start() -> Env {
+    let dir = temp_dir("cli");
+    let (d, a, g) = (free_port(), free_port(), free_port());
+    let (data, admin, grpc) = (format!("127.0.0.1:{d}"), format!("127.0.0.1:{a}"), format!("127.0.0.1:{g}"));
+    let bin = sibling_binary(env!("CARGO_BIN_EXE_tollctl"), "tollgate-gateway");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut gw = Proc::spawn(
+        &bin,
+        &[
+            "--standalone",
+            "--demo",
+            "--data-dir",
+            &dir_s,
+            "--listen",
+            &data,
+            "--admin-listen",
+            &admin,
+            "--grpc-listen",
+            &grpc,
+        ],
+        &[("TOLLGATE_ADMIN_TOKEN", ADMIN)],
+    );
+    wait_ready(&mut gw, &format!("http://{data}/readyz"), Duration::from_secs(30)).await;
+    Env { _gw: gw, data: format!("http://{data}"), grpc: format!("http://{grpc}") }
+}
+
+fn tollctl(env: &Env, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(Path::new(env!("CARGO_BIN_EXE_tollctl")))
+        .args(["--endpoint", &env.grpc, "--token", token])
+        .args(args)
+        .env_remove("TOLLGATE_TOKEN")
+        .output()
+        .expect("run tollctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json_of(env: &Env, args: &[&str]) -> Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = tollctl(env, ADMIN, &all);
+    assert!(ok, "tollctl {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+async fn chat(env: &Env, key: &str) -> StatusCode {
+    let body = json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}]});
+    post_json(&format!("{}/v1/chat/completions", env.data), Some(key), &body).await.status
+}
+
+#[tokio::test]
+async fn keys_can_be_created_listed_rotated_and_revoked_from_the_cli() {
+    let env = start().await;
+    let created = json_of(
+        &env,
+        &[
+            "keys",
+            "create",
+            "--project",
+            "demo",
+            "--name",
+            "cli",
+            "--principal",
+            "acme:7",
+            "--model",
+            "demo",
+            "--metadata",
+            "tier=gold",
+            "--budget-usd",
+            "5.00",
+        ],
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("tg_"));
+    assert_eq!(created["info"]["metadata"]["tier"], "gold");
+    eventually(Duration::from_secs(10), "key works", || async { chat(&env, &secret).await == StatusCode::OK }).await;
+
+    let listed = json_of(&env, &["keys", "list", "--principal", "acme:7"]);
+    let ids: Vec<&str> = listed["data"].as_array().unwrap().iter().filter_map(|k| k["id"].as_str()).collect();
+    assert_eq!(ids, [id.as_str()]);
+    assert!(!listed.to_string().contains(&secret), "list never returns the secret");
+
+    let (ok, table, _) = tollctl(&env, ADMIN, &["keys", "get", &id]);
+    assert!(ok);
+    assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
+    assert!(table.contains(&id) && table.contains("active"), "{table}");
+
+    let rotated = json_of(&env, &["keys", "rotate", &id]);
+    let new_secret = rotated["key"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), "rotation applied", || async {
+        chat(&env, &new_secret).await == StatusCode::OK && chat(&env, &secret).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
+
+    let revoked = json_of(&env, &["keys", "revoke", &id]);
+    assert_eq!(revoked["status"], "revoked");
+    eventually(Duration::from_secs(10), "revocation applied", || async {
+        chat(&env, &new_secret).await == StatusCode::FORBIDDEN
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_cli_reports_bad_tokens_and_unknown_keys_clearly() {
+    let env = start().await;
+    let (ok, _, err) = tollctl(&env, "wrong-token-xxxxxxxxxxxx", &["keys", "list"]);
+    assert!(!ok);
+    assert!(err.contains("admin token"), "{err}");
+    let (ok, _, err) = tollctl(&env, ADMIN, &["keys", "get", "key_nope"]);
+    assert!(!ok);
+    assert!(err.contains("not found"), "{err}");
+    let (ok, _, err) = tollctl(&env, ADMIN, &["keys", "create", "--project", "demo", "--budget-usd", "-3"]);
+    assert!(!ok);
+    assert!(err.contains("budget.limit_usd"), "{err}");
+}

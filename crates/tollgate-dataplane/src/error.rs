@@ -1,0 +1,162 @@
+//! The one place data-plane errors become HTTP responses (OpenAI error shape).
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+use tollgate_core::{ErrorCode, ServiceError};
+use tollgate_keys::AuthError;
+use tollgate_providers::ProviderError;
+use tollgate_providers::openai::HeadError;
+
+/// Everything a data-plane request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body exceeds the configured cap.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// The body could not be read from the client.
+    #[error("could not read the request body")]
+    BodyRead,
+    /// The body is not a valid request.
+    #[error(transparent)]
+    BadRequest(#[from] HeadError),
+    /// Key missing, malformed, unknown, revoked, expired or not allowed this model.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// No deployment serves the model.
+    #[error("the model `{0}` does not exist or you do not have access to it")]
+    ModelNotFound(String),
+    /// The model's deployment names a provider that is not configured.
+    #[error("no healthy upstream for model `{0}`")]
+    NoUpstream(String),
+    /// The upstream failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The upstream answered with something that is not its API.
+    #[error("upstream returned an invalid response ({0})")]
+    UpstreamGarbage(String),
+    /// No route for this method and path.
+    #[error("unknown endpoint {method} {path}")]
+    UnknownEndpoint {
+        /// The request method.
+        method: String,
+        /// The request path (truncated).
+        path: String,
+    },
+    /// The gateway has no configuration yet.
+    #[error("gateway has not loaded its configuration yet")]
+    NotReady,
+}
+
+impl ServiceError for ApiError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::BodyTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::BodyRead | ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::Auth(e) => e.code(),
+            ApiError::ModelNotFound(_) | ApiError::UnknownEndpoint { .. } => ErrorCode::NotFound,
+            ApiError::NoUpstream(_) | ApiError::NotReady => ErrorCode::Unavailable,
+            ApiError::Provider(e) => e.code(),
+            ApiError::UpstreamGarbage(_) => ErrorCode::Upstream,
+        }
+    }
+}
+
+impl ApiError {
+    /// The HTTP status, OpenAI `type` and `code` of this error.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::BodyTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "request_too_large")
+            }
+            ApiError::BodyRead | ApiError::BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error")
+            }
+            ApiError::Auth(e) => match e {
+                AuthError::Missing | AuthError::Malformed(_) | AuthError::Unknown => {
+                    (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key")
+                }
+                AuthError::Revoked => (StatusCode::FORBIDDEN, "permission_error", "virtual_key_revoked"),
+                AuthError::Expired => (StatusCode::FORBIDDEN, "permission_error", "virtual_key_expired"),
+                AuthError::ModelNotAllowed(_) => (StatusCode::FORBIDDEN, "permission_error", "model_not_allowed"),
+            },
+            ApiError::ModelNotFound(_) => (StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found"),
+            ApiError::UnknownEndpoint { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url"),
+            ApiError::NoUpstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_error", "no_healthy_upstream"),
+            ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "api_error", "not_ready"),
+            ApiError::Provider(e) => match e.code() {
+                ErrorCode::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
+                ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error"),
+                _ => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_error"),
+            },
+            ApiError::UpstreamGarbage(_) => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_error"),
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The response body in OpenAI's error shape:
+    /// `{"error": {"message", "type", "code", "param"}}`.
+    pub fn body(&self) -> Bytes {
+        let (_, kind, code) = self.parts();
+        let param = match self {
+            ApiError::BadRequest(HeadError::MissingModel | HeadError::BadModel) => json!("model"),
+            _ => serde_json::Value::Null,
+        };
+        let v = json!({"error": {"message": self.to_string(), "type": kind, "code": code, "param": param}});
+        Bytes::from(v.to_string())
+    }
+
+    /// Extra headers (e.g. `www-authenticate`).
+    pub(crate) fn headers(&self) -> Option<(header::HeaderName, HeaderValue)> {
+        match self {
+            ApiError::Auth(AuthError::Missing | AuthError::Malformed(_) | AuthError::Unknown) => {
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(e: ApiError, status: u16, code: &str) {
+        assert_eq!(e.status().as_u16(), status, "{e}");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(v["error"]["message"].is_string());
+        assert!(v["error"].get("param").is_some());
+    }
+
+    #[test]
+    fn each_error_maps_to_the_contracted_status_and_code() {
+        check(ApiError::BodyTooLarge { limit: 1 }, 413, "request_too_large");
+        check(ApiError::BadRequest(HeadError::MissingModel), 400, "invalid_request_error");
+        check(ApiError::Auth(AuthError::Missing), 401, "invalid_api_key");
+        check(ApiError::Auth(AuthError::Unknown), 401, "invalid_api_key");
+        check(ApiError::Auth(AuthError::Revoked), 403, "virtual_key_revoked");
+        check(ApiError::Auth(AuthError::Expired), 403, "virtual_key_expired");
+        check(ApiError::Auth(AuthError::ModelNotAllowed("m".into())), 403, "model_not_allowed");
+        check(ApiError::ModelNotFound("m".into()), 404, "model_not_found");
+        check(ApiError::NoUpstream("m".into()), 503, "no_healthy_upstream");
+        check(
+            ApiError::Provider(ProviderError::new(tollgate_providers::ProviderErrorKind::Connect, "x")),
+            502,
+            "upstream_error",
+        );
+        check(
+            ApiError::Provider(ProviderError::new(tollgate_providers::ProviderErrorKind::Timeout, "x")),
+            504,
+            "upstream_timeout",
+        );
+        check(ApiError::UpstreamGarbage("html".into()), 502, "upstream_error");
+    }
+}

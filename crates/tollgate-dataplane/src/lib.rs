@@ -1,0 +1,113 @@
+//! tollgate-dataplane: the gateway's request path.
+//!
+//! Owns the data-plane HTTP server (OpenAI-compatible endpoints, health and readiness),
+//! the in-memory [`Snapshot`] every request is served from (swapped atomically with
+//! `arc-swap`, built by one [`DataPlane::apply`] path at start-up and on every change),
+//! the per-request phases (read a size-capped body → authenticate → policy → route →
+//! dispatch → respond), the single mapping of errors to HTTP, and the Watch client that
+//! keeps the snapshot in step with a remote control plane.
+//!
+//! Does not own: the database or the control plane (it never depends on either; it only
+//! consumes `tollgate-proto` snapshots), provider wire formats (providers), key hashing
+//! (keys), or prices (metering).
+//!
+//! Invariants: nothing on the request path touches a database or the network other than
+//! the chosen upstream; a request reads one snapshot and uses it throughout; secrets
+//! never reach logs or error messages.
+#![forbid(unsafe_code)]
+
+mod error;
+mod server;
+mod snapshot;
+mod watch;
+
+pub use error::ApiError;
+pub use server::serve;
+pub use snapshot::Snapshot;
+pub use watch::{WatchConfig, watch_control_plane};
+
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::Duration;
+use tollgate_providers::{ClientConfig, HttpClient, ProviderError};
+
+/// Bounds and settings of the data plane.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest request body accepted; larger ones get 413 before being read whole.
+    pub max_body_bytes: usize,
+    /// Largest non-streaming upstream response buffered for usage extraction.
+    pub max_response_bytes: usize,
+    /// Largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+    /// Upstream client bounds.
+    pub upstream: ClientConfig,
+    /// How long in-flight requests may finish after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            upstream: ClientConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The data plane: configuration, the live snapshot and the shared upstream client.
+/// Cheap to share behind an `Arc`.
+pub struct DataPlane {
+    config: Config,
+    snapshot: ArcSwap<Snapshot>,
+    client: HttpClient,
+}
+
+impl std::fmt::Debug for DataPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPlane").field("revision", &self.snapshot.load().revision).finish_non_exhaustive()
+    }
+}
+
+impl DataPlane {
+    /// Builds a data plane with an empty snapshot (not ready until the first apply).
+    pub fn new(config: Config) -> Result<Arc<Self>, ProviderError> {
+        let client = HttpClient::new(config.upstream.clone())?;
+        Ok(Arc::new(DataPlane { config, snapshot: ArcSwap::from_pointee(Snapshot::empty()), client }))
+    }
+
+    /// The snapshot requests are served from right now.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// Applies a full snapshot from the control plane and swaps it in atomically.
+    /// Invalid items are skipped on their own and returned as problems; a snapshot older
+    /// than the current one is ignored.
+    pub fn apply(&self, wire: &tollgate_proto::v1::Snapshot) -> Vec<String> {
+        let current = self.snapshot.load();
+        if current.loaded && wire.revision < current.revision {
+            return vec![format!("ignored snapshot at revision {} older than {}", wire.revision, current.revision)];
+        }
+        let (next, problems) = Snapshot::build(wire, &self.client);
+        for p in &problems {
+            tracing::warn!(revision = wire.revision, problem = %p, "skipped invalid item in snapshot");
+        }
+        tracing::info!(
+            revision = next.revision,
+            keys = next.keys.len(),
+            models = next.catalog.len(),
+            "snapshot applied"
+        );
+        self.snapshot.store(Arc::new(next));
+        problems
+    }
+
+    /// The data plane's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}

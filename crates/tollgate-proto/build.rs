@@ -1,0 +1,20 @@
+//! Generates the gRPC code from `proto/` with a vendored protoc, so building needs no
+//! system tools.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("tollgate/control/v1/control.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        // Messages that carry secrets get hand-written, redacted Debug impls.
+        .skip_debug([
+            ".tollgate.control.v1.Snapshot",
+            ".tollgate.control.v1.Provider",
+            ".tollgate.control.v1.CreateKeyResponse",
+            ".tollgate.control.v1.RotateKeyResponse",
+        ])
+        .compile_with_config(config, &[file], &[root])?;
+    Ok(())
+}

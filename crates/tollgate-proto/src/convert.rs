@@ -1,0 +1,158 @@
+//! Wire messages → domain types. Each item converts on its own, so one bad resource in
+//! a snapshot is reported and skipped without rejecting the rest.
+
+use crate::v1;
+use std::sync::Arc;
+use tollgate_core::{KeyId, Money, OrgId, ProjectId, ProviderId, TeamId, Timestamp};
+use tollgate_keys::{KeyHash, KeyStatus, ModelAllowlist, Pepper, RateLimits, VirtualKey};
+use tollgate_metering::Pricing;
+use tollgate_providers::{ApiKey, ProviderConfig, ProviderKind};
+use tollgate_routing::{Deployment, ModelRoute};
+
+/// A wire message that does not describe a valid resource.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {id:?}: {reason}")]
+pub struct ConvertError {
+    /// The kind of resource.
+    pub what: &'static str,
+    /// Its id, for the report.
+    pub id: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn err(what: &'static str, id: &str, reason: impl Into<String>) -> ConvertError {
+    ConvertError { what, id: id.to_owned(), reason: reason.into() }
+}
+
+/// The key pepper.
+pub fn pepper(bytes: &[u8]) -> Result<Pepper, ConvertError> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| err("snapshot", "", "key_pepper must be 32 bytes"))?;
+    Ok(Pepper::new(arr))
+}
+
+/// A provider credential.
+pub fn provider(p: &v1::Provider) -> Result<ProviderConfig, ConvertError> {
+    let kind: ProviderKind = p.kind.parse().map_err(|e| err("provider", &p.id, format!("{e}")))?;
+    let extra = if p.extra_json.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&p.extra_json).map_err(|e| err("provider", &p.id, format!("extra_json: {e}")))?
+    };
+    Ok(ProviderConfig {
+        id: ProviderId::new(p.id.as_str()),
+        name: p.name.as_str().into(),
+        kind,
+        base_url: p.base_url.as_str().into(),
+        api_key: ApiKey::new(p.api_key.as_str()),
+        rpm: p.rpm,
+        tpm: p.tpm,
+        priority: p.priority,
+        extra,
+    })
+}
+
+/// A catalog model and its price, if it has one.
+pub fn model(m: &v1::Model) -> Result<(ModelRoute, Option<Pricing>), ConvertError> {
+    if m.deployments.is_empty() {
+        return Err(err("model", &m.id, "no deployments"));
+    }
+    let route = ModelRoute {
+        name: m.name.as_str().into(),
+        deployments: m
+            .deployments
+            .iter()
+            .map(|d| Deployment { provider: d.provider.as_str().into(), upstream_model: d.model.as_str().into() })
+            .collect(),
+        max_output_tokens: m.max_output_tokens,
+    };
+    let pricing = m.pricing.as_ref().map(|p| Pricing {
+        input_per_mtok: Money::from_nanos(p.input_per_mtok_nanos),
+        output_per_mtok: Money::from_nanos(p.output_per_mtok_nanos),
+        cached_input_per_mtok: p.cached_input_per_mtok_nanos.map(Money::from_nanos),
+    });
+    if let Some(p) = &pricing
+        && (p.input_per_mtok.is_negative() || p.output_per_mtok.is_negative())
+    {
+        return Err(err("model", &m.id, "negative price"));
+    }
+    Ok((route, pricing))
+}
+
+/// A virtual key with its hash and, during a rotation grace, its previous hash.
+#[derive(Debug, Clone)]
+pub struct KeyParts {
+    /// The key's policy.
+    pub key: Arc<VirtualKey>,
+    /// Hash of the current secret.
+    pub hash: KeyHash,
+    /// Hash of the rotated-out secret and when it stops working.
+    pub previous: Option<(KeyHash, Timestamp)>,
+}
+
+fn hash(bytes: &[u8], id: &str) -> Result<KeyHash, ConvertError> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| err("key", id, "key_hash must be 32 bytes"))?;
+    Ok(KeyHash(arr))
+}
+
+/// A virtual key.
+pub fn key(k: &v1::Key) -> Result<KeyParts, ConvertError> {
+    let status =
+        KeyStatus::parse(&k.status).ok_or_else(|| err("key", &k.id, format!("unknown status {:?}", k.status)))?;
+    let previous = match (&k.previous_key_hash, k.previous_valid_until_ms) {
+        (Some(h), Some(until)) => Some((hash(h, &k.id)?, Timestamp::from_unix_millis(until))),
+        _ => None,
+    };
+    let key = VirtualKey {
+        id: KeyId::new(k.id.as_str()),
+        name: k.name.clone(),
+        org: OrgId::new(k.org_id.as_str()),
+        team: TeamId::new(k.team_id.as_str()),
+        project: ProjectId::new(k.project_id.as_str()),
+        principal: k.principal.as_deref().map(Arc::from),
+        status,
+        expires_at: k.expires_at_ms.map(Timestamp::from_unix_millis),
+        models_allowed: ModelAllowlist::new(&k.models_allowed),
+        limits: RateLimits { rpm: k.rpm, tpm: k.tpm, max_concurrency: k.max_concurrency },
+        metadata: k.metadata.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+        hint: k.hint.clone(),
+    };
+    Ok(KeyParts { key: Arc::new(key), hash: hash(&k.key_hash, &k.id)?, previous })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_converts_with_its_rotation_grace() {
+        let k = v1::Key {
+            id: "key_1".into(),
+            status: "active".into(),
+            key_hash: vec![1; 32],
+            previous_key_hash: Some(vec![2; 32]),
+            previous_valid_until_ms: Some(5),
+            models_allowed: vec!["gpt-*".into()],
+            rpm: Some(60),
+            ..Default::default()
+        };
+        let parts = key(&k).unwrap();
+        assert_eq!(parts.hash, KeyHash([1; 32]));
+        assert_eq!(parts.previous, Some((KeyHash([2; 32]), Timestamp::from_unix_millis(5))));
+        assert!(parts.key.models_allowed.allows("gpt-4o"));
+        assert_eq!(parts.key.limits.rpm, Some(60));
+    }
+
+    #[test]
+    fn bad_items_are_rejected_with_their_id() {
+        let bad = v1::Key { id: "key_x".into(), status: "zombie".into(), key_hash: vec![1; 32], ..Default::default() };
+        assert_eq!(key(&bad).unwrap_err().id, "key_x");
+        let short = v1::Key { id: "key_y".into(), status: "active".into(), key_hash: vec![1; 3], ..Default::default() };
+        assert!(key(&short).is_err());
+        let p = v1::Provider { id: "prov_1".into(), kind: "carrier-pigeon".into(), ..Default::default() };
+        assert!(provider(&p).unwrap_err().reason.contains("carrier-pigeon"));
+        let m = v1::Model { id: "model_1".into(), name: "m".into(), ..Default::default() };
+        assert_eq!(model(&m).unwrap_err().reason, "no deployments");
+        assert!(pepper(&[0; 31]).is_err());
+    }
+}
