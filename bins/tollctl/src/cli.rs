@@ -69,7 +69,7 @@ enum KeysCommand {
         #[arg(long)]
         expires_at: Option<String>,
         /// Budget limit in USD (e.g. 50.00).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         budget_usd: Option<String>,
         /// Budget window: minute, hour, day, week, month, total.
         #[arg(long, default_value = "month")]

@@ -128,12 +128,12 @@ fn presented_key(headers: &HeaderMap) -> &str {
     ""
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    match Limited::new(req.into_body(), limit).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(ApiError::BodyTooLarge { limit })
@@ -144,7 +144,7 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
 
 async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = read_body(Request::from_parts(parts.clone(), body), dp.config.max_body_bytes).await?;
+    let body = read_body(&parts.headers, body, dp.config.max_body_bytes).await?;
 
     // Everything the request needs from the snapshot is taken here, at one revision.
     let (key, head, deployment, provider, pricing) = {

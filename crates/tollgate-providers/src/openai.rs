@@ -76,7 +76,11 @@ impl RequestHead {
         if first.is_some_and(|&b| b != b'{') {
             return Err(HeadError::NotAnObject);
         }
-        let raw: RawHead<'_> = serde_json::from_slice(body).map_err(|e| HeadError::Json(e.to_string()))?;
+        // serde_json does not check UTF-8 inside fields it skips; JSON must be UTF-8
+        // throughout, so check the whole body once (and parse the checked text).
+        let text = std::str::from_utf8(body)
+            .map_err(|e| HeadError::Json(format!("body is not valid UTF-8 at byte {}", e.valid_up_to())))?;
+        let raw: RawHead<'_> = serde_json::from_str(text).map_err(|e| HeadError::Json(e.to_string()))?;
         let model_raw = raw.model.ok_or(HeadError::MissingModel)?;
         let text = model_raw.get();
         let model: Cow<'_, str> = serde_json::from_str(text).map_err(|_| HeadError::BadModel)?;
@@ -259,6 +263,7 @@ mod tests {
         check(br#"{"model": "m", "stream": "yes"}"#, |e| matches!(e, HeadError::Json(_)));
         check(br#"{"model": "m", "max_tokens": -1}"#, |e| matches!(e, HeadError::Json(_)));
         check(b"{\"model\": \"\xff\xfe\"}", |e| matches!(e, HeadError::Json(_)));
+        check(b"{\"model\": \"m\", \"skipped\": \"\xff\"}", |e| matches!(e, HeadError::Json(_)));
         let unbalanced = format!("{{\"model\":\"m\",\"x\":{}", "[".repeat(100_000));
         check(unbalanced.as_bytes(), |e| matches!(e, HeadError::Json(_)));
     }

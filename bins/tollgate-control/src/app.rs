@@ -1,0 +1,100 @@
+//! Wiring of the control-plane binary: flags → `tollgate-controlplane`.
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tollgate_controlplane::{ControlPlane, SecretSources};
+
+/// Flags; each also reads a `TOLLGATE_*` environment variable.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate-control", version, about = "tollgate control plane: management REST API and gRPC")]
+pub(crate) struct Args {
+    /// sea-orm database URL: `sqlite://path/tollgate.db?mode=rwc` or `postgres://user@host/db`.
+    #[arg(
+        long,
+        env = "TOLLGATE_DATABASE_URL",
+        default_value = "sqlite://./data/tollgate.db?mode=rwc",
+        hide_env_values = true
+    )]
+    database_url: String,
+    /// Directory for generated secrets (admin token, master key, key pepper).
+    #[arg(long, env = "TOLLGATE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Management REST listen address.
+    #[arg(long, env = "TOLLGATE_ADMIN_LISTEN", default_value = "127.0.0.1:4001")]
+    admin_listen: SocketAddr,
+    /// gRPC listen address.
+    #[arg(long, env = "TOLLGATE_GRPC_LISTEN", default_value = "127.0.0.1:4002")]
+    grpc_listen: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the control plane until Ctrl-C or SIGTERM.
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    init_tracing(&args.log_format);
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let cfg = tollgate_controlplane::Config {
+        database_url: args.database_url.clone(),
+        data_dir: args.data_dir.clone(),
+        secrets: SecretSources {
+            master_key: std::env::var("TOLLGATE_MASTER_KEY").ok().filter(|s| !s.is_empty()),
+            key_pepper: std::env::var("TOLLGATE_KEY_PEPPER").ok().filter(|s| !s.is_empty()),
+            admin_token: std::env::var("TOLLGATE_ADMIN_TOKEN").ok().filter(|s| !s.is_empty()),
+        },
+    };
+    let cp = Arc::new(ControlPlane::start(&cfg).await.context("cannot start the control plane")?);
+    if let Some(token) = cp.generated_admin_token() {
+        eprintln!(
+            "\nGenerated admin token (also saved to {}, mode 0600):\n\n    {token}\n",
+            args.data_dir.join("admin_token").display()
+        );
+    }
+    let rest = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen for the management API on {}", args.admin_listen))?;
+    let grpc = tokio::net::TcpListener::bind(args.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", args.grpc_listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tracing::info!(admin = %args.admin_listen, grpc = %args.grpc_listen, "tollgate control plane listening");
+    let (a, b) = (cp.clone(), cp.clone());
+    let rest_task = tokio::spawn({
+        let s = stopped(&stop_rx);
+        async move { a.serve_rest(rest, s).await }
+    });
+    let grpc_task = tokio::spawn({
+        let s = stopped(&stop_rx);
+        async move { b.serve_grpc(grpc, s).await }
+    });
+    rest_task.await.context("REST task")?.context("management API failed")?;
+    grpc_task.await.context("gRPC task")?.context("gRPC server failed")?;
+    Ok(())
+}

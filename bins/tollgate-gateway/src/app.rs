@@ -1,0 +1,202 @@
+//! Wiring of the gateway binary: flags → library crates.
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tollgate_controlplane::{ControlPlane, SecretSources};
+use tollgate_dataplane::{DataPlane, WatchConfig};
+
+/// Flags; each also reads a `TOLLGATE_*` environment variable.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate-gateway", version, about = "tollgate data plane: a multi-tenant LLM gateway")]
+pub(crate) struct Args {
+    /// Run with the control plane embedded (REST, gRPC and SQLite in this process).
+    #[arg(long, env = "TOLLGATE_STANDALONE", conflicts_with = "control_plane")]
+    standalone: bool,
+    /// With --standalone: seed a mock provider, a `demo` model and project, and print a key.
+    #[arg(long, env = "TOLLGATE_DEMO", requires = "standalone")]
+    demo: bool,
+    /// Directory for the SQLite database and generated secrets.
+    #[arg(long, env = "TOLLGATE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Database URL for the embedded control plane (default: SQLite in the data dir).
+    #[arg(long, env = "TOLLGATE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Data-plane listen address.
+    #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:4000")]
+    listen: SocketAddr,
+    /// Management REST listen address (standalone).
+    #[arg(long, env = "TOLLGATE_ADMIN_LISTEN", default_value = "127.0.0.1:4001")]
+    admin_listen: SocketAddr,
+    /// gRPC listen address (standalone).
+    #[arg(long, env = "TOLLGATE_GRPC_LISTEN", default_value = "127.0.0.1:4002")]
+    grpc_listen: SocketAddr,
+    /// Remote control plane gRPC endpoint, e.g. http://10.0.0.5:4002.
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE")]
+    control_plane: Option<String>,
+    /// Admin token used to watch the remote control plane (default: TOLLGATE_ADMIN_TOKEN).
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE_TOKEN", hide_env_values = true)]
+    control_plane_token: Option<String>,
+    /// Redis URL for counters shared between gateways.
+    #[arg(long, env = "TOLLGATE_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "TOLLGATE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Seconds allowed for an upstream's response head.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_TIMEOUT_S", default_value_t = 300)]
+    upstream_timeout_s: u64,
+    /// Log format.
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+/// Secrets come only from the environment, never from flags (flags show up in `ps`).
+fn secret_sources() -> SecretSources {
+    SecretSources {
+        master_key: std::env::var("TOLLGATE_MASTER_KEY").ok().filter(|s| !s.is_empty()),
+        key_pepper: std::env::var("TOLLGATE_KEY_PEPPER").ok().filter(|s| !s.is_empty()),
+        admin_token: std::env::var("TOLLGATE_ADMIN_TOKEN").ok().filter(|s| !s.is_empty()),
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Runs the gateway until a shutdown signal.
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    init_tracing(&args.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if args.redis_url.is_some() {
+        tracing::warn!(
+            "--redis-url given, but shared counters are not implemented in this build; counters stay in memory"
+        );
+    }
+    let mut config = tollgate_dataplane::Config { max_body_bytes: args.max_body_bytes, ..Default::default() };
+    config.upstream.request_timeout = Duration::from_secs(args.upstream_timeout_s);
+    let dp = DataPlane::new(config).context("cannot build the upstream client")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+
+    let data_listener = bind(args.listen, "the data plane").await?;
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if args.standalone {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+        let database_url = args
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", args.data_dir.join("tollgate.db").display()));
+        let cp_config =
+            tollgate_controlplane::Config { database_url, data_dir: args.data_dir.clone(), secrets: secret_sources() };
+        let cp = Arc::new(ControlPlane::start(&cp_config).await.context("cannot start the embedded control plane")?);
+        if let Some(token) = cp.generated_admin_token() {
+            let path = args.data_dir.join("admin_token");
+            // Shown once, on the terminal only, never through the logger.
+            eprintln!("\nGenerated admin token (also saved to {}, mode 0600):\n\n    {token}\n", path.display());
+        }
+        if args.demo {
+            let key = cp.seed_demo().await.context("cannot seed the demo setup")?;
+            eprintln!(
+                "\nDemo ready. Virtual key for model \"demo\":\n\n    {key}\n\nTry:\n    curl -s http://{}/v1/chat/completions -H \"Authorization: Bearer {key}\" \\\n      -H 'content-type: application/json' -d '{{\"model\":\"demo\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n",
+                args.listen
+            );
+        }
+        // In-process feed: the same snapshots remote gateways receive over Watch.
+        let mut snapshots = cp.snapshots();
+        let first = snapshots.borrow_and_update().clone();
+        dp.apply(&first);
+        let feed_dp = dp.clone();
+        tokio::spawn(async move {
+            while snapshots.changed().await.is_ok() {
+                let snap = snapshots.borrow_and_update().clone();
+                feed_dp.apply(&snap);
+            }
+        });
+        let rest = bind(args.admin_listen, "the management API").await?;
+        let grpc = bind(args.grpc_listen, "gRPC").await?;
+        let (cp1, cp2) = (cp.clone(), cp.clone());
+        let stop = stop_rx.clone();
+        tasks.spawn(async move { cp1.serve_rest(rest, stopped(&stop)).await.context("management API failed") });
+        let stop = stop_rx.clone();
+        tasks.spawn(async move { cp2.serve_grpc(grpc, stopped(&stop)).await.context("gRPC server failed") });
+        tracing::info!(data = %args.listen, admin = %args.admin_listen, grpc = %args.grpc_listen, "tollgate standalone listening");
+    } else if let Some(endpoint) = args.control_plane.clone() {
+        let token = args
+            .control_plane_token
+            .clone()
+            .or_else(|| std::env::var("TOLLGATE_ADMIN_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+            .context("--control-plane needs a token: set TOLLGATE_CONTROL_PLANE_TOKEN or TOLLGATE_ADMIN_TOKEN")?;
+        let cfg = WatchConfig { endpoint: endpoint.clone(), token, max_backoff: Duration::from_secs(5) };
+        tokio::spawn(tollgate_dataplane::watch_control_plane(dp.clone(), cfg));
+        tracing::info!(data = %args.listen, control_plane = %endpoint, "tollgate gateway listening");
+    } else {
+        bail!("choose a mode: --standalone, or --control-plane http://HOST:4002");
+    }
+
+    let stop = stop_rx.clone();
+    let dp_serve = dp.clone();
+    tasks.spawn(async move {
+        tollgate_dataplane::serve(dp_serve, data_listener, stopped(&stop)).await.context("data plane failed")
+    });
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => bail!("a server task panicked: {e}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the standalone gateway binary: management REST → key → chat
+//! completions through a fake upstream, and the error contract at the edges.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
+
+mod standalone;

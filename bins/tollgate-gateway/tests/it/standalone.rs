@@ -1,0 +1,392 @@
+//! The standalone binary, driven over real sockets.
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tollgate_testkit::http_client::{TestResponse, get, post_json, send};
+use tollgate_testkit::process::{Proc, eventually, free_port, temp_dir, wait_ready};
+use tollgate_testkit::{CHAT_COMPLETION, FakeUpstream, Reply};
+
+const ADMIN: &str = "test-admin-token-0123456789";
+const UPSTREAM_KEY: &str = "sk-upstream-credential-abcdef123456";
+
+struct Gateway {
+    proc: Proc,
+    data: String,
+    admin: String,
+    dir: std::path::PathBuf,
+}
+
+impl Gateway {
+    async fn start() -> Gateway {
+        let dir = temp_dir("standalone");
+        let (d, a, g) = (free_port(), free_port(), free_port());
+        let (data, admin, grpc) = (format!("127.0.0.1:{d}"), format!("127.0.0.1:{a}"), format!("127.0.0.1:{g}"));
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_tollgate-gateway"));
+        let dir_s = dir.to_string_lossy().into_owned();
+        let mut proc = Proc::spawn(
+            bin,
+            &[
+                "--standalone",
+                "--data-dir",
+                &dir_s,
+                "--listen",
+                &data,
+                "--admin-listen",
+                &admin,
+                "--grpc-listen",
+                &grpc,
+            ],
+            &[("TOLLGATE_ADMIN_TOKEN", ADMIN), ("TOLLGATE_MAX_BODY_BYTES", "65536")],
+        );
+        wait_ready(&mut proc, &format!("http://{data}/healthz"), Duration::from_secs(30)).await;
+        wait_ready(&mut proc, &format!("http://{admin}/healthz"), Duration::from_secs(30)).await;
+        Gateway { proc, data: format!("http://{data}"), admin: format!("http://{admin}"), dir }
+    }
+
+    async fn admin_post(&self, path: &str, body: Value) -> TestResponse {
+        post_json(&format!("{}{path}", self.admin), Some(ADMIN), &body).await
+    }
+
+    async fn created(&self, path: &str, body: Value) -> Value {
+        let r = self.admin_post(path, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}: {}", r.text());
+        r.json()
+    }
+
+    async fn chat(&self, key: Option<&str>, body: &Value) -> TestResponse {
+        post_json(&format!("{}/v1/chat/completions", self.data), key, body).await
+    }
+
+    /// Sets up provider → model → team → project and mints a key.
+    async fn setup(&self, upstream: &FakeUpstream, key_extra: Value) -> (String, String) {
+        self.created(
+            "/api/v1/providers",
+            json!({"name": "up", "kind": "openai-compatible", "base_url": upstream.base_url(), "api_key": UPSTREAM_KEY}),
+        )
+        .await;
+        self.created(
+            "/api/v1/models",
+            json!({"name": "gpt-4o-mini", "deployments": [{"provider": "up", "model": "gpt-4o-mini-2024-07-18"}],
+                   "pricing": {"input_per_mtok": "0.15", "output_per_mtok": 0.6}}),
+        )
+        .await;
+        self.created("/api/v1/models", json!({"name": "other", "deployments": [{"provider": "up", "model": "x"}]}))
+            .await;
+        self.created("/api/v1/teams", json!({"name": "acme"})).await;
+        self.created("/api/v1/projects", json!({"name": "web", "team": "acme"})).await;
+        let mut body =
+            json!({"project": "web", "name": "k1", "principal": "acme:user-42", "metadata": {"tier": "gold"}});
+        if let (Some(b), Some(extra)) = (body.as_object_mut(), key_extra.as_object()) {
+            b.extend(extra.clone());
+        }
+        let key = self.created("/api/v1/keys", body).await;
+        let secret = key["key"].as_str().expect("secret returned at creation").to_owned();
+        let id = key["id"].as_str().expect("id").to_owned();
+        self.wait_key_live(&secret).await;
+        (id, secret)
+    }
+
+    async fn wait_key_live(&self, secret: &str) {
+        let url = format!("{}/v1/models", self.data);
+        eventually(Duration::from_secs(10), "key reaches the data plane", || {
+            let url = url.clone();
+            async move { get(&url, Some(secret)).await.status == StatusCode::OK }
+        })
+        .await;
+    }
+}
+
+fn hello() -> Value {
+    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}], "seed": 7})
+}
+
+fn error_code(r: &TestResponse) -> String {
+    r.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_minted_key_reaches_the_upstream_with_the_provider_credential_only() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+
+    let resp = gw.chat(Some(&secret), &hello()).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    assert_eq!(resp.text(), CHAT_COMPLETION, "the caller gets the upstream's body byte for byte");
+    assert!(resp.headers.contains_key("x-request-id"));
+
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1);
+    let req = &seen[0];
+    assert_eq!(req.path, "/v1/chat/completions");
+    assert_eq!(req.header("authorization"), Some(format!("Bearer {UPSTREAM_KEY}").as_str()));
+    for (name, value) in &req.headers {
+        assert!(
+            !value.as_bytes().windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "virtual key leaked in {name}"
+        );
+    }
+    // Only the model was rewritten; every other field passed through untouched.
+    let sent = req.json();
+    assert_eq!(sent["model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(sent["seed"], 7);
+    assert_eq!(sent["tools"][0]["function"]["name"], "f");
+    let original = hello().to_string().replace("\"gpt-4o-mini\"", "\"gpt-4o-mini-2024-07-18\"");
+    assert_eq!(String::from_utf8_lossy(&req.body), original);
+}
+
+#[tokio::test]
+async fn missing_malformed_and_unknown_keys_get_401_in_the_openai_shape() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    gw.setup(&upstream, json!({})).await;
+    let unknown = tollgate_keys::mint_secret();
+    for key in [None, Some("tg_not-a-key"), Some("sk-openai-style"), Some(unknown.expose())] {
+        let r = gw.chat(key, &hello()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{key:?}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["error"]["code"], "invalid_api_key");
+        assert!(v["error"]["message"].is_string() && v["error"]["type"].is_string());
+    }
+    assert!(upstream.requests().is_empty(), "no unauthenticated request may reach the upstream");
+}
+
+#[tokio::test]
+async fn keys_work_from_anthropic_and_azure_headers() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    for header in ["x-api-key", "api-key"] {
+        let r = send(
+            Method::POST,
+            &format!("{}/v1/chat/completions", gw.data),
+            &[(header, &secret), ("content-type", "application/json")],
+            hello().to_string(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{header}: {}", r.text());
+    }
+}
+
+#[tokio::test]
+async fn policy_refusals_revocation_and_rotation() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (id, secret) = gw.setup(&upstream, json!({"models_allowed": ["gpt-4o*"]})).await;
+
+    let r = gw.chat(Some(&secret), &json!({"model": "other", "messages": []})).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::FORBIDDEN, "model_not_allowed".into()));
+    let r = gw.chat(Some(&secret), &json!({"model": "gpt-4o-nonexistent", "messages": []})).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::NOT_FOUND, "model_not_found".into()));
+    let models = get(&format!("{}/v1/models", gw.data), Some(&secret)).await.json();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, ["gpt-4o-mini"], "only models the key may use are listed");
+
+    // Rotation with a grace period: both secrets work until the grace ends.
+    let rotated = gw.admin_post(&format!("/api/v1/keys/{id}/rotate"), json!({"grace_period_s": 3600})).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+    let new_secret = rotated.json()["key"].as_str().unwrap().to_owned();
+    gw.wait_key_live(&new_secret).await;
+    assert_eq!(gw.chat(Some(&secret), &hello()).await.status, StatusCode::OK, "old secret works during grace");
+    assert_eq!(gw.chat(Some(&new_secret), &hello()).await.status, StatusCode::OK);
+
+    // Rotation without grace: the previous secret dies at once.
+    let rotated = gw.admin_post(&format!("/api/v1/keys/{id}/rotate"), json!({})).await.json();
+    let newest = rotated["key"].as_str().unwrap().to_owned();
+    gw.wait_key_live(&newest).await;
+    assert_eq!(gw.chat(Some(&new_secret), &hello()).await.status, StatusCode::UNAUTHORIZED);
+
+    let r = gw.admin_post(&format!("/api/v1/keys/{id}/revoke"), json!({})).await;
+    assert_eq!(r.json()["status"], "revoked");
+    eventually(Duration::from_secs(10), "revocation reaches the data plane", || async {
+        let r = gw.chat(Some(&newest), &hello()).await;
+        r.status == StatusCode::FORBIDDEN && error_code(&r) == "virtual_key_revoked"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_keys_are_refused() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let soon = tollgate_core::Timestamp::now().plus_millis(2000).to_rfc3339();
+    let (_, secret) = gw.setup(&upstream, json!({"expires_at": soon})).await;
+    assert_eq!(gw.chat(Some(&secret), &hello()).await.status, StatusCode::OK);
+    eventually(Duration::from_secs(10), "key expires", || async {
+        let r = gw.chat(Some(&secret), &hello()).await;
+        r.status == StatusCode::FORBIDDEN && error_code(&r) == "virtual_key_expired"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_request_bodies_get_400_or_413_and_never_reach_the_upstream() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    let url = format!("{}/v1/chat/completions", gw.data);
+    let auth = format!("Bearer {secret}");
+    let cases: Vec<(Vec<u8>, StatusCode)> = vec![
+        (b"{not json".to_vec(), StatusCode::BAD_REQUEST),
+        (b"[]".to_vec(), StatusCode::BAD_REQUEST),
+        (br#"{"messages": []}"#.to_vec(), StatusCode::BAD_REQUEST),
+        (br#"{"model": 42}"#.to_vec(), StatusCode::BAD_REQUEST),
+        (br#"{"model": "gpt-4o-mini", "stream": "yes"}"#.to_vec(), StatusCode::BAD_REQUEST),
+        (b"{\"model\": \"gpt-4o-mini\", \"x\": \"\xff\"}".to_vec(), StatusCode::BAD_REQUEST),
+        (
+            format!(r#"{{"model":"gpt-4o-mini","pad":"{}"}}"#, "a".repeat(70_000)).into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (body, want) in cases {
+        let r =
+            send(Method::POST, &url, &[("authorization", &auth), ("content-type", "application/json")], body.clone())
+                .await;
+        assert_eq!(r.status, want, "{}: {}", String::from_utf8_lossy(&body[..body.len().min(60)]), r.text());
+        assert!(r.json()["error"]["message"].is_string());
+    }
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn upstream_failures_map_to_502_504_and_request_errors_pass_through() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+
+    upstream.set_reply(Reply::raw(StatusCode::OK, "text/html", "<html>oops</html>"));
+    let r = gw.chat(Some(&secret), &hello()).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::BAD_GATEWAY, "upstream_error".into()));
+    assert!(!r.text().contains("oops"), "upstream garbage must not be echoed");
+
+    upstream.set_reply(Reply::raw(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "boom"));
+    assert_eq!(gw.chat(Some(&secret), &hello()).await.status, StatusCode::BAD_GATEWAY);
+
+    let ctx =
+        r#"{"error":{"message":"context too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+    upstream.set_reply(Reply::json(StatusCode::BAD_REQUEST, ctx));
+    let r = gw.chat(Some(&secret), &hello()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&r), "context_length_exceeded");
+
+    // An upstream that is gone: connection refused.
+    let gone = FakeUpstream::start().await;
+    let base = gone.base_url();
+    drop(gone);
+    gw.created(
+        "/api/v1/providers",
+        json!({"name": "gone", "kind": "openai-compatible", "base_url": base, "api_key": "sk-x"}),
+    )
+    .await;
+    gw.created("/api/v1/models", json!({"name": "dead", "deployments": [{"provider": "gone", "model": "m"}]})).await;
+    eventually(Duration::from_secs(10), "dead model routes", || async {
+        let r = gw.chat(Some(&secret), &json!({"model": "dead", "messages": []})).await;
+        r.status == StatusCode::BAD_GATEWAY && error_code(&r) == "upstream_error"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_database_or_the_logs_in_clear() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    assert_eq!(gw.chat(Some(&secret), &hello()).await.status, StatusCode::OK);
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(&gw.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("tollgate.db")) {
+            stored.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(!stored.is_empty());
+    for needle in [secret.as_str(), UPSTREAM_KEY, ADMIN] {
+        assert!(!stored.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} stored in clear");
+        assert!(!gw.proc.output().contains(needle), "{needle} in logs");
+    }
+    // The REST API shows only hints.
+    let providers = get(&format!("{}/api/v1/providers", gw.admin), Some(ADMIN)).await.text();
+    assert!(!providers.contains(UPSTREAM_KEY), "{providers}");
+}
+
+#[tokio::test]
+async fn the_management_api_refuses_bad_tokens_and_bad_input_with_the_field_named() {
+    let gw = Gateway::start().await;
+    let url = format!("{}/api/v1/teams", gw.admin);
+    assert_eq!(post_json(&url, None, &json!({"name": "a"})).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post_json(&url, Some("wrong-token-xxxxxxxxxxxx"), &json!({"name": "a"})).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let r = gw.admin_post("/api/v1/teams", json!({"name": "a", "colour": "red"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("colour"), "{}", r.text());
+
+    gw.created("/api/v1/teams", json!({"name": "a"})).await;
+    let r = gw.admin_post("/api/v1/teams", json!({"name": "a"})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+
+    let r = gw.admin_post("/api/v1/keys", json!({"project": "nope"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["field"], "project");
+
+    let r = gw.admin_post("/api/v1/providers", json!({"name": "p", "kind": "carrier-pigeon"})).await;
+    assert_eq!(r.json()["error"]["field"], "kind");
+
+    let r = gw.admin_post("/api/v1/teams", json!({"name": "x".repeat(10_000)})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let r = send(Method::POST, &url, &[("authorization", &format!("Bearer {ADMIN}"))], huge).await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+
+    let r = get(&format!("{}/api/v1/keys/key_missing", gw.admin), Some(ADMIN)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_demo_serves_the_mock_model_with_usage() {
+    let dir = temp_dir("demo");
+    let (d, a, g) = (free_port(), free_port(), free_port());
+    let data = format!("127.0.0.1:{d}");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_tollgate-gateway"));
+    let (admin, grpc) = (format!("127.0.0.1:{a}"), format!("127.0.0.1:{g}"));
+    let args = [
+        "--standalone",
+        "--demo",
+        "--data-dir",
+        &dir_s,
+        "--listen",
+        &data,
+        "--admin-listen",
+        &admin,
+        "--grpc-listen",
+        &grpc,
+    ];
+    let mut proc = Proc::spawn(bin, &args, &[]);
+    wait_ready(&mut proc, &format!("http://{data}/readyz"), Duration::from_secs(30)).await;
+    let out = proc.output();
+    let key = out.split_whitespace().find(|w| w.starts_with("tg_")).expect("demo key printed").to_owned();
+    let token = std::fs::read_to_string(dir.join("admin_token")).unwrap();
+    assert!(out.contains(token.trim()), "the generated admin token is shown once");
+    let body = json!({"model": "demo", "messages": [{"role": "user", "content": "hello there"}]});
+    let r = post_json(&format!("http://{data}/v1/chat/completions"), Some(&key), &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("hello there"));
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    drop(proc);
+
+    // A second start reuses the data dir and prints a fresh working key.
+    let mut proc = Proc::spawn(bin, &args, &[]);
+    wait_ready(&mut proc, &format!("http://{data}/readyz"), Duration::from_secs(30)).await;
+    let out = proc.output();
+    let key2 = out.split_whitespace().find(|w| w.starts_with("tg_")).expect("demo key printed").to_owned();
+    assert_ne!(key, key2);
+    assert!(!out.contains("Generated admin token"));
+    let r = post_json(&format!("http://{data}/v1/chat/completions"), Some(&key2), &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}

@@ -1,0 +1,125 @@
+//! Control-plane errors, and their one mapping to HTTP and one to gRPC.
+
+use tollgate_core::{ErrorCode, ServiceError};
+use tollgate_store::StoreError;
+
+/// Everything a control-plane operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A field of the input is invalid; names the field.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The offending field (dotted path).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The body is not valid JSON for this operation.
+    #[error("{0}")]
+    BadBody(String),
+    /// No or unknown admin token.
+    #[error("missing or invalid admin token")]
+    Unauthenticated,
+    /// The token may not do this.
+    #[error("admin token lacks the scope {0}")]
+    Forbidden(&'static str),
+    /// The resource does not exist.
+    #[error("{kind} {id:?} not found")]
+    NotFound {
+        /// Resource kind.
+        kind: &'static str,
+        /// The id or name asked for.
+        id: String,
+    },
+    /// The write conflicts with an existing resource.
+    #[error("{0}")]
+    Conflict(String),
+    /// Start-up configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The store failed.
+    #[error("storage error")]
+    Store(#[source] StoreError),
+    /// Anything else; details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        match e.code() {
+            ErrorCode::Conflict => ControlError::Conflict(e.to_string()),
+            ErrorCode::NotFound => ControlError::NotFound { kind: "resource", id: e.to_string() },
+            _ => ControlError::Store(e),
+        }
+    }
+}
+
+impl ControlError {
+    /// An invalid-field error.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ControlError::Invalid { field: field.into(), reason: reason.into() }
+    }
+
+    /// The REST status and `code` of this error.
+    pub(crate) fn http(&self) -> (http::StatusCode, &'static str) {
+        use http::StatusCode as S;
+        match self.code() {
+            ErrorCode::BadRequest | ErrorCode::PayloadTooLarge => (S::BAD_REQUEST, "invalid_request"),
+            ErrorCode::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated"),
+            ErrorCode::Forbidden => (S::FORBIDDEN, "forbidden"),
+            ErrorCode::NotFound => (S::NOT_FOUND, "not_found"),
+            ErrorCode::Conflict => (S::CONFLICT, "conflict"),
+            _ => (S::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+
+    /// The gRPC status of this error.
+    pub(crate) fn grpc(&self) -> tonic::Status {
+        let msg = self.public_message();
+        match self.code() {
+            ErrorCode::BadRequest | ErrorCode::PayloadTooLarge => tonic::Status::invalid_argument(msg),
+            ErrorCode::Unauthenticated => tonic::Status::unauthenticated(msg),
+            ErrorCode::Forbidden => tonic::Status::permission_denied(msg),
+            ErrorCode::NotFound => tonic::Status::not_found(msg),
+            ErrorCode::Conflict => tonic::Status::already_exists(msg),
+            _ => tonic::Status::internal(msg),
+        }
+    }
+
+    /// The message safe to return: internal details are logged instead.
+    pub(crate) fn public_message(&self) -> String {
+        match self {
+            ControlError::Store(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(e), "store failure");
+                "internal storage error".into()
+            }
+            ControlError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal error".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The field this error is about, if any.
+    pub(crate) fn field(&self) -> Option<&str> {
+        match self {
+            ControlError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl ServiceError for ControlError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ControlError::Invalid { .. } | ControlError::BadBody(_) => ErrorCode::BadRequest,
+            ControlError::Unauthenticated => ErrorCode::Unauthenticated,
+            ControlError::Forbidden(_) => ErrorCode::Forbidden,
+            ControlError::NotFound { .. } => ErrorCode::NotFound,
+            ControlError::Conflict(_) => ErrorCode::Conflict,
+            ControlError::Config(_) | ControlError::Store(_) | ControlError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}

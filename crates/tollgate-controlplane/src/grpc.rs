@@ -1,0 +1,188 @@
+//! The gRPC services: config distribution (`Watch`) and admin operations, over the same
+//! service layer as REST.
+
+use crate::ControlError;
+use crate::service::{Actor, BudgetInput, CreateKey, KeyView, ListKeys, RotateKey, Service};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tollgate_core::{Money, Timestamp};
+use tollgate_proto::v1;
+use tonic::{Request, Response, Status};
+
+fn actor<T>(svc: &Service, req: &Request<T>) -> Result<Actor, Status> {
+    let bearer = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| v[7..].trim()));
+    svc.authenticate(bearer).map_err(|e| e.grpc())
+}
+
+/// `ConfigService`: streams snapshots to gateways.
+pub(crate) struct ConfigApi {
+    svc: Arc<Service>,
+    snapshots: watch::Receiver<Arc<v1::Snapshot>>,
+}
+
+impl ConfigApi {
+    /// Serves snapshots published on `snapshots`.
+    pub(crate) fn new(svc: Arc<Service>, snapshots: watch::Receiver<Arc<v1::Snapshot>>) -> Self {
+        ConfigApi { svc, snapshots }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::config_service_server::ConfigService for ConfigApi {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        actor(&self.svc, &req)?;
+        let mut since = req.get_ref().since_revision;
+        let mut rx = self.snapshots.clone();
+        let stream = async_stream(move |tx| async move {
+            loop {
+                let snap = rx.borrow_and_update().clone();
+                if snap.revision > since {
+                    since = snap.revision;
+                    let msg = v1::WatchResponse { revision: snap.revision, snapshot: Some((*snap).clone()) };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return; // the gateway went away
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return; // the control plane is shutting down
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}
+
+/// Runs `f` with a channel sender and returns the receiving side as a stream.
+fn async_stream<F, Fut>(f: F) -> WatchStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<v1::WatchResponse, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// `AdminService`: key operations for `tollctl` and Rust callers.
+pub(crate) struct AdminApi {
+    svc: Arc<Service>,
+}
+
+impl AdminApi {
+    /// Serves admin operations over `svc`.
+    pub(crate) fn new(svc: Arc<Service>) -> Self {
+        AdminApi { svc }
+    }
+}
+
+fn key_info(v: KeyView) -> v1::KeyInfo {
+    v1::KeyInfo {
+        id: v.id.to_string(),
+        name: v.name,
+        project_id: v.project_id.to_string(),
+        principal: v.principal,
+        status: v.status,
+        hint: v.key_hint,
+        models_allowed: v.models_allowed,
+        rpm: v.rpm.and_then(|x| u32::try_from(x).ok()),
+        tpm: v.tpm.and_then(|x| u64::try_from(x).ok()),
+        max_concurrency: v.max_concurrency.and_then(|x| u32::try_from(x).ok()),
+        metadata: v.metadata.into_iter().collect(),
+        expires_at: v.expires_at.map(|t| t.to_rfc3339()),
+        created_at: v.created_at.to_rfc3339(),
+        rotated_at: v.rotated_at.map(|t| t.to_rfc3339()),
+        revoked_at: v.revoked_at.map(|t| t.to_rfc3339()),
+    }
+}
+
+fn create_input(r: v1::CreateKeyRequest) -> Result<CreateKey, ControlError> {
+    let expires_at = match r.expires_at.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(Timestamp::parse_rfc3339(s).map_err(|e| ControlError::invalid("expires_at", e.to_string()))?),
+        None => None,
+    };
+    let budget = match r.budget {
+        Some(b) => Some(BudgetInput {
+            limit_usd: Money::parse_non_negative(&b.limit_usd)
+                .map_err(|e| ControlError::invalid("budget.limit_usd", e.to_string()))?,
+            window: b.window.parse().map_err(|e| ControlError::invalid("budget.window", format!("{e}")))?,
+            on_breach: match b.on_breach.as_str() {
+                "" => None,
+                s => Some(s.parse().map_err(|e| ControlError::invalid("budget.on_breach", format!("{e}")))?),
+            },
+        }),
+        None => None,
+    };
+    Ok(CreateKey {
+        project: r.project,
+        name: r.name,
+        principal: r.principal,
+        models_allowed: r.models_allowed,
+        rpm: r.rpm,
+        tpm: r.tpm,
+        max_concurrency: r.max_concurrency,
+        metadata: r.metadata.into_iter().collect(),
+        expires_at,
+        budget,
+    })
+}
+
+#[tonic::async_trait]
+impl v1::admin_service_server::AdminService for AdminApi {
+    async fn create_key(&self, req: Request<v1::CreateKeyRequest>) -> Result<Response<v1::CreateKeyResponse>, Status> {
+        let actor = actor(&self.svc, &req)?;
+        let input = create_input(req.into_inner()).map_err(|e| e.grpc())?;
+        let out = self.svc.create_key(&actor, input).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::CreateKeyResponse { key: Some(key_info(out.view)), secret: out.key }))
+    }
+
+    async fn list_keys(&self, req: Request<v1::ListKeysRequest>) -> Result<Response<v1::ListKeysResponse>, Status> {
+        actor(&self.svc, &req)?;
+        let r = req.into_inner();
+        let q = ListKeys {
+            project: r.project,
+            principal: r.principal,
+            status: r.status,
+            metadata: Vec::new(),
+            limit: (r.limit > 0).then_some(u64::from(r.limit)),
+            after: r.after,
+        };
+        let page = self.svc.list_keys(q).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::ListKeysResponse {
+            keys: page.data.into_iter().map(key_info).collect(),
+            next_after: page.next_after.map(|k| k.to_string()),
+        }))
+    }
+
+    async fn get_key(&self, req: Request<v1::GetKeyRequest>) -> Result<Response<v1::KeyInfo>, Status> {
+        actor(&self.svc, &req)?;
+        let v = self.svc.get_key(&req.get_ref().id).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(key_info(v)))
+    }
+
+    async fn rotate_key(&self, req: Request<v1::RotateKeyRequest>) -> Result<Response<v1::RotateKeyResponse>, Status> {
+        let actor = actor(&self.svc, &req)?;
+        let r = req.into_inner();
+        let out = self
+            .svc
+            .rotate_key(&actor, &r.id, RotateKey { grace_period_s: Some(r.grace_period_s) })
+            .await
+            .map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::RotateKeyResponse { key: Some(key_info(out.view)), secret: out.key }))
+    }
+
+    async fn revoke_key(&self, req: Request<v1::RevokeKeyRequest>) -> Result<Response<v1::KeyInfo>, Status> {
+        let actor = actor(&self.svc, &req)?;
+        let v = self.svc.revoke_key(&actor, &req.get_ref().id).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(key_info(v)))
+    }
+}

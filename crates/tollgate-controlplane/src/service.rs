@@ -1,0 +1,1094 @@
+//! The service layer: every management operation, shared by REST and gRPC.
+
+use crate::ControlError;
+use crate::secrets::{Secrets, hashes_equal, token_hash};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tokio::sync::{Mutex, watch};
+use tollgate_audit::{AuditEvent, chain_hash, redact};
+use tollgate_core::{
+    BudgetId, KeyId, ModelId, Money, OnBreach, OrgId, ProjectId, ProviderId, ScopeKind, TeamId, Timestamp, Window,
+};
+use tollgate_keys::{KeyHash, KeyHasher, KeyStatus, mint_secret};
+use tollgate_proto::v1;
+use tollgate_providers::ProviderKind;
+use tollgate_store::{
+    BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, Store,
+    TeamRecord,
+};
+
+/// Name of the organization created at first start.
+pub const DEFAULT_ORG: &str = "default";
+const MAX_NAME: usize = 128;
+const MAX_METADATA_ENTRIES: usize = 64;
+const MAX_METADATA_VALUE: usize = 1024;
+const MAX_PATTERNS: usize = 256;
+
+/// Who is making a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// Token id, or `bootstrap` for the bootstrap admin token.
+    pub id: String,
+}
+
+// ------------------------------------------------------------------ inputs
+
+/// `POST /api/v1/providers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProvider {
+    /// Unique name, referenced by model deployments.
+    pub name: String,
+    /// `openai`, `openai-compatible`, `mock`, ...
+    pub kind: String,
+    /// Base URL; defaults per kind.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The platform's credential at the provider (stored encrypted).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Requests per minute on this credential.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Tokens per minute on this credential.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Fallback priority (lower first).
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// Kind-specific settings, e.g. `{"latency_ms": 20}` for `mock`.
+    #[serde(default)]
+    pub extra: Option<serde_json::Value>,
+}
+
+/// A deployment in [`CreateModel`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentInput {
+    /// Provider name.
+    pub provider: String,
+    /// The upstream's model name.
+    pub model: String,
+}
+
+/// Prices in USD per 1M tokens.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingInput {
+    /// Per 1M prompt tokens.
+    pub input_per_mtok: Money,
+    /// Per 1M generated tokens.
+    pub output_per_mtok: Money,
+    /// Per 1M cached prompt tokens.
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<Money>,
+}
+
+/// `POST /api/v1/models`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateModel {
+    /// Public name callers use.
+    pub name: String,
+    /// Where it is served, in priority order.
+    pub deployments: Vec<DeploymentInput>,
+    /// Prices; a model without them cannot be metered.
+    #[serde(default)]
+    pub pricing: Option<PricingInput>,
+    /// Output tokens assumed when a request sets no `max_tokens`.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+}
+
+/// `POST /api/v1/teams`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeam {
+    /// Team name, unique in its organization.
+    pub name: String,
+}
+
+/// `POST /api/v1/projects`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// Project name, unique in its team.
+    pub name: String,
+    /// Team id or name.
+    pub team: String,
+}
+
+/// A budget given inline at key creation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetInput {
+    /// The limit in USD.
+    pub limit_usd: Money,
+    /// The window.
+    pub window: Window,
+    /// Block (default) or warn.
+    #[serde(default)]
+    pub on_breach: Option<OnBreach>,
+}
+
+/// `POST /api/v1/keys`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// Project id or name.
+    pub project: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The platform's customer or user id.
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// Allowed model names or globs; empty allows every model.
+    #[serde(default)]
+    pub models_allowed: Vec<String>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Tokens per minute.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Concurrent requests.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    /// Free-form metadata, copied to ledger entries.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// When the key stops working.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// A budget on this key.
+    #[serde(default)]
+    pub budget: Option<BudgetInput>,
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or set.
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /api/v1/keys/{id}`: absent fields are left alone, `null` clears.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    /// Display name.
+    #[serde(default, deserialize_with = "double_option")]
+    pub name: Option<Option<String>>,
+    /// Allowed models (replaces the list).
+    #[serde(default)]
+    pub models_allowed: Option<Vec<String>>,
+    /// Requests per minute.
+    #[serde(default, deserialize_with = "double_option")]
+    pub rpm: Option<Option<u32>>,
+    /// Tokens per minute.
+    #[serde(default, deserialize_with = "double_option")]
+    pub tpm: Option<Option<u64>>,
+    /// Concurrent requests.
+    #[serde(default, deserialize_with = "double_option")]
+    pub max_concurrency: Option<Option<u32>>,
+    /// Metadata (replaces the map).
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Expiry.
+    #[serde(default, deserialize_with = "double_option")]
+    pub expires_at: Option<Option<Timestamp>>,
+}
+
+/// `POST /api/v1/keys/{id}/rotate`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// How long the old secret keeps working (default 0: it dies now).
+    #[serde(default)]
+    pub grace_period_s: Option<u64>,
+}
+
+/// Filters of `GET /api/v1/keys`.
+#[derive(Debug, Clone, Default)]
+pub struct ListKeys {
+    /// Project id or name.
+    pub project: Option<String>,
+    /// Principal.
+    pub principal: Option<String>,
+    /// `active` or `revoked`.
+    pub status: Option<String>,
+    /// `metadata.K=V` pairs, all of which must match.
+    pub metadata: Vec<(String, String)>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<u64>,
+    /// Cursor: the last id of the previous page.
+    pub after: Option<String>,
+}
+
+// ------------------------------------------------------------------ views
+
+/// A provider as the API shows it: the credential only as a hint.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderView {
+    /// Id.
+    pub id: ProviderId,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Base URL.
+    pub base_url: String,
+    /// Masked credential (`sk-…abcd`).
+    pub api_key_hint: String,
+    /// Requests per minute.
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    pub tpm: Option<i64>,
+    /// Priority.
+    pub priority: i32,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+/// A model as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelView {
+    /// Id.
+    pub id: ModelId,
+    /// Public name.
+    pub name: String,
+    /// Deployments.
+    pub deployments: Vec<DeploymentInput>,
+    /// Prices, if set.
+    pub pricing: Option<PricingInput>,
+    /// Default output cap.
+    pub max_output_tokens: Option<i64>,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+/// A team.
+#[derive(Debug, Clone, Serialize)]
+pub struct TeamView {
+    /// Id.
+    pub id: TeamId,
+    /// Name.
+    pub name: String,
+    /// Organization.
+    pub org_id: OrgId,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+/// A project.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectView {
+    /// Id.
+    pub id: ProjectId,
+    /// Name.
+    pub name: String,
+    /// Team.
+    pub team_id: TeamId,
+    /// Organization.
+    pub org_id: OrgId,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+/// A budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetView {
+    /// Id.
+    pub id: BudgetId,
+    /// Scope kind.
+    pub scope: ScopeKind,
+    /// Scope id.
+    pub scope_id: String,
+    /// Limit in USD.
+    pub limit_usd: Money,
+    /// Window.
+    pub window: Window,
+    /// Block or warn.
+    pub on_breach: OnBreach,
+}
+
+/// A key as the API shows it: never the secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    /// Id.
+    pub id: KeyId,
+    /// Name.
+    pub name: Option<String>,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Principal.
+    pub principal: Option<String>,
+    /// `active` or `revoked` (or `expired`, derived from `expires_at`).
+    pub status: String,
+    /// Display hint of the current secret.
+    pub key_hint: String,
+    /// Allowed models.
+    pub models_allowed: Vec<String>,
+    /// Requests per minute.
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    pub tpm: Option<i64>,
+    /// Concurrent requests.
+    pub max_concurrency: Option<i64>,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Expiry.
+    pub expires_at: Option<Timestamp>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Last rotation.
+    pub rotated_at: Option<Timestamp>,
+    /// Revocation.
+    pub revoked_at: Option<Timestamp>,
+    /// Budgets on this key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetView>,
+}
+
+/// A key with its secret: the one response that carries it.
+#[derive(Clone, Serialize)]
+pub struct KeyWithSecret {
+    /// The secret, shown once.
+    pub key: String,
+    /// The key.
+    #[serde(flatten)]
+    pub view: KeyView,
+}
+
+impl std::fmt::Debug for KeyWithSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyWithSecret").field("key", &"<redacted>").field("view", &self.view).finish()
+    }
+}
+
+/// A page of keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyPage {
+    /// The keys.
+    pub data: Vec<KeyView>,
+    /// Cursor for the next page (pass as `after`), if there may be more.
+    pub next_after: Option<KeyId>,
+}
+
+// ------------------------------------------------------------------ service
+
+/// The control plane's operations over one store.
+pub struct Service {
+    store: Store,
+    secrets: Secrets,
+    hasher: KeyHasher,
+    org: OrgRecord,
+    revision: watch::Sender<i64>,
+    audit_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("revision", &*self.revision.borrow()).finish_non_exhaustive()
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), ControlError> {
+    if value.trim().is_empty() {
+        return Err(ControlError::invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > MAX_NAME {
+        return Err(ControlError::invalid(field, format!("must be at most {MAX_NAME} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ControlError::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_patterns(patterns: &[String]) -> Result<(), ControlError> {
+    if patterns.len() > MAX_PATTERNS {
+        return Err(ControlError::invalid("models_allowed", format!("at most {MAX_PATTERNS} entries")));
+    }
+    for (i, p) in patterns.iter().enumerate() {
+        check_name(&format!("models_allowed[{i}]"), p)?;
+    }
+    Ok(())
+}
+
+fn check_metadata(m: &BTreeMap<String, String>) -> Result<(), ControlError> {
+    if m.len() > MAX_METADATA_ENTRIES {
+        return Err(ControlError::invalid("metadata", format!("at most {MAX_METADATA_ENTRIES} entries")));
+    }
+    for (k, v) in m {
+        check_name("metadata key", k)?;
+        if v.len() > MAX_METADATA_VALUE {
+            return Err(ControlError::invalid(format!("metadata.{k}"), format!("at most {MAX_METADATA_VALUE} bytes")));
+        }
+    }
+    Ok(())
+}
+
+fn mask(api_key: &str) -> String {
+    let n = api_key.chars().count();
+    if n == 0 {
+        return String::new();
+    }
+    if n <= 8 {
+        return "…".into();
+    }
+    let head: String = api_key.chars().take(3).collect();
+    let tail: String = api_key.chars().skip(n - 4).collect();
+    format!("{head}…{tail}")
+}
+
+impl Service {
+    /// Opens the service over a store: ensures the default organization exists and reads
+    /// the current revision.
+    pub async fn new(store: Store, secrets: Secrets) -> Result<Arc<Self>, ControlError> {
+        let org = store.ensure_org(DEFAULT_ORG).await?;
+        let rev = store.revision().await?;
+        let hasher = KeyHasher::new(&secrets.pepper);
+        let (revision, _) = watch::channel(rev);
+        Ok(Arc::new(Service { store, secrets, hasher, org, revision, audit_lock: Mutex::new(()) }))
+    }
+
+    /// Subscribes to revision changes.
+    pub fn revisions(&self) -> watch::Receiver<i64> {
+        self.revision.subscribe()
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Authenticates an admin bearer token.
+    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Actor, ControlError> {
+        let token = bearer.filter(|t| !t.is_empty()).ok_or(ControlError::Unauthenticated)?;
+        if hashes_equal(&token_hash(token), &self.secrets.bootstrap_token_hash) {
+            return Ok(Actor { id: "bootstrap".into() });
+        }
+        Err(ControlError::Unauthenticated)
+    }
+
+    fn committed(&self, rev: i64) {
+        self.revision.send_if_modified(|cur| {
+            if rev > *cur {
+                *cur = rev;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    async fn audit(&self, actor: &Actor, action: &str, kind: &str, id: &str, metadata: serde_json::Value) {
+        let _guard = self.audit_lock.lock().await;
+        let result = async {
+            let prev =
+                self.store.last_audit().await?.map(|a| a.hash).unwrap_or_else(|| tollgate_audit::GENESIS.to_owned());
+            let event = AuditEvent {
+                id: new_id("aud"),
+                at: Timestamp::now(),
+                actor: actor.id.clone(),
+                action: action.to_owned(),
+                target_kind: kind.to_owned(),
+                target_id: id.to_owned(),
+                metadata: redact(metadata),
+            };
+            let hash = chain_hash(&prev, &event);
+            self.store
+                .append_audit(&tollgate_store::AuditRecord {
+                    seq: 0,
+                    id: event.id,
+                    at: event.at,
+                    actor: event.actor,
+                    action: event.action,
+                    target_kind: event.target_kind,
+                    target_id: event.target_id,
+                    metadata: event.metadata,
+                    prev_hash: prev,
+                    hash,
+                })
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, action, "could not append audit event");
+        }
+    }
+
+    /// Creates a provider credential; the key is encrypted before it reaches the store.
+    pub async fn create_provider(&self, actor: &Actor, input: CreateProvider) -> Result<ProviderView, ControlError> {
+        check_name("name", &input.name)?;
+        let kind: ProviderKind = input.kind.parse().map_err(|e| ControlError::invalid("kind", format!("{e}")))?;
+        if !kind.is_supported() {
+            return Err(ControlError::invalid(
+                "kind",
+                format!("{kind} is not supported yet (supported: openai, openai-compatible, mock)"),
+            ));
+        }
+        let base_url = match input.base_url.as_deref().or(kind.default_base_url()) {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => return Err(ControlError::invalid("base_url", format!("required for kind {kind}"))),
+        };
+        if kind != ProviderKind::Mock {
+            let uri: http::Uri = base_url.parse().map_err(|_| ControlError::invalid("base_url", "not a valid URL"))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(ControlError::invalid("base_url", "must be an http(s) URL with a host"));
+            }
+        }
+        let api_key = input.api_key.unwrap_or_default();
+        if api_key.len() > 4096 || api_key.chars().any(char::is_control) {
+            return Err(ControlError::invalid("api_key", "must be at most 4096 printable characters"));
+        }
+        if matches!(kind, ProviderKind::OpenAi) && api_key.is_empty() {
+            return Err(ControlError::invalid("api_key", "required for kind openai"));
+        }
+        let extra = input.extra.unwrap_or(serde_json::Value::Null);
+        if !(extra.is_null() || extra.is_object()) {
+            return Err(ControlError::invalid("extra", "must be an object"));
+        }
+        let now = Timestamp::now();
+        let rec = ProviderRecord {
+            id: ProviderId::new(new_id(ProviderId::PREFIX)),
+            name: input.name,
+            kind: kind.as_str().to_owned(),
+            base_url,
+            api_key_ciphertext: self.secrets.master_key.encrypt(&api_key)?,
+            api_key_hint: mask(&api_key),
+            rpm: input.rpm.map(i64::from),
+            tpm: input.tpm.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            priority: input.priority.unwrap_or(0),
+            extra,
+            created_at: now,
+            updated_at: now,
+        };
+        let rev = self.store.create_provider(&rec).await?;
+        self.committed(rev);
+        let view = provider_view(&rec);
+        self.audit(
+            actor,
+            "provider.create",
+            "provider",
+            rec.id.as_str(),
+            serde_json::to_value(&view).unwrap_or_default(),
+        )
+        .await;
+        Ok(view)
+    }
+
+    /// Lists providers.
+    pub async fn list_providers(&self) -> Result<Vec<ProviderView>, ControlError> {
+        Ok(self.store.list_providers().await?.iter().map(provider_view).collect())
+    }
+
+    /// Adds a model to the catalog.
+    pub async fn create_model(&self, actor: &Actor, input: CreateModel) -> Result<ModelView, ControlError> {
+        check_name("name", &input.name)?;
+        if input.deployments.is_empty() {
+            return Err(ControlError::invalid("deployments", "at least one deployment is required"));
+        }
+        for (i, d) in input.deployments.iter().enumerate() {
+            check_name(&format!("deployments[{i}].model"), &d.model)?;
+            if self.store.find_provider(&d.provider).await?.is_none() {
+                return Err(ControlError::invalid(
+                    format!("deployments[{i}].provider"),
+                    format!("no provider named {:?}", d.provider),
+                ));
+            }
+        }
+        if let Some(p) = &input.pricing {
+            for (field, m) in [
+                ("input_per_mtok", Some(p.input_per_mtok)),
+                ("output_per_mtok", Some(p.output_per_mtok)),
+                ("cached_input_per_mtok", p.cached_input_per_mtok),
+            ] {
+                if m.is_some_and(Money::is_negative) {
+                    return Err(ControlError::invalid(format!("pricing.{field}"), "must not be negative"));
+                }
+            }
+        }
+        let now = Timestamp::now();
+        let rec = ModelRecord {
+            id: ModelId::new(new_id(ModelId::PREFIX)),
+            name: input.name,
+            deployments: input
+                .deployments
+                .iter()
+                .map(|d| DeploymentRecord { provider: d.provider.clone(), model: d.model.clone() })
+                .collect(),
+            input_per_mtok: input.pricing.map(|p| p.input_per_mtok.nanos()),
+            output_per_mtok: input.pricing.map(|p| p.output_per_mtok.nanos()),
+            cached_input_per_mtok: input.pricing.and_then(|p| p.cached_input_per_mtok).map(Money::nanos),
+            max_output_tokens: input.max_output_tokens.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            created_at: now,
+            updated_at: now,
+        };
+        let rev = self.store.create_model(&rec).await?;
+        self.committed(rev);
+        let view = model_view(&rec);
+        self.audit(actor, "model.create", "model", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
+            .await;
+        Ok(view)
+    }
+
+    /// Creates a team in the default organization.
+    pub async fn create_team(&self, actor: &Actor, input: CreateTeam) -> Result<TeamView, ControlError> {
+        check_name("name", &input.name)?;
+        let (rec, rev) = self.store.create_team(&self.org.id, &input.name).await?;
+        self.committed(rev);
+        let view = team_view(&rec);
+        self.audit(actor, "team.create", "team", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
+            .await;
+        Ok(view)
+    }
+
+    /// Creates a project in a team.
+    pub async fn create_project(&self, actor: &Actor, input: CreateProject) -> Result<ProjectView, ControlError> {
+        check_name("name", &input.name)?;
+        let team = self
+            .store
+            .find_team(&input.team)
+            .await?
+            .ok_or_else(|| ControlError::invalid("team", format!("no team {:?}", input.team)))?;
+        let (rec, rev) = self.store.create_project(&team.id, &input.name).await?;
+        self.committed(rev);
+        let view = project_view(&rec);
+        self.audit(
+            actor,
+            "project.create",
+            "project",
+            rec.id.as_str(),
+            serde_json::to_value(&view).unwrap_or_default(),
+        )
+        .await;
+        Ok(view)
+    }
+
+    async fn project(&self, field: &str, id_or_name: &str) -> Result<ProjectRecord, ControlError> {
+        self.store
+            .find_project(id_or_name)
+            .await?
+            .ok_or_else(|| ControlError::invalid(field, format!("no project {id_or_name:?}")))
+    }
+
+    /// Mints a key; the secret is returned here and never again.
+    pub async fn create_key(&self, actor: &Actor, input: CreateKey) -> Result<KeyWithSecret, ControlError> {
+        let project = self.project("project", &input.project).await?;
+        if let Some(n) = &input.name {
+            check_name("name", n)?;
+        }
+        if let Some(p) = &input.principal {
+            check_name("principal", p)?;
+        }
+        check_patterns(&input.models_allowed)?;
+        check_metadata(&input.metadata)?;
+        let now = Timestamp::now();
+        if input.expires_at.is_some_and(|e| e <= now) {
+            return Err(ControlError::invalid("expires_at", "must be in the future"));
+        }
+        let secret = mint_secret();
+        let id = KeyId::new(new_id(KeyId::PREFIX));
+        let rec = KeyRecord {
+            id: id.clone(),
+            project_id: project.id.clone(),
+            name: input.name,
+            principal: input.principal,
+            key_hash: self.hasher.hash(secret.expose()).to_hex(),
+            key_hint: secret.hint(),
+            previous_key_hash: None,
+            previous_valid_until: None,
+            status: KeyStatus::Active.as_str().to_owned(),
+            expires_at: input.expires_at,
+            models_allowed: input.models_allowed,
+            rpm: input.rpm.map(i64::from),
+            tpm: input.tpm.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            max_concurrency: input.max_concurrency.map(i64::from),
+            metadata: input.metadata,
+            created_at: now,
+            updated_at: now,
+            rotated_at: None,
+            revoked_at: None,
+        };
+        let budget = match input.budget {
+            Some(b) => {
+                if b.limit_usd.is_negative() {
+                    return Err(ControlError::invalid("budget.limit_usd", "must not be negative"));
+                }
+                Some(BudgetRecord {
+                    id: BudgetId::new(new_id(BudgetId::PREFIX)),
+                    scope: ScopeKind::VirtualKey,
+                    scope_id: id.as_str().to_owned(),
+                    limit_nanos: b.limit_usd.nanos(),
+                    window: b.window,
+                    on_breach: b.on_breach.unwrap_or(OnBreach::Block),
+                    alert_thresholds: Vec::new(),
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+            None => None,
+        };
+        let rev = self.store.create_key(&rec, budget.as_ref()).await?;
+        self.committed(rev);
+        let view = key_view(&rec, budget.iter().map(budget_view).collect(), now);
+        self.audit(actor, "key.create", "key", id.as_str(), serde_json::to_value(&view).unwrap_or_default()).await;
+        Ok(KeyWithSecret { key: secret.expose().to_owned(), view })
+    }
+
+    async fn key_record(&self, id: &str) -> Result<KeyRecord, ControlError> {
+        self.store
+            .get_key(&KeyId::new(id))
+            .await?
+            .ok_or_else(|| ControlError::NotFound { kind: "key", id: id.chars().take(128).collect() })
+    }
+
+    async fn key_view_of(&self, rec: &KeyRecord) -> Result<KeyView, ControlError> {
+        let budgets = self.store.list_budgets_for(ScopeKind::VirtualKey, rec.id.as_str()).await?;
+        Ok(key_view(rec, budgets.iter().map(budget_view).collect(), Timestamp::now()))
+    }
+
+    /// Reads a key.
+    pub async fn get_key(&self, id: &str) -> Result<KeyView, ControlError> {
+        let rec = self.key_record(id).await?;
+        self.key_view_of(&rec).await
+    }
+
+    /// Lists keys with filters and keyset pagination.
+    pub async fn list_keys(&self, q: ListKeys) -> Result<KeyPage, ControlError> {
+        let project_id = match &q.project {
+            Some(p) => Some(self.project("project", p).await?.id),
+            None => None,
+        };
+        if let Some(s) = &q.status
+            && KeyStatus::parse(s).is_none()
+        {
+            return Err(ControlError::invalid("status", "must be active or revoked"));
+        }
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        let filter = KeyFilter {
+            project_id,
+            principal: q.principal,
+            status: q.status,
+            metadata: q.metadata,
+            limit,
+            after: q.after.map(KeyId::new),
+        };
+        let recs = self.store.list_keys(&filter).await?;
+        let now = Timestamp::now();
+        let next_after = (recs.len() as u64 == limit).then(|| recs.last().map(|r| r.id.clone())).flatten();
+        Ok(KeyPage { data: recs.iter().map(|r| key_view(r, Vec::new(), now)).collect(), next_after })
+    }
+
+    /// Updates a key's policy.
+    pub async fn update_key(&self, actor: &Actor, id: &str, patch: UpdateKey) -> Result<KeyView, ControlError> {
+        let mut rec = self.key_record(id).await?;
+        if let Some(name) = patch.name {
+            if let Some(n) = &name {
+                check_name("name", n)?;
+            }
+            rec.name = name;
+        }
+        if let Some(m) = patch.models_allowed {
+            check_patterns(&m)?;
+            rec.models_allowed = m;
+        }
+        if let Some(v) = patch.rpm {
+            rec.rpm = v.map(i64::from);
+        }
+        if let Some(v) = patch.tpm {
+            rec.tpm = v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        }
+        if let Some(v) = patch.max_concurrency {
+            rec.max_concurrency = v.map(i64::from);
+        }
+        if let Some(m) = patch.metadata {
+            check_metadata(&m)?;
+            rec.metadata = m;
+        }
+        if let Some(e) = patch.expires_at {
+            rec.expires_at = e;
+        }
+        rec.updated_at = Timestamp::now();
+        let rev = self.store.update_key(&rec).await?;
+        self.committed(rev);
+        let view = self.key_view_of(&rec).await?;
+        self.audit(actor, "key.update", "key", id, serde_json::to_value(&view).unwrap_or_default()).await;
+        Ok(view)
+    }
+
+    /// Issues a new secret; the old one works for `grace_period_s` more seconds.
+    pub async fn rotate_key(&self, actor: &Actor, id: &str, input: RotateKey) -> Result<KeyWithSecret, ControlError> {
+        let mut rec = self.key_record(id).await?;
+        if rec.status == KeyStatus::Revoked.as_str() {
+            return Err(ControlError::Conflict(format!("key {id} is revoked and cannot be rotated")));
+        }
+        let grace = input.grace_period_s.unwrap_or(0);
+        if grace > 30 * 24 * 3600 {
+            return Err(ControlError::invalid("grace_period_s", "must be at most 30 days"));
+        }
+        let now = Timestamp::now();
+        let secret = mint_secret();
+        if grace > 0 {
+            rec.previous_key_hash = Some(rec.key_hash.clone());
+            rec.previous_valid_until = Some(now.plus_millis(i64::try_from(grace).unwrap_or(0) * 1000));
+        } else {
+            rec.previous_key_hash = None;
+            rec.previous_valid_until = None;
+        }
+        rec.key_hash = self.hasher.hash(secret.expose()).to_hex();
+        rec.key_hint = secret.hint();
+        rec.rotated_at = Some(now);
+        rec.updated_at = now;
+        let rev = self.store.update_key(&rec).await?;
+        self.committed(rev);
+        let view = self.key_view_of(&rec).await?;
+        self.audit(actor, "key.rotate", "key", id, serde_json::json!({"grace_period_s": grace})).await;
+        Ok(KeyWithSecret { key: secret.expose().to_owned(), view })
+    }
+
+    /// Revokes a key: every gateway refuses it once this change reaches it.
+    pub async fn revoke_key(&self, actor: &Actor, id: &str) -> Result<KeyView, ControlError> {
+        let mut rec = self.key_record(id).await?;
+        if rec.status != KeyStatus::Revoked.as_str() {
+            let now = Timestamp::now();
+            rec.status = KeyStatus::Revoked.as_str().to_owned();
+            rec.revoked_at = Some(now);
+            rec.updated_at = now;
+            rec.previous_key_hash = None;
+            rec.previous_valid_until = None;
+            let rev = self.store.update_key(&rec).await?;
+            self.committed(rev);
+            self.audit(actor, "key.revoke", "key", id, serde_json::Value::Null).await;
+        }
+        self.key_view_of(&rec).await
+    }
+
+    /// Builds the complete configuration gateways serve from.
+    pub async fn build_snapshot(&self) -> Result<v1::Snapshot, ControlError> {
+        let data = self.store.snapshot().await?;
+        let projects: HashMap<&str, &ProjectRecord> = data.projects.iter().map(|p| (p.id.as_str(), p)).collect();
+        let mut providers = Vec::with_capacity(data.providers.len());
+        for p in &data.providers {
+            let api_key = match self.secrets.master_key.decrypt(&p.api_key_ciphertext) {
+                Ok(k) => k,
+                Err(e) => {
+                    // One unreadable credential must not take the whole fleet down.
+                    tracing::error!(provider = %p.name, error = %e, "skipping provider whose credential cannot be decrypted");
+                    continue;
+                }
+            };
+            providers.push(v1::Provider {
+                id: p.id.to_string(),
+                name: p.name.clone(),
+                kind: p.kind.clone(),
+                base_url: p.base_url.clone(),
+                api_key,
+                rpm: p.rpm.and_then(|v| u32::try_from(v).ok()),
+                tpm: p.tpm.and_then(|v| u64::try_from(v).ok()),
+                priority: p.priority,
+                extra_json: if p.extra.is_null() { String::new() } else { p.extra.to_string() },
+            });
+        }
+        let models = data
+            .models
+            .iter()
+            .map(|m| v1::Model {
+                id: m.id.to_string(),
+                name: m.name.clone(),
+                deployments: m
+                    .deployments
+                    .iter()
+                    .map(|d| v1::Deployment { provider: d.provider.clone(), model: d.model.clone() })
+                    .collect(),
+                pricing: match (m.input_per_mtok, m.output_per_mtok) {
+                    (Some(i), Some(o)) => Some(v1::Pricing {
+                        input_per_mtok_nanos: i,
+                        output_per_mtok_nanos: o,
+                        cached_input_per_mtok_nanos: m.cached_input_per_mtok,
+                    }),
+                    _ => None,
+                },
+                max_output_tokens: m.max_output_tokens.and_then(|v| u64::try_from(v).ok()),
+            })
+            .collect();
+        let mut keys = Vec::with_capacity(data.keys.len());
+        for k in &data.keys {
+            let Some(project) = projects.get(k.project_id.as_str()) else {
+                tracing::error!(key = %k.id, "key's project is missing; skipping");
+                continue;
+            };
+            let Ok(hash) = KeyHash::from_hex(&k.key_hash) else {
+                tracing::error!(key = %k.id, "stored key hash is corrupt; skipping");
+                continue;
+            };
+            let previous = k.previous_key_hash.as_deref().and_then(|h| KeyHash::from_hex(h).ok());
+            keys.push(v1::Key {
+                id: k.id.to_string(),
+                name: k.name.clone(),
+                org_id: project.org_id.to_string(),
+                team_id: project.team_id.to_string(),
+                project_id: k.project_id.to_string(),
+                principal: k.principal.clone(),
+                status: k.status.clone(),
+                expires_at_ms: k.expires_at.map(Timestamp::unix_millis),
+                models_allowed: k.models_allowed.clone(),
+                rpm: k.rpm.and_then(|v| u32::try_from(v).ok()),
+                tpm: k.tpm.and_then(|v| u64::try_from(v).ok()),
+                max_concurrency: k.max_concurrency.and_then(|v| u32::try_from(v).ok()),
+                metadata: k.metadata.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+                key_hash: hash.0.to_vec(),
+                hint: k.key_hint.clone(),
+                previous_key_hash: previous.map(|h| h.0.to_vec()),
+                previous_valid_until_ms: k.previous_valid_until.map(Timestamp::unix_millis),
+            });
+        }
+        let budgets = data
+            .budgets
+            .iter()
+            .map(|b| v1::Budget {
+                id: b.id.to_string(),
+                scope: b.scope.as_str().to_owned(),
+                scope_id: b.scope_id.clone(),
+                limit_nanos: b.limit_nanos,
+                window: b.window.as_str().to_owned(),
+                on_breach: b.on_breach.as_str().to_owned(),
+                alert_thresholds_permille: b.alert_thresholds.iter().map(|&t| u32::from(t)).collect(),
+            })
+            .collect();
+        Ok(v1::Snapshot {
+            revision: data.revision,
+            key_pepper: self.secrets.pepper.expose().to_vec(),
+            providers,
+            models,
+            keys,
+            budgets,
+        })
+    }
+}
+
+fn provider_view(r: &ProviderRecord) -> ProviderView {
+    ProviderView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        kind: r.kind.clone(),
+        base_url: r.base_url.clone(),
+        api_key_hint: r.api_key_hint.clone(),
+        rpm: r.rpm,
+        tpm: r.tpm,
+        priority: r.priority,
+        created_at: r.created_at,
+    }
+}
+
+fn model_view(r: &ModelRecord) -> ModelView {
+    ModelView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        deployments: r
+            .deployments
+            .iter()
+            .map(|d| DeploymentInput { provider: d.provider.clone(), model: d.model.clone() })
+            .collect(),
+        pricing: match (r.input_per_mtok, r.output_per_mtok) {
+            (Some(i), Some(o)) => Some(PricingInput {
+                input_per_mtok: Money::from_nanos(i),
+                output_per_mtok: Money::from_nanos(o),
+                cached_input_per_mtok: r.cached_input_per_mtok.map(Money::from_nanos),
+            }),
+            _ => None,
+        },
+        max_output_tokens: r.max_output_tokens,
+        created_at: r.created_at,
+    }
+}
+
+fn team_view(r: &TeamRecord) -> TeamView {
+    TeamView { id: r.id.clone(), name: r.name.clone(), org_id: r.org_id.clone(), created_at: r.created_at }
+}
+
+fn project_view(r: &ProjectRecord) -> ProjectView {
+    ProjectView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        team_id: r.team_id.clone(),
+        org_id: r.org_id.clone(),
+        created_at: r.created_at,
+    }
+}
+
+fn budget_view(b: &BudgetRecord) -> BudgetView {
+    BudgetView {
+        id: b.id.clone(),
+        scope: b.scope,
+        scope_id: b.scope_id.clone(),
+        limit_usd: Money::from_nanos(b.limit_nanos),
+        window: b.window,
+        on_breach: b.on_breach,
+    }
+}
+
+fn key_view(r: &KeyRecord, budgets: Vec<BudgetView>, now: Timestamp) -> KeyView {
+    let status = if r.status == KeyStatus::Active.as_str() && r.expires_at.is_some_and(|e| e <= now) {
+        "expired".to_owned()
+    } else {
+        r.status.clone()
+    };
+    KeyView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        project_id: r.project_id.clone(),
+        principal: r.principal.clone(),
+        status,
+        key_hint: r.key_hint.clone(),
+        models_allowed: r.models_allowed.clone(),
+        rpm: r.rpm,
+        tpm: r.tpm,
+        max_concurrency: r.max_concurrency,
+        metadata: r.metadata.clone(),
+        expires_at: r.expires_at,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        rotated_at: r.rotated_at,
+        revoked_at: r.revoked_at,
+        budgets,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_masked_to_a_hint() {
+        assert_eq!(mask(""), "");
+        assert_eq!(mask("short"), "…");
+        assert_eq!(mask("sk-proj-abcdefghijklmnop"), "sk-…mnop");
+    }
+
+    #[test]
+    fn patch_distinguishes_absent_from_null() {
+        let p: UpdateKey = serde_json::from_str(r#"{"rpm": null, "name": "x"}"#).unwrap();
+        assert_eq!(p.rpm, Some(None));
+        assert_eq!(p.name, Some(Some("x".into())));
+        assert_eq!(p.tpm, None);
+        assert!(serde_json::from_str::<UpdateKey>(r#"{"bogus": 1}"#).is_err());
+    }
+
+    #[test]
+    fn names_are_validated_with_the_field_named() {
+        assert!(check_name("name", "ok").is_ok());
+        let e = check_name("name", "").unwrap_err().to_string();
+        assert!(e.contains("name"), "{e}");
+        assert!(check_name("name", &"x".repeat(MAX_NAME + 1)).is_err());
+        assert!(check_name("name", "a\nb").is_err());
+    }
+}
