@@ -19,6 +19,7 @@
 mod error;
 mod server;
 mod snapshot;
+mod stream;
 mod watch;
 
 pub use error::ApiError;

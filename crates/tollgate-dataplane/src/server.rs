@@ -1,5 +1,6 @@
 //! The data-plane HTTP server and the request path.
 
+use crate::stream::UsageStream;
 use crate::{ApiError, DataPlane};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tollgate_core::Timestamp;
-use tollgate_providers::openai::{RequestHead, extract_usage, rewrite_model};
+use tollgate_providers::openai::{RequestHead, extract_usage, request_stream_usage, rewrite_model};
 use tollgate_providers::{Operation, ProviderError, ResponseBody, UpstreamRequest};
 
 type Resp = Response<ResponseBody>;
@@ -163,7 +164,11 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
         (key, head, deployment, entry.provider.clone(), pricing)
     };
 
-    let upstream_body = rewrite_model(&body, &head, &deployment.upstream_model);
+    let mut upstream_body = rewrite_model(&body, &head, &deployment.upstream_model);
+    if head.stream {
+        // Every stream is metered: ask for the usage chunk, strip it if the caller did not.
+        upstream_body = request_stream_usage(&upstream_body, &head);
+    }
     let upstream = provider
         .send(UpstreamRequest {
             operation: Operation::ChatCompletions,
@@ -174,7 +179,16 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
         .await?;
 
     if head.stream && upstream.status.is_success() {
-        let mut resp = Response::new(upstream.body);
+        let (key_id, model) = (key.id.clone(), head.model.clone());
+        let on_done = Box::new(move |o: crate::stream::StreamOutcome| {
+            let cost = match (o.usage, pricing) {
+                (Some(u), Some(p)) => Some(p.cost(&u)),
+                _ => None,
+            };
+            tracing::debug!(key = %key_id, model = %model, usage = ?o.usage, ?cost, completed = o.completed, "stream metered");
+        });
+        let body = UsageStream::new(upstream.body, !head.include_usage, on_done);
+        let mut resp = Response::new(body.boxed());
         resp.headers_mut().insert(
             CONTENT_TYPE,
             upstream.content_type.unwrap_or_else(|| HeaderValue::from_static("text/event-stream")),

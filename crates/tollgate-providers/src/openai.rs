@@ -46,6 +46,8 @@ pub struct RequestHead {
     pub max_output_tokens: Option<u64>,
     /// Whether the caller asked for the usage chunk of a stream.
     pub include_usage: bool,
+    /// Whether the body has a `stream_options` field at all.
+    pub has_stream_options: bool,
 }
 
 #[derive(Deserialize)]
@@ -97,6 +99,7 @@ impl RequestHead {
             model_span: start..start + text.len(),
             stream: raw.stream.unwrap_or(false),
             max_output_tokens: raw.max_completion_tokens.or(raw.max_tokens),
+            has_stream_options: raw.stream_options.is_some(),
             include_usage: raw.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         })
     }
@@ -150,16 +153,58 @@ struct CompletionDetails {
     reasoning_tokens: Option<u64>,
 }
 
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Self {
+        Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            cached_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+            reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+        }
+    }
+}
+
 /// Reads `usage` from an OpenAI-dialect response body (non-streaming), if present.
 pub fn extract_usage(body: &[u8]) -> Option<Usage> {
     let env: UsageEnvelope = serde_json::from_slice(body).ok()?;
-    let u = env.usage?;
-    Some(Usage {
-        input_tokens: u.prompt_tokens,
-        output_tokens: u.completion_tokens,
-        cached_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
-        reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
-    })
+    env.usage.map(Usage::from)
+}
+
+/// Reads `usage` from an already parsed OpenAI-dialect object (e.g. a stream chunk).
+pub fn usage_from_value(v: &serde_json::Value) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    OpenAiUsage::deserialize(u).ok().map(Usage::from)
+}
+
+/// Makes a streaming request ask the upstream for the final usage chunk
+/// (`stream_options.include_usage`), so every stream can be metered. The body is
+/// spliced, not re-serialized, unless the caller sent `stream_options` without it.
+pub fn request_stream_usage(body: &Bytes, head: &RequestHead) -> Bytes {
+    if head.include_usage {
+        return body.clone();
+    }
+    if !head.has_stream_options {
+        let Some(open) = body.iter().position(|&b| b == b'{') else { return body.clone() };
+        let inject = br#""stream_options":{"include_usage":true},"#;
+        let mut out = Vec::with_capacity(body.len() + inject.len());
+        out.extend_from_slice(&body[..=open]);
+        out.extend_from_slice(inject);
+        out.extend_from_slice(&body[open + 1..]);
+        return Bytes::from(out);
+    }
+    // Rare: the caller sent stream_options without include_usage; set it in place.
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else { return body.clone() };
+    match v.get_mut("stream_options").and_then(|o| o.as_object_mut()) {
+        Some(opts) => {
+            opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+        }
+        None => {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+            }
+        }
+    }
+    serde_json::to_vec(&v).map(Bytes::from).unwrap_or_else(|_| body.clone())
 }
 
 /// The adapter for api.openai.com and any OpenAI-compatible base URL.
@@ -286,6 +331,24 @@ mod tests {
         assert_eq!(same.as_ptr(), body.as_ptr(), "unchanged model must not copy");
         let escaped = rewrite_model(&body, &head, "a\"b");
         assert!(serde_json::from_slice::<serde_json::Value>(&escaped).is_ok());
+    }
+
+    #[test]
+    fn streams_are_asked_for_usage_without_touching_the_rest() {
+        let body = Bytes::from_static(br#"{"model":"m","stream":true,"messages":[]}"#);
+        let out = request_stream_usage(&body, &RequestHead::parse(&body).unwrap());
+        assert_eq!(&out[..], br#"{"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[]}"#);
+        assert!(RequestHead::parse(&out).unwrap().include_usage);
+
+        let asked = Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#);
+        let out = request_stream_usage(&asked, &RequestHead::parse(&asked).unwrap());
+        assert_eq!(out.as_ptr(), asked.as_ptr(), "already asked: no copy");
+
+        let partial =
+            Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false}}"#);
+        let out = request_stream_usage(&partial, &RequestHead::parse(&partial).unwrap());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"], serde_json::json!({"include_obfuscation": false, "include_usage": true}));
     }
 
     #[test]

@@ -88,6 +88,20 @@ impl Reply {
 /// The body of [`Reply::chat_completion`].
 pub const CHAT_COMPLETION: &str = r#"{"id":"chatcmpl-fake","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the fake upstream."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
 
+/// A fixed OpenAI chat-completion SSE stream ending with a usage-only chunk (as sent when
+/// `stream_options.include_usage` is set) and `[DONE]`.
+pub const CHAT_STREAM: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n\
+data: [DONE]\n\n";
+
+impl Reply {
+    /// [`CHAT_STREAM`] as `text/event-stream`.
+    pub fn chat_stream() -> Self {
+        Reply::raw(StatusCode::OK, "text/event-stream", CHAT_STREAM)
+    }
+}
+
 /// An in-process fake upstream on a free loopback port. Stops when dropped.
 pub struct FakeUpstream {
     addr: SocketAddr,

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tollgate_testkit::http_client::{TestResponse, get, post_json, send};
 use tollgate_testkit::process::{Proc, eventually, free_port, temp_dir, wait_ready};
-use tollgate_testkit::{CHAT_COMPLETION, FakeUpstream, Reply};
+use tollgate_testkit::{CHAT_COMPLETION, CHAT_STREAM, FakeUpstream, Reply};
 
 const ADMIN: &str = "test-admin-token-0123456789";
 const UPSTREAM_KEY: &str = "sk-upstream-credential-abcdef123456";
@@ -389,4 +389,26 @@ async fn the_demo_serves_the_mock_model_with_usage() {
     assert!(!out.contains("Generated admin token"));
     let r = post_json(&format!("http://{data}/v1/chat/completions"), Some(&key2), &body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[tokio::test]
+async fn streams_always_carry_usage_upstream_and_only_show_it_when_asked() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start_with(Reply::chat_stream()).await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw.chat(Some(&secret), &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.headers.get("content-type").unwrap(), "text/event-stream");
+    let text = r.text();
+    assert!(!text.contains("usage"), "the caller did not ask for usage: {text}");
+    assert!(text.contains("Hel") && text.ends_with("data: [DONE]\n\n"), "{text}");
+    let sent = upstream.requests()[0].json();
+    assert_eq!(sent["stream_options"]["include_usage"], true, "the gateway asks for usage to meter the stream");
+
+    let mut asked = body.clone();
+    asked["stream_options"] = json!({"include_usage": true});
+    let r = gw.chat(Some(&secret), &asked).await;
+    assert_eq!(r.text(), CHAT_STREAM, "with include_usage the stream passes through byte for byte");
 }
