@@ -47,10 +47,10 @@ pub enum ControlError {
 
 impl From<StoreError> for ControlError {
     fn from(e: StoreError) -> Self {
-        match e.code() {
-            ErrorCode::Conflict => ControlError::Conflict(e.to_string()),
-            ErrorCode::NotFound => ControlError::NotFound { kind: "resource", id: e.to_string() },
-            _ => ControlError::Store(e),
+        match e {
+            StoreError::NotFound { kind, id } => ControlError::NotFound { kind, id },
+            e if e.code() == ErrorCode::Conflict => ControlError::Conflict(e.to_string()),
+            e => ControlError::Store(e),
         }
     }
 }

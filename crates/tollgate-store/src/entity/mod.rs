@@ -1,0 +1,14 @@
+//! sea-orm entities, one per table of `m0001_initial`. Plain rows: ids and JSON columns
+//! are strings, timestamps are i64 unix milliseconds. Conversion to the public records
+//! lives in `crate::convert`, nowhere else.
+
+pub(crate) mod admin_token;
+pub(crate) mod audit_event;
+pub(crate) mod budget;
+pub(crate) mod meta;
+pub(crate) mod model;
+pub(crate) mod organization;
+pub(crate) mod project;
+pub(crate) mod provider;
+pub(crate) mod team;
+pub(crate) mod virtual_key;

@@ -1,0 +1,34 @@
+//! tollgate-store: the control plane's database, through sea-orm, on SQLite (the
+//! default, one file) or PostgreSQL.
+//!
+//! Owns: the sea-orm entities of the schema defined in `tollgate-migrations`, the
+//! conversion between table rows and the plain records of this crate, and the
+//! repository operations of [`Store`]. [`Store::connect`] runs pending migrations.
+//!
+//! Does not own: ids, secrets and hashing (callers pass ids, hashes and ciphertexts in;
+//! provider keys arrive already encrypted), validation and policy, audit hash
+//! computation, or anything about serving requests. The data plane never depends on
+//! this crate; it receives [`SnapshotData`] through the control plane.
+//!
+//! Invariants:
+//! - Every write that changes configuration bumps `meta.revision` by exactly one in the
+//!   same transaction and returns the new revision; revisions are committed in order.
+//!   Audit appends do not bump it.
+//! - [`Store::snapshot`] reads the revision and every row in one transaction, so the rows
+//!   are exactly those of that revision.
+//! - A broken uniqueness rule is [`StoreError::Conflict`] on every backend.
+//! - Timestamps are stored as i64 unix milliseconds, money as i64 nano-dollars.
+#![forbid(unsafe_code)]
+
+mod convert;
+mod entity;
+mod error;
+mod records;
+mod repo;
+
+pub use error::StoreError;
+pub use records::{
+    AdminTokenRecord, AuditRecord, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord,
+    ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
+};
+pub use repo::Store;

@@ -1,0 +1,277 @@
+//! The plain records the store reads and writes. They carry no behaviour: validation
+//! belongs to the callers, decoding of stored columns to `crate::convert`.
+
+use std::collections::BTreeMap;
+use tollgate_core::{
+    BudgetId, KeyId, ModelId, OnBreach, OrgId, ProjectId, ProviderId, ScopeKind, TeamId, Timestamp, TokenId, Window,
+};
+
+/// An organization, the top of the tenancy tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgRecord {
+    /// Its id.
+    pub id: OrgId,
+    /// Its name, unique across organizations.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A team inside an organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRecord {
+    /// Its id.
+    pub id: TeamId,
+    /// The organization it belongs to.
+    pub org_id: OrgId,
+    /// Its name, unique inside its organization.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A project inside a team.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectRecord {
+    /// Its id.
+    pub id: ProjectId,
+    /// The team it belongs to.
+    pub team_id: TeamId,
+    /// The team's organization (joined on read; not stored on the project row).
+    pub org_id: OrgId,
+    /// Its name, unique inside its team.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// An upstream provider credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderRecord {
+    /// Its id.
+    pub id: ProviderId,
+    /// Its name, unique across providers; model deployments refer to it.
+    pub name: String,
+    /// The adapter kind (`openai`, `anthropic`, `mock`, ...).
+    pub kind: String,
+    /// The upstream base URL.
+    pub base_url: String,
+    /// The API key as encrypted by the caller; opaque here, never a clear key.
+    pub api_key_ciphertext: String,
+    /// A short display hint of the clear key.
+    pub api_key_hint: String,
+    /// Requests per minute cap for this credential.
+    pub rpm: Option<i64>,
+    /// Tokens per minute cap for this credential.
+    pub tpm: Option<i64>,
+    /// Fallback priority.
+    pub priority: i32,
+    /// Adapter-specific configuration.
+    pub extra: serde_json::Value,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// One upstream serving a public model: a provider (by name) and its model name there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeploymentRecord {
+    /// The provider's name (not its id).
+    pub provider: String,
+    /// The model name the upstream expects.
+    pub model: String,
+}
+
+/// A public model in the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRecord {
+    /// Its id.
+    pub id: ModelId,
+    /// The public name callers ask for, unique across models.
+    pub name: String,
+    /// Where it can be served, in order.
+    pub deployments: Vec<DeploymentRecord>,
+    /// Nano-dollars per 1M input tokens; `None` means unpriced.
+    pub input_per_mtok: Option<i64>,
+    /// Nano-dollars per 1M output tokens; `None` means unpriced.
+    pub output_per_mtok: Option<i64>,
+    /// Nano-dollars per 1M cached input tokens.
+    pub cached_input_per_mtok: Option<i64>,
+    /// Cap on output tokens per request.
+    pub max_output_tokens: Option<i64>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A virtual key: its hash and policy, never its secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    /// Its id.
+    pub id: KeyId,
+    /// The project it belongs to (immutable).
+    pub project_id: ProjectId,
+    /// A display name.
+    pub name: Option<String>,
+    /// The platform's customer or user id it is issued to.
+    pub principal: Option<String>,
+    /// Hex of the keyed hash of the current secret; unique across keys.
+    pub key_hash: String,
+    /// A short display hint of the current secret.
+    pub key_hint: String,
+    /// Hex hash of the secret replaced by the last rotation, while it stays valid.
+    pub previous_key_hash: Option<String>,
+    /// Until when the previous secret is accepted.
+    pub previous_valid_until: Option<Timestamp>,
+    /// `active` or `revoked`; expiry is derived from `expires_at`, not stored here.
+    pub status: String,
+    /// When the key stops working.
+    pub expires_at: Option<Timestamp>,
+    /// Model names and globs it may use; empty means no restriction.
+    pub models_allowed: Vec<String>,
+    /// Requests per minute.
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    pub tpm: Option<i64>,
+    /// Concurrent requests.
+    pub max_concurrency: Option<i64>,
+    /// Free-form labels set by the platform.
+    pub metadata: BTreeMap<String, String>,
+    /// When it was minted.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+    /// When it was last rotated.
+    pub rotated_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A spending limit at one scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRecord {
+    /// Its id.
+    pub id: BudgetId,
+    /// The kind of entity it applies to.
+    pub scope: ScopeKind,
+    /// The id of that entity (a principal is its free-form name).
+    pub scope_id: String,
+    /// The limit in nano-dollars.
+    pub limit_nanos: i64,
+    /// The period spend is counted over.
+    pub window: Window,
+    /// What happens on breach.
+    pub on_breach: OnBreach,
+    /// Alert thresholds in per-mille of the limit (800 = 80%).
+    pub alert_thresholds: Vec<u16>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// An admin token of the management API: its hash and scopes, never its secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminTokenRecord {
+    /// Its id.
+    pub id: TokenId,
+    /// A display name.
+    pub name: String,
+    /// Hex of the hash of the token; unique across tokens.
+    pub token_hash: String,
+    /// Granted scopes (`keys:write`, `usage:read`, ...).
+    pub scopes: Vec<String>,
+    /// When set, the token only reaches this team.
+    pub team_id: Option<TeamId>,
+    /// When set, the token only reaches this project.
+    pub project_id: Option<ProjectId>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was revoked; a revoked token must be refused.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// One entry of the hash-chained audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Position in the log, assigned by the store on append (ignored on input).
+    pub seq: i64,
+    /// Its unique id.
+    pub id: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// Who did it (e.g. an admin token id).
+    pub actor: String,
+    /// What was done (`key.create`, ...).
+    pub action: String,
+    /// The kind of the target (`key`, `budget`, ...).
+    pub target_kind: String,
+    /// The target's id.
+    pub target_id: String,
+    /// Extra detail; never a secret.
+    pub metadata: serde_json::Value,
+    /// The hash of the previous entry.
+    pub prev_hash: String,
+    /// The hash of this entry, chained over `prev_hash`.
+    pub hash: String,
+}
+
+/// Which keys [`crate::Store::list_keys`] returns: every set field must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyFilter {
+    /// Only keys of this project.
+    pub project_id: Option<ProjectId>,
+    /// Only keys of this principal.
+    pub principal: Option<String>,
+    /// Only keys with this stored status (`active` or `revoked`).
+    pub status: Option<String>,
+    /// Only keys whose metadata has every one of these pairs, exactly.
+    pub metadata: Vec<(String, String)>,
+    /// Page size; capped at [`KeyFilter::MAX_LIMIT`]; 0 returns an empty page.
+    pub limit: u64,
+    /// Keyset pagination: only keys whose id sorts after this one.
+    pub after: Option<KeyId>,
+}
+
+impl KeyFilter {
+    /// The page size of [`KeyFilter::default`].
+    pub const DEFAULT_LIMIT: u64 = 100;
+    /// The largest page size honoured.
+    pub const MAX_LIMIT: u64 = 1000;
+}
+
+impl Default for KeyFilter {
+    fn default() -> Self {
+        KeyFilter {
+            project_id: None,
+            principal: None,
+            status: None,
+            metadata: Vec::new(),
+            limit: Self::DEFAULT_LIMIT,
+            after: None,
+        }
+    }
+}
+
+/// Everything a data-plane snapshot is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotData {
+    /// The configuration revision these rows are at.
+    pub revision: i64,
+    /// All organizations, by id.
+    pub orgs: Vec<OrgRecord>,
+    /// All teams, by id.
+    pub teams: Vec<TeamRecord>,
+    /// All projects, by id.
+    pub projects: Vec<ProjectRecord>,
+    /// All provider credentials, by id.
+    pub providers: Vec<ProviderRecord>,
+    /// All catalog models, by id.
+    pub models: Vec<ModelRecord>,
+    /// All virtual keys (revoked ones included), by id.
+    pub keys: Vec<KeyRecord>,
+    /// All budgets, by id.
+    pub budgets: Vec<BudgetRecord>,
+}

@@ -1,0 +1,699 @@
+//! [`Store`]: connection set-up and every repository operation.
+//!
+//! Each configuration write is one transaction that ends by bumping `meta.revision`.
+//! On SQLite write transactions start `IMMEDIATE`, so they take the write lock up front
+//! and wait (`busy_timeout`) instead of failing half-way when another writer got there
+//! first. On PostgreSQL the `UPDATE meta` row lock serializes writers, so revision
+//! numbers are committed in order.
+
+use crate::convert::{
+    admin_token_from_row, admin_token_to_row, audit_from_row, audit_to_active, budget_from_row, budget_to_row,
+    key_from_row, key_to_row, model_from_row, model_to_row, org_from_row, org_to_row, project_from_row, project_to_row,
+    provider_from_row, provider_to_row, team_from_row, team_to_row,
+};
+use crate::entity::{
+    admin_token, audit_event, budget, meta, model, organization, project, provider, team, virtual_key,
+};
+use crate::error::{StoreError, write_err};
+use crate::records::{
+    AdminTokenRecord, AuditRecord, BudgetRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord,
+    ProviderRecord, SnapshotData, TeamRecord,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    AccessMode, ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, IntoActiveModel, IsolationLevel, QueryFilter,
+    QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+use tollgate_core::{KeyId, OrgId, ProjectId, ScopeKind, TeamId, Timestamp, TokenId};
+use tollgate_migrations::{Migrator, MigratorTrait};
+
+/// The key of the configuration revision in the `meta` table.
+const REVISION: &str = "revision";
+/// Connections to a SQLite file: WAL lets readers run beside the single writer.
+const SQLITE_FILE_POOL: u32 = 4;
+/// How long a SQLite statement waits for another connection's lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest page [`Store::list_audit`] returns.
+const AUDIT_PAGE_MAX: u64 = 1000;
+/// Rows fetched per round when `list_keys` filters metadata in memory.
+const KEY_SCAN_BATCH: u64 = 500;
+
+/// The control plane's database. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl std::fmt::Debug for Store {
+    // Only the backend: connection options can hold a database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.db.get_database_backend()).finish_non_exhaustive()
+    }
+}
+
+/// A fresh id: the kind's prefix, `_`, and a UUIDv7 in hex (time-ordered).
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+fn is_sqlite_url(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+fn is_sqlite_memory_url(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+async fn read_revision<C: ConnectionTrait>(c: &C) -> Result<i64, StoreError> {
+    meta::Entity::find_by_id(REVISION).one(c).await?.map(|m| m.value).ok_or_else(|| StoreError::Corrupt {
+        kind: "meta",
+        id: REVISION.to_owned(),
+        detail: "the revision row is missing".to_owned(),
+    })
+}
+
+/// Bumps the revision by one inside `txn` and returns the new value.
+async fn bump_revision(txn: &DatabaseTransaction) -> Result<i64, StoreError> {
+    // Scoped: ExprTrait's `min`/`max` would shadow `Ord`'s on integers elsewhere.
+    use sea_orm::sea_query::ExprTrait as _;
+    let res = meta::Entity::update_many()
+        .col_expr(meta::Column::Value, Expr::col(meta::Column::Value).add(1))
+        .filter(meta::Column::Name.eq(REVISION))
+        .exec(txn)
+        .await?;
+    if res.rows_affected != 1 {
+        return Err(StoreError::Corrupt {
+            kind: "meta",
+            id: REVISION.to_owned(),
+            detail: "the revision row is missing".to_owned(),
+        });
+    }
+    read_revision(txn).await
+}
+
+/// The project rows in `rows` with their organizations, looked up through their teams.
+async fn projects_with_orgs<C: ConnectionTrait>(
+    c: &C,
+    rows: Vec<project::Model>,
+) -> Result<Vec<ProjectRecord>, StoreError> {
+    let team_ids: Vec<String> = rows.iter().map(|p| p.team_id.clone()).collect();
+    let teams: HashMap<String, String> = team::Entity::find()
+        .filter(team::Column::Id.is_in(team_ids))
+        .all(c)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.org_id))
+        .collect();
+    rows.into_iter()
+        .map(|p| {
+            let org = teams.get(&p.team_id).cloned().ok_or_else(|| StoreError::Corrupt {
+                kind: "project",
+                id: p.id.clone(),
+                detail: format!("team {:?} does not exist", p.team_id),
+            })?;
+            Ok(project_from_row(p, OrgId::new(org)))
+        })
+        .collect()
+}
+
+/// Applies the SQL-side conditions of a key filter.
+fn key_query(f: &KeyFilter, after: Option<&str>) -> sea_orm::Select<virtual_key::Entity> {
+    let mut q = virtual_key::Entity::find();
+    if let Some(p) = &f.project_id {
+        q = q.filter(virtual_key::Column::ProjectId.eq(p.as_str()));
+    }
+    if let Some(p) = &f.principal {
+        q = q.filter(virtual_key::Column::Principal.eq(p.as_str()));
+    }
+    if let Some(s) = &f.status {
+        q = q.filter(virtual_key::Column::Status.eq(s.as_str()));
+    }
+    if let Some(a) = after {
+        q = q.filter(virtual_key::Column::Id.gt(a));
+    }
+    q.order_by_asc(virtual_key::Column::Id)
+}
+
+impl Store {
+    /// Connects to `url` and runs every pending migration.
+    ///
+    /// SQLite (`sqlite://path/to/file.db`, `sqlite::memory:`): the file is created when
+    /// missing (unless the URL sets `mode=`), and connections use WAL, enforced foreign
+    /// keys and a busy timeout. An in-memory database uses one connection that is never
+    /// recycled, since the data lives only as long as it does. PostgreSQL
+    /// (`postgres://...`): the database must exist.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false);
+        if is_sqlite_url(url) {
+            let memory = is_sqlite_memory_url(url);
+            let explicit_mode = url.contains("mode=");
+            if memory {
+                opts.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+            } else {
+                opts.max_connections(SQLITE_FILE_POOL);
+            }
+            opts.map_sqlx_sqlite_opts(move |o| {
+                use sea_orm::sqlx::sqlite::SqliteJournalMode;
+                let o = o.foreign_keys(true).busy_timeout(SQLITE_BUSY_TIMEOUT);
+                let o = if explicit_mode { o } else { o.create_if_missing(true) };
+                if memory { o } else { o.journal_mode(SqliteJournalMode::Wal) }
+            });
+        }
+        let db = Database::connect(opts).await?;
+        Migrator::up(&db, None).await.map_err(StoreError::Migration)?;
+        Ok(Store { db })
+    }
+
+    /// The current configuration revision (0 on a fresh database).
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        read_revision(&self.db).await
+    }
+
+    /// A write transaction; see the module docs for the locking.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        let opts = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        Ok(self.db.begin_with_options(opts).await?)
+    }
+
+    /// A read transaction that sees one consistent state of the whole database.
+    async fn begin_snapshot(&self) -> Result<DatabaseTransaction, StoreError> {
+        let txn = match self.db.get_database_backend() {
+            // Per-statement snapshots (READ COMMITTED) could mix two revisions.
+            DbBackend::Postgres => {
+                self.db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?
+            }
+            // A SQLite read transaction keeps the snapshot its first read took.
+            _ => self.db.begin().await?,
+        };
+        Ok(txn)
+    }
+
+    /// Returns the org named `name`, creating it if missing (bumps revision only when created).
+    pub async fn ensure_org(&self, name: &str) -> Result<OrgRecord, StoreError> {
+        let by_name = || organization::Entity::find().filter(organization::Column::Name.eq(name));
+        if let Some(m) = by_name().one(&self.db).await? {
+            return Ok(org_from_row(m));
+        }
+        let rec =
+            OrgRecord { id: OrgId::new(new_id(OrgId::PREFIX)), name: name.to_owned(), created_at: Timestamp::now() };
+        let txn = self.begin_write().await?;
+        if let Some(m) = by_name().one(&txn).await? {
+            return Ok(org_from_row(m));
+        }
+        let inserted =
+            organization::Entity::insert(org_to_row(&rec).into_active_model()).exec_without_returning(&txn).await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) => {
+                let err = write_err("organization", e, &[], format!("organization {name:?} already exists"));
+                drop(txn);
+                // Another writer created it between our read and our insert (PostgreSQL).
+                if matches!(err, StoreError::Conflict { .. })
+                    && let Some(m) = by_name().one(&self.db).await?
+                {
+                    return Ok(org_from_row(m));
+                }
+                return Err(err);
+            }
+        }
+        bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rec)
+    }
+
+    /// Creates a team named `name` in organization `org_id`; returns it and the new revision.
+    ///
+    /// [`StoreError::NotFound`] if the organization does not exist,
+    /// [`StoreError::Conflict`] if the name is taken in that organization.
+    pub async fn create_team(&self, org_id: &OrgId, name: &str) -> Result<(TeamRecord, i64), StoreError> {
+        let rec = TeamRecord {
+            id: TeamId::new(new_id(TeamId::PREFIX)),
+            org_id: org_id.clone(),
+            name: name.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        let txn = self.begin_write().await?;
+        if organization::Entity::find_by_id(org_id.as_str()).one(&txn).await?.is_none() {
+            return Err(StoreError::NotFound { kind: "organization", id: org_id.to_string() });
+        }
+        team::Entity::insert(team_to_row(&rec).into_active_model()).exec_without_returning(&txn).await.map_err(
+            |e| {
+                let taken = format!("a team named {name:?} already exists in organization {org_id}");
+                write_err("team", e, &[(&["name"], taken)], format!("team id {} is taken", rec.id))
+            },
+        )?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok((rec, rev))
+    }
+
+    /// The team with id `id_or_name`, else the team with that name in any organization.
+    ///
+    /// [`StoreError::Conflict`] if the name matches teams in several organizations.
+    pub async fn find_team(&self, id_or_name: &str) -> Result<Option<TeamRecord>, StoreError> {
+        if let Some(m) = team::Entity::find_by_id(id_or_name).one(&self.db).await? {
+            return Ok(Some(team_from_row(m)));
+        }
+        let mut rows = team::Entity::find()
+            .filter(team::Column::Name.eq(id_or_name))
+            .order_by_asc(team::Column::Id)
+            .limit(2)
+            .all(&self.db)
+            .await?;
+        if rows.len() > 1 {
+            return Err(StoreError::Conflict {
+                kind: "team",
+                detail: format!("several teams are named {id_or_name:?}; use the id"),
+            });
+        }
+        Ok(rows.pop().map(team_from_row))
+    }
+
+    /// Creates a project named `name` in team `team_id`; returns it and the new revision.
+    ///
+    /// [`StoreError::NotFound`] if the team does not exist,
+    /// [`StoreError::Conflict`] if the name is taken in that team.
+    pub async fn create_project(&self, team_id: &TeamId, name: &str) -> Result<(ProjectRecord, i64), StoreError> {
+        let txn = self.begin_write().await?;
+        let Some(team) = team::Entity::find_by_id(team_id.as_str()).one(&txn).await? else {
+            return Err(StoreError::NotFound { kind: "team", id: team_id.to_string() });
+        };
+        let rec = ProjectRecord {
+            id: ProjectId::new(new_id(ProjectId::PREFIX)),
+            team_id: team_id.clone(),
+            org_id: OrgId::new(team.org_id),
+            name: name.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        project::Entity::insert(project_to_row(&rec).into_active_model()).exec_without_returning(&txn).await.map_err(
+            |e| {
+                let taken = format!("a project named {name:?} already exists in team {team_id}");
+                write_err("project", e, &[(&["name"], taken)], format!("project id {} is taken", rec.id))
+            },
+        )?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok((rec, rev))
+    }
+
+    /// The project with id `id_or_name`, else the project with that name in any team.
+    ///
+    /// [`StoreError::Conflict`] if the name matches projects in several teams.
+    pub async fn find_project(&self, id_or_name: &str) -> Result<Option<ProjectRecord>, StoreError> {
+        let rows = match project::Entity::find_by_id(id_or_name).one(&self.db).await? {
+            Some(m) => vec![m],
+            None => {
+                project::Entity::find()
+                    .filter(project::Column::Name.eq(id_or_name))
+                    .order_by_asc(project::Column::Id)
+                    .limit(2)
+                    .all(&self.db)
+                    .await?
+            }
+        };
+        if rows.len() > 1 {
+            return Err(StoreError::Conflict {
+                kind: "project",
+                detail: format!("several projects are named {id_or_name:?}; use the id"),
+            });
+        }
+        Ok(projects_with_orgs(&self.db, rows).await?.pop())
+    }
+
+    /// Stores a provider credential as given; returns the new revision.
+    ///
+    /// [`StoreError::Conflict`] if its id or name is taken.
+    pub async fn create_provider(&self, p: &ProviderRecord) -> Result<i64, StoreError> {
+        let row = provider_to_row(p)?;
+        let txn = self.begin_write().await?;
+        provider::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await.map_err(|e| {
+            let taken = format!("a provider named {:?} already exists", p.name);
+            write_err("provider", e, &[(&["name"], taken)], format!("provider id {} is taken", p.id))
+        })?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The provider with id `id_or_name`, else the one with that name.
+    pub async fn find_provider(&self, id_or_name: &str) -> Result<Option<ProviderRecord>, StoreError> {
+        let row = match provider::Entity::find_by_id(id_or_name).one(&self.db).await? {
+            Some(m) => Some(m),
+            None => provider::Entity::find().filter(provider::Column::Name.eq(id_or_name)).one(&self.db).await?,
+        };
+        row.map(provider_from_row).transpose()
+    }
+
+    /// Every provider credential, by name.
+    pub async fn list_providers(&self) -> Result<Vec<ProviderRecord>, StoreError> {
+        provider::Entity::find()
+            .order_by_asc(provider::Column::Name)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(provider_from_row)
+            .collect()
+    }
+
+    /// Stores a catalog model as given; returns the new revision.
+    ///
+    /// [`StoreError::Conflict`] if its id or name is taken. Deployments are not checked
+    /// against the providers: the caller validates them.
+    pub async fn create_model(&self, m: &ModelRecord) -> Result<i64, StoreError> {
+        let row = model_to_row(m)?;
+        let txn = self.begin_write().await?;
+        model::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await.map_err(|e| {
+            let taken = format!("a model named {:?} already exists", m.name);
+            write_err("model", e, &[(&["name"], taken)], format!("model id {} is taken", m.id))
+        })?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The model with id `id_or_name`, else the one with that public name.
+    pub async fn find_model(&self, id_or_name: &str) -> Result<Option<ModelRecord>, StoreError> {
+        let row = match model::Entity::find_by_id(id_or_name).one(&self.db).await? {
+            Some(m) => Some(m),
+            None => model::Entity::find().filter(model::Column::Name.eq(id_or_name)).one(&self.db).await?,
+        };
+        row.map(model_from_row).transpose()
+    }
+
+    /// Stores a virtual key and, when given, its budget, in one transaction; returns the
+    /// new revision (bumped once).
+    ///
+    /// [`StoreError::NotFound`] if the project does not exist; [`StoreError::Conflict`]
+    /// if the key id, key hash or budget id is taken. On any error nothing is stored.
+    pub async fn create_key(&self, k: &KeyRecord, budget: Option<&BudgetRecord>) -> Result<i64, StoreError> {
+        let key_row = key_to_row(k)?;
+        let budget_row = budget.map(budget_to_row).transpose()?;
+        let txn = self.begin_write().await?;
+        if project::Entity::find_by_id(k.project_id.as_str()).one(&txn).await?.is_none() {
+            return Err(StoreError::NotFound { kind: "project", id: k.project_id.to_string() });
+        }
+        virtual_key::Entity::insert(key_row.into_active_model())
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|e| key_write_err(e, k))?;
+        if let Some(row) = budget_row {
+            let id = row.id.clone();
+            budget::Entity::insert(row.into_active_model())
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|e| write_err("budget", e, &[], format!("budget id {id} is taken")))?;
+        }
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The key with this id.
+    pub async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        virtual_key::Entity::find_by_id(id.as_str()).one(&self.db).await?.map(key_from_row).transpose()
+    }
+
+    /// The keys matching `f`, by id ascending, at most `f.limit` (capped at
+    /// [`KeyFilter::MAX_LIMIT`]). Pass the last id of a page as `after` for the next.
+    pub async fn list_keys(&self, f: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
+        let limit = f.limit.min(KeyFilter::MAX_LIMIT);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        if f.metadata.is_empty() {
+            return key_query(f, f.after.as_ref().map(KeyId::as_str))
+                .limit(limit)
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(key_from_row)
+                .collect();
+        }
+        // Metadata is a JSON column whose query syntax differs per backend: scan in id
+        // order and filter here, resuming after the last row seen, until the page is full.
+        let batch = limit.max(KEY_SCAN_BATCH);
+        let mut out = Vec::new();
+        let mut cursor = f.after.as_ref().map(|a| a.as_str().to_owned());
+        loop {
+            let rows = key_query(f, cursor.as_deref()).limit(batch).all(&self.db).await?;
+            let exhausted = (rows.len() as u64) < batch;
+            for row in rows {
+                cursor = Some(row.id.clone());
+                let rec = key_from_row(row)?;
+                if f.metadata.iter().all(|(k, v)| rec.metadata.get(k) == Some(v)) {
+                    out.push(rec);
+                    if out.len() as u64 == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Replaces every mutable column of the key with `k.id` (all but `project_id` and
+    /// `created_at`); returns the new revision. Used for rotate, revoke and patch.
+    ///
+    /// [`StoreError::NotFound`] if no such key; [`StoreError::Conflict`] if the new key
+    /// hash belongs to another key.
+    pub async fn update_key(&self, k: &KeyRecord) -> Result<i64, StoreError> {
+        let mut am = key_to_row(k)?.into_active_model().reset_all();
+        am.id = NotSet;
+        am.project_id = NotSet;
+        am.created_at = NotSet;
+        let txn = self.begin_write().await?;
+        let res = virtual_key::Entity::update_many()
+            .set(am)
+            .filter(virtual_key::Column::Id.eq(k.id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(|e| key_write_err(e, k))?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound { kind: "key", id: k.id.to_string() });
+        }
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// Stores a budget as given; returns the new revision.
+    ///
+    /// [`StoreError::Conflict`] if its id is taken. The scope target is not checked
+    /// (a principal is free-form).
+    pub async fn create_budget(&self, b: &BudgetRecord) -> Result<i64, StoreError> {
+        let row = budget_to_row(b)?;
+        let txn = self.begin_write().await?;
+        budget::Entity::insert(row.into_active_model())
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|e| write_err("budget", e, &[], format!("budget id {} is taken", b.id)))?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The budgets attached to one scope target, by id.
+    pub async fn list_budgets_for(&self, scope: ScopeKind, scope_id: &str) -> Result<Vec<BudgetRecord>, StoreError> {
+        budget::Entity::find()
+            .filter(budget::Column::Scope.eq(scope.as_str()))
+            .filter(budget::Column::ScopeId.eq(scope_id))
+            .order_by_asc(budget::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(budget_from_row)
+            .collect()
+    }
+
+    /// Stores an admin token (its hash, never the token), created now; returns the new
+    /// revision.
+    ///
+    /// [`StoreError::NotFound`] if the team or project does not exist;
+    /// [`StoreError::Conflict`] if the id or hash is taken.
+    pub async fn create_admin_token(
+        &self,
+        id: &str,
+        name: &str,
+        token_hash: &str,
+        scopes: &[String],
+        team_id: Option<&TeamId>,
+        project_id: Option<&ProjectId>,
+    ) -> Result<i64, StoreError> {
+        let rec = AdminTokenRecord {
+            id: TokenId::new(id),
+            name: name.to_owned(),
+            token_hash: token_hash.to_owned(),
+            scopes: scopes.to_vec(),
+            team_id: team_id.cloned(),
+            project_id: project_id.cloned(),
+            created_at: Timestamp::now(),
+            revoked_at: None,
+        };
+        let row = admin_token_to_row(&rec)?;
+        let txn = self.begin_write().await?;
+        if let Some(t) = team_id
+            && team::Entity::find_by_id(t.as_str()).one(&txn).await?.is_none()
+        {
+            return Err(StoreError::NotFound { kind: "team", id: t.to_string() });
+        }
+        if let Some(p) = project_id
+            && project::Entity::find_by_id(p.as_str()).one(&txn).await?.is_none()
+        {
+            return Err(StoreError::NotFound { kind: "project", id: p.to_string() });
+        }
+        admin_token::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await.map_err(|e| {
+            let taken = "an admin token with this hash already exists".to_owned();
+            write_err("admin token", e, &[(&["token_hash"], taken)], format!("admin token id {id} is taken"))
+        })?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The admin token with this hash, revoked or not (the caller checks `revoked_at`).
+    pub async fn find_admin_token_by_hash(&self, token_hash: &str) -> Result<Option<AdminTokenRecord>, StoreError> {
+        admin_token::Entity::find()
+            .filter(admin_token::Column::TokenHash.eq(token_hash))
+            .one(&self.db)
+            .await?
+            .map(admin_token_from_row)
+            .transpose()
+    }
+
+    /// Appends an audit event; computes nothing itself — the caller passes prev_hash/hash.
+    /// Returns the seq the database assigned (`e.seq` is ignored). Does not bump the
+    /// revision.
+    ///
+    /// [`StoreError::Conflict`] if the event id is taken.
+    pub async fn append_audit(&self, e: &AuditRecord) -> Result<i64, StoreError> {
+        let am = audit_to_active(e)?;
+        let res = audit_event::Entity::insert(am)
+            .exec(&self.db)
+            .await
+            .map_err(|err| write_err("audit event", err, &[], format!("audit event id {:?} is taken", e.id)))?;
+        Ok(res.last_insert_id)
+    }
+
+    /// The newest audit event.
+    pub async fn last_audit(&self) -> Result<Option<AuditRecord>, StoreError> {
+        audit_event::Entity::find()
+            .order_by_desc(audit_event::Column::Seq)
+            .one(&self.db)
+            .await?
+            .map(audit_from_row)
+            .transpose()
+    }
+
+    /// Audit events, newest first: optionally only of one target kind, at or after
+    /// `since`, and with seq below `before_seq` (pass the last seq of a page for the
+    /// next). At most `limit` events, capped at 1000.
+    pub async fn list_audit(
+        &self,
+        target_kind: Option<&str>,
+        since: Option<Timestamp>,
+        limit: u64,
+        before_seq: Option<i64>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = limit.min(AUDIT_PAGE_MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut q = audit_event::Entity::find();
+        if let Some(k) = target_kind {
+            q = q.filter(audit_event::Column::TargetKind.eq(k));
+        }
+        if let Some(t) = since {
+            q = q.filter(audit_event::Column::At.gte(t.unix_millis()));
+        }
+        if let Some(s) = before_seq {
+            q = q.filter(audit_event::Column::Seq.lt(s));
+        }
+        q.order_by_desc(audit_event::Column::Seq)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    /// Everything a data-plane snapshot is built from, read in one transaction together
+    /// with the revision it belongs to. Every list is ordered by id.
+    pub async fn snapshot(&self) -> Result<SnapshotData, StoreError> {
+        let txn = self.begin_snapshot().await?;
+        let revision = read_revision(&txn).await?;
+        let orgs = organization::Entity::find()
+            .order_by_asc(organization::Column::Id)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(org_from_row)
+            .collect();
+        let team_rows = team::Entity::find().order_by_asc(team::Column::Id).all(&txn).await?;
+        let org_of_team: HashMap<String, String> = team_rows.iter().map(|t| (t.id.clone(), t.org_id.clone())).collect();
+        let teams = team_rows.into_iter().map(team_from_row).collect();
+        let projects = project::Entity::find()
+            .order_by_asc(project::Column::Id)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|p| {
+                let org = org_of_team.get(&p.team_id).cloned().ok_or_else(|| StoreError::Corrupt {
+                    kind: "project",
+                    id: p.id.clone(),
+                    detail: format!("team {:?} does not exist", p.team_id),
+                })?;
+                Ok(project_from_row(p, OrgId::new(org)))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let providers = provider::Entity::find()
+            .order_by_asc(provider::Column::Id)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(provider_from_row)
+            .collect::<Result<_, _>>()?;
+        let models = model::Entity::find()
+            .order_by_asc(model::Column::Id)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(model_from_row)
+            .collect::<Result<_, _>>()?;
+        let keys = virtual_key::Entity::find()
+            .order_by_asc(virtual_key::Column::Id)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(key_from_row)
+            .collect::<Result<_, _>>()?;
+        let budgets = budget::Entity::find()
+            .order_by_asc(budget::Column::Id)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(budget_from_row)
+            .collect::<Result<_, _>>()?;
+        txn.commit().await?;
+        Ok(SnapshotData { revision, orgs, teams, projects, providers, models, keys, budgets })
+    }
+}
+
+/// A failed key insert or update: a taken hash is the likely conflict.
+fn key_write_err(e: sea_orm::DbErr, k: &KeyRecord) -> StoreError {
+    write_err(
+        "key",
+        e,
+        &[(&["key_hash"], "another key already has this key hash".to_owned())],
+        format!("key id {} is taken", k.id),
+    )
+}

@@ -1,0 +1,71 @@
+//! Integration tests of tollgate-store: one conformance suite (`suite`) run against every
+//! backend (`backends`): a SQLite file, an in-memory SQLite database, and PostgreSQL when
+//! `TOLLGATE_TEST_POSTGRES_URL` is set.
+
+// .clippy.toml allows these inside `#[test]` functions only; the suite and fixtures are
+// plain async fns called from the tests, where a panic is equally a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod backends;
+mod suite;
+
+/// Instantiates every suite test once per backend module.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = crate::backends::sqlite_file().await;
+                    crate::suite::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+
+        mod sqlite_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = crate::backends::sqlite_memory().await;
+                    crate::suite::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(db) = crate::backends::postgres().await else {
+                        println!("skipped: TOLLGATE_TEST_POSTGRES_URL not set");
+                        return;
+                    };
+                    crate::suite::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    fresh_database_is_empty_at_revision_zero,
+    every_record_round_trips_field_for_field,
+    each_config_write_bumps_revision_by_exactly_one,
+    snapshot_revision_matches_its_rows_under_concurrent_writes,
+    concurrent_writers_get_distinct_consecutive_revisions,
+    ensure_org_is_idempotent_even_when_racing,
+    unique_violations_are_conflicts,
+    missing_parents_are_not_found,
+    find_accepts_id_or_name_and_refuses_ambiguous_names,
+    list_keys_filters_by_project_principal_status_and_metadata,
+    list_keys_paginates_by_id_with_and_without_metadata_filter,
+    list_keys_orders_ids_bytewise,
+    update_key_replaces_mutable_columns_only,
+    update_key_of_missing_key_is_not_found_and_changes_nothing,
+    create_key_with_budget_is_atomic,
+    audit_is_listed_newest_first_with_filters_and_pages,
+    reconnecting_keeps_data_and_reruns_no_migration,
+);

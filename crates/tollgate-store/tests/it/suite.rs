@@ -1,0 +1,710 @@
+//! The conformance suite: every backend must pass every test here unchanged.
+
+use crate::backends::TestDb;
+use serde_json::json;
+use std::collections::BTreeMap;
+use tollgate_core::{
+    BudgetId, ErrorCode, KeyId, ModelId, OnBreach, OrgId, ProjectId, ProviderId, ScopeKind, ServiceError, TeamId,
+    Timestamp, TokenId, Window,
+};
+use tollgate_store::{
+    AuditRecord, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord,
+    ProviderRecord, Store, StoreError, TeamRecord,
+};
+
+// ---------------------------------------------------------------- fixtures
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_unix_millis(ms)
+}
+
+/// A key with every optional field empty.
+fn bare_key(id: &str, project: &ProjectId, hash: &str) -> KeyRecord {
+    KeyRecord {
+        id: KeyId::new(id),
+        project_id: project.clone(),
+        name: None,
+        principal: None,
+        key_hash: hash.to_owned(),
+        key_hint: "tg_…0000".to_owned(),
+        previous_key_hash: None,
+        previous_valid_until: None,
+        status: "active".to_owned(),
+        expires_at: None,
+        models_allowed: Vec::new(),
+        rpm: None,
+        tpm: None,
+        max_concurrency: None,
+        metadata: BTreeMap::new(),
+        created_at: at(1_700_000_000_000),
+        updated_at: at(1_700_000_000_000),
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+/// A key with every optional field set.
+fn full_key(id: &str, project: &ProjectId, hash: &str) -> KeyRecord {
+    KeyRecord {
+        name: Some("checkout service".to_owned()),
+        principal: Some("acme:user-42".to_owned()),
+        previous_key_hash: Some(format!("{hash}-old")),
+        previous_valid_until: Some(at(1_700_000_600_001)),
+        status: "revoked".to_owned(),
+        expires_at: Some(at(1_800_000_000_999)),
+        models_allowed: vec!["gpt-4o*".to_owned(), "claude-sonnet-4".to_owned()],
+        rpm: Some(600),
+        tpm: Some(1_000_000),
+        max_concurrency: Some(8),
+        metadata: BTreeMap::from([
+            ("customer".to_owned(), "acme".to_owned()),
+            ("tier".to_owned(), "gold ✨".to_owned()),
+        ]),
+        created_at: at(1_700_000_000_123),
+        updated_at: at(1_700_000_500_456),
+        rotated_at: Some(at(1_700_000_400_789)),
+        revoked_at: Some(at(1_700_000_500_456)),
+        ..bare_key(id, project, hash)
+    }
+}
+
+fn budget(id: &str, scope: ScopeKind, scope_id: &str) -> BudgetRecord {
+    BudgetRecord {
+        id: BudgetId::new(id),
+        scope,
+        scope_id: scope_id.to_owned(),
+        limit_nanos: 25_000_000_000,
+        window: Window::Month,
+        on_breach: OnBreach::Block,
+        alert_thresholds: vec![500, 800, 1000],
+        created_at: at(1_700_000_000_001),
+        updated_at: at(1_700_000_000_002),
+    }
+}
+
+fn provider(id: &str, name: &str) -> ProviderRecord {
+    ProviderRecord {
+        id: ProviderId::new(id),
+        name: name.to_owned(),
+        kind: "openai".to_owned(),
+        base_url: "https://api.openai.com/v1".to_owned(),
+        api_key_ciphertext: "v1:bm9uY2U=:Y2lwaGVydGV4dA==".to_owned(),
+        api_key_hint: "sk-…abcd".to_owned(),
+        rpm: Some(10_000),
+        tpm: None,
+        priority: -3,
+        extra: json!({"organization": "org-1", "headers": {"x-a": [1, 2.5, null, true]}}),
+        created_at: at(1_700_000_000_010),
+        updated_at: at(1_700_000_000_020),
+    }
+}
+
+fn model(id: &str, name: &str) -> ModelRecord {
+    ModelRecord {
+        id: ModelId::new(id),
+        name: name.to_owned(),
+        deployments: vec![
+            DeploymentRecord { provider: "openai".to_owned(), model: "gpt-4o-2024-08-06".to_owned() },
+            DeploymentRecord { provider: "azure".to_owned(), model: "gpt-4o".to_owned() },
+        ],
+        input_per_mtok: Some(2_500_000_000),
+        output_per_mtok: Some(10_000_000_000),
+        cached_input_per_mtok: None,
+        max_output_tokens: Some(16_384),
+        created_at: at(1_700_000_000_030),
+        updated_at: at(1_700_000_000_040),
+    }
+}
+
+fn audit(id: &str, at_ms: i64, target_kind: &str) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        id: id.to_owned(),
+        at: at(at_ms),
+        actor: "tok_admin".to_owned(),
+        action: format!("{target_kind}.create"),
+        target_kind: target_kind.to_owned(),
+        target_id: format!("{target_kind}_{id}"),
+        metadata: json!({"n": at_ms, "tags": ["a", "b"]}),
+        prev_hash: format!("prev-{id}"),
+        hash: format!("hash-{id}"),
+    }
+}
+
+/// An org, a team in it and a project in that team.
+async fn tenancy(store: &Store, suffix: &str) -> (OrgRecord, TeamRecord, ProjectRecord) {
+    let org = store.ensure_org(&format!("org-{suffix}")).await.unwrap();
+    let (team, _) = store.create_team(&org.id, &format!("team-{suffix}")).await.unwrap();
+    let (project, _) = store.create_project(&team.id, &format!("project-{suffix}")).await.unwrap();
+    (org, team, project)
+}
+
+#[track_caller]
+fn assert_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(e @ StoreError::Conflict { .. }) => {
+            assert_eq!(e.code(), ErrorCode::Conflict);
+            e.to_string()
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, want_kind: &str) {
+    match r {
+        Err(e @ StoreError::NotFound { kind, .. }) => {
+            assert_eq!(kind, want_kind, "{e}");
+            assert_eq!(e.code(), ErrorCode::NotFound);
+        }
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
+fn ids(keys: &[KeyRecord]) -> Vec<&str> {
+    keys.iter().map(|k| k.id.as_str()).collect()
+}
+
+// ---------------------------------------------------------------- tests
+
+pub(crate) async fn fresh_database_is_empty_at_revision_zero(db: &TestDb) {
+    let store = &db.store;
+    assert_eq!(store.revision().await.unwrap(), 0);
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.revision, 0);
+    assert!(snap.orgs.is_empty() && snap.teams.is_empty() && snap.projects.is_empty());
+    assert!(snap.providers.is_empty() && snap.models.is_empty());
+    assert!(snap.keys.is_empty() && snap.budgets.is_empty());
+    assert!(store.last_audit().await.unwrap().is_none());
+    assert!(store.list_providers().await.unwrap().is_empty());
+}
+
+pub(crate) async fn every_record_round_trips_field_for_field(db: &TestDb) {
+    let store = &db.store;
+
+    let org = store.ensure_org("acme").await.unwrap();
+    assert_eq!(org.name, "acme");
+    assert!(org.id.as_str().starts_with("org_"), "{:?}", org.id);
+    let (team, _) = store.create_team(&org.id, "payments").await.unwrap();
+    assert_eq!((team.org_id.clone(), team.name.as_str()), (org.id.clone(), "payments"));
+    assert!(team.id.as_str().starts_with("team_"));
+    let (project, _) = store.create_project(&team.id, "checkout").await.unwrap();
+    assert_eq!(project.org_id, org.id);
+    assert_eq!(project.team_id, team.id);
+    assert!(project.id.as_str().starts_with("proj_"));
+    assert_eq!(store.ensure_org("acme").await.unwrap(), org);
+    assert_eq!(store.find_team(team.id.as_str()).await.unwrap(), Some(team.clone()));
+    assert_eq!(store.find_project(project.id.as_str()).await.unwrap(), Some(project.clone()));
+
+    let prov = provider("prov_1", "openai");
+    let mut prov2 = provider("prov_2", "mock");
+    prov2.rpm = None;
+    prov2.tpm = Some(5);
+    prov2.extra = json!({});
+    store.create_provider(&prov).await.unwrap();
+    store.create_provider(&prov2).await.unwrap();
+    assert_eq!(store.find_provider("prov_1").await.unwrap(), Some(prov.clone()));
+    assert_eq!(store.list_providers().await.unwrap(), vec![prov2.clone(), prov.clone()], "ordered by name");
+
+    let m = model("model_1", "gpt-4o");
+    let mut unpriced = model("model_2", "local");
+    unpriced.deployments.clear();
+    unpriced.input_per_mtok = None;
+    unpriced.output_per_mtok = None;
+    unpriced.max_output_tokens = None;
+    unpriced.cached_input_per_mtok = Some(0);
+    store.create_model(&m).await.unwrap();
+    store.create_model(&unpriced).await.unwrap();
+    assert_eq!(store.find_model("model_1").await.unwrap(), Some(m.clone()));
+    assert_eq!(store.find_model("local").await.unwrap(), Some(unpriced.clone()));
+
+    let full = full_key("key_full", &project.id, "aa11");
+    let bare = bare_key("key_bare", &project.id, "bb22");
+    let key_budget = budget("bud_key", ScopeKind::VirtualKey, "key_full");
+    let mut org_budget = budget("bud_org", ScopeKind::Organization, org.id.as_str());
+    org_budget.window = Window::Total;
+    org_budget.on_breach = OnBreach::Warn;
+    org_budget.alert_thresholds = Vec::new();
+    org_budget.limit_nanos = i64::MAX;
+    store.create_key(&full, Some(&key_budget)).await.unwrap();
+    store.create_key(&bare, None).await.unwrap();
+    store.create_budget(&org_budget).await.unwrap();
+    assert_eq!(store.get_key(&full.id).await.unwrap(), Some(full.clone()));
+    assert_eq!(store.get_key(&bare.id).await.unwrap(), Some(bare.clone()));
+    assert_eq!(store.list_budgets_for(ScopeKind::VirtualKey, "key_full").await.unwrap(), vec![key_budget.clone()]);
+    assert_eq!(
+        store.list_budgets_for(ScopeKind::Organization, org.id.as_str()).await.unwrap(),
+        vec![org_budget.clone()]
+    );
+    assert!(store.list_budgets_for(ScopeKind::Team, org.id.as_str()).await.unwrap().is_empty());
+
+    let scopes = vec!["keys:write".to_owned(), "usage:read".to_owned()];
+    let before = Timestamp::now();
+    store
+        .create_admin_token("tok_1", "billing backend", "cafe01", &scopes, Some(&team.id), Some(&project.id))
+        .await
+        .unwrap();
+    store.create_admin_token("tok_2", "root", "cafe02", &[], None, None).await.unwrap();
+    let tok = store.find_admin_token_by_hash("cafe01").await.unwrap().unwrap();
+    assert_eq!(tok.id, TokenId::new("tok_1"));
+    assert_eq!(tok.name, "billing backend");
+    assert_eq!(tok.token_hash, "cafe01");
+    assert_eq!(tok.scopes, scopes);
+    assert_eq!(tok.team_id, Some(team.id.clone()));
+    assert_eq!(tok.project_id, Some(project.id.clone()));
+    assert!(tok.created_at >= before && tok.created_at <= Timestamp::now());
+    assert_eq!(tok.revoked_at, None);
+    let root = store.find_admin_token_by_hash("cafe02").await.unwrap().unwrap();
+    assert_eq!((root.team_id, root.project_id, root.scopes), (None, None, vec![]));
+    assert!(store.find_admin_token_by_hash("nope").await.unwrap().is_none());
+
+    let mut ev = audit("ev_1", 1_700_000_000_777, "key");
+    ev.seq = 12345; // ignored: the store assigns seq
+    let seq = store.append_audit(&ev).await.unwrap();
+    ev.seq = seq;
+    assert_eq!(store.last_audit().await.unwrap(), Some(ev.clone()));
+
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.revision, store.revision().await.unwrap());
+    assert_eq!(snap.orgs, vec![org]);
+    assert_eq!(snap.teams, vec![team]);
+    assert_eq!(snap.projects, vec![project]);
+    assert_eq!(snap.providers, vec![prov, prov2], "ordered by id");
+    assert_eq!(snap.models, vec![m, unpriced]);
+    assert_eq!(snap.keys, vec![bare, full], "ordered by id");
+    assert_eq!(snap.budgets, vec![key_budget, org_budget]);
+}
+
+pub(crate) async fn each_config_write_bumps_revision_by_exactly_one(db: &TestDb) {
+    let store = &db.store;
+    let mut rev = store.revision().await.unwrap();
+    #[track_caller]
+    fn bumped(rev: &mut i64, got: i64, what: &str) {
+        assert_eq!(got, *rev + 1, "{what}");
+        *rev = got;
+    }
+
+    let org = store.ensure_org("acme").await.unwrap();
+    bumped(&mut rev, store.revision().await.unwrap(), "ensure_org creating");
+    store.ensure_org("acme").await.unwrap();
+    assert_eq!(store.revision().await.unwrap(), rev, "ensure_org of an existing org does not bump");
+
+    let (team, r) = store.create_team(&org.id, "t").await.unwrap();
+    bumped(&mut rev, r, "create_team");
+    let (project, r) = store.create_project(&team.id, "p").await.unwrap();
+    bumped(&mut rev, r, "create_project");
+    bumped(&mut rev, store.create_provider(&provider("prov_1", "openai")).await.unwrap(), "create_provider");
+    bumped(&mut rev, store.create_model(&model("model_1", "gpt-4o")).await.unwrap(), "create_model");
+    let k = bare_key("key_1", &project.id, "h1");
+    bumped(
+        &mut rev,
+        store.create_key(&k, Some(&budget("bud_1", ScopeKind::VirtualKey, "key_1"))).await.unwrap(),
+        "create_key with a budget bumps once",
+    );
+    bumped(&mut rev, store.create_key(&bare_key("key_2", &project.id, "h2"), None).await.unwrap(), "create_key");
+    let mut revoked = k.clone();
+    revoked.status = "revoked".to_owned();
+    bumped(&mut rev, store.update_key(&revoked).await.unwrap(), "update_key");
+    bumped(
+        &mut rev,
+        store.create_budget(&budget("bud_2", ScopeKind::Project, project.id.as_str())).await.unwrap(),
+        "create_budget",
+    );
+    bumped(
+        &mut rev,
+        store.create_admin_token("tok_1", "n", "th", &[], None, None).await.unwrap(),
+        "create_admin_token",
+    );
+    assert_eq!(store.revision().await.unwrap(), rev);
+
+    store.append_audit(&audit("ev_1", 1, "key")).await.unwrap();
+    assert_eq!(store.revision().await.unwrap(), rev, "audit appends do not bump");
+
+    assert_conflict(store.create_team(&org.id, "t").await);
+    assert_conflict(store.create_model(&model("model_9", "gpt-4o")).await);
+    assert_eq!(store.revision().await.unwrap(), rev, "failed writes do not bump");
+
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.revision, rev);
+    assert_eq!(snap.keys.len(), 2);
+    assert_eq!(snap.keys[0].status, "revoked");
+    assert_eq!(snap.budgets.len(), 2);
+}
+
+pub(crate) async fn snapshot_revision_matches_its_rows_under_concurrent_writes(db: &TestDb) {
+    let store = db.store.clone();
+    let (_, _, project) = tenancy(&store, "s").await;
+    let base_rev = store.revision().await.unwrap();
+    const WRITES: i64 = 30;
+
+    let writer = {
+        let store = store.clone();
+        let project = project.id.clone();
+        tokio::spawn(async move {
+            for i in 0..WRITES {
+                store.create_key(&bare_key(&format!("key_{i:03}"), &project, &format!("h{i}")), None).await.unwrap();
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    loop {
+        let done = writer.is_finished();
+        let snap = store.snapshot().await.unwrap();
+        assert_eq!(snap.keys.len() as i64, snap.revision - base_rev, "a snapshot mixes revisions");
+        seen.push(snap.revision);
+        if done {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    let last = store.snapshot().await.unwrap();
+    assert_eq!(last.revision, base_rev + WRITES);
+    assert_eq!(last.keys.len() as i64, WRITES);
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "revisions seen go backwards: {seen:?}");
+}
+
+pub(crate) async fn concurrent_writers_get_distinct_consecutive_revisions(db: &TestDb) {
+    let store = db.store.clone();
+    let org = store.ensure_org("acme").await.unwrap();
+    let base = store.revision().await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let org = org.id.clone();
+            tokio::spawn(async move { store.create_team(&org, &format!("team-{i}")).await.unwrap().1 })
+        })
+        .collect();
+    let mut revs = Vec::new();
+    for t in tasks {
+        revs.push(t.await.unwrap());
+    }
+    revs.sort_unstable();
+    assert_eq!(revs, ((base + 1)..=(base + 16)).collect::<Vec<_>>());
+    assert_eq!(store.snapshot().await.unwrap().teams.len(), 16);
+}
+
+pub(crate) async fn ensure_org_is_idempotent_even_when_racing(db: &TestDb) {
+    let store = db.store.clone();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ensure_org("racy").await.unwrap() })
+        })
+        .collect();
+    let mut orgs = Vec::new();
+    for t in tasks {
+        orgs.push(t.await.unwrap());
+    }
+    assert!(orgs.windows(2).all(|w| w[0] == w[1]), "{orgs:?}");
+    assert_eq!(store.revision().await.unwrap(), 1, "created once, bumped once");
+    assert_eq!(store.snapshot().await.unwrap().orgs, vec![orgs[0].clone()]);
+}
+
+pub(crate) async fn unique_violations_are_conflicts(db: &TestDb) {
+    let store = &db.store;
+    let (org, team, project) = tenancy(store, "a").await;
+    let other_org = store.ensure_org("other").await.unwrap();
+
+    let msg = assert_conflict(store.create_team(&org.id, "team-a").await);
+    assert!(msg.contains("team-a"), "{msg}");
+    store.create_team(&other_org.id, "team-a").await.unwrap();
+    assert_conflict(store.create_project(&team.id, "project-a").await);
+
+    store.create_provider(&provider("prov_1", "openai")).await.unwrap();
+    let msg = assert_conflict(store.create_provider(&provider("prov_2", "openai")).await);
+    assert!(msg.contains("named \"openai\""), "{msg}");
+    let msg = assert_conflict(store.create_provider(&provider("prov_1", "other")).await);
+    assert!(msg.contains("prov_1"), "{msg}");
+
+    store.create_model(&model("model_1", "gpt-4o")).await.unwrap();
+    assert_conflict(store.create_model(&model("model_2", "gpt-4o")).await);
+    assert_conflict(store.create_model(&model("model_1", "gpt-5")).await);
+
+    store.create_key(&bare_key("key_1", &project.id, "hash1"), None).await.unwrap();
+    let msg = assert_conflict(store.create_key(&bare_key("key_2", &project.id, "hash1"), None).await);
+    assert!(msg.contains("key hash"), "{msg}");
+    assert!(!msg.contains("hash1"), "conflict text must not echo the hash: {msg}");
+    assert_conflict(store.create_key(&bare_key("key_1", &project.id, "hash2"), None).await);
+    store.create_key(&bare_key("key_3", &project.id, "hash3"), None).await.unwrap();
+    let mut stolen = bare_key("key_3", &project.id, "hash1");
+    stolen.updated_at = at(1);
+    assert_conflict(store.update_key(&stolen).await);
+    assert_eq!(store.get_key(&KeyId::new("key_3")).await.unwrap().unwrap().key_hash, "hash3");
+
+    store.create_budget(&budget("bud_1", ScopeKind::Team, team.id.as_str())).await.unwrap();
+    assert_conflict(store.create_budget(&budget("bud_1", ScopeKind::Project, "x")).await);
+
+    store.create_admin_token("tok_1", "a", "th1", &[], None, None).await.unwrap();
+    assert_conflict(store.create_admin_token("tok_2", "b", "th1", &[], None, None).await);
+    assert_conflict(store.create_admin_token("tok_1", "c", "th3", &[], None, None).await);
+
+    store.append_audit(&audit("ev_1", 1, "key")).await.unwrap();
+    assert_conflict(store.append_audit(&audit("ev_1", 2, "key")).await);
+}
+
+pub(crate) async fn missing_parents_are_not_found(db: &TestDb) {
+    let store = &db.store;
+    let rev = store.revision().await.unwrap();
+    assert_not_found(store.create_team(&OrgId::new("org_missing"), "t").await, "organization");
+    assert_not_found(store.create_project(&TeamId::new("team_missing"), "p").await, "team");
+    let k = bare_key("key_1", &ProjectId::new("proj_missing"), "h");
+    assert_not_found(store.create_key(&k, None).await, "project");
+    assert_not_found(
+        store.create_admin_token("tok_1", "n", "h", &[], Some(&TeamId::new("team_missing")), None).await,
+        "team",
+    );
+    assert_not_found(
+        store.create_admin_token("tok_1", "n", "h", &[], None, Some(&ProjectId::new("proj_missing"))).await,
+        "project",
+    );
+    assert_eq!(store.revision().await.unwrap(), rev);
+    assert!(store.get_key(&k.id).await.unwrap().is_none());
+}
+
+pub(crate) async fn find_accepts_id_or_name_and_refuses_ambiguous_names(db: &TestDb) {
+    let store = &db.store;
+    let (org, team, project) = tenancy(store, "a").await;
+    assert_eq!(store.find_team("team-a").await.unwrap(), Some(team.clone()));
+    assert_eq!(store.find_team(team.id.as_str()).await.unwrap(), Some(team.clone()));
+    assert_eq!(store.find_project("project-a").await.unwrap(), Some(project.clone()));
+    assert!(store.find_team("nope").await.unwrap().is_none());
+    assert!(store.find_project("nope").await.unwrap().is_none());
+
+    // The same team name in a second org makes the bare name ambiguous; ids still work.
+    let org_b = store.ensure_org("org-b").await.unwrap();
+    assert_ne!(org_b.id, org.id);
+    let (team_b, _) = store.create_team(&org_b.id, "team-a").await.unwrap();
+    assert_conflict(store.find_team("team-a").await);
+    assert_eq!(store.find_team(team_b.id.as_str()).await.unwrap(), Some(team_b.clone()));
+    let (project_b, _) = store.create_project(&team_b.id, "project-a").await.unwrap();
+    assert_eq!(project_b.org_id, org_b.id);
+    assert_conflict(store.find_project("project-a").await);
+    assert_eq!(store.find_project(project_b.id.as_str()).await.unwrap(), Some(project_b));
+
+    store.create_provider(&provider("prov_1", "openai")).await.unwrap();
+    assert_eq!(store.find_provider("openai").await.unwrap().unwrap().id, ProviderId::new("prov_1"));
+    assert!(store.find_provider("anthropic").await.unwrap().is_none());
+    store.create_model(&model("model_1", "gpt-4o")).await.unwrap();
+    assert_eq!(store.find_model("gpt-4o").await.unwrap().unwrap().id, ModelId::new("model_1"));
+    assert!(store.find_model("gpt-5").await.unwrap().is_none());
+}
+
+/// Two projects; keys `key_00`..`key_09`. Even keys are in project A, odd in B; keys
+/// 0..5 belong to principal `alice`; key_03 and key_07 are revoked; metadata `tier` is
+/// `gold` for multiples of 3 and `silver` otherwise, `env=prod` on keys below 6.
+async fn key_fixture(store: &Store) -> (ProjectId, ProjectId) {
+    let (_, team, a) = tenancy(store, "a").await;
+    let (b, _) = store.create_project(&team.id, "project-b").await.unwrap();
+    // Inserted out of id order on purpose.
+    for i in [7, 2, 9, 0, 4, 1, 8, 3, 6, 5] {
+        let project = if i % 2 == 0 { &a.id } else { &b.id };
+        let mut k = bare_key(&format!("key_{i:02}"), project, &format!("hash{i}"));
+        if i < 5 {
+            k.principal = Some("alice".to_owned());
+        }
+        if i == 3 || i == 7 {
+            k.status = "revoked".to_owned();
+        }
+        k.metadata.insert("tier".to_owned(), if i % 3 == 0 { "gold" } else { "silver" }.to_owned());
+        if i < 6 {
+            k.metadata.insert("env".to_owned(), "prod".to_owned());
+        }
+        store.create_key(&k, None).await.unwrap();
+    }
+    (a.id, b.id)
+}
+
+pub(crate) async fn list_keys_filters_by_project_principal_status_and_metadata(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = key_fixture(store).await;
+    let list = |f: KeyFilter| async move { store.list_keys(&f).await.unwrap() };
+    let md = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+
+    let all = list(KeyFilter::default()).await;
+    assert_eq!(
+        ids(&all),
+        ["key_00", "key_01", "key_02", "key_03", "key_04", "key_05", "key_06", "key_07", "key_08", "key_09"]
+    );
+    let got = list(KeyFilter { project_id: Some(a.clone()), ..KeyFilter::default() }).await;
+    assert_eq!(ids(&got), ["key_00", "key_02", "key_04", "key_06", "key_08"]);
+    let got =
+        list(KeyFilter { project_id: Some(b.clone()), principal: Some("alice".into()), ..KeyFilter::default() }).await;
+    assert_eq!(ids(&got), ["key_01", "key_03"]);
+    let got = list(KeyFilter { status: Some("revoked".into()), ..KeyFilter::default() }).await;
+    assert_eq!(ids(&got), ["key_03", "key_07"]);
+    let got = list(KeyFilter { metadata: md(&[("tier", "gold")]), ..KeyFilter::default() }).await;
+    assert_eq!(ids(&got), ["key_00", "key_03", "key_06", "key_09"]);
+    let got = list(KeyFilter { metadata: md(&[("tier", "gold"), ("env", "prod")]), ..KeyFilter::default() }).await;
+    assert_eq!(ids(&got), ["key_00", "key_03"]);
+    let got = list(KeyFilter {
+        project_id: Some(b),
+        status: Some("active".into()),
+        metadata: md(&[("tier", "gold")]),
+        ..KeyFilter::default()
+    })
+    .await;
+    assert_eq!(ids(&got), ["key_09"]);
+    assert!(list(KeyFilter { metadata: md(&[("tier", "Gold")]), ..KeyFilter::default() }).await.is_empty());
+    assert!(list(KeyFilter { metadata: md(&[("nope", "gold")]), ..KeyFilter::default() }).await.is_empty());
+    assert!(list(KeyFilter { principal: Some("bob".into()), ..KeyFilter::default() }).await.is_empty());
+    assert!(list(KeyFilter { project_id: Some(ProjectId::new("proj_x")), ..KeyFilter::default() }).await.is_empty());
+}
+
+pub(crate) async fn list_keys_paginates_by_id_with_and_without_metadata_filter(db: &TestDb) {
+    let store = &db.store;
+    let (a, _) = key_fixture(store).await;
+
+    async fn pages(store: &Store, mut f: KeyFilter) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        loop {
+            let page = store.list_keys(&f).await.unwrap();
+            assert!(page.len() as u64 <= f.limit);
+            let Some(last) = page.last() else { break };
+            f.after = Some(last.id.clone());
+            out.push(page.iter().map(|k| k.id.to_string()).collect());
+        }
+        out
+    }
+
+    let got = pages(store, KeyFilter { limit: 4, ..KeyFilter::default() }).await;
+    assert_eq!(
+        got,
+        [
+            vec!["key_00", "key_01", "key_02", "key_03"],
+            vec!["key_04", "key_05", "key_06", "key_07"],
+            vec!["key_08", "key_09"]
+        ]
+    );
+    let got = pages(store, KeyFilter { project_id: Some(a), limit: 2, ..KeyFilter::default() }).await;
+    assert_eq!(got, [vec!["key_00", "key_02"], vec!["key_04", "key_06"], vec!["key_08"]]);
+    let silver = vec![("tier".to_owned(), "silver".to_owned())];
+    let got = pages(store, KeyFilter { metadata: silver.clone(), limit: 2, ..KeyFilter::default() }).await;
+    assert_eq!(got, [vec!["key_01", "key_02"], vec!["key_04", "key_05"], vec!["key_07", "key_08"]]);
+
+    let f = KeyFilter { after: Some(KeyId::new("key_05")), metadata: silver, ..KeyFilter::default() };
+    assert_eq!(ids(&store.list_keys(&f).await.unwrap()), ["key_07", "key_08"]);
+    let f = KeyFilter { after: Some(KeyId::new("key_050")), ..KeyFilter::default() };
+    assert_eq!(ids(&store.list_keys(&f).await.unwrap()), ["key_06", "key_07", "key_08", "key_09"]);
+    assert!(store.list_keys(&KeyFilter { limit: 0, ..KeyFilter::default() }).await.unwrap().is_empty());
+    assert_eq!(KeyFilter::default().limit, KeyFilter::DEFAULT_LIMIT);
+    assert_eq!(store.list_keys(&KeyFilter { limit: u64::MAX, ..KeyFilter::default() }).await.unwrap().len(), 10);
+}
+
+pub(crate) async fn list_keys_orders_ids_bytewise(db: &TestDb) {
+    let store = &db.store;
+    let (_, _, p) = tenancy(store, "o").await;
+    for id in ["key_b", "key_B", "key_a", "key__", "key_A", "key_-1"] {
+        store.create_key(&bare_key(id, &p.id, &format!("h{id}")), None).await.unwrap();
+    }
+    let mut want = vec!["key_b", "key_B", "key_a", "key__", "key_A", "key_-1"];
+    want.sort_unstable();
+    assert_eq!(ids(&store.list_keys(&KeyFilter::default()).await.unwrap()), want);
+    let f = KeyFilter { after: Some(KeyId::new("key_B")), ..KeyFilter::default() };
+    assert_eq!(ids(&store.list_keys(&f).await.unwrap()), ["key__", "key_a", "key_b"]);
+}
+
+pub(crate) async fn update_key_replaces_mutable_columns_only(db: &TestDb) {
+    let store = &db.store;
+    let (_, team, project) = tenancy(store, "u").await;
+    let (other_project, _) = store.create_project(&team.id, "elsewhere").await.unwrap();
+    let original = bare_key("key_1", &project.id, "old-hash");
+    store.create_key(&original, None).await.unwrap();
+
+    // Rotate: every mutable column changes; the id, project and creation time may not.
+    let mut rotated = full_key("key_1", &other_project.id, "new-hash");
+    rotated.previous_key_hash = Some("old-hash".to_owned());
+    rotated.created_at = at(42);
+    store.update_key(&rotated).await.unwrap();
+    let stored = store.get_key(&original.id).await.unwrap().unwrap();
+    let want = KeyRecord { project_id: project.id.clone(), created_at: original.created_at, ..rotated.clone() };
+    assert_eq!(stored, want);
+
+    // And back to empty optional columns: NULLs are written, not skipped.
+    let mut cleared = bare_key("key_1", &project.id, "newer-hash");
+    cleared.updated_at = at(1_800_000_000_000);
+    store.update_key(&cleared).await.unwrap();
+    assert_eq!(store.get_key(&original.id).await.unwrap().unwrap(), cleared);
+    // The freed hash can be used again.
+    store.create_key(&bare_key("key_2", &project.id, "old-hash"), None).await.unwrap();
+}
+
+pub(crate) async fn update_key_of_missing_key_is_not_found_and_changes_nothing(db: &TestDb) {
+    let store = &db.store;
+    let (_, _, project) = tenancy(store, "m").await;
+    let rev = store.revision().await.unwrap();
+    assert_not_found(store.update_key(&bare_key("key_ghost", &project.id, "h")).await, "key");
+    assert_eq!(store.revision().await.unwrap(), rev);
+    assert!(store.get_key(&KeyId::new("key_ghost")).await.unwrap().is_none());
+}
+
+pub(crate) async fn create_key_with_budget_is_atomic(db: &TestDb) {
+    let store = &db.store;
+    let (_, _, project) = tenancy(store, "b").await;
+    store.create_budget(&budget("bud_taken", ScopeKind::Project, project.id.as_str())).await.unwrap();
+    let rev = store.revision().await.unwrap();
+
+    let k = bare_key("key_1", &project.id, "h1");
+    assert_conflict(store.create_key(&k, Some(&budget("bud_taken", ScopeKind::VirtualKey, "key_1"))).await);
+    assert!(store.get_key(&k.id).await.unwrap().is_none(), "the key must roll back with its budget");
+    assert!(store.list_budgets_for(ScopeKind::VirtualKey, "key_1").await.unwrap().is_empty());
+    assert_eq!(store.revision().await.unwrap(), rev);
+
+    // A key conflict rolls the budget back too.
+    store.create_key(&bare_key("key_2", &project.id, "h2"), None).await.unwrap();
+    let rev = store.revision().await.unwrap();
+    let dup = bare_key("key_3", &project.id, "h2");
+    assert_conflict(store.create_key(&dup, Some(&budget("bud_3", ScopeKind::VirtualKey, "key_3"))).await);
+    assert!(store.list_budgets_for(ScopeKind::VirtualKey, "key_3").await.unwrap().is_empty());
+    assert_eq!(store.revision().await.unwrap(), rev);
+
+    // The same key with a fresh budget id goes through, both rows at once.
+    let b = budget("bud_1", ScopeKind::VirtualKey, "key_1");
+    assert_eq!(store.create_key(&k, Some(&b)).await.unwrap(), rev + 1);
+    assert_eq!(store.get_key(&k.id).await.unwrap(), Some(k));
+    assert_eq!(store.list_budgets_for(ScopeKind::VirtualKey, "key_1").await.unwrap(), vec![b]);
+}
+
+pub(crate) async fn audit_is_listed_newest_first_with_filters_and_pages(db: &TestDb) {
+    let store = &db.store;
+    let mut appended = Vec::new();
+    for (i, kind) in ["key", "budget", "key", "team", "key", "budget"].iter().enumerate() {
+        let mut e = audit(&format!("ev_{i}"), 1_000 + i as i64 * 10, kind);
+        e.seq = store.append_audit(&e).await.unwrap();
+        appended.push(e);
+    }
+    assert!(appended.windows(2).all(|w| w[0].seq < w[1].seq), "seq increases");
+    assert_eq!(store.last_audit().await.unwrap().as_ref(), appended.last());
+
+    let all = store.list_audit(None, None, 100, None).await.unwrap();
+    let newest_first: Vec<_> = appended.iter().rev().cloned().collect();
+    assert_eq!(all, newest_first);
+
+    let keys = store.list_audit(Some("key"), None, 100, None).await.unwrap();
+    assert_eq!(keys.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["ev_4", "ev_2", "ev_0"]);
+    let recent = store.list_audit(None, Some(at(1_030)), 100, None).await.unwrap();
+    assert_eq!(recent.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["ev_5", "ev_4", "ev_3"]);
+
+    let page1 = store.list_audit(None, None, 2, None).await.unwrap();
+    assert_eq!(page1, newest_first[..2]);
+    let page2 = store.list_audit(None, None, 2, Some(page1[1].seq)).await.unwrap();
+    assert_eq!(page2, newest_first[2..4]);
+    let keys_before = store.list_audit(Some("key"), None, 100, Some(appended[4].seq)).await.unwrap();
+    assert_eq!(keys_before.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["ev_2", "ev_0"]);
+    assert!(store.list_audit(None, None, 0, None).await.unwrap().is_empty());
+    assert!(store.list_audit(Some("org"), None, 10, None).await.unwrap().is_empty());
+}
+
+pub(crate) async fn reconnecting_keeps_data_and_reruns_no_migration(db: &TestDb) {
+    let Some(url) = &db.url else {
+        return; // an in-memory database does not outlive its connection
+    };
+    let store = &db.store;
+    let (_, _, project) = tenancy(store, "r").await;
+    store.create_key(&bare_key("key_1", &project.id, "h"), None).await.unwrap();
+    let rev = store.revision().await.unwrap();
+
+    let again = Store::connect(url).await.unwrap();
+    assert_eq!(again.revision().await.unwrap(), rev);
+    assert_eq!(again.snapshot().await.unwrap(), store.snapshot().await.unwrap());
+}

@@ -1,0 +1,31 @@
+//! tollgate-migrations: the database schema of the control plane, as ordered
+//! sea-orm migrations.
+//!
+//! Owns: table, index and constraint definitions, and the seed row `meta.revision = 0`.
+//! Every migration runs on SQLite and PostgreSQL alike.
+//!
+//! Does not own: entities, queries or any business rule; those live in `tollgate-store`,
+//! which runs [`Migrator`] when it connects.
+//!
+//! Invariants: a released migration is never edited, only followed by a new one; every
+//! migration runs inside a transaction on both backends, so a failed upgrade leaves the
+//! schema as it was; timestamps are BIGINT unix milliseconds and money BIGINT nano-dollars.
+#![forbid(unsafe_code)]
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+/// Brings [`Migrator::up`] and friends into scope for crates that do not depend on
+/// sea-orm-migration themselves.
+pub use sea_orm_migration::MigratorTrait;
+
+/// Every migration of the tollgate schema, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}
