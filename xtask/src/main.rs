@@ -1,0 +1,38 @@
+//! xtask: repository chores in Rust, run as `cargo xtask <command>`.
+//!
+//! `tidy` checks the workspace's Architecture Invariants (docs/architecture.md): the
+//! dependency rule between crates, versions pinned once at the root, a `//!` doc atop
+//! every source file and `#![forbid(unsafe_code)]` in every library. The same check runs
+//! as an ordinary `#[test]`, so `cargo test --workspace` fails when the layering breaks.
+//!
+//! Does not own: anything the shipped binaries do.
+
+mod tidy;
+
+use anyhow::bail;
+use std::path::PathBuf;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("tidy") => {
+            let problems = tidy::check(&workspace_root())?;
+            if problems.is_empty() {
+                eprintln!("tidy: ok");
+                Ok(())
+            } else {
+                for p in &problems {
+                    eprintln!("tidy: {p}");
+                }
+                bail!("{} tidy problem(s)", problems.len())
+            }
+        }
+        _ => bail!("usage: cargo xtask tidy"),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub(crate) fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
