@@ -1,16 +1,100 @@
-//! tollgate-budgets: spend budgets and rate limits for LLM traffic.
+//! tollgate-budgets: spend budgets and rate limits for LLM traffic, embeddable in any
+//! Rust service.
 //!
 //! Owns the definition of a budget ([`Budget`]: a scope, a [`Limit`] in money or tokens,
-//! a calendar [`Window`], what happens on breach, and alert thresholds), validated on
-//! construction. The enforcement engine (reserve before dispatch, commit the actual cost,
-//! all-or-nothing across scopes) and its memory and Redis counter stores build on these
-//! types.
+//! a calendar [`Window`], what happens on breach, alert thresholds), validated on
+//! construction, and the engine that enforces it: [`Budgets::reserve`] sets the worst-case
+//! cost aside on every applicable budget at once, all-or-nothing, before a call is made;
+//! [`Reservation::commit`] replaces it with the actual cost afterwards. Also owns rate
+//! limits ([`RateLimiter`]: requests and tokens per minute, concurrent requests).
 //!
-//! Does not own: where budgets are stored (the control plane's store), prices
-//! (metering) or HTTP.
+//! Counters sit behind two traits with one conformance suite: [`CounterStore`] (budgets)
+//! and [`RateStore`] (rate limits), implemented by [`MemoryStore`] (one process) and, with
+//! the default `redis` feature, [`RedisStore`] (many processes sharing one Redis).
 //!
-//! This crate depends only on `tollgate-core`, so other Rust services can embed it.
+//! Does not own: where budget definitions are stored (the control plane), prices
+//! (metering), HTTP. Depends only on `tollgate-core` among tollgate crates.
+//!
+//! # Invariants
+//! - **No silent overshoot.** Concurrent reservations never take a `block` budget past its
+//!   limit: committed + reserved + requested ≤ limit is checked and applied atomically, in
+//!   one process (sharded locks) or across processes (one Lua script). The only way past
+//!   it is a commit whose actual cost exceeds its reservation: that is charged in full
+//!   (money is never dropped) and the budget then refuses until its window ends.
+//! - **All-or-nothing.** A reservation refused by one budget leaves no trace on the others.
+//! - **Bounded leaks.** A reservation never committed or released stops counting after
+//!   [`BudgetsConfig::reservation_ttl`]; a concurrency slot after
+//!   [`RateLimiterConfig::concurrency_ttl`].
+//! - **Windows** are calendar-aligned in UTC and start empty; a reservation is committed
+//!   into the window it was made in, even after the window rolled over.
+//! - **Alerts** fire once per (budget, window, threshold), across every engine sharing a
+//!   store. Thresholds are per-mille of the limit; `warn` budgets also alert at 100 %.
+//! - Money is integer nano-dollars ([`Money`]) everywhere, including inside Redis.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tollgate_budgets::{Amount, Budget, Budgets, BudgetsConfig, Limit, ReserveError};
+//! use tollgate_core::{BudgetId, Money, OnBreach, ScopeKind, Timestamp, Window};
+
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let budgets = Budgets::memory(BudgetsConfig::default());
+//! // $1.00 a day for one customer; alert at 80 %.
+//! let daily = Arc::new(Budget::new(
+//!     BudgetId::new("bud_acme"),
+//!     ScopeKind::Principal,
+//!     "acme:user-42",
+//!     Limit::Money(Money::from_usd(1).ok_or("range")?),
+//!     Window::Day,
+//!     OnBreach::Block,
+//!     vec![800],
+//! )?);
+//! let now = Timestamp::parse_rfc3339("2026-03-01T12:00:00Z")?;
+//!
+//! // Every budget that applies to the request (key, customer, team, ...).
+//! let applicable = [daily];
+//!
+//! // Before the call: reserve the worst case (60 cents).
+//! let worst = Amount::new(Money::parse_usd("0.60")?, 2_000);
+//! let reservation = budgets.reserve(&applicable, worst, now).await?;
+//! assert_eq!(reservation.tightest_remaining(), Some(Money::parse_usd("0.40")?));
+//!
+//! // After the call: charge what it actually cost (85 cents: the 80 % alert fires).
+//! let outcome = reservation.commit(Amount::new(Money::parse_usd("0.85")?, 1_500)).await?;
+//! assert_eq!(outcome.alerts.len(), 1);
+//!
+//! // The next worst case no longer fits today.
+//! match budgets.reserve(&applicable, worst, now).await {
+//!     Err(ReserveError::Exceeded(e)) => assert_eq!(e.resets_at, Some(Timestamp::parse_rfc3339("2026-03-02T00:00:00Z")?)),
+//!     other => panic!("expected a refusal, got {other:?}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
+
+mod amount;
+mod engine;
+mod error;
+mod memory;
+mod rate;
+#[cfg(feature = "redis")]
+mod redis_store;
+pub mod store;
+
+pub use amount::Amount;
+pub use engine::{Alert, BudgetUsage, BudgetWarning, Budgets, BudgetsConfig, CommitOutcome, Reservation};
+pub use error::{BoxError, Dimension, Exceeded, RateLimitError, RateLimited, ReserveError, StoreError};
+pub use memory::MemoryStore;
+pub use rate::{
+    ConcurrencySlot, Permit, RateDecision, RateLimiter, RateLimiterConfig, RateLimits, RateRequest, RateStore,
+};
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
+pub use store::{CounterStore, ReservationId, StoreFuture};
 
 use std::sync::Arc;
 use tollgate_core::{BudgetId, Money, OnBreach, ScopeKind, Timestamp, Window};
@@ -55,6 +139,12 @@ pub struct Budget {
     pub on_breach: OnBreach,
     /// Alert thresholds in per-mille of the limit, ascending, deduplicated.
     pub alert_thresholds: Vec<u16>,
+    /// Bumped by a manual reset: counters are kept per (budget, epoch), so a new epoch
+    /// starts empty wherever the new definition arrives, on memory and Redis alike.
+    pub epoch: u32,
+    /// A temporary increase of the limit, in the limit's unit, that counts until the
+    /// given instant and then lapses by itself.
+    pub temporary_increase: Option<(Limit, Timestamp)>,
 }
 
 impl Budget {
@@ -82,7 +172,31 @@ impl Budget {
         }
         alert_thresholds.sort_unstable();
         alert_thresholds.dedup();
-        Ok(Budget { id, scope, scope_id, limit, window, on_breach, alert_thresholds })
+        Ok(Budget {
+            id,
+            scope,
+            scope_id,
+            limit,
+            window,
+            on_breach,
+            alert_thresholds,
+            epoch: 0,
+            temporary_increase: None,
+        })
+    }
+
+    /// The limit in force at `now`: the base limit plus a temporary increase that has
+    /// not lapsed (an increase in the other unit is ignored).
+    pub fn limit_at(&self, now: Timestamp) -> Limit {
+        match (self.limit, self.temporary_increase) {
+            (Limit::Money(base), Some((Limit::Money(extra), until))) if now < until => {
+                Limit::Money(base.saturating_add(extra))
+            }
+            (Limit::Tokens(base), Some((Limit::Tokens(extra), until))) if now < until => {
+                Limit::Tokens(base.saturating_add(extra))
+            }
+            (limit, _) => limit,
+        }
     }
 
     /// When the window containing `now` ends and the budget starts empty again; `None`
