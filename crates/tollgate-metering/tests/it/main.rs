@@ -1,0 +1,6 @@
+//! Integration tests of the ledger: the writer, its spool and a sink, through the public
+//! API only — outages, crashes, damaged spools, rejected entries.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
+
+mod support;
+mod writer;
