@@ -1,7 +1,7 @@
 //! The REST/JSON management API (`/api/v1/...`), a thin layer over the service.
 
 use crate::ControlError;
-use crate::service::{Actor, ListKeys, Service};
+use crate::service::{Actor, CreateBudget, IncreaseBudget, ListBudgets, ListKeys, Service, UpdateBudget};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
@@ -73,6 +73,10 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         .route("/api/v1/keys/{id}", get(get_key).patch(update_key))
         .route("/api/v1/keys/{id}/rotate", post(rotate_key))
         .route("/api/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/api/v1/budgets", post(create_budget).get(list_budgets))
+        .route("/api/v1/budgets/{id}", get(get_budget).patch(update_budget).delete(delete_budget))
+        .route("/api/v1/budgets/{id}/reset", post(reset_budget))
+        .route("/api/v1/budgets/{id}/increase", post(increase_budget))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .fallback(|| async { ControlError::NotFound { kind: "endpoint", id: String::new() } })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -179,4 +183,80 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
     Ok(ok(svc.revoke_key(&actor, &id).await?))
+}
+
+async fn create_budget(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
+    Ok(created(svc.create_budget(&actor, CreateBudget::from_json(&body(b)?)?).await?))
+}
+
+async fn list_budgets(
+    State(svc): State<Arc<Service>>,
+    Auth(_): Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ControlError> {
+    let mut filter = ListBudgets::default();
+    for (k, v) in q {
+        match k.as_str() {
+            "scope" => filter.scope = Some(v.parse().map_err(|e| ControlError::invalid("scope", format!("{e}")))?),
+            "scope_id" => filter.scope_id = Some(v),
+            "after" => filter.after = Some(v),
+            "limit" => {
+                filter.limit =
+                    Some(v.parse().map_err(|_| ControlError::invalid("limit", "must be a positive integer"))?)
+            }
+            other => {
+                return Err(ControlError::invalid(
+                    other.chars().take(64).collect::<String>(),
+                    "unknown query parameter",
+                ));
+            }
+        }
+    }
+    Ok(ok(svc.list_budgets(filter).await?))
+}
+
+async fn get_budget(
+    State(svc): State<Arc<Service>>,
+    Auth(_): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.get_budget(&id).await?))
+}
+
+async fn update_budget(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    b: Body,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.update_budget(&actor, &id, UpdateBudget::from_json(&body(b)?)?).await?))
+}
+
+async fn delete_budget(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ControlError> {
+    svc.delete_budget(&actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn reset_budget(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    b: Body,
+) -> Result<Response, ControlError> {
+    // The body is empty or `{}`: a reset takes no options.
+    crate::service::no_fields(&body(b)?)?;
+    Ok(ok(svc.reset_budget(&actor, &id).await?))
+}
+
+async fn increase_budget(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    b: Body,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.increase_budget(&actor, &id, IncreaseBudget::from_json(&body(b)?)?).await?))
 }

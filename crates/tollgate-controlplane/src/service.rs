@@ -1,7 +1,16 @@
 //! The service layer: every management operation, shared by REST and gRPC.
 
+mod budgets;
+
+pub use budgets::{
+    BudgetAmount, BudgetPage, BudgetView, CreateBudget, IncreaseBudget, ListBudgets, MAX_INCREASE_DURATION_S,
+    TemporaryIncreaseView, Threshold, UpdateBudget,
+};
+
 use crate::ControlError;
 use crate::secrets::{Secrets, hashes_equal, token_hash};
+use budgets::budget_view;
+pub(crate) use budgets::no_fields;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,6 +33,10 @@ const MAX_NAME: usize = 128;
 const MAX_METADATA_ENTRIES: usize = 64;
 const MAX_METADATA_VALUE: usize = 1024;
 const MAX_PATTERNS: usize = 256;
+/// Page size of list operations when none is given.
+const DEFAULT_LIMIT: u64 = 100;
+/// The largest page size of list operations.
+const MAX_LIST_LIMIT: u64 = 1000;
 
 /// Who is making a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,17 +132,24 @@ pub struct CreateProject {
     pub team: String,
 }
 
-/// A budget given inline at key creation.
+/// A budget given inline at key creation (scoped to the new key).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetInput {
-    /// The limit in USD.
-    pub limit_usd: Money,
+    /// The limit in USD; exactly one of this and `limit_tokens`.
+    #[serde(default)]
+    pub limit_usd: Option<Money>,
+    /// A token limit (input + output).
+    #[serde(default)]
+    pub limit_tokens: Option<u64>,
     /// The window.
     pub window: Window,
     /// Block (default) or warn.
     #[serde(default)]
     pub on_breach: Option<OnBreach>,
+    /// Fractions of the limit at which to alert, e.g. `[0.5, 0.8]`.
+    #[serde(default)]
+    pub alert_thresholds: Vec<Threshold>,
 }
 
 /// `POST /api/v1/keys`.
@@ -293,23 +313,6 @@ pub struct ProjectView {
     pub org_id: OrgId,
     /// Created.
     pub created_at: Timestamp,
-}
-
-/// A budget.
-#[derive(Debug, Clone, Serialize)]
-pub struct BudgetView {
-    /// Id.
-    pub id: BudgetId,
-    /// Scope kind.
-    pub scope: ScopeKind,
-    /// Scope id.
-    pub scope_id: String,
-    /// Limit in USD.
-    pub limit_usd: Money,
-    /// Window.
-    pub window: Window,
-    /// Block or warn.
-    pub on_breach: OnBreach,
 }
 
 /// A key as the API shows it: never the secret.
@@ -720,17 +723,19 @@ impl Service {
         };
         let budget = match input.budget {
             Some(b) => {
-                if b.limit_usd.is_negative() {
-                    return Err(ControlError::invalid("budget.limit_usd", "must not be negative"));
-                }
+                let (limit_nanos, limit_tokens) = budgets::limit_of("budget.", b.limit_usd, b.limit_tokens)?;
                 Some(BudgetRecord {
                     id: BudgetId::new(new_id(BudgetId::PREFIX)),
                     scope: ScopeKind::VirtualKey,
                     scope_id: id.as_str().to_owned(),
-                    limit_nanos: b.limit_usd.nanos(),
+                    limit_nanos,
+                    limit_tokens,
                     window: b.window,
                     on_breach: b.on_breach.unwrap_or(OnBreach::Block),
-                    alert_thresholds: Vec::new(),
+                    alert_thresholds: budgets::permilles("budget.alert_thresholds", &b.alert_thresholds)?,
+                    epoch: 0,
+                    temporary_increase: 0,
+                    temporary_increase_until: None,
                     created_at: now,
                     updated_at: now,
                 })
@@ -739,7 +744,7 @@ impl Service {
         };
         let rev = self.store.create_key(&rec, budget.as_ref()).await?;
         self.committed(rev);
-        let view = key_view(&rec, budget.iter().map(budget_view).collect(), now);
+        let view = key_view(&rec, budget.iter().map(|b| budget_view(b, now)).collect(), now);
         self.audit(actor, "key.create", "key", id.as_str(), serde_json::to_value(&view).unwrap_or_default()).await;
         Ok(KeyWithSecret { key: secret.expose().to_owned(), view })
     }
@@ -753,7 +758,8 @@ impl Service {
 
     async fn key_view_of(&self, rec: &KeyRecord) -> Result<KeyView, ControlError> {
         let budgets = self.store.list_budgets_for(ScopeKind::VirtualKey, rec.id.as_str()).await?;
-        Ok(key_view(rec, budgets.iter().map(budget_view).collect(), Timestamp::now()))
+        let now = Timestamp::now();
+        Ok(key_view(rec, budgets.iter().map(|b| budget_view(b, now)).collect(), now))
     }
 
     /// Reads a key.
@@ -773,7 +779,7 @@ impl Service {
         {
             return Err(ControlError::invalid("status", "must be active or revoked"));
         }
-        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIST_LIMIT);
         let filter = KeyFilter {
             project_id,
             principal: q.principal,
@@ -962,6 +968,10 @@ impl Service {
                 window: b.window.as_str().to_owned(),
                 on_breach: b.on_breach.as_str().to_owned(),
                 alert_thresholds_permille: b.alert_thresholds.iter().map(|&t| u32::from(t)).collect(),
+                limit_tokens: b.limit_tokens.and_then(|t| u64::try_from(t).ok()),
+                epoch: u32::try_from(b.epoch).unwrap_or(0),
+                temporary_increase: b.temporary_increase,
+                temporary_increase_until_ms: b.temporary_increase_until.map(Timestamp::unix_millis),
             })
             .collect();
         Ok(v1::Snapshot {
@@ -1022,17 +1032,6 @@ fn project_view(r: &ProjectRecord) -> ProjectView {
         team_id: r.team_id.clone(),
         org_id: r.org_id.clone(),
         created_at: r.created_at,
-    }
-}
-
-fn budget_view(b: &BudgetRecord) -> BudgetView {
-    BudgetView {
-        id: b.id.clone(),
-        scope: b.scope,
-        scope_id: b.scope_id.clone(),
-        limit_usd: Money::from_nanos(b.limit_nanos),
-        window: b.window,
-        on_breach: b.on_breach,
     }
 }
 

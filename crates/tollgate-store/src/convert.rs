@@ -211,9 +211,13 @@ pub(crate) fn budget_from_row(m: budget::Model) -> Result<BudgetRecord, StoreErr
         scope,
         scope_id: m.scope_id,
         limit_nanos: m.limit_nanos,
+        limit_tokens: m.limit_tokens,
         window,
         on_breach,
         alert_thresholds,
+        epoch: m.epoch,
+        temporary_increase: m.temporary_increase,
+        temporary_increase_until: ts_opt(m.temporary_increase_until),
         created_at: ts(m.created_at),
         updated_at: ts(m.updated_at),
     })
@@ -230,6 +234,10 @@ pub(crate) fn budget_to_row(r: &BudgetRecord) -> Result<budget::Model, StoreErro
         alert_thresholds_json: to_json("budget", &r.alert_thresholds)?,
         created_at: r.created_at.unix_millis(),
         updated_at: r.updated_at.unix_millis(),
+        limit_tokens: r.limit_tokens,
+        epoch: r.epoch,
+        temporary_increase: r.temporary_increase,
+        temporary_increase_until: ms_opt(r.temporary_increase_until),
     })
 }
 

@@ -16,6 +16,8 @@
 //!   Audit appends do not bump it.
 //! - [`Store::snapshot`] reads the revision and every row in one transaction, so the rows
 //!   are exactly those of that revision.
+//! - A budget's `epoch` only ever moves through [`Store::reset_budget`], by one, in SQL;
+//!   [`Store::update_budget`] never writes it, so an update racing a reset cannot undo it.
 //! - A broken uniqueness rule is [`StoreError::Conflict`] on every backend.
 //! - Timestamps are stored as i64 unix milliseconds, money as i64 nano-dollars.
 #![forbid(unsafe_code)]
@@ -28,7 +30,7 @@ mod repo;
 
 pub use error::StoreError;
 pub use records::{
-    AdminTokenRecord, AuditRecord, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord,
-    ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
+    AdminTokenRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord,
+    OrgRecord, ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
 };
 pub use repo::Store;

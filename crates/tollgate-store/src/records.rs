@@ -149,7 +149,7 @@ pub struct KeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
-/// A spending limit at one scope.
+/// A spending limit at one scope: money (nano-dollars) or tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetRecord {
     /// Its id.
@@ -158,14 +158,26 @@ pub struct BudgetRecord {
     pub scope: ScopeKind,
     /// The id of that entity (a principal is its free-form name).
     pub scope_id: String,
-    /// The limit in nano-dollars.
+    /// The limit in nano-dollars; ignored (and kept 0 by the control plane) when
+    /// `limit_tokens` is set.
     pub limit_nanos: i64,
+    /// When set, the budget counts tokens (input + output) up to this many instead of money.
+    pub limit_tokens: Option<i64>,
     /// The period spend is counted over.
     pub window: Window,
     /// What happens on breach.
     pub on_breach: OnBreach,
     /// Alert thresholds in per-mille of the limit (800 = 80%).
     pub alert_thresholds: Vec<u16>,
+    /// Bumped by each manual reset; counters are keyed by `(id, epoch)`. Never negative.
+    /// [`crate::Store::update_budget`] never writes it; only
+    /// [`crate::Store::reset_budget`] changes it, atomically.
+    pub epoch: i32,
+    /// A temporary increase of the limit, in the limit's unit (nano-dollars or tokens);
+    /// 0 when none.
+    pub temporary_increase: i64,
+    /// The instant the temporary increase stops counting.
+    pub temporary_increase_until: Option<Timestamp>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it was last changed.
@@ -252,6 +264,32 @@ impl Default for KeyFilter {
             limit: Self::DEFAULT_LIMIT,
             after: None,
         }
+    }
+}
+
+/// Which budgets [`crate::Store::list_budgets`] returns: every set field must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetFilter {
+    /// Only budgets of this scope kind.
+    pub scope: Option<ScopeKind>,
+    /// Only budgets attached to this scope id.
+    pub scope_id: Option<String>,
+    /// Page size; capped at [`BudgetFilter::MAX_LIMIT`]; 0 returns an empty page.
+    pub limit: u64,
+    /// Keyset pagination: only budgets whose id sorts after this one.
+    pub after: Option<BudgetId>,
+}
+
+impl BudgetFilter {
+    /// The page size of [`BudgetFilter::default`].
+    pub const DEFAULT_LIMIT: u64 = 100;
+    /// The largest page size honoured.
+    pub const MAX_LIMIT: u64 = 1000;
+}
+
+impl Default for BudgetFilter {
+    fn default() -> Self {
+        BudgetFilter { scope: None, scope_id: None, limit: Self::DEFAULT_LIMIT, after: None }
     }
 }
 

@@ -1,5 +1,8 @@
-//! End-to-end: `tollctl keys ...` against a standalone gateway over gRPC.
+//! End-to-end: `tollctl keys ...` against a standalone gateway over gRPC, and
+//! `tollctl budgets ...` against an in-process control plane.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
+
+mod budgets;
 
 use http::StatusCode;
 use serde_json::{Value, json};

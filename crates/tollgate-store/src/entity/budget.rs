@@ -15,6 +15,10 @@ pub(crate) struct Model {
     pub(crate) alert_thresholds_json: String,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
+    pub(crate) limit_tokens: Option<i64>,
+    pub(crate) epoch: i32,
+    pub(crate) temporary_increase: i64,
+    pub(crate) temporary_increase_until: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

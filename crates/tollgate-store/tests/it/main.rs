@@ -68,4 +68,9 @@ conformance!(
     create_key_with_budget_is_atomic,
     audit_is_listed_newest_first_with_filters_and_pages,
     reconnecting_keeps_data_and_reruns_no_migration,
+    list_budgets_filters_by_scope_and_paginates_by_id,
+    update_budget_replaces_mutable_columns_only,
+    reset_budget_bumps_the_epoch_every_time_even_when_racing,
+    delete_budget_removes_it_once,
+    budgets_written_before_the_upgrade_read_as_money_budgets_at_epoch_zero,
 );

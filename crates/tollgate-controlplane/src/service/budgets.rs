@@ -1,0 +1,818 @@
+//! Budget management: create, list, read, change, delete, reset and temporarily increase
+//! budgets at any scope, shared by REST and gRPC.
+//!
+//! Every write goes through the store in one transaction that bumps the revision, so the
+//! next published snapshot carries it to every gateway; each write leaves an audit event
+//! with the caller's token as actor. A manual reset bumps the budget's `epoch`: gateways
+//! key their counters by `(id, epoch)`, so the window starts empty everywhere at once.
+//!
+//! JSON bodies are read field by field ([`Fields`]) so every error names the offending
+//! field, whether it is unknown, missing, of the wrong type or out of range.
+
+use super::{Actor, DEFAULT_LIMIT, MAX_LIST_LIMIT, Service, check_name, new_id};
+use crate::ControlError;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use tollgate_core::{BudgetId, KeyId, Money, OnBreach, ScopeKind, Timestamp, Window};
+use tollgate_store::{BudgetFilter, BudgetRecord};
+
+/// The most alert thresholds one budget may have.
+const MAX_THRESHOLDS: usize = 16;
+/// The longest a temporary increase may last.
+pub const MAX_INCREASE_DURATION_S: u64 = 90 * 24 * 3600;
+
+// ------------------------------------------------------------------ thresholds
+
+/// An alert threshold: a fraction of the limit in (0, 1], exact to 0.001 and stored as
+/// per-mille (`0.8` is 800). Reads JSON numbers and decimal strings alike, without
+/// going through floating-point arithmetic; shows as a decimal string (`"0.8"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Threshold(u16);
+
+impl Threshold {
+    /// The threshold of `permille` thousandths, if in 1..=1000.
+    pub fn from_permille(permille: u16) -> Option<Threshold> {
+        (1..=1000).contains(&permille).then_some(Threshold(permille))
+    }
+
+    /// Thousandths of the limit (1..=1000).
+    pub fn permille(self) -> u16 {
+        self.0
+    }
+
+    /// Parses a decimal fraction such as `0.8`, `.85`, `1` or `0.125`.
+    pub fn parse(text: &str) -> Result<Threshold, String> {
+        let t = text.trim();
+        let bad = || format!("{:?} is not a fraction in (0, 1] such as 0.8", text.chars().take(32).collect::<String>());
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        if (whole.is_empty() && frac.is_empty())
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let frac = frac.trim_end_matches('0');
+        if frac.len() > 3 {
+            return Err(format!("{t:?} is finer than 0.001"));
+        }
+        let whole: u32 = match whole.trim_start_matches('0') {
+            "" => 0,
+            "1" => 1,
+            _ => return Err(bad()),
+        };
+        let mut thousandths = 0u32;
+        for (i, b) in frac.bytes().enumerate() {
+            thousandths += u32::from(b - b'0') * 10u32.pow(2 - i as u32);
+        }
+        let permille = whole * 1000 + thousandths;
+        u16::try_from(permille).ok().and_then(Threshold::from_permille).ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let frac = format!("{:03}", self.0 % 1000);
+        let frac = frac.trim_end_matches('0');
+        write!(f, "{}.{}", self.0 / 1000, if frac.is_empty() { "0" } else { frac })
+    }
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Threshold;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a fraction in (0, 1] as a number or a decimal string, e.g. 0.8")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Threshold, E> {
+                Threshold::parse(v).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Threshold, E> {
+                Threshold::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Threshold, E> {
+                Threshold::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Threshold, E> {
+                // `Display` of an f64 is the shortest text that reads back as the same
+                // number: the decimal the caller wrote (0.8 → "0.8"), never 0.80000001.
+                if !v.is_finite() {
+                    return Err(E::custom("a threshold must be a finite number"));
+                }
+                Threshold::parse(&format!("{v}")).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Per-mille values of `thresholds`, ascending; refuses duplicates and overly long lists.
+pub(crate) fn permilles(field: &str, thresholds: &[Threshold]) -> Result<Vec<u16>, ControlError> {
+    if thresholds.len() > MAX_THRESHOLDS {
+        return Err(ControlError::invalid(field, format!("at most {MAX_THRESHOLDS} thresholds")));
+    }
+    let mut out: Vec<u16> = thresholds.iter().map(|t| t.permille()).collect();
+    out.sort_unstable();
+    if let Some(w) = out.windows(2).find(|w| w[0] == w[1]) {
+        let dup = Threshold(w[0]);
+        return Err(ControlError::invalid(field, format!("threshold {dup} is given twice")));
+    }
+    Ok(out)
+}
+
+/// The stored limit of a budget: `(limit_nanos, limit_tokens)`, from exactly one of a
+/// money or a token limit. `prefix` is prepended to field names (`budget.` inline).
+pub(crate) fn limit_of(
+    prefix: &str,
+    limit_usd: Option<Money>,
+    limit_tokens: Option<u64>,
+) -> Result<(i64, Option<i64>), ControlError> {
+    match (limit_usd, limit_tokens) {
+        (Some(_), Some(_)) => Err(ControlError::invalid(
+            format!("{prefix}limit_tokens"),
+            "give exactly one of limit_usd and limit_tokens",
+        )),
+        (None, None) => {
+            Err(ControlError::invalid(format!("{prefix}limit_usd"), "one of limit_usd or limit_tokens is required"))
+        }
+        (Some(usd), None) => {
+            if usd.is_negative() {
+                return Err(ControlError::invalid(format!("{prefix}limit_usd"), "must not be negative"));
+            }
+            Ok((usd.nanos(), None))
+        }
+        (None, Some(tokens)) => {
+            let tokens = i64::try_from(tokens)
+                .map_err(|_| ControlError::invalid(format!("{prefix}limit_tokens"), "too large"))?;
+            Ok((0, Some(tokens)))
+        }
+    }
+}
+
+// ------------------------------------------------------------------ JSON fields
+
+/// A JSON object read field by field, so that each error names its field.
+pub(crate) struct Fields {
+    map: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Fields {
+    /// Parses `body` as a JSON object whose keys are all in `allowed`. An empty body is
+    /// an empty object when `empty_ok`.
+    pub(crate) fn parse(body: &[u8], allowed: &[&str], empty_ok: bool) -> Result<Fields, ControlError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            if empty_ok {
+                return Ok(Fields { map: serde_json::Map::new() });
+            }
+            return Err(ControlError::BadBody("request body must be a JSON object".into()));
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| ControlError::BadBody(format!("invalid JSON body: {e}")))?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(ControlError::BadBody("request body must be a JSON object".into()));
+        };
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let reason = if allowed.is_empty() {
+                "unknown field; this operation takes none".to_owned()
+            } else {
+                format!("unknown field; expected one of: {}", allowed.join(", "))
+            };
+            return Err(ControlError::invalid(unknown.chars().take(64).collect::<String>(), reason));
+        }
+        Ok(Fields { map })
+    }
+
+    fn decode<T: DeserializeOwned>(name: &str, v: serde_json::Value) -> Result<T, ControlError> {
+        serde_json::from_value(v).map_err(|e| ControlError::invalid(name, e.to_string()))
+    }
+
+    /// The field's value; `None` when absent or `null`.
+    pub(crate) fn optional<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, ControlError> {
+        match self.map.remove(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => Self::decode(name, v).map(Some),
+        }
+    }
+
+    /// The field's value; absent or `null` is an error.
+    pub(crate) fn required<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, ControlError> {
+        self.optional(name)?.ok_or_else(|| ControlError::invalid(name, "is required"))
+    }
+
+    /// For a patch: `None` when absent; `null` is an error (the field cannot be unset).
+    pub(crate) fn not_null<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, ControlError> {
+        match self.map.remove(name) {
+            None => Ok(None),
+            Some(serde_json::Value::Null) => {
+                Err(ControlError::invalid(name, "must not be null; give a value or leave the field out"))
+            }
+            Some(v) => Self::decode(name, v).map(Some),
+        }
+    }
+
+    /// For a patch: `None` when absent, `Some(None)` when `null`, else the value.
+    pub(crate) fn nullable<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<Option<T>>, ControlError> {
+        match self.map.remove(name) {
+            None => Ok(None),
+            Some(serde_json::Value::Null) => Ok(Some(None)),
+            Some(v) => Self::decode(name, v).map(|t| Some(Some(t))),
+        }
+    }
+}
+
+/// Accepts an empty body or an empty JSON object, for operations without options.
+pub(crate) fn no_fields(body: &[u8]) -> Result<(), ControlError> {
+    Fields::parse(body, &[], true).map(drop)
+}
+
+// ------------------------------------------------------------------ inputs
+
+/// `POST /api/v1/budgets`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateBudget {
+    /// The kind of entity the budget applies to.
+    pub scope: ScopeKind,
+    /// The entity: a team or project id or name, an organization id or name, a key id,
+    /// or a free-form principal. Stored as the id.
+    pub scope_id: String,
+    /// A money limit in USD; exactly one of this and `limit_tokens`.
+    pub limit_usd: Option<Money>,
+    /// A token limit (input + output).
+    pub limit_tokens: Option<u64>,
+    /// The window spend is counted over.
+    pub window: Window,
+    /// Block (default) or warn.
+    pub on_breach: Option<OnBreach>,
+    /// Fractions of the limit at which to alert.
+    pub alert_thresholds: Vec<Threshold>,
+}
+
+impl CreateBudget {
+    /// Reads a JSON body.
+    pub fn from_json(body: &[u8]) -> Result<CreateBudget, ControlError> {
+        let mut f = Fields::parse(
+            body,
+            &["scope", "scope_id", "limit_usd", "limit_tokens", "window", "on_breach", "alert_thresholds"],
+            false,
+        )?;
+        Ok(CreateBudget {
+            scope: f.required("scope")?,
+            scope_id: f.required("scope_id")?,
+            limit_usd: f.optional("limit_usd")?,
+            limit_tokens: f.optional("limit_tokens")?,
+            window: f.required("window")?,
+            on_breach: f.optional("on_breach")?,
+            alert_thresholds: f.optional("alert_thresholds")?.unwrap_or_default(),
+        })
+    }
+}
+
+/// `PATCH /api/v1/budgets/{id}`: absent fields are left alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateBudget {
+    /// A new money limit (turns a token budget into a money budget).
+    pub limit_usd: Option<Money>,
+    /// A new token limit (turns a money budget into a token budget).
+    pub limit_tokens: Option<u64>,
+    /// A new window.
+    pub window: Option<Window>,
+    /// A new breach behaviour.
+    pub on_breach: Option<OnBreach>,
+    /// New thresholds (replace the list; empty clears it).
+    pub alert_thresholds: Option<Vec<Threshold>>,
+    /// Ends the temporary increase now (`"temporary_increase": null`).
+    pub clear_temporary_increase: bool,
+}
+
+impl UpdateBudget {
+    /// Reads a JSON body.
+    pub fn from_json(body: &[u8]) -> Result<UpdateBudget, ControlError> {
+        let mut f = Fields::parse(
+            body,
+            &["limit_usd", "limit_tokens", "window", "on_breach", "alert_thresholds", "temporary_increase"],
+            false,
+        )?;
+        let clear_temporary_increase = match f.nullable::<serde_json::Value>("temporary_increase")? {
+            None => false,
+            Some(None) => true,
+            Some(Some(_)) => {
+                return Err(ControlError::invalid(
+                    "temporary_increase",
+                    "only null (to end the increase) is accepted here; use POST /api/v1/budgets/{id}/increase",
+                ));
+            }
+        };
+        Ok(UpdateBudget {
+            limit_usd: f.not_null("limit_usd")?,
+            limit_tokens: f.not_null("limit_tokens")?,
+            window: f.not_null("window")?,
+            on_breach: f.not_null("on_breach")?,
+            alert_thresholds: f.nullable("alert_thresholds")?.map(Option::unwrap_or_default),
+            clear_temporary_increase,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == UpdateBudget::default()
+    }
+}
+
+/// `POST /api/v1/budgets/{id}/increase`: raise the limit for a while.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IncreaseBudget {
+    /// The increase of a money budget, in USD.
+    pub amount_usd: Option<Money>,
+    /// The increase of a token budget.
+    pub tokens: Option<u64>,
+    /// When the increase ends; exactly one of this and `duration_s`.
+    pub expires_at: Option<Timestamp>,
+    /// How long the increase lasts, from now.
+    pub duration_s: Option<u64>,
+}
+
+impl IncreaseBudget {
+    /// Reads a JSON body.
+    pub fn from_json(body: &[u8]) -> Result<IncreaseBudget, ControlError> {
+        let mut f = Fields::parse(body, &["amount_usd", "tokens", "expires_at", "duration_s"], false)?;
+        Ok(IncreaseBudget {
+            amount_usd: f.optional("amount_usd")?,
+            tokens: f.optional("tokens")?,
+            expires_at: f.optional("expires_at")?,
+            duration_s: f.optional("duration_s")?,
+        })
+    }
+}
+
+/// Filters of `GET /api/v1/budgets`.
+#[derive(Debug, Clone, Default)]
+pub struct ListBudgets {
+    /// Only this scope kind.
+    pub scope: Option<ScopeKind>,
+    /// Only this scope target (a team, project or organization may be given by name).
+    pub scope_id: Option<String>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<u64>,
+    /// Cursor: the last id of the previous page.
+    pub after: Option<String>,
+}
+
+// ------------------------------------------------------------------ views
+
+/// An amount in a budget's unit: USD (a decimal string) or tokens (a number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum BudgetAmount {
+    /// A money amount.
+    Usd(Money),
+    /// A token count.
+    Tokens(i64),
+}
+
+impl fmt::Display for BudgetAmount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BudgetAmount::Usd(m) => m.fmt(f),
+            BudgetAmount::Tokens(t) => t.fmt(f),
+        }
+    }
+}
+
+/// A temporary increase still in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TemporaryIncreaseView {
+    /// Added to the limit, in the limit's unit.
+    pub amount: BudgetAmount,
+    /// When it stops counting.
+    pub until: Timestamp,
+}
+
+/// A budget as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetView {
+    /// Id.
+    pub id: BudgetId,
+    /// Scope kind.
+    pub scope: ScopeKind,
+    /// Scope id.
+    pub scope_id: String,
+    /// Limit in USD; `null` for a token budget.
+    pub limit_usd: Option<Money>,
+    /// Limit in tokens; `null` for a money budget.
+    pub limit_tokens: Option<i64>,
+    /// Window.
+    pub window: Window,
+    /// Block or warn.
+    pub on_breach: OnBreach,
+    /// Alert thresholds as fractions of the limit (`"0.8"`).
+    pub alert_thresholds: Vec<Threshold>,
+    /// Bumped by every manual reset.
+    pub epoch: i32,
+    /// The temporary increase in force, if any (an expired one shows as `null`).
+    pub temporary_increase: Option<TemporaryIncreaseView>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A page of budgets.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetPage {
+    /// The budgets.
+    pub data: Vec<BudgetView>,
+    /// Cursor for the next page (pass as `after`), if there may be more.
+    pub next_after: Option<BudgetId>,
+}
+
+fn amount_of(b: &BudgetRecord, value: i64) -> BudgetAmount {
+    if b.limit_tokens.is_some() { BudgetAmount::Tokens(value) } else { BudgetAmount::Usd(Money::from_nanos(value)) }
+}
+
+/// The view of `b` at `now`.
+pub(crate) fn budget_view(b: &BudgetRecord, now: Timestamp) -> BudgetView {
+    let temporary_increase = match b.temporary_increase_until {
+        Some(until) if b.temporary_increase != 0 && until > now => {
+            Some(TemporaryIncreaseView { amount: amount_of(b, b.temporary_increase), until })
+        }
+        _ => None,
+    };
+    BudgetView {
+        id: b.id.clone(),
+        scope: b.scope,
+        scope_id: b.scope_id.clone(),
+        limit_usd: b.limit_tokens.is_none().then(|| Money::from_nanos(b.limit_nanos)),
+        limit_tokens: b.limit_tokens,
+        window: b.window,
+        on_breach: b.on_breach,
+        alert_thresholds: b.alert_thresholds.iter().filter_map(|&p| Threshold::from_permille(p)).collect(),
+        epoch: b.epoch,
+        temporary_increase,
+        created_at: b.created_at,
+        updated_at: b.updated_at,
+    }
+}
+
+/// Refuses a limit that, with the increase on top, would not fit the counters.
+fn check_headroom(field: &str, b: &BudgetRecord) -> Result<(), ControlError> {
+    let limit = b.limit_tokens.unwrap_or(b.limit_nanos);
+    if limit.checked_add(b.temporary_increase).is_none() {
+        return Err(ControlError::invalid(field, "the limit plus the temporary increase is too large"));
+    }
+    Ok(())
+}
+
+fn budget_not_found(id: &str) -> ControlError {
+    ControlError::NotFound { kind: "budget", id: id.chars().take(128).collect() }
+}
+
+// ------------------------------------------------------------------ operations
+
+impl Service {
+    /// The stored id of a budget's scope target; 404 when the target does not exist.
+    async fn scope_target(&self, scope: ScopeKind, scope_id: &str) -> Result<String, ControlError> {
+        check_name("scope_id", scope_id)?;
+        let not_found = |kind| ControlError::NotFound { kind, id: scope_id.to_owned() };
+        Ok(match scope {
+            ScopeKind::Organization => {
+                self.store.find_org(scope_id).await?.ok_or_else(|| not_found("organization"))?.id.to_string()
+            }
+            ScopeKind::Team => self.store.find_team(scope_id).await?.ok_or_else(|| not_found("team"))?.id.to_string(),
+            ScopeKind::Project => {
+                self.store.find_project(scope_id).await?.ok_or_else(|| not_found("project"))?.id.to_string()
+            }
+            ScopeKind::VirtualKey => {
+                self.store.get_key(&KeyId::new(scope_id)).await?.ok_or_else(|| not_found("key"))?.id.to_string()
+            }
+            ScopeKind::Principal => scope_id.to_owned(),
+        })
+    }
+
+    async fn budget_record(&self, id: &str) -> Result<BudgetRecord, ControlError> {
+        self.store.get_budget(&BudgetId::new(id)).await?.ok_or_else(|| budget_not_found(id))
+    }
+
+    /// Creates a budget at any scope.
+    pub async fn create_budget(&self, actor: &Actor, input: CreateBudget) -> Result<BudgetView, ControlError> {
+        let (limit_nanos, limit_tokens) = limit_of("", input.limit_usd, input.limit_tokens)?;
+        let alert_thresholds = permilles("alert_thresholds", &input.alert_thresholds)?;
+        let scope_id = self.scope_target(input.scope, &input.scope_id).await?;
+        let now = Timestamp::now();
+        let rec = BudgetRecord {
+            id: BudgetId::new(new_id(BudgetId::PREFIX)),
+            scope: input.scope,
+            scope_id,
+            limit_nanos,
+            limit_tokens,
+            window: input.window,
+            on_breach: input.on_breach.unwrap_or(OnBreach::Block),
+            alert_thresholds,
+            epoch: 0,
+            temporary_increase: 0,
+            temporary_increase_until: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let rev = self.store.create_budget(&rec).await?;
+        self.committed(rev);
+        let view = budget_view(&rec, now);
+        self.audit(actor, "budget.create", "budget", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
+            .await;
+        Ok(view)
+    }
+
+    /// Reads a budget.
+    pub async fn get_budget(&self, id: &str) -> Result<BudgetView, ControlError> {
+        Ok(budget_view(&self.budget_record(id).await?, Timestamp::now()))
+    }
+
+    /// Lists budgets with filters and keyset pagination.
+    pub async fn list_budgets(&self, q: ListBudgets) -> Result<BudgetPage, ControlError> {
+        let scope_id = match (q.scope, q.scope_id) {
+            // Names resolve to ids like on create; an unknown target simply has no budgets.
+            (Some(scope @ (ScopeKind::Organization | ScopeKind::Team | ScopeKind::Project)), Some(sid)) => {
+                match self.scope_target(scope, &sid).await {
+                    Ok(id) => Some(id),
+                    Err(ControlError::NotFound { .. }) => Some(sid),
+                    Err(e) => return Err(e),
+                }
+            }
+            (_, sid) => sid,
+        };
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIST_LIMIT);
+        let filter = BudgetFilter { scope: q.scope, scope_id, limit, after: q.after.map(BudgetId::new) };
+        let recs = self.store.list_budgets(&filter).await?;
+        let now = Timestamp::now();
+        let next_after = (recs.len() as u64 == limit).then(|| recs.last().map(|r| r.id.clone())).flatten();
+        Ok(BudgetPage { data: recs.iter().map(|r| budget_view(r, now)).collect(), next_after })
+    }
+
+    /// Changes a budget's limit, window, breach behaviour or thresholds, or ends its
+    /// temporary increase. Switching between a money and a token limit ends the increase
+    /// too, since its unit no longer applies. An empty patch changes nothing.
+    pub async fn update_budget(
+        &self,
+        actor: &Actor,
+        id: &str,
+        patch: UpdateBudget,
+    ) -> Result<BudgetView, ControlError> {
+        let mut rec = self.budget_record(id).await?;
+        if patch.is_empty() {
+            return Ok(budget_view(&rec, Timestamp::now()));
+        }
+        let was_tokens = rec.limit_tokens.is_some();
+        if patch.limit_usd.is_some() || patch.limit_tokens.is_some() {
+            (rec.limit_nanos, rec.limit_tokens) = limit_of("", patch.limit_usd, patch.limit_tokens)?;
+        }
+        if let Some(w) = patch.window {
+            rec.window = w;
+        }
+        if let Some(o) = patch.on_breach {
+            rec.on_breach = o;
+        }
+        if let Some(t) = &patch.alert_thresholds {
+            rec.alert_thresholds = permilles("alert_thresholds", t)?;
+        }
+        if patch.clear_temporary_increase || rec.limit_tokens.is_some() != was_tokens {
+            rec.temporary_increase = 0;
+            rec.temporary_increase_until = None;
+        }
+        check_headroom(if rec.limit_tokens.is_some() { "limit_tokens" } else { "limit_usd" }, &rec)?;
+        let now = Timestamp::now();
+        rec.updated_at = now;
+        let (stored, rev) = self.store.update_budget(&rec).await?;
+        self.committed(rev);
+        let view = budget_view(&stored, now);
+        self.audit(actor, "budget.update", "budget", id, serde_json::to_value(&view).unwrap_or_default()).await;
+        Ok(view)
+    }
+
+    /// Deletes a budget; gateways stop applying it with the next snapshot.
+    pub async fn delete_budget(&self, actor: &Actor, id: &str) -> Result<(), ControlError> {
+        let rec = self.budget_record(id).await?;
+        let rev = self.store.delete_budget(&rec.id).await?;
+        self.committed(rev);
+        let view = budget_view(&rec, Timestamp::now());
+        self.audit(actor, "budget.delete", "budget", id, serde_json::to_value(&view).unwrap_or_default()).await;
+        Ok(())
+    }
+
+    /// Starts the budget's current window afresh on every gateway: bumps its epoch.
+    /// Every call bumps it again, so a repeated reset empties the window again.
+    pub async fn reset_budget(&self, actor: &Actor, id: &str) -> Result<BudgetView, ControlError> {
+        let now = Timestamp::now();
+        let (stored, rev) = self.store.reset_budget(&BudgetId::new(id), now).await?;
+        self.committed(rev);
+        self.audit(actor, "budget.reset", "budget", id, serde_json::json!({"epoch": stored.epoch})).await;
+        Ok(budget_view(&stored, now))
+    }
+
+    /// Raises the limit by an amount (in the budget's unit) until an instant at most
+    /// [`MAX_INCREASE_DURATION_S`] ahead; replaces any increase already in force.
+    pub async fn increase_budget(
+        &self,
+        actor: &Actor,
+        id: &str,
+        input: IncreaseBudget,
+    ) -> Result<BudgetView, ControlError> {
+        let mut rec = self.budget_record(id).await?;
+        let amount = match (input.amount_usd, input.tokens, rec.limit_tokens.is_some()) {
+            (Some(_), Some(_), _) => {
+                return Err(ControlError::invalid("tokens", "give exactly one of amount_usd and tokens"));
+            }
+            (None, None, tokens) => {
+                let field = if tokens { "tokens" } else { "amount_usd" };
+                return Err(ControlError::invalid(field, "the amount of the increase is required"));
+            }
+            (Some(_), None, true) => {
+                return Err(ControlError::invalid("amount_usd", "this is a token budget; give tokens"));
+            }
+            (None, Some(_), false) => {
+                return Err(ControlError::invalid("tokens", "this is a money budget; give amount_usd"));
+            }
+            (Some(usd), None, false) => {
+                if usd.nanos() <= 0 {
+                    return Err(ControlError::invalid("amount_usd", "must be positive"));
+                }
+                usd.nanos()
+            }
+            (None, Some(tokens), true) => match i64::try_from(tokens) {
+                Ok(t) if t > 0 => t,
+                Ok(_) => return Err(ControlError::invalid("tokens", "must be positive")),
+                Err(_) => return Err(ControlError::invalid("tokens", "too large")),
+            },
+        };
+        let now = Timestamp::now();
+        let (field, until) = match (input.expires_at, input.duration_s) {
+            (Some(_), Some(_)) => {
+                return Err(ControlError::invalid("duration_s", "give exactly one of expires_at and duration_s"));
+            }
+            (None, None) => {
+                return Err(ControlError::invalid("expires_at", "one of expires_at or duration_s is required"));
+            }
+            (Some(at), None) => ("expires_at", at),
+            (None, Some(s)) => {
+                ("duration_s", now.plus_millis(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)))
+            }
+        };
+        if until <= now {
+            return Err(ControlError::invalid(field, "must be in the future"));
+        }
+        let max_ms = i64::try_from(MAX_INCREASE_DURATION_S * 1000).unwrap_or(i64::MAX);
+        if until > now.plus_millis(max_ms) {
+            return Err(ControlError::invalid(field, "must be at most 90 days ahead"));
+        }
+        rec.temporary_increase = amount;
+        rec.temporary_increase_until = Some(until);
+        check_headroom(field_of_amount(&rec), &rec)?;
+        rec.updated_at = now;
+        let (stored, rev) = self.store.update_budget(&rec).await?;
+        self.committed(rev);
+        let view = budget_view(&stored, now);
+        let amount = amount_of(&stored, amount);
+        self.audit(
+            actor,
+            "budget.increase",
+            "budget",
+            id,
+            serde_json::json!({"amount": amount, "until": until, "epoch": stored.epoch}),
+        )
+        .await;
+        Ok(view)
+    }
+}
+
+fn field_of_amount(b: &BudgetRecord) -> &'static str {
+    if b.limit_tokens.is_some() { "tokens" } else { "amount_usd" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(text: &str, permille: u16, shown: &str) {
+        let t = Threshold::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(t.permille(), permille, "{text}");
+        assert_eq!(t.to_string(), shown, "{text}");
+    }
+
+    #[test]
+    fn thresholds_are_exact_fractions_in_per_mille() {
+        check("0.8", 800, "0.8");
+        check("0.80", 800, "0.8");
+        check(".5", 500, "0.5");
+        check("1", 1000, "1.0");
+        check("1.000", 1000, "1.0");
+        check("0.125", 125, "0.125");
+        check("0.001", 1, "0.001");
+        check("0.05", 50, "0.05");
+        for bad in ["0", "0.0", "1.001", "2", "-0.5", "0.0001", "", ".", "1e-1", "abc", "0.8.1", "01.5"] {
+            assert!(Threshold::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn thresholds_read_json_numbers_and_strings_alike() {
+        let v: Vec<Threshold> = serde_json::from_str(r#"[0.5, "0.8", 1, 0.95, 0.001]"#).unwrap();
+        assert_eq!(v.iter().map(|t| t.permille()).collect::<Vec<_>>(), [500, 800, 1000, 950, 1]);
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"["0.5","0.8","1.0","0.95","0.001"]"#);
+        for bad in ["[0]", "[1.5]", "[-0.2]", "[0.0005]", "[true]", "[null]"] {
+            assert!(serde_json::from_str::<Vec<Threshold>>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn threshold_lists_are_sorted_and_duplicates_refused() {
+        let t = |p| Threshold::from_permille(p).unwrap();
+        assert_eq!(permilles("alert_thresholds", &[t(800), t(500)]).unwrap(), [500, 800]);
+        let e = permilles("alert_thresholds", &[t(800), t(800)]).unwrap_err().to_string();
+        assert!(e.contains("alert_thresholds") && e.contains("0.8"), "{e}");
+    }
+
+    #[test]
+    fn a_budget_has_exactly_one_kind_of_limit() {
+        assert_eq!(limit_of("", Some(Money::from_nanos(5)), None).unwrap(), (5, None));
+        assert_eq!(limit_of("", None, Some(7)).unwrap(), (0, Some(7)));
+        let e = limit_of("budget.", None, None).unwrap_err().to_string();
+        assert!(e.contains("budget.limit_usd"), "{e}");
+        assert!(limit_of("", Some(Money::ZERO), Some(1)).unwrap_err().to_string().contains("exactly one"));
+        assert!(limit_of("", Some(Money::from_nanos(-1)), None).unwrap_err().to_string().contains("negative"));
+        assert!(limit_of("", None, Some(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn bodies_name_the_offending_field() {
+        let err = |body: &str| CreateBudget::from_json(body.as_bytes()).unwrap_err();
+        let base = r#""scope": "team", "scope_id": "t", "window": "day""#;
+        let cases = [
+            (format!(r#"{{{base}, "limit_usd": "1", "color": "red"}}"#), "color"),
+            (format!(r#"{{{base}, "limit_usd": "abc"}}"#), "limit_usd"),
+            (format!(r#"{{{base}, "limit_tokens": -5}}"#), "limit_tokens"),
+            (format!(r#"{{{base}, "limit_tokens": "many"}}"#), "limit_tokens"),
+            (r#"{"scope": "galaxy", "scope_id": "t", "window": "day", "limit_usd": 1}"#.to_owned(), "scope"),
+            (r#"{"scope": "team", "scope_id": "t", "window": "year", "limit_usd": 1}"#.to_owned(), "window"),
+            (r#"{"scope": "team", "window": "day", "limit_usd": 1}"#.to_owned(), "scope_id"),
+            (format!(r#"{{{base}, "limit_usd": 1, "alert_thresholds": [1.2]}}"#), "alert_thresholds"),
+            (format!(r#"{{{base}, "limit_usd": 1, "on_breach": "explode"}}"#), "on_breach"),
+        ];
+        for (body, field) in cases {
+            let e = err(&body);
+            assert_eq!(e.field(), Some(field), "{body}: {e}");
+        }
+        let ok = CreateBudget::from_json(format!(r#"{{{base}, "limit_usd": 0.1}}"#).as_bytes()).unwrap();
+        assert_eq!(ok.limit_usd, Some(Money::from_nanos(100_000_000)), "JSON numbers convert exactly");
+        assert!(matches!(CreateBudget::from_json(b"[1]"), Err(ControlError::BadBody(_))));
+    }
+
+    #[test]
+    fn patches_tell_absent_from_null() {
+        let p = UpdateBudget::from_json(br#"{"temporary_increase": null, "alert_thresholds": null}"#).unwrap();
+        assert!(p.clear_temporary_increase);
+        assert_eq!(p.alert_thresholds, Some(Vec::new()));
+        assert!(UpdateBudget::from_json(b"{}").unwrap().is_empty());
+        let e = UpdateBudget::from_json(br#"{"limit_usd": null}"#).unwrap_err();
+        assert_eq!(e.field(), Some("limit_usd"));
+        let e = UpdateBudget::from_json(br#"{"temporary_increase": {"amount": 1}}"#).unwrap_err();
+        assert_eq!(e.field(), Some("temporary_increase"));
+    }
+
+    #[test]
+    fn views_show_the_limit_in_its_unit_and_hide_expired_increases() {
+        let now = Timestamp::from_unix_millis(1_000_000);
+        let mut b = BudgetRecord {
+            id: BudgetId::new("bud_1"),
+            scope: ScopeKind::Team,
+            scope_id: "team_1".into(),
+            limit_nanos: 500_000_000_000,
+            limit_tokens: None,
+            window: Window::Month,
+            on_breach: OnBreach::Block,
+            alert_thresholds: vec![500, 800],
+            epoch: 2,
+            temporary_increase: 10_000_000_000,
+            temporary_increase_until: Some(now.plus_millis(1)),
+            created_at: now,
+            updated_at: now,
+        };
+        let v = serde_json::to_value(budget_view(&b, now)).unwrap();
+        assert_eq!(v["limit_usd"], "500.00");
+        assert_eq!(v["limit_tokens"], serde_json::Value::Null);
+        assert_eq!(v["alert_thresholds"], serde_json::json!(["0.5", "0.8"]));
+        assert_eq!(v["temporary_increase"]["amount"], "10.00");
+        assert_eq!(v["epoch"], 2);
+        b.limit_tokens = Some(1000);
+        b.temporary_increase = 250;
+        let v = serde_json::to_value(budget_view(&b, now)).unwrap();
+        assert_eq!((v["limit_usd"].clone(), v["limit_tokens"].clone()), (serde_json::Value::Null, 1000.into()));
+        assert_eq!(v["temporary_increase"]["amount"], 250);
+        assert!(budget_view(&b, now.plus_millis(1)).temporary_increase.is_none(), "expired at `until`");
+    }
+}
