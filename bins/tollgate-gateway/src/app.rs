@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tollgate_budgets::{Budgets, BudgetsConfig, RateLimiter, RedisStore};
 use tollgate_controlplane::{ControlPlane, SecretSources};
 use tollgate_dataplane::{DataPlane, WatchConfig};
 
@@ -45,12 +46,23 @@ pub(crate) struct Args {
     /// Redis URL for counters shared between gateways.
     #[arg(long, env = "TOLLGATE_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// Prefix of every Redis key tollgate writes, so several deployments can share one
+    /// Redis. For Redis Cluster use a hash tag, e.g. `{tollgate}:`.
+    #[arg(long, env = "TOLLGATE_REDIS_KEY_PREFIX", default_value = "tollgate:")]
+    redis_key_prefix: String,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "TOLLGATE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
     /// Seconds allowed for an upstream's response head.
     #[arg(long, env = "TOLLGATE_UPSTREAM_TIMEOUT_S", default_value_t = 300)]
     upstream_timeout_s: u64,
+    /// URL that receives budget alerts as JSON POSTs (retried with backoff).
+    #[arg(long, env = "TOLLGATE_ALERT_WEBHOOK_URL")]
+    alert_webhook_url: Option<http::Uri>,
+    /// Seconds after which a reservation left by a crashed gateway stops counting
+    /// (default: twice the upstream timeout).
+    #[arg(long, env = "TOLLGATE_RESERVATION_TTL_S")]
+    reservation_ttl_s: Option<u64>,
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -113,14 +125,23 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if args.redis_url.is_some() {
-        tracing::warn!(
-            "--redis-url given, but shared counters are not implemented in this build; counters stay in memory"
-        );
-    }
     let mut config = tollgate_dataplane::Config { max_body_bytes: args.max_body_bytes, ..Default::default() };
     config.upstream.request_timeout = Duration::from_secs(args.upstream_timeout_s);
-    let dp = DataPlane::new(config).context("cannot build the upstream client")?;
+    config.alerts.webhook_url = args.alert_webhook_url.clone();
+    let budgets_config = BudgetsConfig::new(Duration::from_secs(
+        args.reservation_ttl_s.unwrap_or(args.upstream_timeout_s.saturating_mul(2)),
+    ));
+    let (budgets, limiter) = match &args.redis_url {
+        Some(url) => {
+            let store = RedisStore::connect(url, &args.redis_key_prefix)
+                .await
+                .context("cannot connect to Redis for shared counters")?;
+            tracing::info!("budget and rate-limit counters shared through Redis");
+            (Budgets::new(store.clone(), budgets_config), RateLimiter::new(store))
+        }
+        None => (Budgets::memory(budgets_config), RateLimiter::memory()),
+    };
+    let dp = DataPlane::with_counters(config, budgets, limiter).context("cannot build the upstream client")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
-use tollgate_core::{ErrorCode, ServiceError};
+use tollgate_budgets::{Exceeded, Limit, RateLimitError, RateLimited, ReserveError};
+use tollgate_core::{ErrorCode, ServiceError, Timestamp};
 use tollgate_keys::AuthError;
 use tollgate_providers::ProviderError;
 use tollgate_providers::openai::HeadError;
@@ -49,6 +50,56 @@ pub enum ApiError {
     /// The gateway has no configuration yet.
     #[error("gateway has not loaded its configuration yet")]
     NotReady,
+    /// A `block` budget cannot take this request's reservation.
+    #[error("{}", budget_message(.0))]
+    BudgetExceeded(Box<Exceeded>),
+    /// A rate limit of the key or of the provider credential refused the request.
+    #[error("rate limit exceeded: {} of this {}; retry after {}s", .0.dimension.as_str(), if *.1 { "provider" } else { "key" }, retry_after_secs(.0))]
+    RateLimited(RateLimited, bool),
+    /// The model has no price and the key carries a money budget: serving it would
+    /// charge $0 silently.
+    #[error("the model has no price configured, so it cannot be served to a key with a money budget")]
+    Unpriced,
+    /// The budget or rate-limit counters could not be reached.
+    #[error("budget counters are unavailable")]
+    Counters(#[source] tollgate_budgets::StoreError),
+}
+
+/// "budget exceeded for virtual_key key_1 (budget bud_1): limit $0.01 per day".
+fn budget_message(e: &Exceeded) -> String {
+    let b = &e.budget;
+    let limit = match b.limit {
+        Limit::Money(m) => format!("${m}"),
+        Limit::Tokens(t) => format!("{t} tokens"),
+    };
+    let per = match b.window {
+        tollgate_core::Window::Total => "in total".to_owned(),
+        w => format!("per {w}"),
+    };
+    format!("budget exceeded for {} {} (budget {}): limit {limit} {per}", b.scope, b.scope_id, b.id)
+}
+
+/// Whole seconds to wait, rounded up and at least one.
+fn retry_after_secs(r: &RateLimited) -> u64 {
+    r.retry_after.as_millis().div_ceil(1000).max(1) as u64
+}
+
+impl From<ReserveError> for ApiError {
+    fn from(e: ReserveError) -> Self {
+        match e {
+            ReserveError::Exceeded(x) => ApiError::BudgetExceeded(x),
+            ReserveError::Store(s) => ApiError::Counters(s),
+        }
+    }
+}
+
+impl From<RateLimitError> for ApiError {
+    fn from(e: RateLimitError) -> Self {
+        match e {
+            RateLimitError::Limited(r) => ApiError::RateLimited(r, false),
+            RateLimitError::Store(s) => ApiError::Counters(s),
+        }
+    }
 }
 
 impl ServiceError for ApiError {
@@ -61,6 +112,10 @@ impl ServiceError for ApiError {
             ApiError::NoUpstream(_) | ApiError::NotReady => ErrorCode::Unavailable,
             ApiError::Provider(e) => e.code(),
             ApiError::UpstreamGarbage(_) => ErrorCode::Upstream,
+            ApiError::BudgetExceeded(_) => ErrorCode::BudgetExceeded,
+            ApiError::RateLimited(..) => ErrorCode::RateLimited,
+            ApiError::Unpriced => ErrorCode::BadRequest,
+            ApiError::Counters(_) => ErrorCode::Unavailable,
         }
     }
 }
@@ -93,6 +148,39 @@ impl ApiError {
                 _ => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_error"),
             },
             ApiError::UpstreamGarbage(_) => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_error"),
+            ApiError::BudgetExceeded(_) => (StatusCode::PAYMENT_REQUIRED, "budget_exceeded", "budget_exceeded"),
+            ApiError::RateLimited(..) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate_limit_exceeded"),
+            ApiError::Unpriced => (StatusCode::BAD_REQUEST, "invalid_request_error", "model_not_priced"),
+            ApiError::Counters(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error", "counters_unavailable"),
+        }
+    }
+
+    /// Machine-readable detail for `error.meta`.
+    fn meta(&self) -> serde_json::Value {
+        match self {
+            ApiError::BudgetExceeded(e) => {
+                let b = &e.budget;
+                let (limit_usd, limit_tokens) = match b.limit {
+                    Limit::Money(m) => (json!(m.to_string()), serde_json::Value::Null),
+                    Limit::Tokens(t) => (serde_json::Value::Null, json!(t)),
+                };
+                json!({
+                    "scope": b.scope.as_str(),
+                    "scope_id": &*b.scope_id,
+                    "budget_id": b.id.as_str(),
+                    "window": b.window.as_str(),
+                    "limit_usd": limit_usd,
+                    "limit_tokens": limit_tokens,
+                    "resets_at": e.resets_at.map(|t| t.to_rfc3339()),
+                })
+            }
+            ApiError::RateLimited(r, provider) => json!({
+                "dimension": r.dimension.as_str(),
+                "limit_of": if *provider { "provider" } else { "virtual_key" },
+                "resets_at": r.resets_at.to_rfc3339(),
+                "retry_after_ms": u64::try_from(r.retry_after.as_millis()).unwrap_or(u64::MAX),
+            }),
+            _ => json!({}),
         }
     }
 
@@ -109,16 +197,23 @@ impl ApiError {
             ApiError::BadRequest(HeadError::MissingModel | HeadError::BadModel) => json!("model"),
             _ => serde_json::Value::Null,
         };
-        let v = json!({"error": {"message": self.to_string(), "type": kind, "code": code, "param": param}});
+        let v = json!({"error": {"message": self.to_string(), "type": kind, "code": code, "param": param, "meta": self.meta()}});
         Bytes::from(v.to_string())
     }
 
-    /// Extra headers (e.g. `www-authenticate`).
-    pub(crate) fn headers(&self) -> Option<(header::HeaderName, HeaderValue)> {
+    /// Extra headers: `www-authenticate` on 401, `retry-after` on 402 and 429 when
+    /// waiting can help.
+    pub(crate) fn headers(&self, now: Timestamp) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
             ApiError::Auth(AuthError::Missing | AuthError::Malformed(_) | AuthError::Unknown) => {
                 Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
             }
+            ApiError::BudgetExceeded(e) => {
+                let reset = e.resets_at?;
+                let ms = reset.unix_millis().saturating_sub(now.unix_millis()).max(0) as u64;
+                Some((header::RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1))))
+            }
+            ApiError::RateLimited(r, _) => Some((header::RETRY_AFTER, HeaderValue::from(retry_after_secs(r)))),
             _ => None,
         }
     }

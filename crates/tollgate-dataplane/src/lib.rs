@@ -7,6 +7,11 @@
 //! dispatch → respond), the single mapping of errors to HTTP, and the Watch client that
 //! keeps the snapshot in step with a remote control plane.
 //!
+//! Budgets and rate limits are enforced here through the embeddable `tollgate-budgets`
+//! engine (memory counters by default, Redis when gateways share them): rate limits,
+//! then an all-scope reservation before dispatch, then the actual cost committed when
+//! the response (or stream) ends.
+//!
 //! Does not own: the database or the control plane (it never depends on either; it only
 //! consumes `tollgate-proto` snapshots), provider wire formats (providers), key hashing
 //! (keys), or prices (metering).
@@ -16,20 +21,26 @@
 //! never reach logs or error messages.
 #![forbid(unsafe_code)]
 
+mod alerts;
+mod enforce;
 mod error;
 mod server;
 mod snapshot;
 mod stream;
 mod watch;
 
+pub use alerts::AlertConfig;
 pub use error::ApiError;
 pub use server::serve;
 pub use snapshot::Snapshot;
 pub use watch::{WatchConfig, watch_control_plane};
 
+use alerts::Alerts;
 use arc_swap::ArcSwap;
+use enforce::Enforcement;
 use std::sync::Arc;
 use std::time::Duration;
+use tollgate_budgets::{Budgets, BudgetsConfig, RateLimiter};
 use tollgate_providers::{ClientConfig, HttpClient, ProviderError};
 
 /// Bounds and settings of the data plane.
@@ -45,6 +56,8 @@ pub struct Config {
     pub upstream: ClientConfig,
     /// How long in-flight requests may finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Budget alert delivery.
+    pub alerts: AlertConfig,
 }
 
 impl Default for Config {
@@ -55,6 +68,7 @@ impl Default for Config {
             max_header_bytes: 64 * 1024,
             upstream: ClientConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+            alerts: AlertConfig::default(),
         }
     }
 }
@@ -65,6 +79,7 @@ pub struct DataPlane {
     config: Config,
     snapshot: ArcSwap<Snapshot>,
     client: HttpClient,
+    enforcement: Enforcement,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -74,10 +89,31 @@ impl std::fmt::Debug for DataPlane {
 }
 
 impl DataPlane {
-    /// Builds a data plane with an empty snapshot (not ready until the first apply).
+    /// Builds a data plane with an empty snapshot (not ready until the first apply) and
+    /// in-process counters: budgets and rate limits hold for this gateway alone.
     pub fn new(config: Config) -> Result<Arc<Self>, ProviderError> {
+        let budgets = Budgets::memory(BudgetsConfig::default());
+        Self::with_counters(config, budgets, RateLimiter::memory())
+    }
+
+    /// Builds a data plane whose budgets and rate limits live in the given counters
+    /// (e.g. Redis shared by every gateway). Must be called inside a Tokio runtime when
+    /// an alert webhook is configured.
+    pub fn with_counters(config: Config, budgets: Budgets, limiter: RateLimiter) -> Result<Arc<Self>, ProviderError> {
         let client = HttpClient::new(config.upstream.clone())?;
-        Ok(Arc::new(DataPlane { config, snapshot: ArcSwap::from_pointee(Snapshot::empty()), client }))
+        let alerts = if config.alerts.webhook_url.is_some() {
+            Alerts::start(config.alerts.clone(), client.clone())
+        } else {
+            Alerts::disabled()
+        };
+        let enforcement = Enforcement { budgets, limiter, alerts };
+        Ok(Arc::new(DataPlane { config, snapshot: ArcSwap::from_pointee(Snapshot::empty()), client, enforcement }))
+    }
+
+    /// The budget engine requests are charged through (to rebuild counters from the
+    /// ledger at start-up, for instance).
+    pub fn budgets(&self) -> &Budgets {
+        &self.enforcement.budgets
     }
 
     /// The snapshot requests are served from right now.
@@ -101,6 +137,7 @@ impl DataPlane {
             revision = next.revision,
             keys = next.keys.len(),
             models = next.catalog.len(),
+            budgets = next.budget_count(),
             "snapshot applied"
         );
         self.snapshot.store(Arc::new(next));

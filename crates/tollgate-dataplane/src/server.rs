@@ -1,5 +1,6 @@
 //! The data-plane HTTP server and the request path.
 
+use crate::enforce::{Ask, DEFAULT_MAX_OUTPUT_TOKENS};
 use crate::stream::UsageStream;
 use crate::{ApiError, DataPlane};
 use bytes::Bytes;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tollgate_budgets::{Budget, BudgetUsage, Limit, RateLimits};
+use tollgate_core::Money;
 use tollgate_core::Timestamp;
 use tollgate_providers::openai::{RequestHead, extract_usage, request_stream_usage, rewrite_model};
 use tollgate_providers::{Operation, ProviderError, ResponseBody, UpstreamRequest};
@@ -80,11 +83,12 @@ async fn handle(dp: Arc<DataPlane>, req: Request<Incoming>) -> Result<Resp, Infa
     let result = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/chat/completions") => chat_completions(&dp, req).await,
         (&Method::GET, "/v1/models") => models(&dp, req.headers()),
+        (&Method::GET, "/v1/key") => own_key(&dp, req.headers()).await,
         (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"))),
         (&Method::GET, "/readyz") => Ok(readyz(&dp)),
         (m, p) => Err(ApiError::UnknownEndpoint { method: m.to_string(), path: p.chars().take(128).collect() }),
     };
-    let mut resp = result.unwrap_or_else(|e| error_response(&e));
+    let mut resp = result.unwrap_or_else(|e| error_response(&e, Timestamp::now()));
     resp.headers_mut().insert("x-request-id", request_id);
     Ok(resp)
 }
@@ -146,29 +150,53 @@ async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<
 async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, dp.config.max_body_bytes).await?;
+    let now = Timestamp::now();
 
     // Everything the request needs from the snapshot is taken here, at one revision.
-    let (key, head, deployment, provider, pricing) = {
+    let (key, head, deployment, provider, provider_limits, pricing, budgets, default_max_output) = {
         let snap = dp.snapshot();
         if !snap.loaded {
             return Err(ApiError::NotReady);
         }
-        let key = snap.keys.authenticate(&snap.hasher, presented_key(&parts.headers), Timestamp::now())?.clone();
+        let key = snap.keys.authenticate(&snap.hasher, presented_key(&parts.headers), now)?.clone();
         let head = RequestHead::parse(&body)?;
         key.check_model(&head.model)?;
         let route = snap.catalog.get(&head.model).ok_or_else(|| ApiError::ModelNotFound(truncate(&head.model)))?;
         let deployment = route.deployments[0].clone();
         let entry =
             snap.providers.get(&deployment.provider).ok_or_else(|| ApiError::NoUpstream(truncate(&head.model)))?;
+        let provider_limits = RateLimits { rpm: entry.config.rpm, tpm: entry.config.tpm, max_concurrency: None };
         let pricing = snap.prices.get(&head.model).copied();
-        (key, head, deployment, entry.provider.clone(), pricing)
+        let budgets: Arc<[Arc<Budget>]> = snap.budgets_for(&key.id).into();
+        (key, head, deployment, entry.provider.clone(), provider_limits, pricing, budgets, route.max_output_tokens)
     };
+
+    let max_output_tokens = head.max_output_tokens.or(default_max_output).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+    let admitted = dp
+        .enforcement
+        .admit(Ask {
+            key_id: key.id.as_str(),
+            key_limits: RateLimits {
+                rpm: key.limits.rpm,
+                tpm: key.limits.tpm,
+                max_concurrency: key.limits.max_concurrency,
+            },
+            provider: &deployment.provider,
+            provider_limits,
+            budgets: &budgets,
+            pricing,
+            body_len: body.len(),
+            max_output_tokens,
+            now,
+        })
+        .await?;
 
     let mut upstream_body = rewrite_model(&body, &head, &deployment.upstream_model);
     if head.stream {
         // Every stream is metered: ask for the usage chunk, strip it if the caller did not.
         upstream_body = request_stream_usage(&upstream_body, &head);
     }
+    // A failed dispatch drops `admitted`, which releases the reservation and permits.
     let upstream = provider
         .send(UpstreamRequest {
             operation: Operation::ChatCompletions,
@@ -179,16 +207,28 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
         .await?;
 
     if head.stream && upstream.status.is_success() {
+        let mut headers = HeaderMap::new();
+        admitted.write_headers(&mut headers);
         let (key_id, model) = (key.id.clone(), head.model.clone());
         let on_done = Box::new(move |o: crate::stream::StreamOutcome| {
-            let cost = match (o.usage, pricing) {
-                (Some(u), Some(p)) => Some(p.cost(&u)),
-                _ => None,
+            let (usage, source) = admitted.usage_or_estimate(o.usage, o.bytes_forwarded);
+            // The body is done (or the caller left): charge off the response path.
+            let charge = async move {
+                let cost = admitted.settle(&usage).await;
+                tracing::debug!(key = %key_id, %model, ?usage, ?source, %cost, completed = o.completed, "stream metered");
             };
-            tracing::debug!(key = %key_id, model = %model, usage = ?o.usage, ?cost, completed = o.completed, "stream metered");
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(charge);
+                }
+                // Dropped outside the runtime (process teardown): nothing can be awaited
+                // any more; the reservation stops counting when its TTL passes.
+                Err(_) => tracing::warn!("stream ended outside the runtime; its charge was not committed"),
+            }
         });
         let body = UsageStream::new(upstream.body, !head.include_usage, on_done);
         let mut resp = Response::new(body.boxed());
+        *resp.headers_mut() = headers;
         resp.headers_mut().insert(
             CONTENT_TYPE,
             upstream.content_type.unwrap_or_else(|| HeaderValue::from_static("text/event-stream")),
@@ -199,6 +239,10 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
     let bytes = match Limited::new(upstream.body, dp.config.max_response_bytes).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
+            // Whatever the upstream generated before breaking is charged at the estimate
+            // of the reservation's prompt (the output is unknown): never zero.
+            let (usage, _) = admitted.usage_or_estimate(None, 0);
+            admitted.settle(&usage).await;
             return Err(match e.downcast::<ProviderError>() {
                 Ok(pe) => ApiError::Provider(*pe),
                 Err(_) => ApiError::UpstreamGarbage("response too large".into()),
@@ -207,6 +251,8 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
     };
     let looks_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !upstream.status.is_success() {
+        // The upstream refused the request: nothing was generated, nothing is charged
+        // (dropping `admitted` releases the reservation).
         // Request errors (4xx) reach the caller with the upstream's status and message;
         // upstream failures (5xx) and non-API answers become 502.
         if upstream.status.is_client_error()
@@ -218,13 +264,86 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
         return Err(ApiError::UpstreamGarbage(format!("HTTP {}", upstream.status.as_u16())));
     }
     if !looks_json {
+        // A 200 with garbage may still have cost the platform a generation.
+        let (usage, _) = admitted.usage_or_estimate(None, bytes.len() as u64);
+        admitted.settle(&usage).await;
         return Err(ApiError::UpstreamGarbage("not JSON".into()));
     }
-    let usage = extract_usage(&bytes);
-    if let (Some(u), Some(p)) = (usage, pricing) {
-        tracing::debug!(key = %key.id, model = %head.model, input = u.input_tokens, output = u.output_tokens, cost = %p.cost(&u), "metered");
+    let (usage, source) = admitted.usage_or_estimate(extract_usage(&bytes), bytes.len() as u64);
+    let mut resp = json_response(StatusCode::OK, bytes);
+    admitted.write_headers(resp.headers_mut());
+    let cost = admitted.settle(&usage).await;
+    tracing::debug!(key = %key.id, model = %head.model, input = usage.input_tokens, output = usage.output_tokens, ?source, %cost, "metered");
+    Ok(resp)
+}
+
+/// `GET /v1/key`: the caller's own key — name, allowed models, rate limits, and each
+/// budget that applies to it with spend and remaining in the current window. Nothing
+/// about any other key.
+async fn own_key(dp: &DataPlane, headers: &HeaderMap) -> Result<Resp, ApiError> {
+    let now = Timestamp::now();
+    let (key, budgets) = {
+        let snap = dp.snapshot();
+        if !snap.loaded {
+            return Err(ApiError::NotReady);
+        }
+        let key = snap.keys.authenticate(&snap.hasher, presented_key(headers), now)?.clone();
+        let budgets: Arc<[Arc<Budget>]> = snap.budgets_for(&key.id).into();
+        (key, budgets)
+    };
+    let mut out = Vec::with_capacity(budgets.len());
+    for b in budgets.iter() {
+        let usage = dp.enforcement.budgets.usage(b, now).await.map_err(ApiError::Counters)?;
+        out.push(budget_json(b, &usage, now));
     }
-    Ok(json_response(StatusCode::OK, bytes))
+    let body = serde_json::json!({
+        "id": key.id.as_str(),
+        "name": key.name,
+        "hint": key.hint,
+        "project_id": key.project.as_str(),
+        "principal": key.principal.as_deref(),
+        "expires_at": key.expires_at.map(|t| t.to_rfc3339()),
+        "models_allowed": key.models_allowed.patterns().collect::<Vec<_>>(),
+        "rate_limits": {
+            "rpm": key.limits.rpm,
+            "tpm": key.limits.tpm,
+            "max_concurrency": key.limits.max_concurrency,
+        },
+        "budgets": out,
+    });
+    Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
+}
+
+fn budget_json(b: &Budget, usage: &BudgetUsage, now: Timestamp) -> serde_json::Value {
+    let (limit, spent, remaining) = match b.limit_at(now) {
+        Limit::Money(limit) => {
+            let used = usage.committed.money;
+            (
+                serde_json::json!({"usd": limit.to_string()}),
+                serde_json::json!({"usd": used.to_string(), "reserved_usd": usage.reserved.money.to_string()}),
+                serde_json::json!({"usd": limit.saturating_sub(used).saturating_sub(usage.reserved.money).max(Money::ZERO).to_string()}),
+            )
+        }
+        Limit::Tokens(limit) => {
+            let used = usage.committed.tokens;
+            (
+                serde_json::json!({"tokens": limit}),
+                serde_json::json!({"tokens": used, "reserved_tokens": usage.reserved.tokens}),
+                serde_json::json!({"tokens": limit.saturating_sub(used).saturating_sub(usage.reserved.tokens)}),
+            )
+        }
+    };
+    serde_json::json!({
+        "id": b.id.as_str(),
+        "scope": b.scope.as_str(),
+        "scope_id": &*b.scope_id,
+        "window": b.window.as_str(),
+        "on_breach": b.on_breach.as_str(),
+        "limit": limit,
+        "spent": spent,
+        "remaining": remaining,
+        "resets_at": b.resets_at(now).map(|t| t.to_rfc3339()),
+    })
 }
 
 fn models(dp: &DataPlane, headers: &HeaderMap) -> Result<Resp, ApiError> {
@@ -254,9 +373,9 @@ fn json_response(status: StatusCode, body: Bytes) -> Resp {
     resp
 }
 
-fn error_response(e: &ApiError) -> Resp {
+fn error_response(e: &ApiError, now: Timestamp) -> Resp {
     let mut resp = json_response(e.status(), e.body());
-    if let Some((name, value)) = e.headers() {
+    if let Some((name, value)) = e.headers(now) {
         resp.headers_mut().insert(name, value);
     }
     resp

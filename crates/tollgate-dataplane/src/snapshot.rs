@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use tollgate_keys::{KeyHasher, KeyIndex, Pepper};
+use tollgate_budgets::Budget;
+use tollgate_core::{KeyId, ScopeKind};
+use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
 use tollgate_metering::PriceTable;
 use tollgate_proto::{convert, v1};
 use tollgate_providers::{HttpClient, Provider, ProviderConfig, build_provider};
@@ -26,6 +28,11 @@ pub struct Snapshot {
     pub(crate) catalog: Catalog,
     pub(crate) prices: PriceTable,
     pub(crate) providers: HashMap<Arc<str>, ProviderEntry>,
+    /// Every budget that applies to a key — its own, its principal's, project's, team's
+    /// and organization's — resolved once per snapshot so a request does one probe.
+    pub(crate) key_budgets: HashMap<KeyId, Arc<[Arc<Budget>]>>,
+    /// Number of budgets in the snapshot.
+    pub(crate) budget_count: usize,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -35,6 +42,7 @@ impl std::fmt::Debug for Snapshot {
             .field("keys", &self.keys.len())
             .field("models", &self.catalog.len())
             .field("providers", &self.providers.len())
+            .field("budgets", &self.budget_count)
             .finish()
     }
 }
@@ -50,6 +58,8 @@ impl Snapshot {
             catalog: Catalog::new(),
             prices: PriceTable::new(),
             providers: HashMap::new(),
+            key_budgets: HashMap::new(),
+            budget_count: 0,
         }
     }
 
@@ -99,19 +109,69 @@ impl Snapshot {
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        let mut keys = KeyIndex::new();
-        for k in &wire.keys {
-            match convert::key(k) {
-                Ok(parts) => keys.insert(parts.key, parts.hash, parts.previous),
+        let mut by_scope: HashMap<(ScopeKind, &str), Vec<Arc<Budget>>> = HashMap::new();
+        let mut budget_count = 0;
+        for b in &wire.budgets {
+            match convert::budget(b) {
+                Ok(budget) => {
+                    budget_count += 1;
+                    by_scope.entry((budget.scope, b.scope_id.as_str())).or_default().push(Arc::new(budget));
+                }
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        let snap = Snapshot { revision: wire.revision, loaded: true, hasher, keys, catalog, prices, providers };
+        let mut keys = KeyIndex::new();
+        let mut key_budgets = HashMap::new();
+        for k in &wire.keys {
+            match convert::key(k) {
+                Ok(parts) => {
+                    let applicable = budgets_of(&parts.key, &by_scope);
+                    if !applicable.is_empty() {
+                        key_budgets.insert(parts.key.id.clone(), applicable);
+                    }
+                    keys.insert(parts.key, parts.hash, parts.previous);
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        let snap = Snapshot {
+            revision: wire.revision,
+            loaded: true,
+            hasher,
+            keys,
+            catalog,
+            prices,
+            providers,
+            key_budgets,
+            budget_count,
+        };
         (snap, problems)
+    }
+
+    /// The budgets that apply to a key (empty when none).
+    pub(crate) fn budgets_for(&self, key: &KeyId) -> &[Arc<Budget>] {
+        self.key_budgets.get(key).map(|b| &b[..]).unwrap_or(&[])
+    }
+
+    /// Number of budgets.
+    pub fn budget_count(&self) -> usize {
+        self.budget_count
     }
 
     /// Number of keys.
     pub fn key_count(&self) -> usize {
         self.keys.len()
     }
+}
+
+/// The budgets of every scope a key belongs to, narrowest first.
+fn budgets_of(key: &VirtualKey, by_scope: &HashMap<(ScopeKind, &str), Vec<Arc<Budget>>>) -> Arc<[Arc<Budget>]> {
+    let mut scopes = vec![(ScopeKind::VirtualKey, key.id.as_str())];
+    if let Some(p) = key.principal.as_deref() {
+        scopes.push((ScopeKind::Principal, p));
+    }
+    scopes.push((ScopeKind::Project, key.project.as_str()));
+    scopes.push((ScopeKind::Team, key.team.as_str()));
+    scopes.push((ScopeKind::Organization, key.org.as_str()));
+    scopes.iter().filter_map(|s| by_scope.get(s)).flatten().cloned().collect()
 }

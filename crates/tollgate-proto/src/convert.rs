@@ -3,7 +3,8 @@
 
 use crate::v1;
 use std::sync::Arc;
-use tollgate_core::{KeyId, Money, OrgId, ProjectId, ProviderId, TeamId, Timestamp};
+use tollgate_budgets::{Budget, Limit};
+use tollgate_core::{BudgetId, KeyId, Money, OrgId, ProjectId, ProviderId, TeamId, Timestamp};
 use tollgate_keys::{KeyHash, KeyStatus, ModelAllowlist, Pepper, RateLimits, VirtualKey};
 use tollgate_metering::Pricing;
 use tollgate_providers::{ApiKey, ProviderConfig, ProviderKind};
@@ -120,6 +121,37 @@ pub fn key(k: &v1::Key) -> Result<KeyParts, ConvertError> {
     Ok(KeyParts { key: Arc::new(key), hash: hash(&k.key_hash, &k.id)?, previous })
 }
 
+/// A budget. A token budget is one with `limit_tokens` set; the temporary increase is in
+/// the limit's unit and only counts until its end.
+pub fn budget(b: &v1::Budget) -> Result<Budget, ConvertError> {
+    let scope = b.scope.parse().map_err(|e| err("budget", &b.id, format!("{e}")))?;
+    let window = b.window.parse().map_err(|e| err("budget", &b.id, format!("{e}")))?;
+    let on_breach = b.on_breach.parse().map_err(|e| err("budget", &b.id, format!("{e}")))?;
+    let limit = match b.limit_tokens {
+        Some(t) => Limit::Tokens(t),
+        None => Limit::Money(Money::from_nanos(b.limit_nanos)),
+    };
+    let thresholds = b
+        .alert_thresholds_permille
+        .iter()
+        .map(|&t| u16::try_from(t).map_err(|_| err("budget", &b.id, format!("alert threshold {t}‰ out of range"))))
+        .collect::<Result<Vec<u16>, _>>()?;
+    let mut budget =
+        Budget::new(BudgetId::new(b.id.as_str()), scope, b.scope_id.as_str(), limit, window, on_breach, thresholds)
+            .map_err(|e| err("budget", &b.id, e.to_string()))?;
+    budget.epoch = b.epoch;
+    if let Some(until) = b.temporary_increase_until_ms
+        && b.temporary_increase > 0
+    {
+        let amount = match limit {
+            Limit::Money(_) => Limit::Money(Money::from_nanos(b.temporary_increase)),
+            Limit::Tokens(_) => Limit::Tokens(u64::try_from(b.temporary_increase).unwrap_or(0)),
+        };
+        budget.temporary_increase = Some((amount, Timestamp::from_unix_millis(until)));
+    }
+    Ok(budget)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +173,37 @@ mod tests {
         assert_eq!(parts.previous, Some((KeyHash([2; 32]), Timestamp::from_unix_millis(5))));
         assert!(parts.key.models_allowed.allows("gpt-4o"));
         assert_eq!(parts.key.limits.rpm, Some(60));
+    }
+
+    #[test]
+    fn budgets_convert_with_their_unit_epoch_and_temporary_increase() {
+        let b = v1::Budget {
+            id: "bud_1".into(),
+            scope: "project".into(),
+            scope_id: "prj_1".into(),
+            limit_nanos: 10_000_000,
+            window: "day".into(),
+            on_breach: "block".into(),
+            alert_thresholds_permille: vec![800],
+            epoch: 3,
+            temporary_increase: 5_000_000,
+            temporary_increase_until_ms: Some(1_000),
+            ..Default::default()
+        };
+        let got = budget(&b).unwrap();
+        assert_eq!(got.limit, Limit::Money(Money::from_nanos(10_000_000)));
+        assert_eq!(got.epoch, 3);
+        assert_eq!(
+            got.temporary_increase,
+            Some((Limit::Money(Money::from_nanos(5_000_000)), Timestamp::from_unix_millis(1_000)))
+        );
+        let tokens = v1::Budget { limit_tokens: Some(500), temporary_increase: 0, ..b.clone() };
+        assert_eq!(budget(&tokens).unwrap().limit, Limit::Tokens(500));
+        assert_eq!(budget(&tokens).unwrap().temporary_increase, None);
+        let bad = v1::Budget { window: "fortnight".into(), ..b.clone() };
+        assert!(budget(&bad).unwrap_err().reason.contains("fortnight"));
+        let negative = v1::Budget { limit_nanos: -1, ..b };
+        assert_eq!(budget(&negative).unwrap_err().id, "bud_1");
     }
 
     #[test]

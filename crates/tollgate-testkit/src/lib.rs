@@ -60,6 +60,9 @@ pub struct Reply {
     pub body: Bytes,
     /// Delay before the response head.
     pub delay: Duration,
+    /// Answer [`CHAT_STREAM`] instead of `body` when the request asks for a stream
+    /// (`"stream": true`), like a real upstream serving both kinds.
+    pub stream_when_asked: bool,
 }
 
 impl Reply {
@@ -70,12 +73,24 @@ impl Reply {
 
     /// A JSON reply.
     pub fn json(status: StatusCode, body: &str) -> Self {
-        Reply { status, content_type: "application/json", body: Bytes::from(body.to_owned()), delay: Duration::ZERO }
+        Reply {
+            status,
+            content_type: "application/json",
+            body: Bytes::from(body.to_owned()),
+            delay: Duration::ZERO,
+            stream_when_asked: false,
+        }
     }
 
     /// Any content type, e.g. an HTML error page.
     pub fn raw(status: StatusCode, content_type: &'static str, body: &str) -> Self {
-        Reply { status, content_type, body: Bytes::from(body.to_owned()), delay: Duration::ZERO }
+        Reply {
+            status,
+            content_type,
+            body: Bytes::from(body.to_owned()),
+            delay: Duration::ZERO,
+            stream_when_asked: false,
+        }
     }
 
     /// The same reply after `delay`.
@@ -99,6 +114,11 @@ impl Reply {
     /// [`CHAT_STREAM`] as `text/event-stream`.
     pub fn chat_stream() -> Self {
         Reply::raw(StatusCode::OK, "text/event-stream", CHAT_STREAM)
+    }
+
+    /// [`CHAT_COMPLETION`], or [`CHAT_STREAM`] when the request asks for a stream.
+    pub fn chat_either() -> Self {
+        Reply { stream_when_asked: true, ..Reply::chat_completion() }
     }
 }
 
@@ -176,9 +196,12 @@ async fn answer(
         method: parts.method,
         path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
         headers: parts.headers,
-        body,
+        body: body.clone(),
     });
-    let reply = reply.lock().expect("lock").clone();
+    let mut reply = reply.lock().expect("lock").clone();
+    if reply.stream_when_asked && asks_for_stream(&body) {
+        reply = Reply { delay: reply.delay, ..Reply::chat_stream() };
+    }
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -186,4 +209,9 @@ async fn answer(
     *resp.status_mut() = reply.status;
     resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(reply.content_type));
     Ok(resp)
+}
+
+/// True when a JSON request body has `"stream": true`.
+fn asks_for_stream(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["stream"] == serde_json::Value::Bool(true))
 }

@@ -25,12 +25,25 @@ fn start_control(dir: &Path, database_url: &str) -> (Proc, String, String) {
 }
 
 fn start_gateway(grpc: &str) -> (Proc, String) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let bin = sibling_binary(env!("CARGO_BIN_EXE_tollgate-control"), "tollgate-gateway");
-    let proc =
-        Proc::spawn(&bin, &["--control-plane", grpc, "--listen", &listen], &[("TOLLGATE_CONTROL_PLANE_TOKEN", ADMIN)]);
-    (proc, format!("http://{listen}"))
+    start_gateway_with(grpc, &[])
+}
+
+/// Provider `up` at the fake upstream, model `gpt-4o-mini` (priced when `pricing` is
+/// given), team `t` and project `p`.
+async fn catalog(admin: &str, upstream: &FakeUpstream, pricing: Option<Value>) {
+    created(
+        admin,
+        "/api/v1/providers",
+        json!({"name": "up", "kind": "openai-compatible", "base_url": upstream.base_url(), "api_key": "sk-up"}),
+    )
+    .await;
+    let mut model = json!({"name": "gpt-4o-mini", "deployments": [{"provider": "up", "model": "gpt-4o-mini"}]});
+    if let Some(p) = pricing {
+        model["pricing"] = p;
+    }
+    created(admin, "/api/v1/models", model).await;
+    created(admin, "/api/v1/teams", json!({"name": "t"})).await;
+    created(admin, "/api/v1/projects", json!({"name": "p", "team": "t"})).await;
 }
 
 async fn created(admin: &str, path: &str, body: Value) -> Value {
@@ -57,20 +70,7 @@ async fn a_key_minted_on_the_control_plane_works_on_every_gateway_until_revoked(
     wait_ready(&mut gw2, &format!("{url2}/readyz"), Duration::from_secs(30)).await;
 
     let upstream = FakeUpstream::start().await;
-    created(
-        &admin,
-        "/api/v1/providers",
-        json!({"name": "up", "kind": "openai-compatible", "base_url": upstream.base_url(), "api_key": "sk-up"}),
-    )
-    .await;
-    created(
-        &admin,
-        "/api/v1/models",
-        json!({"name": "gpt-4o-mini", "deployments": [{"provider": "up", "model": "gpt-4o-mini"}]}),
-    )
-    .await;
-    created(&admin, "/api/v1/teams", json!({"name": "t"})).await;
-    created(&admin, "/api/v1/projects", json!({"name": "p", "team": "t"})).await;
+    catalog(&admin, &upstream, None).await;
     let key = created(&admin, "/api/v1/keys", json!({"project": "p"})).await;
     let (id, secret) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
 
@@ -144,4 +144,78 @@ async fn a_gateway_with_a_wrong_token_is_not_ready_and_refuses_traffic() {
     let r = get(&format!("http://{listen}/readyz"), None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(gw.output().contains("invalid admin token"), "{}", gw.output());
+}
+
+fn start_gateway_with(grpc: &str, extra_args: &[&str]) -> (Proc, String) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let bin = sibling_binary(env!("CARGO_BIN_EXE_tollgate-control"), "tollgate-gateway");
+    let args = [&["--control-plane", grpc, "--listen", &listen][..], extra_args].concat();
+    let proc = Proc::spawn(&bin, &args, &[("TOLLGATE_CONTROL_PLANE_TOKEN", ADMIN)]);
+    (proc, format!("http://{listen}"))
+}
+
+/// Two gateways sharing Redis enforce one budget together: the calls both of them let
+/// through never cost more than the cap, and both report the same spend.
+#[tokio::test]
+async fn two_gateways_on_one_redis_never_overshoot_a_shared_budget() {
+    let Some(redis) = std::env::var("TOLLGATE_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("skipped: TOLLGATE_TEST_REDIS_URL is not set");
+        return;
+    };
+    let dir = temp_dir("split-redis");
+    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
+    let (mut control, admin, grpc) = start_control(&dir, &db);
+    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    // A prefix of its own, so runs and parallel tests never share counters.
+    let prefix = format!("tg-test-{}-{}:", std::process::id(), free_port());
+    let shared = ["--redis-url", redis.as_str(), "--redis-key-prefix", prefix.as_str()];
+    let (mut gw1, url1) = start_gateway_with(&grpc, &shared);
+    let (mut gw2, url2) = start_gateway_with(&grpc, &shared);
+    wait_ready(&mut gw1, &format!("{url1}/readyz"), Duration::from_secs(30)).await;
+    wait_ready(&mut gw2, &format!("{url2}/readyz"), Duration::from_secs(30)).await;
+
+    let upstream = FakeUpstream::start().await;
+    // $1 / $100 per 1M tokens: the fake's 12 + 5 tokens cost 512,000 nano-dollars.
+    catalog(&admin, &upstream, Some(json!({"input_per_mtok": "1", "output_per_mtok": "100"}))).await;
+    let key = created(
+        &admin,
+        "/api/v1/keys",
+        json!({"project": "p", "budget": {"limit_usd": "0.005", "window": "day", "on_breach": "block"}}),
+    )
+    .await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5});
+    for url in [&url1, &url2] {
+        eventually(Duration::from_secs(10), "key reaches the gateway", || async {
+            get(&format!("{url}/v1/key"), Some(&secret)).await.status == StatusCode::OK
+        })
+        .await;
+    }
+
+    // Both gateways at once, far past what $0.005 affords (about nine calls).
+    let calls = (0..40).map(|i| {
+        let (url, secret, body) = (if i % 2 == 0 { url1.clone() } else { url2.clone() }, secret.clone(), body.clone());
+        async move { post_json(&format!("{url}/v1/chat/completions"), Some(&secret), &body).await.status }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::PAYMENT_REQUIRED).count();
+    assert_eq!(ok + refused, statuses.len(), "only 200 and 402: {statuses:?}");
+    assert!(refused > 0, "the shared budget refuses once spent");
+    let dispatched = upstream.requests().len();
+    assert_eq!(dispatched, ok);
+    assert!(dispatched as i64 * 512_000 <= 5_000_000, "{dispatched} calls overshoot $0.005");
+    assert!(dispatched >= 7, "the budget affords at least 7 calls, {dispatched} went out");
+
+    // Both gateways read the same counters.
+    let spent = |v: Value| v["budgets"][0]["spent"]["usd"].as_str().map(str::to_owned);
+    let want = tollgate_core::Money::from_nanos(dispatched as i64 * 512_000);
+    for url in [&url1, &url2] {
+        let v = get(&format!("{url}/v1/key"), Some(&secret)).await.json();
+        let got = spent(v.clone()).map(|s| tollgate_core::Money::parse_usd(&s).unwrap());
+        assert_eq!(got, Some(want), "{url}: {v}");
+    }
+    gw1.assert_running();
+    gw2.assert_running();
 }

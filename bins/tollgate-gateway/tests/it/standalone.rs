@@ -7,18 +7,23 @@ use tollgate_testkit::http_client::{TestResponse, get, post_json, send};
 use tollgate_testkit::process::{Proc, eventually, free_port, temp_dir, wait_ready};
 use tollgate_testkit::{CHAT_COMPLETION, CHAT_STREAM, FakeUpstream, Reply};
 
-const ADMIN: &str = "test-admin-token-0123456789";
-const UPSTREAM_KEY: &str = "sk-upstream-credential-abcdef123456";
+pub(crate) const ADMIN: &str = "test-admin-token-0123456789";
+pub(crate) const UPSTREAM_KEY: &str = "sk-upstream-credential-abcdef123456";
 
-struct Gateway {
-    proc: Proc,
-    data: String,
-    admin: String,
-    dir: std::path::PathBuf,
+pub(crate) struct Gateway {
+    pub(crate) proc: Proc,
+    pub(crate) data: String,
+    pub(crate) admin: String,
+    pub(crate) dir: std::path::PathBuf,
 }
 
 impl Gateway {
-    async fn start() -> Gateway {
+    pub(crate) async fn start() -> Gateway {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Starts the standalone binary with extra environment variables.
+    pub(crate) async fn start_with_env(extra_env: &[(&str, &str)]) -> Gateway {
         let dir = temp_dir("standalone");
         let (d, a, g) = (free_port(), free_port(), free_port());
         let (data, admin, grpc) = (format!("127.0.0.1:{d}"), format!("127.0.0.1:{a}"), format!("127.0.0.1:{g}"));
@@ -37,29 +42,29 @@ impl Gateway {
                 "--grpc-listen",
                 &grpc,
             ],
-            &[("TOLLGATE_ADMIN_TOKEN", ADMIN), ("TOLLGATE_MAX_BODY_BYTES", "65536")],
+            &[&[("TOLLGATE_ADMIN_TOKEN", ADMIN), ("TOLLGATE_MAX_BODY_BYTES", "65536")], extra_env].concat(),
         );
         wait_ready(&mut proc, &format!("http://{data}/healthz"), Duration::from_secs(30)).await;
         wait_ready(&mut proc, &format!("http://{admin}/healthz"), Duration::from_secs(30)).await;
         Gateway { proc, data: format!("http://{data}"), admin: format!("http://{admin}"), dir }
     }
 
-    async fn admin_post(&self, path: &str, body: Value) -> TestResponse {
+    pub(crate) async fn admin_post(&self, path: &str, body: Value) -> TestResponse {
         post_json(&format!("{}{path}", self.admin), Some(ADMIN), &body).await
     }
 
-    async fn created(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn created(&self, path: &str, body: Value) -> Value {
         let r = self.admin_post(path, body).await;
         assert_eq!(r.status, StatusCode::CREATED, "{path}: {}", r.text());
         r.json()
     }
 
-    async fn chat(&self, key: Option<&str>, body: &Value) -> TestResponse {
+    pub(crate) async fn chat(&self, key: Option<&str>, body: &Value) -> TestResponse {
         post_json(&format!("{}/v1/chat/completions", self.data), key, body).await
     }
 
     /// Sets up provider → model → team → project and mints a key.
-    async fn setup(&self, upstream: &FakeUpstream, key_extra: Value) -> (String, String) {
+    pub(crate) async fn setup(&self, upstream: &FakeUpstream, key_extra: Value) -> (String, String) {
         self.created(
             "/api/v1/providers",
             json!({"name": "up", "kind": "openai-compatible", "base_url": upstream.base_url(), "api_key": UPSTREAM_KEY}),
@@ -87,7 +92,7 @@ impl Gateway {
         (id, secret)
     }
 
-    async fn wait_key_live(&self, secret: &str) {
+    pub(crate) async fn wait_key_live(&self, secret: &str) {
         let url = format!("{}/v1/models", self.data);
         eventually(Duration::from_secs(10), "key reaches the data plane", || {
             let url = url.clone();
@@ -97,11 +102,11 @@ impl Gateway {
     }
 }
 
-fn hello() -> Value {
+pub(crate) fn hello() -> Value {
     json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}], "seed": 7})
 }
 
-fn error_code(r: &TestResponse) -> String {
+pub(crate) fn error_code(r: &TestResponse) -> String {
     r.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
 }
 

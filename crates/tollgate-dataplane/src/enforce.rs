@@ -1,0 +1,218 @@
+//! Admission and settlement on the request path: rate limits (per key and per provider
+//! credential), the budget reservation across every scope the key belongs to, and, once
+//! the upstream has answered, the commit of the actual cost and tokens.
+//!
+//! Order matters: rate limits first (cheap, and a refused request must not hold a
+//! reservation), then the budget reservation (all scopes at once), then dispatch. A
+//! request that never reaches the upstream releases everything it took when its
+//! [`Admitted`] is dropped.
+
+use crate::ApiError;
+use crate::alerts::Alerts;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
+use tollgate_budgets::{Amount, Budget, Budgets, Limit, Permit, RateLimiter, RateLimits, Reservation};
+use tollgate_core::{Money, Timestamp};
+use tollgate_metering::{Pricing, Usage};
+
+/// Output tokens assumed for reservations when neither the request nor the model
+/// configuration caps them.
+pub(crate) const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
+
+/// The counters every request goes through; memory or Redis underneath.
+#[derive(Clone)]
+pub(crate) struct Enforcement {
+    pub(crate) budgets: Budgets,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) alerts: Alerts,
+}
+
+/// What a request asks to be admitted with.
+pub(crate) struct Ask<'a> {
+    pub(crate) key_id: &'a str,
+    pub(crate) key_limits: RateLimits,
+    pub(crate) provider: &'a str,
+    pub(crate) provider_limits: RateLimits,
+    pub(crate) budgets: &'a [Arc<Budget>],
+    pub(crate) pricing: Option<Pricing>,
+    /// Size of the request body in bytes.
+    pub(crate) body_len: usize,
+    /// The most output tokens the request may generate.
+    pub(crate) max_output_tokens: u64,
+    pub(crate) now: Timestamp,
+}
+
+/// A request that passed rate limits and holds its budget reservation. Dropping it
+/// without [`Admitted::settle`] releases both.
+pub(crate) struct Admitted {
+    reservation: Option<Reservation>,
+    key_permit: Permit,
+    provider_permit: Permit,
+    pricing: Option<Pricing>,
+    /// The prompt's estimated tokens, charged only when the upstream reports no usage.
+    input_estimate: u64,
+    alerts: Alerts,
+}
+
+/// How the usage that settles a request was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UsageSource {
+    /// The upstream reported it.
+    Reported,
+    /// The upstream did not (stream cut, caller gone, field omitted): estimated from
+    /// what passed.
+    Estimated,
+}
+
+/// An upper bound of a prompt's tokens from its body size. Byte-level BPE tokenizers
+/// never produce more tokens than bytes of text, and the JSON framing around the text
+/// outweighs the few tokens chat templates add per message, so the body length bounds
+/// the prompt for text input. The reservation made from it is released down to the
+/// actual usage at commit.
+pub(crate) fn input_token_bound(body_len: usize) -> u64 {
+    body_len as u64
+}
+
+/// A rough count of tokens in `bytes` of generated text (about four bytes a token for
+/// English), used only when the upstream reports no usage.
+pub(crate) fn estimate_tokens(bytes: u64) -> u64 {
+    bytes.div_ceil(4)
+}
+
+impl Enforcement {
+    /// Rate limits, then the all-scope budget reservation.
+    pub(crate) async fn admit(&self, ask: Ask<'_>) -> Result<Admitted, ApiError> {
+        // Rate limits count the prompt now and are settled with the actual total later.
+        // Rate limits count the prompt's estimate now and are settled with the actual
+        // total later; the budget reserves the prompt's upper bound, so a prompt longer
+        // than estimated can never overshoot it.
+        let input_estimate = estimate_tokens(ask.body_len as u64);
+        let input_bound = input_token_bound(ask.body_len);
+        let key_permit = self.limiter.acquire(ask.key_id, &ask.key_limits, input_estimate, ask.now).await?;
+        let provider_key = provider_counter(ask.provider);
+        let provider_permit =
+            self.limiter.acquire(&provider_key, &ask.provider_limits, input_estimate, ask.now).await.map_err(|e| {
+                match ApiError::from(e) {
+                    ApiError::RateLimited(r, _) => ApiError::RateLimited(r, true),
+                    other => other,
+                }
+            })?;
+
+        let reservation = if ask.budgets.is_empty() {
+            None
+        } else {
+            let has_money_budget = ask.budgets.iter().any(|b| matches!(b.limit, Limit::Money(_)));
+            let money = match ask.pricing {
+                Some(p) => p.worst_case(input_bound, ask.max_output_tokens),
+                None if has_money_budget => return Err(ApiError::Unpriced),
+                None => Money::ZERO,
+            };
+            let amount = Amount { money, tokens: input_bound.saturating_add(ask.max_output_tokens) };
+            Some(self.budgets.reserve(ask.budgets, amount, ask.now).await?)
+        };
+        Ok(Admitted {
+            reservation,
+            key_permit,
+            provider_permit,
+            pricing: ask.pricing,
+            input_estimate,
+            alerts: self.alerts.clone(),
+        })
+    }
+}
+
+/// Rate-limit counters of provider credentials live beside the keys' under their own
+/// prefix, so a key id can never collide with a provider name.
+fn provider_counter(provider: &str) -> String {
+    let mut s = String::with_capacity(provider.len() + 9);
+    s.push_str("provider:");
+    s.push_str(provider);
+    s
+}
+
+impl Admitted {
+    /// The response headers of an admitted request: remaining requests and tokens of the
+    /// key's rate limits, the tightest remaining budget, and one warning per breached
+    /// `warn` budget.
+    pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
+        if let Some(n) = self.key_permit.remaining_requests() {
+            headers.insert(REMAINING_REQUESTS, HeaderValue::from(n));
+        }
+        if let Some(n) = self.key_permit.remaining_tokens() {
+            headers.insert(REMAINING_TOKENS, HeaderValue::from(n));
+        }
+        let Some(r) = &self.reservation else { return };
+        if let Some(m) = r.tightest_remaining()
+            && let Ok(v) = HeaderValue::from_str(&m.to_string())
+        {
+            headers.insert(BUDGET_REMAINING, v);
+        }
+        for w in r.warnings() {
+            let text = format!("{}={}; budget={}", w.scope, w.scope_id, w.budget_id);
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                headers.append(BUDGET_WARNING, v);
+            }
+        }
+    }
+
+    /// The cost of `usage` at this request's price (zero when the model has no price,
+    /// which only happens for keys without a money budget).
+    pub(crate) fn cost(&self, usage: &Usage) -> Money {
+        self.pricing.map(|p| p.cost(usage)).unwrap_or(Money::ZERO)
+    }
+
+    /// The usage to charge: the reported one, or an estimate from what passed — never
+    /// zero because the upstream said nothing.
+    pub(crate) fn usage_or_estimate(&self, reported: Option<Usage>, output_bytes: u64) -> (Usage, UsageSource) {
+        match reported {
+            Some(u) => (u, UsageSource::Reported),
+            None => (
+                Usage {
+                    input_tokens: self.input_estimate,
+                    output_tokens: estimate_tokens(output_bytes),
+                    ..Usage::default()
+                },
+                UsageSource::Estimated,
+            ),
+        }
+    }
+
+    /// Commits the actual cost and tokens in place of the reservation, settles the
+    /// rate limits' token counts, and hands crossed alert thresholds to the notifier.
+    /// Returns what was charged.
+    pub(crate) async fn settle(self, usage: &Usage) -> Money {
+        let cost = self.cost(usage);
+        let tokens = usage.total_tokens();
+        self.key_permit.settle_tokens(tokens).await;
+        self.provider_permit.settle_tokens(tokens).await;
+        if let Some(r) = self.reservation {
+            match r.commit(Amount { money: cost, tokens }).await {
+                Ok(outcome) => self.alerts.notify(outcome.alerts),
+                // The counters are a cache of the ledger; the ledger entry still carries
+                // the cost, and the counters are rebuilt from it.
+                Err(e) => tracing::error!(error = %e, "could not commit spend to the budget counters"),
+            }
+        }
+        cost
+    }
+}
+
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const BUDGET_REMAINING: HeaderName = HeaderName::from_static("x-tollgate-budget-remaining");
+const BUDGET_WARNING: HeaderName = HeaderName::from_static("x-tollgate-budget-warning");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_round_up_and_bounds_never_undercount_text() {
+        assert_eq!(estimate_tokens(0), 0);
+        assert_eq!(estimate_tokens(1), 1);
+        assert_eq!(estimate_tokens(8), 2);
+        assert_eq!(estimate_tokens(9), 3);
+        assert_eq!(input_token_bound(120), 120);
+        assert_eq!(provider_counter("openai"), "provider:openai");
+    }
+}
