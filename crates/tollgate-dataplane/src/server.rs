@@ -167,7 +167,7 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
             snap.providers.get(&deployment.provider).ok_or_else(|| ApiError::NoUpstream(truncate(&head.model)))?;
         let provider_limits = RateLimits { rpm: entry.config.rpm, tpm: entry.config.tpm, max_concurrency: None };
         let pricing = snap.prices.get(&head.model).copied();
-        let budgets: Arc<[Arc<Budget>]> = snap.budgets_for(&key.id).into();
+        let budgets = snap.budgets_for(&key.id);
         (key, head, deployment, entry.provider.clone(), provider_limits, pricing, budgets, route.max_output_tokens)
     };
 
@@ -288,7 +288,7 @@ async fn own_key(dp: &DataPlane, headers: &HeaderMap) -> Result<Resp, ApiError> 
             return Err(ApiError::NotReady);
         }
         let key = snap.keys.authenticate(&snap.hasher, presented_key(headers), now)?.clone();
-        let budgets: Arc<[Arc<Budget>]> = snap.budgets_for(&key.id).into();
+        let budgets = snap.budgets_for(&key.id);
         (key, budgets)
     };
     let mut out = Vec::with_capacity(budgets.len());

@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub(crate) key_budgets: HashMap<KeyId, Arc<[Arc<Budget>]>>,
     /// Number of budgets in the snapshot.
     pub(crate) budget_count: usize,
+    /// Shared by every key without budgets, so the hot path never allocates for them.
+    no_budgets: Arc<[Arc<Budget>]>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -60,6 +62,7 @@ impl Snapshot {
             providers: HashMap::new(),
             key_budgets: HashMap::new(),
             budget_count: 0,
+            no_budgets: Arc::from(Vec::new()),
         }
     }
 
@@ -144,13 +147,17 @@ impl Snapshot {
             providers,
             key_budgets,
             budget_count,
+            no_budgets: Arc::from(Vec::new()),
         };
         (snap, problems)
     }
 
-    /// The budgets that apply to a key (empty when none).
-    pub(crate) fn budgets_for(&self, key: &KeyId) -> &[Arc<Budget>] {
-        self.key_budgets.get(key).map(|b| &b[..]).unwrap_or(&[])
+    /// The budgets that apply to a key (empty when none): a reference count, not a copy.
+    pub(crate) fn budgets_for(&self, key: &KeyId) -> Arc<[Arc<Budget>]> {
+        match self.key_budgets.get(key) {
+            Some(b) => Arc::clone(b),
+            None => Arc::clone(&self.no_budgets),
+        }
     }
 
     /// Number of budgets.
