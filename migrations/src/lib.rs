@@ -16,6 +16,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
 mod m0002_budget_controls;
+mod m0003_ledger;
 
 /// Brings [`Migrator::up`] and friends into scope for crates that do not depend on
 /// sea-orm-migration themselves.
@@ -27,6 +28,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_initial::Migration), Box::new(m0002_budget_controls::Migration)]
+        vec![
+            Box::new(m0001_initial::Migration),
+            Box::new(m0002_budget_controls::Migration),
+            Box::new(m0003_ledger::Migration),
+        ]
     }
 }

@@ -736,6 +736,7 @@ impl Service {
                     epoch: 0,
                     temporary_increase: 0,
                     temporary_increase_until: None,
+                    last_reset_at: None,
                     created_at: now,
                     updated_at: now,
                 })

@@ -218,6 +218,7 @@ pub(crate) fn budget_from_row(m: budget::Model) -> Result<BudgetRecord, StoreErr
         epoch: m.epoch,
         temporary_increase: m.temporary_increase,
         temporary_increase_until: ts_opt(m.temporary_increase_until),
+        last_reset_at: ts_opt(m.last_reset_at),
         created_at: ts(m.created_at),
         updated_at: ts(m.updated_at),
     })
@@ -238,6 +239,7 @@ pub(crate) fn budget_to_row(r: &BudgetRecord) -> Result<budget::Model, StoreErro
         epoch: r.epoch,
         temporary_increase: r.temporary_increase,
         temporary_increase_until: ms_opt(r.temporary_increase_until),
+        last_reset_at: ms_opt(r.last_reset_at),
     })
 }
 

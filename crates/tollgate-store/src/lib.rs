@@ -4,6 +4,9 @@
 //! Owns: the sea-orm entities of the schema defined in `tollgate-migrations`, the
 //! conversion between table rows and the plain records of this crate, and the
 //! repository operations of [`Store`]. [`Store::connect`] runs pending migrations.
+//! Also the ledger: `Store` implements [`tollgate_metering::LedgerSink`], and
+//! [`Store::ledger_spend`] sums what one scope spent over a time range, so budget
+//! counters can be rebuilt from the ledger after a restart.
 //!
 //! Does not own: ids, secrets and hashing (callers pass ids, hashes and ciphertexts in;
 //! provider keys arrive already encrypted), validation and policy, audit hash
@@ -13,7 +16,9 @@
 //! Invariants:
 //! - Every write that changes configuration bumps `meta.revision` by exactly one in the
 //!   same transaction and returns the new revision; revisions are committed in order.
-//!   Audit appends do not bump it.
+//!   Audit appends and ledger writes do not bump it.
+//! - A ledger entry is stored at most once per `request_id` and never changed; writing
+//!   it again is a success that stores nothing.
 //! - [`Store::snapshot`] reads the revision and every row in one transaction, so the rows
 //!   are exactly those of that revision.
 //! - A budget's `epoch` only ever moves through [`Store::reset_budget`], by one, in SQL;
@@ -25,6 +30,7 @@
 mod convert;
 mod entity;
 mod error;
+mod ledger;
 mod records;
 mod repo;
 

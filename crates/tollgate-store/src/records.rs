@@ -178,6 +178,9 @@ pub struct BudgetRecord {
     pub temporary_increase: i64,
     /// The instant the temporary increase stops counting.
     pub temporary_increase_until: Option<Timestamp>,
+    /// When it was last reset by hand (`None` if never): spend before this instant does
+    /// not count. Like `epoch`, only [`crate::Store::reset_budget`] writes it.
+    pub last_reset_at: Option<Timestamp>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it was last changed.

@@ -44,7 +44,7 @@ const KEY_SCAN_BATCH: u64 = 500;
 /// The control plane's database. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
 }
 
 impl std::fmt::Debug for Store {
@@ -174,7 +174,7 @@ impl Store {
     }
 
     /// A write transaction; see the module docs for the locking.
-    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
         let opts = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
@@ -554,8 +554,8 @@ impl Store {
     /// window, breach behaviour, thresholds, temporary increase, `updated_at` — and
     /// returns the stored budget and the new revision.
     ///
-    /// The scope, `created_at` and `epoch` are never written: the epoch only moves through
-    /// [`Store::reset_budget`], so an update racing a reset cannot undo it.
+    /// The scope, `created_at`, `epoch` and `last_reset_at` are never written: those two
+    /// only move through [`Store::reset_budget`], so an update racing a reset cannot undo it.
     /// [`StoreError::NotFound`] if no such budget.
     pub async fn update_budget(&self, b: &BudgetRecord) -> Result<(BudgetRecord, i64), StoreError> {
         let mut am = budget_to_row(b)?.into_active_model().reset_all();
@@ -563,6 +563,7 @@ impl Store {
         am.scope = NotSet;
         am.scope_id = NotSet;
         am.epoch = NotSet;
+        am.last_reset_at = NotSet;
         am.created_at = NotSet;
         let txn = self.begin_write().await?;
         let res = budget::Entity::update_many()
@@ -581,7 +582,8 @@ impl Store {
     }
 
     /// Starts the budget's window afresh everywhere: bumps its `epoch` by one (atomically,
-    /// in SQL) and sets `updated_at`; returns the stored budget and the new revision.
+    /// in SQL) and sets `last_reset_at` and `updated_at` to `at`; returns the stored
+    /// budget and the new revision.
     ///
     /// [`StoreError::NotFound`] if no such budget; [`StoreError::Conflict`] in the
     /// theoretical case that the epoch cannot grow any more.
@@ -591,6 +593,7 @@ impl Store {
         let res = budget::Entity::update_many()
             .col_expr(budget::Column::Epoch, Expr::col(budget::Column::Epoch).add(1))
             .col_expr(budget::Column::UpdatedAt, Expr::value(at.unix_millis()))
+            .col_expr(budget::Column::LastResetAt, Expr::value(at.unix_millis()))
             .filter(budget::Column::Id.eq(id.as_str()))
             .filter(budget::Column::Epoch.lt(i32::MAX))
             .exec(&txn)

@@ -5,6 +5,8 @@
 //! next published snapshot carries it to every gateway; each write leaves an audit event
 //! with the caller's token as actor. A manual reset bumps the budget's `epoch`: gateways
 //! key their counters by `(id, epoch)`, so the window starts empty everywhere at once.
+//! [`Service::budget_spend`] reads what counts against a budget from the ledger, so
+//! counters can be rebuilt after a restart.
 //!
 //! JSON bodies are read field by field ([`Fields`]) so every error names the offending
 //! field, whether it is unknown, missing, of the wrong type or out of range.
@@ -517,6 +519,7 @@ impl Service {
             epoch: 0,
             temporary_increase: 0,
             temporary_increase_until: None,
+            last_reset_at: None,
             created_at: now,
             updated_at: now,
         };
@@ -614,6 +617,22 @@ impl Service {
         Ok(budget_view(&stored, now))
     }
 
+    /// What counts against budget `budget_id` in its window containing `now`, read from
+    /// the ledger: the cost and the tokens (input + output) of the entries of its scope
+    /// target accepted in `[from, to)`.
+    ///
+    /// `from` is the later of the window's start (the Unix epoch for a `total` budget)
+    /// and the budget's last manual reset, so spend before a reset does not count; `to`
+    /// is the window's end (unbounded for `total`). The standalone gateway calls this at
+    /// start-up to rebuild its budget counters, which are a cache of the ledger.
+    /// [`ControlError::NotFound`] if no such budget.
+    pub async fn budget_spend(&self, budget_id: &BudgetId, now: Timestamp) -> Result<(Money, u64), ControlError> {
+        let b = self.budget_record(budget_id.as_str()).await?;
+        let (from, to) = spend_range(&b, now);
+        let (nanos, tokens) = self.store.ledger_spend(b.scope, &b.scope_id, from, to).await?;
+        Ok((Money::from_nanos(nanos), tokens))
+    }
+
     /// Raises the limit by an amount (in the budget's unit) until an instant at most
     /// [`MAX_INCREASE_DURATION_S`] ahead; replaces any increase already in force.
     pub async fn increase_budget(
@@ -687,6 +706,16 @@ impl Service {
         .await;
         Ok(view)
     }
+}
+
+/// The ledger range `[from, to)` that counts against `b` at `now`; see
+/// [`Service::budget_spend`].
+fn spend_range(b: &BudgetRecord, now: Timestamp) -> (Timestamp, Timestamp) {
+    // `start`/`end` are `None` for `total` (and past the calendar's end): unbounded.
+    let start = b.window.start(now).unwrap_or(Timestamp::from_unix_millis(0));
+    let to = b.window.end(now).unwrap_or(Timestamp::from_unix_millis(i64::MAX));
+    let from = b.last_reset_at.map_or(start, |reset| reset.max(start));
+    (from, to)
 }
 
 fn field_of_amount(b: &BudgetRecord) -> &'static str {
@@ -797,6 +826,7 @@ mod tests {
             on_breach: OnBreach::Block,
             alert_thresholds: vec![500, 800],
             epoch: 2,
+            last_reset_at: None,
             temporary_increase: 10_000_000_000,
             temporary_increase_until: Some(now.plus_millis(1)),
             created_at: now,

@@ -687,3 +687,85 @@ async fn a_key_can_still_be_minted_with_an_inline_budget_now_with_thresholds() {
         assert_eq!(r.json()["error"]["field"], field, "{budget}: {}", r.text());
     }
 }
+
+#[tokio::test]
+async fn budget_spend_counts_only_the_ledger_of_the_current_window_since_the_last_reset() {
+    use tollgate_core::{BudgetId, KeyId, Money, OnBreach, ProjectId, ScopeKind, Window};
+    use tollgate_metering::{LedgerEntry, LedgerSink, Usage, UsageSource};
+    use tollgate_store::BudgetRecord;
+
+    let cp = Cp::start().await;
+    let service = cp.cp.service();
+    let store = service.store();
+    let ts = |text: &str| Timestamp::parse_rfc3339(text).unwrap();
+    let entry = |id: &str, at: Timestamp, principal: &str, nanos: i64| {
+        LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("proj_1"), "m")
+            .with_at(at)
+            .with_principal(principal)
+            .with_usage(
+                &Usage { input_tokens: 1, output_tokens: 2, cached_input_tokens: 0, reasoning_tokens: 0 },
+                UsageSource::Reported,
+            )
+            .with_cost(Money::from_nanos(nanos))
+    };
+    let day_budget = |id: &str, last_reset_at: Option<Timestamp>| BudgetRecord {
+        id: BudgetId::new(id),
+        scope: ScopeKind::Principal,
+        scope_id: "acme:1".into(),
+        limit_nanos: 1_000_000_000,
+        limit_tokens: None,
+        window: Window::Day,
+        on_breach: OnBreach::Block,
+        alert_thresholds: Vec::new(),
+        epoch: 0,
+        temporary_increase: 0,
+        temporary_increase_until: None,
+        last_reset_at,
+        created_at: ts("2026-03-01T00:00:00Z"),
+        updated_at: ts("2026-03-01T00:00:00Z"),
+    };
+    // One day's budgets of principal acme:1: one last reset before today's window, one
+    // reset at 06:00 today.
+    store.create_budget(&day_budget("bud_old_reset", Some(ts("2026-03-09T12:00:00Z")))).await.unwrap();
+    store.create_budget(&day_budget("bud_reset_at_six", Some(ts("2026-03-10T06:00:00Z")))).await.unwrap();
+    let sink: &dyn LedgerSink = store;
+    sink.write_batch(&[
+        entry("yesterday", ts("2026-03-09T23:59:59.999Z"), "acme:1", 1),
+        entry("midnight", ts("2026-03-10T00:00:00Z"), "acme:1", 10),
+        entry("before_six", ts("2026-03-10T05:59:59.999Z"), "acme:1", 100),
+        entry("at_six", ts("2026-03-10T06:00:00Z"), "acme:1", 1_000),
+        entry("late", ts("2026-03-10T23:59:59.999Z"), "acme:1", 10_000),
+        entry("tomorrow", ts("2026-03-11T00:00:00Z"), "acme:1", 100_000),
+        entry("someone_else", ts("2026-03-10T12:00:00Z"), "acme:2", 1_000_000),
+    ])
+    .await
+    .unwrap();
+
+    let now = ts("2026-03-10T12:00:00Z");
+    let spend = |id: &'static str| async move { service.budget_spend(&BudgetId::new(id), now).await.unwrap() };
+    // Only today's window; a reset before it changes nothing.
+    assert_eq!(spend("bud_old_reset").await, (Money::from_nanos(11_110), 12));
+    // Since the reset only: what came before it today does not count.
+    assert_eq!(spend("bud_reset_at_six").await, (Money::from_nanos(11_000), 6));
+    let other_day = service.budget_spend(&BudgetId::new("bud_old_reset"), ts("2026-03-11T08:00:00Z")).await.unwrap();
+    assert_eq!(other_day, (Money::from_nanos(100_000), 3), "the window is the one containing `now`");
+
+    // A reset through the API sets the instant spend counts from; a total budget counts
+    // everything after it.
+    let b = create(&cp, json!({"scope": "principal", "scope_id": "acme:3", "limit_usd": "1", "window": "total"})).await;
+    let id = BudgetId::new(id_of(&b));
+    sink.write_batch(&[entry("old", ts("2026-01-01T00:00:00Z"), "acme:3", 5)]).await.unwrap();
+    assert_eq!(service.budget_spend(&id, Timestamp::now()).await.unwrap(), (Money::from_nanos(5), 3));
+    cp.expect(Method::POST, &format!("/api/v1/budgets/{id}/reset"), None, S::OK).await;
+    let reset_at = store.get_budget(&id).await.unwrap().unwrap().last_reset_at.expect("a reset sets last_reset_at");
+    sink.write_batch(&[
+        entry("just_before_reset", reset_at.plus_millis(-1), "acme:3", 50),
+        entry("at_reset", reset_at, "acme:3", 500),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(service.budget_spend(&id, reset_at.plus_millis(1)).await.unwrap(), (Money::from_nanos(500), 3));
+
+    let missing = service.budget_spend(&BudgetId::new("bud_ghost"), now).await.unwrap_err();
+    assert!(matches!(missing, tollgate_controlplane::ControlError::NotFound { .. }), "{missing:?}");
+}

@@ -19,6 +19,7 @@ pub(crate) struct Model {
     pub(crate) epoch: i32,
     pub(crate) temporary_increase: i64,
     pub(crate) temporary_increase_until: Option<i64>,
+    pub(crate) last_reset_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,10 +1,11 @@
-//! sea-orm entities, one per table of `m0001_initial`. Plain rows: ids and JSON columns
+//! sea-orm entities, one per table of the migrations. Plain rows: ids and JSON columns
 //! are strings, timestamps are i64 unix milliseconds. Conversion to the public records
 //! lives in `crate::convert`, nowhere else.
 
 pub(crate) mod admin_token;
 pub(crate) mod audit_event;
 pub(crate) mod budget;
+pub(crate) mod ledger_entry;
 pub(crate) mod meta;
 pub(crate) mod model;
 pub(crate) mod organization;

@@ -4,9 +4,10 @@ use crate::backends::TestDb;
 use serde_json::json;
 use std::collections::BTreeMap;
 use tollgate_core::{
-    BudgetId, ErrorCode, KeyId, ModelId, OnBreach, OrgId, ProjectId, ProviderId, ScopeKind, ServiceError, TeamId,
-    Timestamp, TokenId, Window,
+    BudgetId, ErrorCode, KeyId, ModelId, Money, OnBreach, OrgId, ProjectId, ProviderId, ScopeKind, ServiceError,
+    TeamId, Timestamp, TokenId, Window,
 };
+use tollgate_metering::{Attempt, LedgerEntry, LedgerSink, SinkError, Usage, UsageSource};
 use tollgate_store::{
     AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord,
     ProjectRecord, ProviderRecord, Store, StoreError, TeamRecord,
@@ -81,6 +82,7 @@ fn budget(id: &str, scope: ScopeKind, scope_id: &str) -> BudgetRecord {
         epoch: 0,
         temporary_increase: 0,
         temporary_increase_until: None,
+        last_reset_at: None,
         created_at: at(1_700_000_000_001),
         updated_at: at(1_700_000_000_002),
     }
@@ -795,8 +797,8 @@ pub(crate) async fn update_budget_replaces_mutable_columns_only(db: &TestDb) {
     store.reset_budget(&original.id, at(1_700_000_000_100)).await.unwrap();
     let rev = store.revision().await.unwrap();
 
-    // A money budget becomes a token budget with an increase; the scope, creation time
-    // and epoch in the input are ignored.
+    // A money budget becomes a token budget with an increase; the scope, creation time,
+    // epoch and last reset in the input are ignored.
     let changed = BudgetRecord {
         scope: ScopeKind::Team,
         scope_id: "team_other".into(),
@@ -806,6 +808,7 @@ pub(crate) async fn update_budget_replaces_mutable_columns_only(db: &TestDb) {
         on_breach: OnBreach::Warn,
         alert_thresholds: vec![900],
         epoch: 99,
+        last_reset_at: Some(at(5)),
         temporary_increase: 50_000,
         temporary_increase_until: Some(at(1_800_000_000_000)),
         created_at: at(1),
@@ -818,6 +821,7 @@ pub(crate) async fn update_budget_replaces_mutable_columns_only(db: &TestDb) {
         scope: original.scope,
         scope_id: original.scope_id.clone(),
         epoch: 1,
+        last_reset_at: Some(at(1_700_000_000_100)),
         created_at: original.created_at,
         ..changed.clone()
     };
@@ -827,7 +831,7 @@ pub(crate) async fn update_budget_replaces_mutable_columns_only(db: &TestDb) {
     // And back: NULLs and zeros are written, not skipped.
     let back = BudgetRecord { epoch: 0, updated_at: at(1_700_000_000_600), ..original.clone() };
     let (stored, _) = store.update_budget(&back).await.unwrap();
-    assert_eq!(stored, BudgetRecord { epoch: 1, ..back });
+    assert_eq!(stored, BudgetRecord { epoch: 1, last_reset_at: Some(at(1_700_000_000_100)), ..back });
     assert_eq!(stored.limit_tokens, None);
     assert_eq!(stored.temporary_increase_until, None);
 
@@ -846,9 +850,16 @@ pub(crate) async fn reset_budget_bumps_the_epoch_every_time_even_when_racing(db:
     let (first, r1) = store.reset_budget(&b.id, at(1_700_000_001_000)).await.unwrap();
     assert_eq!((first.epoch, r1), (1, rev + 1));
     assert_eq!(first.updated_at, at(1_700_000_001_000));
-    assert_eq!(BudgetRecord { epoch: 0, updated_at: b.updated_at, ..first.clone() }, b, "nothing else changes");
+    assert_eq!(first.last_reset_at, Some(at(1_700_000_001_000)), "the reset instant is kept");
+    assert_eq!(
+        BudgetRecord { epoch: 0, updated_at: b.updated_at, last_reset_at: None, ..first.clone() },
+        b,
+        "nothing else changes"
+    );
     let (second, r2) = store.reset_budget(&b.id, at(1_700_000_002_000)).await.unwrap();
     assert_eq!((second.epoch, r2), (2, rev + 2), "an identical second reset bumps again");
+    assert_eq!(second.last_reset_at, Some(at(1_700_000_002_000)), "each reset moves it");
+    assert_eq!(store.get_budget(&b.id).await.unwrap().unwrap().last_reset_at, Some(at(1_700_000_002_000)));
 
     // Concurrent resets are never lost: each one bumps the epoch once.
     let tasks: Vec<_> = (0..8)
@@ -869,7 +880,9 @@ pub(crate) async fn reset_budget_bumps_the_epoch_every_time_even_when_racing(db:
 
     // An update written from a stale read does not undo a reset.
     let stale = BudgetRecord { epoch: 0, limit_nanos: 7, ..b.clone() };
-    assert_eq!(store.update_budget(&stale).await.unwrap().0.epoch, 10);
+    let (after_stale, _) = store.update_budget(&stale).await.unwrap();
+    assert_eq!(after_stale.epoch, 10);
+    assert!(after_stale.last_reset_at.is_some(), "nor clears the last reset");
 
     let rev = store.revision().await.unwrap();
     assert_not_found(store.reset_budget(&BudgetId::new("bud_ghost"), at(1)).await, "budget");
@@ -904,9 +917,9 @@ pub(crate) async fn budgets_written_before_the_upgrade_read_as_money_budgets_at_
     let Some(url) = &db.url else {
         return; // an in-memory database does not outlive its connection
     };
-    // Roll the schema back to m0001 and write a budget row the way the old code did.
+    // Roll the schema back to m0001 (undoing m0003, then m0002) and write a budget row the way the old code did.
     let raw = Database::connect(url.as_str()).await.unwrap();
-    Migrator::down(&raw, Some(1)).await.unwrap();
+    Migrator::down(&raw, Some(2)).await.unwrap();
     raw.execute_unprepared(
         "INSERT INTO budgets (id, scope, scope_id, limit_nanos, \"window\", on_breach, alert_thresholds_json, \
          created_at, updated_at) VALUES ('bud_old', 'team', 'team_1', 5000000000, 'day', 'warn', '[800]', 10, 20)",
@@ -927,5 +940,169 @@ pub(crate) async fn budgets_written_before_the_upgrade_read_as_money_budgets_at_
         ..budget("bud_old", ScopeKind::Team, "team_1")
     };
     assert_eq!(old, want);
-    assert_eq!(store.reset_budget(&old.id, at(30)).await.unwrap().0.epoch, 1, "the new columns are writable");
+    let (reset, _) = store.reset_budget(&old.id, at(30)).await.unwrap();
+    assert_eq!((reset.epoch, reset.last_reset_at), (1, Some(at(30))), "the new columns are writable");
+}
+
+// ---------------------------------------------------------------- ledger
+
+/// An entry with every optional field set, a cost no float could hold, and text that
+/// is not ASCII.
+fn full_entry(id: &str, at_ms: i64) -> LedgerEntry {
+    LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("proj_1"), "gpt-4o")
+        .with_at(at(at_ms))
+        .with_key_name("checkout ✨")
+        .with_principal("acme:user-42")
+        .with_tenancy(TeamId::new("team_1"), OrgId::new("org_1"))
+        .with_served_by("openai-main", "gpt-4o-2024-08-06")
+        .with_usage(
+            &Usage { input_tokens: 1000, output_tokens: 500, cached_input_tokens: 600, reasoning_tokens: 7 },
+            UsageSource::Reported,
+        )
+        .with_cost(Money::from_nanos(9_007_199_254_740_993))
+        .with_outcome(201, 1234)
+        .with_tags(["prod", "eu"])
+        .with_metadata(BTreeMap::from([("customer".to_owned(), "acme \"ü\"".to_owned())]))
+        .with_attempt(Attempt::new("azure-east", "gpt-4o", "timeout"))
+        .with_attempt(Attempt::new("openai-main", "gpt-4o-2024-08-06", "ok"))
+        .with_stream(true)
+}
+
+/// An entry of `input` + `output` tokens costing `nanos`, made at `at_ms` by key `key`
+/// (of `principal`, if any) in `project` / `team` / `org`.
+#[allow(clippy::too_many_arguments)]
+fn spend_entry(
+    id: &str,
+    at_ms: i64,
+    key: &str,
+    principal: Option<&str>,
+    project: &str,
+    team: &str,
+    org: &str,
+    nanos: i64,
+    input: u64,
+    output: u64,
+) -> LedgerEntry {
+    let mut e = LedgerEntry::new(id, KeyId::new(key), ProjectId::new(project), "m")
+        .with_at(at(at_ms))
+        .with_tenancy(TeamId::new(team), OrgId::new(org))
+        .with_usage(
+            &Usage { input_tokens: input, output_tokens: output, cached_input_tokens: 0, reasoning_tokens: 0 },
+            UsageSource::Reported,
+        )
+        .with_cost(Money::from_nanos(nanos));
+    if let Some(p) = principal {
+        e = e.with_principal(p);
+    }
+    e
+}
+
+async fn write(store: &Store, batch: &[LedgerEntry]) -> Result<(), SinkError> {
+    let sink: &dyn LedgerSink = store;
+    sink.write_batch(batch).await
+}
+
+pub(crate) async fn ledger_batch_round_trips_field_for_field_without_bumping_the_revision(db: &TestDb) {
+    let store = &db.store;
+    let rev = store.revision().await.unwrap();
+    let full = full_entry("req_full", 1_772_366_400_250);
+    // Every optional empty, zero counts, estimated usage, negative cost (a refund).
+    let bare = LedgerEntry::new("req_bare", KeyId::new("key_2"), ProjectId::new("proj_2"), "claude")
+        .with_at(at(1))
+        .with_cost(Money::from_nanos(-3))
+        .with_outcome(502, 0);
+    let max = spend_entry("req_max", i64::MAX, "k", None, "p", "t", "o", i64::MAX, i64::MAX as u64, 0);
+    write(store, &[full.clone(), bare.clone(), max.clone()]).await.unwrap();
+    write(store, &[]).await.unwrap();
+
+    assert_eq!(store.ledger_entry("req_full").await.unwrap(), Some(full));
+    assert_eq!(store.ledger_entry("req_bare").await.unwrap(), Some(bare));
+    assert_eq!(store.ledger_entry("req_max").await.unwrap(), Some(max));
+    assert_eq!(store.ledger_entry("req_ghost").await.unwrap(), None);
+    assert_eq!(store.ledger_count().await.unwrap(), 3);
+    assert_eq!(store.revision().await.unwrap(), rev, "ledger writes are not configuration");
+    assert_eq!(store.snapshot().await.unwrap().revision, rev);
+}
+
+pub(crate) async fn ledger_stores_each_request_id_once(db: &TestDb) {
+    let store = &db.store;
+    let rev = store.revision().await.unwrap();
+    let e = |id: &str, nanos: i64| spend_entry(id, 100, "key_1", None, "p", "t", "o", nanos, 1, 2);
+
+    // A repeat inside one batch: the first copy is stored.
+    write(store, &[e("a", 10), e("b", 20), e("a", 999)]).await.unwrap();
+    assert_eq!(store.ledger_count().await.unwrap(), 2);
+    assert_eq!(store.ledger_entry("a").await.unwrap().unwrap().cost, Money::from_nanos(10));
+
+    // The same batch again (a replay after a lost acknowledgement) stores nothing.
+    write(store, &[e("a", 10), e("b", 20), e("a", 999)]).await.unwrap();
+    assert_eq!(store.ledger_count().await.unwrap(), 2);
+
+    // A batch overlapping stored entries stores only the new one; stored ones never change.
+    write(store, &[e("b", 777), e("c", 30)]).await.unwrap();
+    assert_eq!(store.ledger_count().await.unwrap(), 3);
+    assert_eq!(store.ledger_entry("b").await.unwrap().unwrap().cost, Money::from_nanos(20));
+    assert_eq!(store.ledger_spend(ScopeKind::VirtualKey, "key_1", at(0), at(1000)).await.unwrap(), (60, 9));
+
+    // A batch larger than one INSERT statement, overlapping too, is stored whole, once.
+    let big: Vec<_> = (0..450).map(|i| e(&format!("big_{i:03}"), 1)).chain([e("c", 5)]).collect();
+    write(store, &big).await.unwrap();
+    write(store, &big[200..]).await.unwrap();
+    assert_eq!(store.ledger_count().await.unwrap(), 453);
+    assert_eq!(store.ledger_spend(ScopeKind::VirtualKey, "key_1", at(0), at(1000)).await.unwrap(), (510, 453 * 3));
+    assert_eq!(store.revision().await.unwrap(), rev, "no ledger write bumps the revision");
+}
+
+pub(crate) async fn ledger_rejects_unstorable_entries_and_stores_nothing_of_their_batch(db: &TestDb) {
+    let store = &db.store;
+    let ok = spend_entry("ok", 1, "k", None, "p", "t", "o", 1, 1, 1);
+    let too_many = spend_entry("too_many", 1, "k", None, "p", "t", "o", 1, u64::MAX, 0);
+    let nul = spend_entry("nul", 1, "k", Some("acme\0user"), "p", "t", "o", 1, 1, 1);
+    for bad in [too_many, nul] {
+        let err = write(store, &[ok.clone(), bad.clone()]).await.unwrap_err();
+        assert!(matches!(err, SinkError::Rejected(_)), "{} → {err:?}", bad.request_id);
+        assert!(!err.is_retryable());
+        assert_eq!(store.ledger_count().await.unwrap(), 0, "nothing of a rejected batch is stored");
+    }
+    write(store, &[ok]).await.unwrap();
+    assert_eq!(store.ledger_count().await.unwrap(), 1);
+}
+
+pub(crate) async fn ledger_spend_sums_one_scope_over_a_half_open_range(db: &TestDb) {
+    let store = &db.store;
+    // Two keys of one principal in project p1 (team t1, org o1); another key, with no
+    // principal, in project p2 of team t2 in the same org; one key in another org.
+    let batch = [
+        spend_entry("r1", 999, "k1", Some("alice"), "p1", "t1", "o1", 1, 1, 0), // before the range
+        spend_entry("r2", 1000, "k1", Some("alice"), "p1", "t1", "o1", 10, 2, 3), // at `from`: counted
+        spend_entry("r3", 1500, "k2", Some("alice"), "p1", "t1", "o1", 100, 10, 20),
+        spend_entry("r4", 1999, "k3", None, "p2", "t2", "o1", 1_000, 100, 200), // last ms in range
+        spend_entry("r5", 2000, "k1", Some("alice"), "p1", "t1", "o1", 10_000, 1000, 2000), // at `to`: not
+        spend_entry("r6", 1500, "k9", Some("bob"), "p9", "t9", "o9", 100_000, 7, 7), // other tenancy
+    ];
+    write(store, &batch).await.unwrap();
+    let (from, to) = (at(1000), at(2000));
+    let spend = |scope, id: &'static str| async move { store.ledger_spend(scope, id, from, to).await.unwrap() };
+
+    assert_eq!(spend(ScopeKind::VirtualKey, "k1").await, (10, 5));
+    assert_eq!(spend(ScopeKind::VirtualKey, "k2").await, (100, 30));
+    assert_eq!(spend(ScopeKind::Principal, "alice").await, (110, 35));
+    assert_eq!(spend(ScopeKind::Project, "p1").await, (110, 35));
+    assert_eq!(spend(ScopeKind::Project, "p2").await, (1_000, 300));
+    assert_eq!(spend(ScopeKind::Team, "t1").await, (110, 35));
+    assert_eq!(spend(ScopeKind::Organization, "o1").await, (1_110, 335));
+    assert_eq!(spend(ScopeKind::Organization, "o9").await, (100_000, 14));
+    // An id is matched in its own scope's column only.
+    assert_eq!(spend(ScopeKind::Team, "p1").await, (0, 0));
+    assert_eq!(spend(ScopeKind::Principal, "k3").await, (0, 0));
+    assert_eq!(spend(ScopeKind::VirtualKey, "nobody").await, (0, 0));
+
+    // The boundaries: `from` inclusive, `to` exclusive.
+    let k1 = |f, t| async move { store.ledger_spend(ScopeKind::VirtualKey, "k1", at(f), at(t)).await.unwrap() };
+    assert_eq!(k1(999, 1000).await, (1, 1));
+    assert_eq!(k1(1000, 1001).await, (10, 5));
+    assert_eq!(k1(1001, 2000).await, (0, 0));
+    assert_eq!(k1(2000, 2001).await, (10_000, 3000));
+    assert_eq!(k1(0, i64::MAX).await, (10_011, 3006));
+    assert_eq!(k1(1000, 1000).await, (0, 0), "an empty range");
 }
