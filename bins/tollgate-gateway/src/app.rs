@@ -2,15 +2,18 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tollgate_budgets::{Budgets, BudgetsConfig, RateLimiter, RedisStore};
+use tollgate_budgets::{Amount, Budgets, BudgetsConfig, RateLimiter, RedisStore};
 use tollgate_controlplane::{ControlPlane, SecretSources};
+use tollgate_core::Timestamp;
 use tollgate_dataplane::{DataPlane, WatchConfig};
+use tollgate_metering::{LedgerConfig, LedgerSink, LedgerWriter};
 
 /// Flags; each also reads a `TOLLGATE_*` environment variable.
 #[derive(Debug, Parser)]
@@ -150,6 +153,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let data_listener = bind(args.listen, "the data plane").await?;
+    let mut ledger_to_close = None;
     let mut tasks = tokio::task::JoinSet::new();
 
     if args.standalone {
@@ -174,14 +178,33 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 args.listen
             );
         }
-        // In-process feed: the same snapshots remote gateways receive over Watch.
+        // The ledger: every request that reached an upstream, written to the database in
+        // batches and spooled beside it if the database is unavailable. Leftovers of an
+        // earlier run are replayed before the budget counters are rebuilt from it.
+        let spool = args.data_dir.join("ledger.spool");
+        let sink: Arc<dyn LedgerSink> = Arc::new(cp.service().store().clone());
+        let (ledger, _) = LedgerWriter::start(sink, LedgerConfig::new(&spool))
+            .with_context(|| format!("cannot open the ledger spool {}", spool.display()))?;
+        if let Err(e) = ledger.flush().await {
+            tracing::warn!(error = %e, "ledger entries of an earlier run are still spooled; budgets may start low");
+        }
+        dp.set_ledger(ledger.clone());
+        ledger_to_close = Some(ledger);
+
+        // In-process feed: the same snapshots remote gateways receive over Watch. Budget
+        // counters are a cache of the ledger: each budget (or budget epoch) seen for the
+        // first time is seeded with its window's spend before the snapshot that brings
+        // it is applied, so a restart or a new budget never starts from zero spend.
         let mut snapshots = cp.snapshots();
         let first = snapshots.borrow_and_update().clone();
+        let mut seeded = HashSet::new();
+        seed_new_budgets(&cp, &dp, &first, &mut seeded).await;
         dp.apply(&first);
-        let feed_dp = dp.clone();
+        let (feed_dp, feed_cp) = (dp.clone(), cp.clone());
         tokio::spawn(async move {
             while snapshots.changed().await.is_ok() {
                 let snap = snapshots.borrow_and_update().clone();
+                seed_new_budgets(&feed_cp, &feed_dp, &snap, &mut seeded).await;
                 feed_dp.apply(&snap);
             }
         });
@@ -212,12 +235,51 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     tasks.spawn(async move {
         tollgate_dataplane::serve(dp_serve, data_listener, stopped(&stop)).await.context("data plane failed")
     });
+    let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(e) => bail!("a server task panicked: {e}"),
+            Ok(Err(e)) => {
+                result = Err(e);
+                break;
+            }
+            Err(e) => {
+                result = Err(anyhow::anyhow!("a server task panicked: {e}"));
+                break;
+            }
         }
     }
-    Ok(())
+    if let Some(ledger) = ledger_to_close
+        && let Err(e) = ledger.shutdown().await
+    {
+        tracing::error!(error = %e, "ledger could not be flushed at shutdown; entries stay in the spool");
+    }
+    result
+}
+
+/// Seeds the counters of every budget (id and epoch) not seen before with its current
+/// window's spend from the ledger. A budget whose spend cannot be read starts at zero
+/// and says so in the log.
+async fn seed_new_budgets(
+    cp: &ControlPlane,
+    dp: &DataPlane,
+    snapshot: &tollgate_proto::v1::Snapshot,
+    seen: &mut HashSet<(String, u32)>,
+) {
+    let now = Timestamp::now();
+    for wire in &snapshot.budgets {
+        if !seen.insert((wire.id.clone(), wire.epoch)) {
+            continue;
+        }
+        let Ok(budget) = tollgate_proto::convert::budget(wire) else { continue };
+        match cp.service().budget_spend(&budget.id, now).await {
+            Ok((money, tokens)) if money.nanos() > 0 || tokens > 0 => {
+                if let Err(e) = dp.budgets().seed(&budget, Some(now), Amount { money, tokens }).await {
+                    tracing::error!(budget = %budget.id, error = %e, "could not seed budget counters from the ledger");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(budget = %budget.id, error = %e, "could not read budget spend from the ledger"),
+        }
+    }
 }

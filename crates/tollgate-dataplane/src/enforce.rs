@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use tollgate_budgets::{Amount, Budget, Budgets, Limit, Permit, RateLimiter, RateLimits, Reservation};
 use tollgate_core::{Money, Timestamp};
-use tollgate_metering::{Pricing, Usage};
+use tollgate_metering::{Pricing, Usage, UsageSource};
 
 /// Output tokens assumed for reservations when neither the request nor the model
 /// configuration caps them.
@@ -52,16 +52,6 @@ pub(crate) struct Admitted {
     /// The prompt's estimated tokens, charged only when the upstream reports no usage.
     input_estimate: u64,
     alerts: Alerts,
-}
-
-/// How the usage that settles a request was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum UsageSource {
-    /// The upstream reported it.
-    Reported,
-    /// The upstream did not (stream cut, caller gone, field omitted): estimated from
-    /// what passed.
-    Estimated,
 }
 
 /// An upper bound of a prompt's tokens from its body size. Byte-level BPE tokenizers

@@ -24,6 +24,7 @@
 mod alerts;
 mod enforce;
 mod error;
+mod ledger;
 mod server;
 mod snapshot;
 mod stream;
@@ -38,9 +39,10 @@ pub use watch::{WatchConfig, watch_control_plane};
 use alerts::Alerts;
 use arc_swap::ArcSwap;
 use enforce::Enforcement;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tollgate_budgets::{Budgets, BudgetsConfig, RateLimiter};
+use tollgate_metering::LedgerWriter;
 use tollgate_providers::{ClientConfig, HttpClient, ProviderError};
 
 /// Bounds and settings of the data plane.
@@ -80,6 +82,7 @@ pub struct DataPlane {
     snapshot: ArcSwap<Snapshot>,
     client: HttpClient,
     enforcement: Enforcement,
+    ledger: OnceLock<LedgerWriter>,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -107,7 +110,25 @@ impl DataPlane {
             Alerts::disabled()
         };
         let enforcement = Enforcement { budgets, limiter, alerts };
-        Ok(Arc::new(DataPlane { config, snapshot: ArcSwap::from_pointee(Snapshot::empty()), client, enforcement }))
+        Ok(Arc::new(DataPlane {
+            config,
+            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            client,
+            enforcement,
+            ledger: OnceLock::new(),
+        }))
+    }
+
+    /// Gives the data plane its ledger: from then on every request that reached an
+    /// upstream is recorded. Set once; returns false (and keeps the first) if one is
+    /// already set.
+    pub fn set_ledger(&self, writer: LedgerWriter) -> bool {
+        self.ledger.set(writer).is_ok()
+    }
+
+    /// The ledger writer, when one is set.
+    pub fn ledger(&self) -> Option<&LedgerWriter> {
+        self.ledger.get()
     }
 
     /// The budget engine requests are charged through (to rebuild counters from the

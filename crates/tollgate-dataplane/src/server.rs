@@ -1,6 +1,7 @@
 //! The data-plane HTTP server and the request path.
 
 use crate::enforce::{Ask, DEFAULT_MAX_OUTPUT_TOKENS};
+use crate::ledger::Pending;
 use crate::stream::UsageStream;
 use crate::{ApiError, DataPlane};
 use bytes::Bytes;
@@ -17,10 +18,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tollgate_budgets::{Budget, BudgetUsage, Limit, RateLimits};
 use tollgate_core::Money;
 use tollgate_core::Timestamp;
+use tollgate_metering::{Usage, UsageSource};
 use tollgate_providers::openai::{RequestHead, extract_usage, request_stream_usage, rewrite_model};
 use tollgate_providers::{Operation, ProviderError, ResponseBody, UpstreamRequest};
 
@@ -81,7 +84,7 @@ pub async fn serve(
 async fn handle(dp: Arc<DataPlane>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let request_id = request_id(req.headers());
     let result = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/v1/chat/completions") => chat_completions(&dp, req).await,
+        (&Method::POST, "/v1/chat/completions") => chat_completions(&dp, req, &request_id).await,
         (&Method::GET, "/v1/models") => models(&dp, req.headers()),
         (&Method::GET, "/v1/key") => own_key(&dp, req.headers()).await,
         (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"))),
@@ -147,7 +150,8 @@ async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<
     }
 }
 
-async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp, ApiError> {
+async fn chat_completions(dp: &DataPlane, req: Request<Incoming>, request_id: &HeaderValue) -> Result<Resp, ApiError> {
+    let started = Instant::now();
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, dp.config.max_body_bytes).await?;
     let now = Timestamp::now();
@@ -191,6 +195,15 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
         })
         .await?;
 
+    let ledger = Pending::start(
+        dp.ledger(),
+        request_id.to_str().unwrap_or("req_unknown"),
+        &key,
+        &head.model,
+        &deployment,
+        head.stream,
+        started,
+    );
     let mut upstream_body = rewrite_model(&body, &head, &deployment.upstream_model);
     if head.stream {
         // Every stream is metered: ask for the usage chunk, strip it if the caller did not.
@@ -215,6 +228,9 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
             // The body is done (or the caller left): charge off the response path.
             let charge = async move {
                 let cost = admitted.settle(&usage).await;
+                if let Some(l) = ledger {
+                    l.finish(&usage, source, cost, if o.completed { 200 } else { 499 });
+                }
                 tracing::debug!(key = %key_id, %model, ?usage, ?source, %cost, completed = o.completed, "stream metered");
             };
             match tokio::runtime::Handle::try_current() {
@@ -241,8 +257,11 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
         Err(e) => {
             // Whatever the upstream generated before breaking is charged at the estimate
             // of the reservation's prompt (the output is unknown): never zero.
-            let (usage, _) = admitted.usage_or_estimate(None, 0);
-            admitted.settle(&usage).await;
+            let (usage, source) = admitted.usage_or_estimate(None, 0);
+            let cost = admitted.settle(&usage).await;
+            if let Some(l) = ledger {
+                l.finish(&usage, source, cost, 502);
+            }
             return Err(match e.downcast::<ProviderError>() {
                 Ok(pe) => ApiError::Provider(*pe),
                 Err(_) => ApiError::UpstreamGarbage("response too large".into()),
@@ -252,7 +271,11 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
     let looks_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !upstream.status.is_success() {
         // The upstream refused the request: nothing was generated, nothing is charged
-        // (dropping `admitted` releases the reservation).
+        // (dropping `admitted` releases the reservation); the ledger still shows it.
+        drop(admitted);
+        if let Some(l) = ledger {
+            l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, upstream.status.as_u16());
+        }
         // Request errors (4xx) reach the caller with the upstream's status and message;
         // upstream failures (5xx) and non-API answers become 502.
         if upstream.status.is_client_error()
@@ -265,14 +288,20 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>) -> Result<Resp
     }
     if !looks_json {
         // A 200 with garbage may still have cost the platform a generation.
-        let (usage, _) = admitted.usage_or_estimate(None, bytes.len() as u64);
-        admitted.settle(&usage).await;
+        let (usage, source) = admitted.usage_or_estimate(None, bytes.len() as u64);
+        let cost = admitted.settle(&usage).await;
+        if let Some(l) = ledger {
+            l.finish(&usage, source, cost, 502);
+        }
         return Err(ApiError::UpstreamGarbage("not JSON".into()));
     }
     let (usage, source) = admitted.usage_or_estimate(extract_usage(&bytes), bytes.len() as u64);
     let mut resp = json_response(StatusCode::OK, bytes);
     admitted.write_headers(resp.headers_mut());
     let cost = admitted.settle(&usage).await;
+    if let Some(l) = ledger {
+        l.finish(&usage, source, cost, 200);
+    }
     tracing::debug!(key = %key.id, model = %head.model, input = usage.input_tokens, output = usage.output_tokens, ?source, %cost, "metered");
     Ok(resp)
 }

@@ -299,3 +299,41 @@ async fn the_key_endpoint_shows_only_the_callers_own_key() {
     let r = get(&format!("{}/v1/key", gw.data), None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn spend_survives_a_restart_because_counters_are_rebuilt_from_the_ledger() {
+    let mut gw = Gateway::start().await;
+    let upstream = FakeUpstream::start_with(Reply::chat_either()).await;
+    catalog(&gw, &upstream).await;
+    let (_, secret) =
+        key(&gw, json!({"budget": {"limit_usd": "0.003", "window": "month", "on_breach": "block"}})).await;
+    // Two plain calls and a stream: 2 × 512,000 + 209,000 nano-dollars.
+    for stream in [false, true, false] {
+        let r = gw.chat(Some(&secret), &ask(stream)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let before = JSON_COST * 2 + STREAM_COST;
+    eventually(Duration::from_secs(5), "spend settles", || {
+        let (data, secret) = (gw.data.clone(), secret.clone());
+        async move { spent_nanos(&get(&format!("{data}/v1/key"), Some(&secret)).await.json(), 0) == before }
+    })
+    .await;
+
+    gw.restart().await;
+    gw.wait_key_live(&secret).await;
+    assert_eq!(spent_nanos(&own_key(&gw, &secret).await, 0), before, "memory counters are rebuilt from the ledger");
+    // And the rebuilt counters enforce the cap: $0.003 - $0.001233 leaves room for exactly
+    // three more calls (each reserves about $0.0006 and costs $0.000512); counters that
+    // started from zero would let a fourth and fifth through.
+    let mut served = 0;
+    for _ in 0..6 {
+        match gw.chat(Some(&secret), &ask(false)).await.status {
+            StatusCode::OK => served += 1,
+            StatusCode::PAYMENT_REQUIRED => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(served, 3, "calls served after the restart");
+    assert!((before + served * JSON_COST) <= 3_000_000);
+    assert_eq!(upstream.requests().len() as i64, 3 + served);
+}

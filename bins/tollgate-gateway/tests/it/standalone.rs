@@ -15,6 +15,8 @@ pub(crate) struct Gateway {
     pub(crate) data: String,
     pub(crate) admin: String,
     pub(crate) dir: std::path::PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Gateway {
@@ -27,26 +29,42 @@ impl Gateway {
         let dir = temp_dir("standalone");
         let (d, a, g) = (free_port(), free_port(), free_port());
         let (data, admin, grpc) = (format!("127.0.0.1:{d}"), format!("127.0.0.1:{a}"), format!("127.0.0.1:{g}"));
-        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_tollgate-gateway"));
         let dir_s = dir.to_string_lossy().into_owned();
-        let mut proc = Proc::spawn(
-            bin,
-            &[
-                "--standalone",
-                "--data-dir",
-                &dir_s,
-                "--listen",
-                &data,
-                "--admin-listen",
-                &admin,
-                "--grpc-listen",
-                &grpc,
-            ],
-            &[&[("TOLLGATE_ADMIN_TOKEN", ADMIN), ("TOLLGATE_MAX_BODY_BYTES", "65536")], extra_env].concat(),
-        );
-        wait_ready(&mut proc, &format!("http://{data}/healthz"), Duration::from_secs(30)).await;
-        wait_ready(&mut proc, &format!("http://{admin}/healthz"), Duration::from_secs(30)).await;
-        Gateway { proc, data: format!("http://{data}"), admin: format!("http://{admin}"), dir }
+        let args: Vec<String> =
+            ["--standalone", "--data-dir", &dir_s, "--listen", &data, "--admin-listen", &admin, "--grpc-listen", &grpc]
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect();
+        let env: Vec<(String, String)> =
+            [&[("TOLLGATE_ADMIN_TOKEN", ADMIN), ("TOLLGATE_MAX_BODY_BYTES", "65536")], extra_env]
+                .concat()
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+        let proc = Self::spawn(&args, &env);
+        let mut gw = Gateway { proc, data: format!("http://{data}"), admin: format!("http://{admin}"), dir, args, env };
+        gw.wait_ready().await;
+        gw
+    }
+
+    fn spawn(args: &[String], env: &[(String, String)]) -> Proc {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_tollgate-gateway"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Proc::spawn(bin, &args, &env)
+    }
+
+    async fn wait_ready(&mut self) {
+        wait_ready(&mut self.proc, &format!("{}/healthz", self.data), Duration::from_secs(30)).await;
+        wait_ready(&mut self.proc, &format!("{}/healthz", self.admin), Duration::from_secs(30)).await;
+    }
+
+    /// Stops the gateway the way an operator does (SIGTERM) and starts it again on the
+    /// same data dir and ports.
+    pub(crate) async fn restart(&mut self) {
+        assert!(self.proc.terminate(Duration::from_secs(15)), "the gateway stops cleanly on SIGTERM");
+        self.proc = Self::spawn(&self.args, &self.env);
+        self.wait_ready().await;
     }
 
     pub(crate) async fn admin_post(&self, path: &str, body: Value) -> TestResponse {
