@@ -151,10 +151,10 @@ mod demo {
 
     use crate::ControlError;
     use crate::service::{
-        Actor, CreateKey, CreateModel, CreateProject, CreateProvider, CreateTeam, DeploymentInput, ListKeys,
-        PricingInput, RotateKey, Service,
+        Actor, BudgetInput, CreateKey, CreateModel, CreateProject, CreateProvider, CreateTeam, DeploymentInput,
+        ListKeys, PricingInput, RotateKey, Service,
     };
-    use tollgate_core::Money;
+    use tollgate_core::{Money, OnBreach, Window};
 
     pub(super) async fn seed(svc: &Service) -> Result<String, ControlError> {
         let actor = Actor { id: "demo".into() };
@@ -204,8 +204,21 @@ mod demo {
         let secret = match existing {
             Some(k) => svc.rotate_key(&actor, k.id.as_str(), RotateKey { grace_period_s: Some(0) }).await?.key,
             None => {
-                let input =
-                    CreateKey { project: project.id.to_string(), name: Some("demo".into()), ..Default::default() };
+                // A $1-a-day budget and 600 rpm, so the quickstart shows the budget and
+                // rate-limit headers and `GET /v1/key` has something to report.
+                let input = CreateKey {
+                    project: project.id.to_string(),
+                    name: Some("demo".into()),
+                    rpm: Some(600),
+                    budget: Some(BudgetInput {
+                        limit_usd: Money::from_usd(1),
+                        limit_tokens: None,
+                        window: Window::Day,
+                        on_breach: Some(OnBreach::Block),
+                        alert_thresholds: Vec::new(),
+                    }),
+                    ..Default::default()
+                };
                 svc.create_key(&actor, input).await?.key
             }
         };

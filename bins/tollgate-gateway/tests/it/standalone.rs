@@ -401,6 +401,11 @@ async fn the_demo_serves_the_mock_model_with_usage() {
     let v = r.json();
     assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("hello there"));
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    // The demo key carries a budget and a rate limit, so the quickstart shows both.
+    assert_eq!(r.headers["x-ratelimit-remaining-requests"], "599");
+    assert!(r.headers.contains_key("x-tollgate-budget-remaining"), "{:?}", r.headers);
+    let own = get(&format!("http://{data}/v1/key"), Some(&key)).await.json();
+    assert_eq!(own["budgets"][0]["window"], "day", "{own}");
     drop(proc);
 
     // A second start reuses the data dir and prints a fresh working key.
