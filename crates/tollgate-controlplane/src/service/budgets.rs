@@ -16,7 +16,7 @@ use crate::ControlError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use tollgate_core::{BudgetId, KeyId, Money, OnBreach, ScopeKind, Timestamp, Window};
+use tollgate_core::{BudgetId, KeyId, Money, MoneyError, OnBreach, ScopeKind, Timestamp, Window};
 use tollgate_store::{BudgetFilter, BudgetRecord};
 
 /// The most alert thresholds one budget may have.
@@ -43,32 +43,24 @@ impl Threshold {
         self.0
     }
 
-    /// Parses a decimal fraction such as `0.8`, `.85`, `1` or `0.125`.
+    /// Parses a decimal fraction such as `0.8`, `.85`, `1` or `0.125`, exactly (the
+    /// same decimal reader as money amounts).
     pub fn parse(text: &str) -> Result<Threshold, String> {
-        let t = text.trim();
         let bad = || format!("{:?} is not a fraction in (0, 1] such as 0.8", text.chars().take(32).collect::<String>());
-        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-        if (whole.is_empty() && frac.is_empty())
-            || !whole.bytes().all(|b| b.is_ascii_digit())
-            || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
+        if text.trim_start().starts_with(['+', '-']) {
             return Err(bad());
         }
-        let frac = frac.trim_end_matches('0');
-        if frac.len() > 3 {
-            return Err(format!("{t:?} is finer than 0.001"));
-        }
-        let whole: u32 = match whole.trim_start_matches('0') {
-            "" => 0,
-            "1" => 1,
-            _ => return Err(bad()),
+        // A fraction of one is an amount of one dollar: nano-units, exact.
+        let nanos = match Money::parse_usd(text) {
+            Ok(m) => m.nanos(),
+            Err(MoneyError::TooPrecise(_)) => return Err(format!("{:?} is finer than 0.001", text.trim())),
+            Err(_) => return Err(bad()),
         };
-        let mut thousandths = 0u32;
-        for (i, b) in frac.bytes().enumerate() {
-            thousandths += u32::from(b - b'0') * 10u32.pow(2 - i as u32);
+        const PER_MILLE: i64 = 1_000_000;
+        if nanos % PER_MILLE != 0 {
+            return Err(format!("{:?} is finer than 0.001", text.trim()));
         }
-        let permille = whole * 1000 + thousandths;
-        u16::try_from(permille).ok().and_then(Threshold::from_permille).ok_or_else(bad)
+        u16::try_from(nanos / PER_MILLE).ok().and_then(Threshold::from_permille).ok_or_else(bad)
     }
 }
 
