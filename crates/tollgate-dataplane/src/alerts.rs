@@ -17,6 +17,9 @@ use tollgate_providers::HttpClient;
 /// than letting a dead webhook grow memory without bound.
 const QUEUE: usize = 1024;
 
+/// The most of a webhook's response body that is read (and thrown away).
+const MAX_WEBHOOK_RESPONSE: usize = 64 * 1024;
+
 /// Where and how alerts are delivered.
 #[derive(Debug, Clone)]
 pub struct AlertConfig {
@@ -122,7 +125,8 @@ async fn post(client: &HttpClient, url: &http::Uri, body: Bytes) -> Result<(), S
         .map_err(|e| format!("cannot build the request: {e}"))?;
     let resp = client.send(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
-    // Drain the body so the connection goes back to the pool.
-    let _ = resp.into_body().collect().await;
+    // Drain a short body so the connection goes back to the pool; a webhook that answers
+    // with more than this is cut off rather than read into memory.
+    let _ = http_body_util::Limited::new(resp.into_body(), MAX_WEBHOOK_RESPONSE).collect().await;
     if status.is_success() { Ok(()) } else { Err(format!("webhook answered HTTP {}", status.as_u16())) }
 }
