@@ -31,7 +31,8 @@ pub(crate) struct Enforcement {
 pub(crate) struct Ask<'a> {
     pub(crate) key_id: &'a str,
     pub(crate) key_limits: RateLimits,
-    pub(crate) provider: &'a str,
+    /// The provider credential's rate-limit counter key (see the snapshot).
+    pub(crate) provider_counter: &'a str,
     pub(crate) provider_limits: RateLimits,
     pub(crate) budgets: &'a [Arc<Budget>],
     pub(crate) pricing: Option<Pricing>,
@@ -79,14 +80,13 @@ impl Enforcement {
         let input_estimate = estimate_tokens(ask.body_len as u64);
         let input_bound = input_token_bound(ask.body_len);
         let key_permit = self.limiter.acquire(ask.key_id, &ask.key_limits, input_estimate, ask.now).await?;
-        let provider_key = provider_counter(ask.provider);
         let provider_permit =
-            self.limiter.acquire(&provider_key, &ask.provider_limits, input_estimate, ask.now).await.map_err(|e| {
-                match ApiError::from(e) {
+            self.limiter.acquire(ask.provider_counter, &ask.provider_limits, input_estimate, ask.now).await.map_err(
+                |e| match ApiError::from(e) {
                     ApiError::RateLimited(r, _) => ApiError::RateLimited(r, true),
                     other => other,
-                }
-            })?;
+                },
+            )?;
 
         let reservation = if ask.budgets.is_empty() {
             None
@@ -109,15 +109,6 @@ impl Enforcement {
             alerts: self.alerts.clone(),
         })
     }
-}
-
-/// Rate-limit counters of provider credentials live beside the keys' under their own
-/// prefix, so a key id can never collide with a provider name.
-fn provider_counter(provider: &str) -> String {
-    let mut s = String::with_capacity(provider.len() + 9);
-    s.push_str("provider:");
-    s.push_str(provider);
-    s
 }
 
 impl Admitted {
@@ -203,6 +194,5 @@ mod tests {
         assert_eq!(estimate_tokens(8), 2);
         assert_eq!(estimate_tokens(9), 3);
         assert_eq!(input_token_bound(120), 120);
-        assert_eq!(provider_counter("openai"), "provider:openai");
     }
 }

@@ -157,7 +157,7 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>, request_id: &H
     let now = Timestamp::now();
 
     // Everything the request needs from the snapshot is taken here, at one revision.
-    let (key, head, deployment, provider, provider_limits, pricing, budgets, default_max_output) = {
+    let (key, head, deployment, provider, provider_counter, provider_limits, pricing, budgets, default_max_output) = {
         let snap = dp.snapshot();
         if !snap.loaded {
             return Err(ApiError::NotReady);
@@ -169,10 +169,21 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>, request_id: &H
         let deployment = route.deployments[0].clone();
         let entry =
             snap.providers.get(&deployment.provider).ok_or_else(|| ApiError::NoUpstream(truncate(&head.model)))?;
-        let provider_limits = RateLimits { rpm: entry.config.rpm, tpm: entry.config.tpm, max_concurrency: None };
+        let provider_limits = entry.limits;
+        let provider_counter = entry.counter.clone();
         let pricing = snap.prices.get(&head.model).copied();
         let budgets = snap.budgets_for(&key.id);
-        (key, head, deployment, entry.provider.clone(), provider_limits, pricing, budgets, route.max_output_tokens)
+        (
+            key,
+            head,
+            deployment,
+            entry.provider.clone(),
+            provider_counter,
+            provider_limits,
+            pricing,
+            budgets,
+            route.max_output_tokens,
+        )
     };
 
     let max_output_tokens = head.max_output_tokens.or(default_max_output).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
@@ -185,7 +196,7 @@ async fn chat_completions(dp: &DataPlane, req: Request<Incoming>, request_id: &H
                 tpm: key.limits.tpm,
                 max_concurrency: key.limits.max_concurrency,
             },
-            provider: &deployment.provider,
+            provider_counter: &provider_counter,
             provider_limits,
             budgets: &budgets,
             pricing,
@@ -344,23 +355,19 @@ async fn own_key(dp: &DataPlane, headers: &HeaderMap) -> Result<Resp, ApiError> 
 }
 
 fn budget_json(b: &Budget, usage: &BudgetUsage, now: Timestamp) -> serde_json::Value {
-    let (limit, spent, remaining) = match b.limit_at(now) {
-        Limit::Money(limit) => {
-            let used = usage.committed.money;
-            (
-                serde_json::json!({"usd": limit.to_string()}),
-                serde_json::json!({"usd": used.to_string(), "reserved_usd": usage.reserved.money.to_string()}),
-                serde_json::json!({"usd": limit.saturating_sub(used).saturating_sub(usage.reserved.money).max(Money::ZERO).to_string()}),
-            )
-        }
-        Limit::Tokens(limit) => {
-            let used = usage.committed.tokens;
-            (
-                serde_json::json!({"tokens": limit}),
-                serde_json::json!({"tokens": used, "reserved_tokens": usage.reserved.tokens}),
-                serde_json::json!({"tokens": limit.saturating_sub(used).saturating_sub(usage.reserved.tokens)}),
-            )
-        }
+    let (committed, reserved) = (usage.committed, usage.reserved);
+    // `usage.limit` is the limit in force now (temporary increase included).
+    let (limit, spent, remaining) = match (usage.limit, usage.remaining()) {
+        (Limit::Money(limit), Limit::Money(left)) => (
+            serde_json::json!({"usd": limit.to_string()}),
+            serde_json::json!({"usd": committed.money.to_string(), "reserved_usd": reserved.money.to_string()}),
+            serde_json::json!({"usd": left.to_string()}),
+        ),
+        (limit, left) => (
+            serde_json::json!({"tokens": tokens(limit)}),
+            serde_json::json!({"tokens": committed.tokens, "reserved_tokens": reserved.tokens}),
+            serde_json::json!({"tokens": tokens(left)}),
+        ),
     };
     serde_json::json!({
         "id": b.id.as_str(),
@@ -373,6 +380,13 @@ fn budget_json(b: &Budget, usage: &BudgetUsage, now: Timestamp) -> serde_json::V
         "remaining": remaining,
         "resets_at": b.resets_at(now).map(|t| t.to_rfc3339()),
     })
+}
+
+fn tokens(l: Limit) -> u64 {
+    match l {
+        Limit::Tokens(t) => t,
+        Limit::Money(_) => 0,
+    }
 }
 
 fn models(dp: &DataPlane, headers: &HeaderMap) -> Result<Resp, ApiError> {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use tollgate_budgets::Budget;
+use tollgate_budgets::{Budget, RateLimits};
 use tollgate_core::{KeyId, ScopeKind};
 use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
 use tollgate_metering::PriceTable;
@@ -15,6 +15,11 @@ use tollgate_routing::Catalog;
 pub(crate) struct ProviderEntry {
     pub(crate) config: Arc<ProviderConfig>,
     pub(crate) provider: Arc<dyn Provider>,
+    /// The credential's rpm / tpm caps.
+    pub(crate) limits: RateLimits,
+    /// Its rate-limit counter key (`provider:<name>`), built once per snapshot so the
+    /// hot path does not format it per request; the prefix keeps it apart from key ids.
+    pub(crate) counter: Arc<str>,
 }
 
 /// A complete, immutable configuration: keys, catalog, prices and providers.
@@ -84,7 +89,12 @@ impl Snapshot {
             let built = convert::provider(p).map_err(|e| e.to_string()).and_then(|cfg| {
                 let cfg = Arc::new(cfg);
                 build_provider(cfg.clone(), client)
-                    .map(|provider| ProviderEntry { config: cfg, provider })
+                    .map(|provider| ProviderEntry {
+                        limits: RateLimits { rpm: cfg.rpm, tpm: cfg.tpm, max_concurrency: None },
+                        counter: provider_counter(&cfg.name),
+                        config: cfg,
+                        provider,
+                    })
                     .map_err(|e| format!("provider {:?}: {e}", p.name))
             });
             match built {
@@ -171,6 +181,12 @@ impl Snapshot {
     }
 }
 
+/// The rate-limit counter key of a provider credential: prefixed, so it can never
+/// collide with a virtual key's id in the same counter store.
+fn provider_counter(name: &str) -> Arc<str> {
+    format!("provider:{name}").into()
+}
+
 /// The budgets of every scope a key belongs to, narrowest first.
 fn budgets_of(key: &VirtualKey, by_scope: &HashMap<(ScopeKind, &str), Vec<Arc<Budget>>>) -> Arc<[Arc<Budget>]> {
     let mut scopes = vec![(ScopeKind::VirtualKey, key.id.as_str())];
@@ -181,4 +197,14 @@ fn budgets_of(key: &VirtualKey, by_scope: &HashMap<(ScopeKind, &str), Vec<Arc<Bu
     scopes.push((ScopeKind::Team, key.team.as_str()));
     scopes.push((ScopeKind::Organization, key.org.as_str()));
     scopes.iter().filter_map(|s| by_scope.get(s)).flatten().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_counters_are_prefixed_apart_from_key_ids() {
+        assert_eq!(&*provider_counter("openai"), "provider:openai");
+    }
 }
