@@ -239,6 +239,8 @@ impl LedgerEntry {
             output_tokens: self.output_tokens,
             cached_input_tokens: self.cached_input_tokens,
             reasoning_tokens: self.reasoning_tokens,
+            // Not stored yet: cache writes are priced as input until the ledger keeps them.
+            cache_write_tokens: 0,
         }
     }
 }
@@ -269,7 +271,13 @@ mod tests {
             .with_tenancy(TeamId::new("team_1"), OrgId::new("org_1"))
             .with_served_by("openai-main", "gpt-4o-2024-08-06")
             .with_usage(
-                &Usage { input_tokens: 1000, output_tokens: 500, cached_input_tokens: 600, reasoning_tokens: 7 },
+                &Usage {
+                    input_tokens: 1000,
+                    output_tokens: 500,
+                    cached_input_tokens: 600,
+                    reasoning_tokens: 7,
+                    cache_write_tokens: 0,
+                },
                 UsageSource::Reported,
             )
             // More than 2^53 nano-dollars: a float would round this.

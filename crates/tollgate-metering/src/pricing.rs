@@ -76,7 +76,13 @@ mod tests {
     }
 
     fn check(p: Pricing, input: u64, cached: u64, output: u64, want: &str) {
-        let u = Usage { input_tokens: input, output_tokens: output, cached_input_tokens: cached, reasoning_tokens: 0 };
+        let u = Usage {
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: cached,
+            reasoning_tokens: 0,
+            cache_write_tokens: 0,
+        };
         assert_eq!(p.cost(&u), usd(want), "{input}/{cached}/{output}");
     }
 

@@ -160,6 +160,7 @@ impl From<OpenAiUsage> for Usage {
             output_tokens: u.completion_tokens,
             cached_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
             reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+            cache_write_tokens: 0,
         }
     }
 }
@@ -363,7 +364,13 @@ mod tests {
             "prompt_tokens_details":{"cached_tokens":60},"completion_tokens_details":{"reasoning_tokens":10}}}"#;
         assert_eq!(
             extract_usage(body),
-            Some(Usage { input_tokens: 100, output_tokens: 40, cached_input_tokens: 60, reasoning_tokens: 10 })
+            Some(Usage {
+                input_tokens: 100,
+                output_tokens: 40,
+                cached_input_tokens: 60,
+                reasoning_tokens: 10,
+                cache_write_tokens: 0
+            })
         );
         assert_eq!(extract_usage(br#"{"id":"x"}"#), None);
         assert_eq!(extract_usage(b"<html>"), None);

@@ -11,6 +11,9 @@ pub struct Usage {
     pub cached_input_tokens: u64,
     /// Reasoning tokens (a subset of `output_tokens`).
     pub reasoning_tokens: u64,
+    /// Prompt tokens written to the provider's cache on this request (a subset of
+    /// `input_tokens`; Anthropic's `cache_creation_input_tokens`, priced apart).
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {

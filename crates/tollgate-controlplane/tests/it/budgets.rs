@@ -703,7 +703,13 @@ async fn budget_spend_counts_only_the_ledger_of_the_current_window_since_the_las
             .with_at(at)
             .with_principal(principal)
             .with_usage(
-                &Usage { input_tokens: 1, output_tokens: 2, cached_input_tokens: 0, reasoning_tokens: 0 },
+                &Usage {
+                    input_tokens: 1,
+                    output_tokens: 2,
+                    cached_input_tokens: 0,
+                    reasoning_tokens: 0,
+                    cache_write_tokens: 0,
+                },
                 UsageSource::Reported,
             )
             .with_cost(Money::from_nanos(nanos))

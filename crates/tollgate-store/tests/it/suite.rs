@@ -956,7 +956,13 @@ fn full_entry(id: &str, at_ms: i64) -> LedgerEntry {
         .with_tenancy(TeamId::new("team_1"), OrgId::new("org_1"))
         .with_served_by("openai-main", "gpt-4o-2024-08-06")
         .with_usage(
-            &Usage { input_tokens: 1000, output_tokens: 500, cached_input_tokens: 600, reasoning_tokens: 7 },
+            &Usage {
+                input_tokens: 1000,
+                output_tokens: 500,
+                cached_input_tokens: 600,
+                reasoning_tokens: 7,
+                cache_write_tokens: 0,
+            },
             UsageSource::Reported,
         )
         .with_cost(Money::from_nanos(9_007_199_254_740_993))
@@ -987,7 +993,13 @@ fn spend_entry(
         .with_at(at(at_ms))
         .with_tenancy(TeamId::new(team), OrgId::new(org))
         .with_usage(
-            &Usage { input_tokens: input, output_tokens: output, cached_input_tokens: 0, reasoning_tokens: 0 },
+            &Usage {
+                input_tokens: input,
+                output_tokens: output,
+                cached_input_tokens: 0,
+                reasoning_tokens: 0,
+                cache_write_tokens: 0,
+            },
             UsageSource::Reported,
         )
         .with_cost(Money::from_nanos(nanos));
