@@ -533,9 +533,11 @@ impl Service {
         check_name("name", &input.name)?;
         let kind: ProviderKind = input.kind.parse().map_err(|e| ControlError::invalid("kind", format!("{e}")))?;
         if !kind.is_supported() {
+            let supported: Vec<&str> =
+                ProviderKind::ALL.iter().filter(|k| k.is_supported()).map(|k| k.as_str()).collect();
             return Err(ControlError::invalid(
                 "kind",
-                format!("{kind} is not supported yet (supported: openai, openai-compatible, mock)"),
+                format!("{kind} is not supported by this build (supported: {})", supported.join(", ")),
             ));
         }
         let base_url = match input.base_url.as_deref().or(kind.default_base_url()) {

@@ -47,7 +47,7 @@ impl ProviderKind {
 
     /// Whether this build has an adapter for the kind.
     pub fn is_supported(self) -> bool {
-        matches!(self, ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Mock)
+        true
     }
 
     /// The base URL used when none is configured.

@@ -1,10 +1,12 @@
 //! tollgate-providers: the upstream side of the gateway.
 //!
-//! Owns the [`Provider`] trait, one module per upstream dialect (OpenAI and
-//! OpenAI-compatible base URLs, and the in-process `mock` provider), the pooled HTTP
+//! Owns the [`Provider`] trait and the adapters (OpenAI and OpenAI-compatible base URLs,
+//! Azure OpenAI, Anthropic, Google Gemini, and the in-process `mock`), the pooled HTTP
 //! client every adapter shares ([`HttpClient`]: hyper-util, rustls, HTTP/2 when offered),
-//! parsing of the few request fields the gateway needs ([`openai::RequestHead`]), the
-//! byte-level model rewrite, and the common [`Usage`] shape reported by every upstream.
+//! the wire [`Dialect`]s and translation between them ([`translate`] for whole bodies,
+//! [`StreamAdapter`]s for SSE streams, event by event), parsing of the few request fields
+//! the gateway needs ([`openai::RequestHead`]), the byte-level model rewrite, and the
+//! common [`Usage`] shape every dialect's report is mapped to ([`usage_of`]).
 //!
 //! Does not own: choosing a provider (routing), authenticating callers (keys), pricing
 //! (metering) or the data plane's HTTP server.
@@ -17,9 +19,13 @@
 
 mod client;
 mod config;
+mod dialect;
 mod error;
 pub mod mock;
+pub mod native;
 pub mod openai;
+mod stream;
+pub mod translate;
 mod usage;
 
 use bytes::Bytes;
@@ -30,7 +36,9 @@ use std::sync::Arc;
 
 pub use client::{ClientConfig, HttpClient};
 pub use config::{ApiKey, ProviderConfig, ProviderKind};
+pub use dialect::{Dialect, usage_of};
 pub use error::{ErrorOrigin, ProviderError, ProviderErrorKind};
+pub use stream::{StreamAdapter, StreamOptions, stream_adapter};
 pub use usage::Usage;
 
 /// The body of an upstream response, streamed.
@@ -42,8 +50,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Which API operation a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
-    /// OpenAI Chat Completions.
+    /// Chat in the provider's own dialect (OpenAI Chat Completions, Anthropic Messages,
+    /// Gemini generateContent).
     ChatCompletions,
+    /// OpenAI Responses.
+    Responses,
+    /// OpenAI Embeddings.
+    Embeddings,
 }
 
 /// One call to an upstream, already in the upstream's dialect.
@@ -78,14 +91,15 @@ pub trait Provider: Send + Sync + 'static {
     fn send(&self, req: UpstreamRequest) -> BoxFuture<'static, Result<UpstreamResponse, ProviderError>>;
 }
 
-/// Builds the provider for a configuration. Kinds without an adapter yet are refused
-/// here, so a configuration cannot silently route to nothing.
+/// Builds the provider for a configuration.
 pub fn build_provider(cfg: Arc<ProviderConfig>, client: &HttpClient) -> Result<Arc<dyn Provider>, ProviderError> {
     match cfg.kind {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
             Ok(Arc::new(openai::OpenAiProvider::new(cfg, client.clone())?))
         }
+        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::AzureOpenAi => {
+            Ok(Arc::new(native::NativeProvider::new(cfg, client.clone())?))
+        }
         ProviderKind::Mock => Ok(Arc::new(mock::MockProvider::from_config(&cfg))),
-        other => Err(ProviderError::unsupported(other)),
     }
 }

@@ -42,7 +42,8 @@ pub struct RequestHead {
     pub model_span: Range<usize>,
     /// Whether the caller asked for a stream.
     pub stream: bool,
-    /// `max_completion_tokens`, else `max_tokens`, if given.
+    /// `max_completion_tokens`, else `max_tokens` (OpenAI chat, Anthropic), else
+    /// `max_output_tokens` (Responses), if given.
     pub max_output_tokens: Option<u64>,
     /// Whether the caller asked for the usage chunk of a stream.
     pub include_usage: bool,
@@ -52,6 +53,8 @@ pub struct RequestHead {
 
 #[derive(Deserialize)]
 struct RawHead<'a> {
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
     #[serde(borrow, default)]
     model: Option<&'a RawValue>,
     #[serde(default)]
@@ -98,7 +101,7 @@ impl RequestHead {
             model: model.into_owned(),
             model_span: start..start + text.len(),
             stream: raw.stream.unwrap_or(false),
-            max_output_tokens: raw.max_completion_tokens.or(raw.max_tokens),
+            max_output_tokens: raw.max_completion_tokens.or(raw.max_tokens).or(raw.max_output_tokens),
             has_stream_options: raw.stream_options.is_some(),
             include_usage: raw.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         })
@@ -212,6 +215,8 @@ pub fn request_stream_usage(body: &Bytes, head: &RequestHead) -> Bytes {
 pub struct OpenAiProvider {
     kind: ProviderKind,
     chat_uri: Uri,
+    responses_uri: Uri,
+    embeddings_uri: Uri,
     auth: Option<HeaderValue>,
     client: HttpClient,
 }
@@ -220,14 +225,23 @@ impl OpenAiProvider {
     /// Prepares the adapter: URLs and the credential header are built once.
     pub fn new(cfg: Arc<ProviderConfig>, client: HttpClient) -> Result<Self, ProviderError> {
         let base = cfg.base_url.trim_end_matches('/');
-        let chat_uri: Uri = format!("{base}/chat/completions").parse().map_err(|_| {
-            ProviderError::new(ProviderErrorKind::Config, format!("provider {}: invalid base_url", cfg.name))
-        })?;
-        Ok(OpenAiProvider { kind: cfg.kind, chat_uri, auth: bearer(&cfg.api_key, &cfg.name)?, client })
+        let uri = |path: &str| -> Result<Uri, ProviderError> {
+            format!("{base}/{path}").parse().map_err(|_| {
+                ProviderError::new(ProviderErrorKind::Config, format!("provider {}: invalid base_url", cfg.name))
+            })
+        };
+        Ok(OpenAiProvider {
+            kind: cfg.kind,
+            chat_uri: uri("chat/completions")?,
+            responses_uri: uri("responses")?,
+            embeddings_uri: uri("embeddings")?,
+            auth: bearer(&cfg.api_key, &cfg.name)?,
+            client,
+        })
     }
 }
 
-fn bearer(key: &ApiKey, provider: &str) -> Result<Option<HeaderValue>, ProviderError> {
+pub(crate) fn bearer(key: &ApiKey, provider: &str) -> Result<Option<HeaderValue>, ProviderError> {
     if key.is_empty() {
         return Ok(None);
     }
@@ -249,6 +263,8 @@ impl Provider for OpenAiProvider {
     fn send(&self, req: UpstreamRequest) -> BoxFuture<'static, Result<UpstreamResponse, ProviderError>> {
         let uri = match req.operation {
             Operation::ChatCompletions => self.chat_uri.clone(),
+            Operation::Responses => self.responses_uri.clone(),
+            Operation::Embeddings => self.embeddings_uri.clone(),
         };
         let mut builder = http::Request::builder()
             .method(Method::POST)
