@@ -190,11 +190,7 @@ impl Reply {
             } else if path.contains("/embeddings") {
                 ("application/json", EMBEDDINGS)
             } else if path.contains("/responses") {
-                if stream {
-                    ("text/event-stream", RESPONSES_STREAM)
-                } else {
-                    ("application/json", RESPONSES_RESPONSE)
-                }
+                if stream { ("text/event-stream", RESPONSES_STREAM) } else { ("application/json", RESPONSES_RESPONSE) }
             } else if stream {
                 ("text/event-stream", CHAT_STREAM)
             } else {
@@ -406,33 +402,38 @@ fn body_of(reply: &Reply, guard: OpenGuard) -> FakeBody {
     let size = if reply.chunk_size == 0 { sent.len().max(1) } else { reply.chunk_size };
     let pieces: Vec<Bytes> = sent.chunks(size).map(Bytes::copy_from_slice).collect();
     let (gap, ending) = (reply.chunk_gap, if reply.cut_after.is_some() { reply.ending } else { Ending::Complete });
-    let stream = futures_util::stream::unfold((pieces.into_iter(), 0usize, Some(guard)), move |(mut it, i, guard)| async move {
-        guard.as_ref()?;
-        match it.next() {
-            Some(piece) => {
-                if i > 0 && !gap.is_zero() {
-                    tokio::time::sleep(gap).await;
+    let stream =
+        futures_util::stream::unfold((pieces.into_iter(), 0usize, Some(guard)), move |(mut it, i, guard)| async move {
+            guard.as_ref()?;
+            match it.next() {
+                Some(piece) => {
+                    if i > 0 && !gap.is_zero() {
+                        tokio::time::sleep(gap).await;
+                    }
+                    Some((Ok(http_body::Frame::data(piece)), (it, i + 1, guard)))
                 }
-                Some((Ok(http_body::Frame::data(piece)), (it, i + 1, guard)))
+                None => match ending {
+                    Ending::Complete => {
+                        drop(guard);
+                        None
+                    }
+                    Ending::Reset => Some({
+                        // Let what was sent reach the peer before the connection breaks.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        (
+                            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake upstream reset")),
+                            (it, i, None),
+                        )
+                    }),
+                    Ending::Stall => {
+                        // Never answers again; the guard drops when the caller hangs up.
+                        let _hold = guard;
+                        std::future::pending::<()>().await;
+                        None
+                    }
+                },
             }
-            None => match ending {
-                Ending::Complete => {
-                    drop(guard);
-                    None
-                }
-                Ending::Reset => Some((
-                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake upstream reset")),
-                    (it, i, None),
-                )),
-                Ending::Stall => {
-                    // Never answers again; the guard drops when the caller hangs up.
-                    let _hold = guard;
-                    std::future::pending::<()>().await;
-                    None
-                }
-            },
-        }
-    });
+        });
     StreamBody::new(stream).boxed()
 }
 
