@@ -59,6 +59,16 @@ pub(crate) struct Args {
     /// Seconds allowed for an upstream's response head.
     #[arg(long, env = "TOLLGATE_UPSTREAM_TIMEOUT_S", default_value_t = 300)]
     upstream_timeout_s: u64,
+
+    /// Seconds an upstream may stay silent while its answer is streaming before the
+    /// gateway gives up on it.
+    #[arg(long, env = "TOLLGATE_STREAM_IDLE_TIMEOUT_S", default_value_t = 120)]
+    stream_idle_timeout_s: u64,
+
+    /// Distinct virtual keys given their own series on `/metrics` (0: no per-key
+    /// series; keys past the cap are counted as `other`).
+    #[arg(long, env = "TOLLGATE_METRICS_KEY_LABELS", default_value_t = 0)]
+    metrics_key_labels: usize,
     /// URL that receives budget alerts as JSON POSTs (retried with backoff).
     #[arg(long, env = "TOLLGATE_ALERT_WEBHOOK_URL")]
     alert_webhook_url: Option<http::Uri>,
@@ -130,6 +140,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = tollgate_dataplane::Config { max_body_bytes: args.max_body_bytes, ..Default::default() };
     config.upstream.request_timeout = Duration::from_secs(args.upstream_timeout_s);
+    config.stream_idle_timeout = Duration::from_secs(args.stream_idle_timeout_s.max(1));
+    config.metrics_key_labels = args.metrics_key_labels.min(10_000);
     config.alerts.webhook_url = args.alert_webhook_url.clone();
     let budgets_config = BudgetsConfig::new(Duration::from_secs(
         args.reservation_ttl_s.unwrap_or(args.upstream_timeout_s.saturating_mul(2)),

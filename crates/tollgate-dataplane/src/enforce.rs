@@ -144,17 +144,12 @@ impl Admitted {
 
     /// The usage to charge: the reported one, or an estimate from what passed — never
     /// zero because the upstream said nothing.
-    pub(crate) fn usage_or_estimate(&self, reported: Option<Usage>, output_bytes: u64) -> (Usage, UsageSource) {
+    pub(crate) fn usage_or_estimate(&self, reported: Option<Usage>, output_tokens: u64) -> (Usage, UsageSource) {
         match reported {
             Some(u) => (u, UsageSource::Reported),
-            None => (
-                Usage {
-                    input_tokens: self.input_estimate,
-                    output_tokens: estimate_tokens(output_bytes),
-                    ..Usage::default()
-                },
-                UsageSource::Estimated,
-            ),
+            None => {
+                (Usage { input_tokens: self.input_estimate, output_tokens, ..Usage::default() }, UsageSource::Estimated)
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! The one place data-plane errors become HTTP responses (OpenAI error shape).
+//! The one place data-plane errors become HTTP responses: OpenAI's error shape, or
+//! Anthropic's on the Anthropic-dialect endpoint.
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -60,9 +61,47 @@ pub enum ApiError {
     /// charge $0 silently.
     #[error("the model has no price configured, so it cannot be served to a key with a money budget")]
     Unpriced,
+    /// The model's upstream does not serve this endpoint (e.g. embeddings on a chat-only
+    /// provider).
+    #[error("the model `{model}` does not support {endpoint}")]
+    Unsupported {
+        /// The requested model.
+        model: String,
+        /// The endpoint's path.
+        endpoint: &'static str,
+    },
+    /// The request cannot be expressed in the upstream's dialect.
+    #[error(transparent)]
+    Translate(#[from] tollgate_providers::translate::TranslateError),
     /// The budget or rate-limit counters could not be reached.
     #[error("budget counters are unavailable")]
     Counters(#[source] tollgate_budgets::StoreError),
+}
+
+/// Which error shape a response uses: the caller's dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorShape {
+    /// `{"error": {"message", "type", "code", "param"}}` (OpenAI, Azure, Responses).
+    #[default]
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}` (`/v1/messages`).
+    Anthropic,
+}
+
+/// Anthropic's error `type` for a status, as its SDKs expect.
+pub(crate) fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 | 503 => "overloaded_error",
+        _ => "api_error",
+    }
 }
 
 /// "budget exceeded for virtual_key key_1 (budget bud_1): limit $0.01 per day".
@@ -106,7 +145,9 @@ impl ServiceError for ApiError {
     fn code(&self) -> ErrorCode {
         match self {
             ApiError::BodyTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            ApiError::BodyRead | ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::BodyRead | ApiError::BadRequest(_) | ApiError::Unsupported { .. } | ApiError::Translate(_) => {
+                ErrorCode::BadRequest
+            }
             ApiError::Auth(e) => e.code(),
             ApiError::ModelNotFound(_) | ApiError::UnknownEndpoint { .. } => ErrorCode::NotFound,
             ApiError::NoUpstream(_) | ApiError::NotReady => ErrorCode::Unavailable,
@@ -127,9 +168,10 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "request_too_large")
             }
-            ApiError::BodyRead | ApiError::BadRequest(_) => {
+            ApiError::BodyRead | ApiError::BadRequest(_) | ApiError::Translate(_) => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error")
             }
+            ApiError::Unsupported { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_endpoint"),
             ApiError::Auth(e) => match e {
                 AuthError::Missing | AuthError::Malformed(_) | AuthError::Unknown => {
                     (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key")
@@ -184,20 +226,45 @@ impl ApiError {
         }
     }
 
+    /// The machine-readable error code (`budget_exceeded`, `upstream_timeout`, ...).
+    pub fn code_str(&self) -> &'static str {
+        self.parts().2
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         self.parts().0
     }
 
     /// The response body in OpenAI's error shape:
-    /// `{"error": {"message", "type", "code", "param"}}`.
+    /// `{"error": {"message", "type", "code", "param", "meta"}}`.
     pub fn body(&self) -> Bytes {
-        let (_, kind, code) = self.parts();
-        let param = match self {
-            ApiError::BadRequest(HeadError::MissingModel | HeadError::BadModel) => json!("model"),
-            _ => serde_json::Value::Null,
+        self.body_in(ErrorShape::OpenAi)
+    }
+
+    /// The response body in the given dialect's error shape. Anthropic's is
+    /// `{"type": "error", "error": {"type", "message"}}`, with tollgate's `code` and
+    /// `meta` added inside `error` (Anthropic clients ignore fields they do not know).
+    pub fn body_in(&self, shape: ErrorShape) -> Bytes {
+        let (status, kind, code) = self.parts();
+        let v = match shape {
+            ErrorShape::OpenAi => {
+                let param = match self {
+                    ApiError::BadRequest(HeadError::MissingModel | HeadError::BadModel) => json!("model"),
+                    _ => serde_json::Value::Null,
+                };
+                json!({"error": {"message": self.to_string(), "type": kind, "code": code, "param": param, "meta": self.meta()}})
+            }
+            ErrorShape::Anthropic => json!({
+                "type": "error",
+                "error": {
+                    "type": anthropic_type(status),
+                    "message": self.to_string(),
+                    "code": code,
+                    "meta": self.meta(),
+                },
+            }),
         };
-        let v = json!({"error": {"message": self.to_string(), "type": kind, "code": code, "param": param, "meta": self.meta()}});
         Bytes::from(v.to_string())
     }
 
@@ -253,5 +320,28 @@ mod tests {
             "upstream_timeout",
         );
         check(ApiError::UpstreamGarbage("html".into()), 502, "upstream_error");
+    }
+
+    #[test]
+    fn the_anthropic_shape_carries_anthropic_types_and_our_code() {
+        let cases = [
+            (ApiError::Auth(AuthError::Unknown), "authentication_error", "invalid_api_key"),
+            (ApiError::Auth(AuthError::Revoked), "permission_error", "virtual_key_revoked"),
+            (ApiError::BadRequest(HeadError::MissingModel), "invalid_request_error", "invalid_request_error"),
+            (ApiError::BodyTooLarge { limit: 1 }, "request_too_large", "request_too_large"),
+            (ApiError::ModelNotFound("m".into()), "not_found_error", "model_not_found"),
+            (
+                ApiError::Provider(ProviderError::new(tollgate_providers::ProviderErrorKind::Timeout, "x")),
+                "timeout_error",
+                "upstream_timeout",
+            ),
+        ];
+        for (e, kind, code) in cases {
+            let v: serde_json::Value = serde_json::from_slice(&e.body_in(ErrorShape::Anthropic)).unwrap();
+            assert_eq!(v["type"], "error", "{v}");
+            assert_eq!(v["error"]["type"], kind, "{v}");
+            assert_eq!(v["error"]["code"], code, "{v}");
+            assert_eq!(v["error"]["message"], e.to_string());
+        }
     }
 }

@@ -24,14 +24,17 @@
 mod alerts;
 mod enforce;
 mod error;
+mod idle;
 mod ledger;
+mod metrics;
+mod proxy;
 mod server;
 mod snapshot;
 mod stream;
 mod watch;
 
 pub use alerts::AlertConfig;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorShape};
 pub use server::serve;
 pub use snapshot::Snapshot;
 pub use watch::{WatchConfig, watch_control_plane};
@@ -56,10 +59,16 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Upstream client bounds.
     pub upstream: ClientConfig,
+    /// Longest silence allowed from an upstream while its body is being read; a stream
+    /// that stalls longer ends with an error and is charged for what passed.
+    pub stream_idle_timeout: Duration,
     /// How long in-flight requests may finish after shutdown begins.
     pub shutdown_grace: Duration,
     /// Budget alert delivery.
     pub alerts: AlertConfig,
+    /// Most distinct virtual keys given their own `/metrics` series (0: none; the rest
+    /// are counted as `other`).
+    pub metrics_key_labels: usize,
 }
 
 impl Default for Config {
@@ -69,8 +78,10 @@ impl Default for Config {
             max_response_bytes: 64 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
             upstream: ClientConfig::default(),
+            stream_idle_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(10),
             alerts: AlertConfig::default(),
+            metrics_key_labels: 0,
         }
     }
 }
@@ -83,6 +94,7 @@ pub struct DataPlane {
     client: HttpClient,
     enforcement: Enforcement,
     ledger: OnceLock<LedgerWriter>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -111,11 +123,12 @@ impl DataPlane {
         };
         let enforcement = Enforcement { budgets, limiter, alerts };
         Ok(Arc::new(DataPlane {
-            config,
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             client,
             enforcement,
             ledger: OnceLock::new(),
+            metrics: Arc::new(metrics::Metrics::new(config.metrics_key_labels)),
+            config,
         }))
     }
 
@@ -161,6 +174,7 @@ impl DataPlane {
             budgets = next.budget_count(),
             "snapshot applied"
         );
+        self.metrics.snapshot_applied(next.revision, tollgate_core::Timestamp::now().unix_millis());
         self.snapshot.store(Arc::new(next));
         problems
     }
@@ -168,5 +182,11 @@ impl DataPlane {
     /// The data plane's configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The Prometheus text exposition of the data plane's metrics (`GET /metrics`).
+    pub fn render_metrics(&self) -> String {
+        let spool = self.ledger().map(|l| l.spool_depth());
+        self.metrics.render(tollgate_core::Timestamp::now().unix_millis(), spool)
     }
 }

@@ -1,11 +1,13 @@
-//! Server-sent-event streams: forwarded event by event as they arrive, with usage read
-//! on the way and the usage-only chunk removed when the caller did not ask for it.
+//! Server-sent-event streams: the upstream's events framed one by one as they arrive and
+//! handed to the providers' [`StreamAdapter`], which forwards them (same dialect) or
+//! translates them (caller and upstream differ) and reads usage on the way. Nothing is
+//! buffered beyond one incomplete event.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tollgate_providers::{ProviderError, ResponseBody, Usage};
+use tollgate_providers::{ProviderError, ResponseBody, StreamAdapter, Usage};
 
 /// How a stream ended, reported once to the completion callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,76 +19,67 @@ pub(crate) struct StreamOutcome {
     pub(crate) completed: bool,
     /// Bytes of event data forwarded to the caller.
     pub(crate) bytes_forwarded: u64,
+    /// Bytes of generated text (content and tool-call arguments) seen, for an estimate
+    /// when the upstream reported no usage.
+    pub(crate) generated_text_bytes: u64,
+    /// When the first event reached the caller, if one did.
+    pub(crate) first_event: Option<std::time::Instant>,
 }
 
 type OnDone = Box<dyn FnOnce(StreamOutcome) + Send + Sync>;
 
-/// Wraps an upstream OpenAI SSE body.
-pub(crate) struct UsageStream {
+/// Wraps an upstream SSE body.
+pub(crate) struct SseStream {
     inner: ResponseBody,
-    /// Bytes received but not yet forwarded: the tail after the last complete event.
+    /// Bytes received but not yet handed on: the tail after the last complete event.
     pending: BytesMut,
-    strip_usage_chunk: bool,
-    usage: Option<Usage>,
+    adapter: Box<dyn StreamAdapter>,
     forwarded: u64,
     on_done: Option<OnDone>,
     finished: bool,
+    first_event: Option<std::time::Instant>,
 }
 
-/// Upper bound on one buffered partial event; a longer "event" is forwarded as is.
+/// Upper bound on one buffered partial event; a longer "event" is handed on as is.
 const MAX_PENDING: usize = 1 << 20;
 
-impl UsageStream {
-    pub(crate) fn new(inner: ResponseBody, strip_usage_chunk: bool, on_done: OnDone) -> Self {
-        UsageStream {
+impl SseStream {
+    pub(crate) fn new(inner: ResponseBody, adapter: Box<dyn StreamAdapter>, on_done: OnDone) -> Self {
+        SseStream {
             inner,
             pending: BytesMut::new(),
-            strip_usage_chunk,
-            usage: None,
+            adapter,
             forwarded: 0,
             on_done: Some(on_done),
             finished: false,
+            first_event: None,
         }
     }
 
     fn finish(&mut self, completed: bool) {
         if let Some(done) = self.on_done.take() {
-            done(StreamOutcome { usage: self.usage, completed, bytes_forwarded: self.forwarded });
+            done(StreamOutcome {
+                usage: self.adapter.usage(),
+                completed,
+                bytes_forwarded: self.forwarded,
+                generated_text_bytes: self.adapter.generated_text().len() as u64,
+                first_event: self.first_event,
+            });
         }
     }
 
-    /// Takes every complete event out of `pending`, reads usage from it, and returns the
-    /// bytes to forward (usage-only events removed when stripping).
-    fn drain_events(&mut self) -> Bytes {
+    /// Hands every complete event in `pending` to the adapter; returns what to forward.
+    fn drain_events(&mut self) -> BytesMut {
         let mut out = BytesMut::new();
         while let Some(end) = find_event_end(&self.pending) {
             let event = self.pending.split_to(end);
-            let keep = self.inspect(&event);
-            if keep {
-                out.extend_from_slice(&event);
-            }
+            self.adapter.on_event(&event, &mut out);
         }
         if self.pending.len() > MAX_PENDING {
-            out.extend_from_slice(&self.pending.split());
+            let event = self.pending.split();
+            self.adapter.on_event(&event, &mut out);
         }
-        out.freeze()
-    }
-
-    /// Reads usage from one event; false when the event is a usage-only chunk to strip.
-    fn inspect(&mut self, event: &[u8]) -> bool {
-        let Some(data) = event_data(event) else { return true };
-        if !contains(data, b"\"usage\"") {
-            return true;
-        }
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else { return true };
-        if let Some(u) = tollgate_providers::openai::usage_from_value(&v) {
-            self.usage = Some(u);
-            let usage_only = v.get("choices").and_then(|c| c.as_array()).is_some_and(Vec::is_empty);
-            if usage_only && self.strip_usage_chunk {
-                return false;
-            }
-        }
-        true
+        out
     }
 }
 
@@ -107,19 +100,7 @@ fn find_event_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// The payload of an event's `data:` line (single-line data, as OpenAI sends).
-fn event_data(event: &[u8]) -> Option<&[u8]> {
-    event.split(|&b| b == b'\n').find_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line.strip_prefix(b"data:").map(|d| d.strip_prefix(b" ").unwrap_or(d))
-    })
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-impl Body for UsageStream {
+impl Body for SseStream {
     type Data = Bytes;
     type Error = ProviderError;
 
@@ -136,8 +117,9 @@ impl Body for UsageStream {
                     this.pending.extend_from_slice(&data.copy_to_bytes(data.remaining()));
                     let out = this.drain_events();
                     if !out.is_empty() {
+                        this.first_event.get_or_insert_with(std::time::Instant::now);
                         this.forwarded += out.len() as u64;
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                        return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -147,13 +129,19 @@ impl Body for UsageStream {
                 }
                 Poll::Ready(None) => {
                     this.finished = true;
-                    let rest = this.pending.split().freeze();
+                    let mut out = BytesMut::new();
+                    // An unterminated last event still counts.
+                    let rest = this.pending.split();
+                    if !rest.iter().all(u8::is_ascii_whitespace) {
+                        this.adapter.on_event(&rest, &mut out);
+                    }
+                    this.adapter.on_end(&mut out);
+                    this.forwarded += out.len() as u64;
                     this.finish(true);
-                    if rest.is_empty() {
+                    if out.is_empty() {
                         return Poll::Ready(None);
                     }
-                    this.forwarded += rest.len() as u64;
-                    return Poll::Ready(Some(Ok(Frame::data(rest))));
+                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
                 }
             }
         }
@@ -168,7 +156,7 @@ impl Body for UsageStream {
     }
 }
 
-impl Drop for UsageStream {
+impl Drop for SseStream {
     fn drop(&mut self) {
         // The caller disconnected (or the response was dropped) before the end.
         self.finish(false);
@@ -180,6 +168,7 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
     use std::sync::{Arc, Mutex};
+    use tollgate_providers::{Dialect, StreamOptions, stream_adapter};
 
     const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
 data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n\
@@ -192,10 +181,20 @@ data: [DONE]\n\n";
         StreamBody::new(futures_util::stream::iter(chunks)).boxed()
     }
 
+    fn openai(strip: bool) -> Box<dyn StreamAdapter> {
+        stream_adapter(
+            Dialect::OpenAiChat,
+            Dialect::OpenAiChat,
+            StreamOptions { public_model: "m".into(), strip_usage_chunk: strip },
+        )
+        .unwrap()
+    }
+
     async fn run(size: usize, strip: bool) -> (String, StreamOutcome) {
         let seen = Arc::new(Mutex::new(None));
         let s = seen.clone();
-        let body = UsageStream::new(chunked(STREAM, size), strip, Box::new(move |o| *s.lock().unwrap() = Some(o)));
+        let body =
+            SseStream::new(chunked(STREAM, size), openai(strip), Box::new(move |o| *s.lock().unwrap() = Some(o)));
         let out = body.collect().await.unwrap().to_bytes();
         let outcome = seen.lock().unwrap().take().unwrap();
         (String::from_utf8(out.to_vec()).unwrap(), outcome)
@@ -220,7 +219,8 @@ data: [DONE]\n\n";
     async fn an_abandoned_stream_reports_what_was_forwarded() {
         let seen = Arc::new(Mutex::new(None));
         let s = seen.clone();
-        let mut body = UsageStream::new(chunked(STREAM, 10), true, Box::new(move |o| *s.lock().unwrap() = Some(o)));
+        let mut body =
+            SseStream::new(chunked(STREAM, 10), openai(true), Box::new(move |o| *s.lock().unwrap() = Some(o)));
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert!(!first.is_empty());
         drop(body);
@@ -228,6 +228,7 @@ data: [DONE]\n\n";
         assert!(!outcome.completed);
         assert_eq!(outcome.bytes_forwarded, first.len() as u64);
         assert_eq!(outcome.usage, None);
+        assert_eq!(outcome.generated_text_bytes, 3, "\"Hel\" was generated before the caller left");
     }
 
     #[test]
@@ -235,6 +236,5 @@ data: [DONE]\n\n";
         assert_eq!(find_event_end(b"data: x\n\nrest"), Some(9));
         assert_eq!(find_event_end(b"data: x\r\n\r\nrest"), Some(11));
         assert_eq!(find_event_end(b"data: x\n"), None);
-        assert_eq!(event_data(b"event: e\ndata: {\"a\":1}\n\n"), Some(&b"{\"a\":1}"[..]));
     }
 }

@@ -1,0 +1,593 @@
+//! Prometheus metrics of the data plane, rendered in the text exposition format at
+//! `GET /metrics`.
+//!
+//! Series are created on first use and kept in small maps behind read-mostly locks; the
+//! hot path takes one read lock and bumps atomics. Label values are bounded: models and
+//! providers come from the snapshot (unknown names are folded into `other`), statuses
+//! and error codes from closed sets, and per-key labels are off unless enabled with a
+//! cap on distinct keys (the rest are reported as `other`).
+
+use hashbrown::{Equivalent, HashMap};
+use std::fmt::Write as _;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency buckets: 50 µs to 120 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 120.0,
+];
+
+/// Upper bounds (seconds) of the gateway-overhead buckets: 10 µs to 100 ms.
+const OVERHEAD_BUCKETS: &[f64] =
+    &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1];
+
+/// A fixed-bucket histogram of durations.
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|&b| secs <= b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(self.counts.iter()) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Counters of one (endpoint, model, provider) combination.
+struct ModelSeries {
+    duration: Histogram,
+    ttft: Histogram,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
+    cost_nanos: AtomicU64,
+}
+
+impl ModelSeries {
+    fn new() -> Self {
+        ModelSeries {
+            duration: Histogram::new(LATENCY_BUCKETS),
+            ttft: Histogram::new(LATENCY_BUCKETS),
+            input_tokens: AtomicU64::new(0),
+            output_tokens: AtomicU64::new(0),
+            cached_tokens: AtomicU64::new(0),
+            cost_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Labels of a request counter.
+#[derive(Hash, PartialEq, Eq)]
+struct ReqKey {
+    endpoint: &'static str,
+    model: Box<str>,
+    provider: Box<str>,
+    status: u16,
+    error: &'static str,
+}
+
+/// The borrowed form of [`ReqKey`], hashed identically, so lookups never allocate.
+#[derive(Hash, Clone, Copy)]
+struct ReqRef<'a> {
+    endpoint: &'static str,
+    model: &'a str,
+    provider: &'a str,
+    status: u16,
+    error: &'static str,
+}
+
+impl Equivalent<ReqKey> for ReqRef<'_> {
+    fn equivalent(&self, k: &ReqKey) -> bool {
+        self.endpoint == k.endpoint
+            && self.status == k.status
+            && self.error == k.error
+            && self.model == &*k.model
+            && self.provider == &*k.provider
+    }
+}
+
+impl From<ReqRef<'_>> for ReqKey {
+    fn from(r: ReqRef<'_>) -> Self {
+        ReqKey {
+            endpoint: r.endpoint,
+            model: r.model.into(),
+            provider: r.provider.into(),
+            status: r.status,
+            error: r.error,
+        }
+    }
+}
+
+/// Labels of a per-model series.
+#[derive(Hash, PartialEq, Eq)]
+struct SeriesKey {
+    endpoint: &'static str,
+    model: Box<str>,
+    provider: Box<str>,
+}
+
+/// The borrowed form of [`SeriesKey`].
+#[derive(Hash, Clone, Copy)]
+struct SeriesRef<'a> {
+    endpoint: &'static str,
+    model: &'a str,
+    provider: &'a str,
+}
+
+impl Equivalent<SeriesKey> for SeriesRef<'_> {
+    fn equivalent(&self, k: &SeriesKey) -> bool {
+        self.endpoint == k.endpoint && self.model == &*k.model && self.provider == &*k.provider
+    }
+}
+
+impl From<SeriesRef<'_>> for SeriesKey {
+    fn from(r: SeriesRef<'_>) -> Self {
+        SeriesKey { endpoint: r.endpoint, model: r.model.into(), provider: r.provider.into() }
+    }
+}
+
+/// The outcome of one request, as metrics see it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Observation<'a> {
+    /// `chat`, `messages`, `responses`, `embeddings`.
+    pub(crate) endpoint: &'static str,
+    /// The public model, when the request got far enough to name one.
+    pub(crate) model: Option<&'a str>,
+    /// The provider that served (or failed), when dispatched.
+    pub(crate) provider: Option<&'a str>,
+    /// The key, for opt-in per-key series.
+    pub(crate) key: Option<&'a str>,
+    /// The HTTP status returned.
+    pub(crate) status: u16,
+    /// The error code returned, if any.
+    pub(crate) error: Option<&'static str>,
+    /// From the first byte of the request to the response head (or the whole answer
+    /// for non-streaming requests).
+    pub(crate) total: Duration,
+    /// Time spent waiting on the upstream within `total`.
+    pub(crate) upstream: Duration,
+}
+
+/// What a finished stream or response reports for token and cost counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Metered {
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) cached_tokens: u64,
+    pub(crate) cost_nanos: u64,
+}
+
+/// The data plane's metrics registry.
+pub(crate) struct Metrics {
+    requests: RwLock<HashMap<ReqKey, AtomicU64>>,
+    models: RwLock<HashMap<SeriesKey, ModelSeries>>,
+    overhead: HashMap<&'static str, Histogram>,
+    budget_refusals: RwLock<HashMap<&'static str, AtomicU64>>,
+    rate_refusals: RwLock<HashMap<(&'static str, &'static str), AtomicU64>>,
+    upstream_errors: RwLock<HashMap<SeriesKey, AtomicU64>>,
+    key_requests: RwLock<HashMap<Box<str>, AtomicU64>>,
+    /// Most distinct keys given their own label (0: per-key series off).
+    key_label_cap: usize,
+    inflight: AtomicI64,
+    snapshot_revision: AtomicI64,
+    snapshot_applied_unix_ms: AtomicI64,
+}
+
+/// The endpoints metrics are kept for.
+pub(crate) const ENDPOINTS: &[&str] = &["chat", "messages", "responses", "embeddings"];
+
+const OTHER: &str = "other";
+
+impl Metrics {
+    /// A registry; `key_label_cap` > 0 enables per-key request counters for that many
+    /// distinct keys.
+    pub(crate) fn new(key_label_cap: usize) -> Self {
+        Metrics {
+            requests: RwLock::new(HashMap::new()),
+            models: RwLock::new(HashMap::new()),
+            overhead: ENDPOINTS.iter().map(|e| (*e, Histogram::new(OVERHEAD_BUCKETS))).collect(),
+            budget_refusals: RwLock::new(HashMap::new()),
+            rate_refusals: RwLock::new(HashMap::new()),
+            upstream_errors: RwLock::new(HashMap::new()),
+            key_requests: RwLock::new(HashMap::new()),
+            key_label_cap,
+            inflight: AtomicI64::new(0),
+            snapshot_revision: AtomicI64::new(0),
+            snapshot_applied_unix_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub(crate) fn inflight(&self) -> InflightGuard<'_> {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(&self.inflight)
+    }
+
+    /// Records a finished request (its response head, for streams).
+    pub(crate) fn observe(&self, o: &Observation<'_>) {
+        let model = o.model.unwrap_or("");
+        let provider = o.provider.unwrap_or("");
+        let error = o.error.unwrap_or("");
+        bump(&self.requests, ReqRef { endpoint: o.endpoint, model, provider, status: o.status, error }, ReqKey::from);
+        if o.model.is_some() && o.status < 400 {
+            with_series(&self.models, SeriesRef { endpoint: o.endpoint, model, provider }, |s| {
+                s.duration.observe(o.total)
+            });
+        }
+        if let Some(h) = self.overhead.get(o.endpoint)
+            && o.status < 400
+            && o.upstream > Duration::ZERO
+        {
+            h.observe(o.total.saturating_sub(o.upstream));
+        }
+        if self.key_label_cap > 0
+            && let Some(key) = o.key
+        {
+            let counted = {
+                let map = self.key_requests.read().unwrap_or_else(|e| e.into_inner());
+                map.get(key).map(|c| c.fetch_add(1, Ordering::Relaxed)).is_some()
+            };
+            if !counted {
+                let mut map = self.key_requests.write().unwrap_or_else(|e| e.into_inner());
+                let label = if map.len() < self.key_label_cap || map.contains_key(key) { key } else { OTHER };
+                map.entry(Box::from(label)).or_insert_with(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records the time to the first token of a stream.
+    pub(crate) fn time_to_first_token(&self, endpoint: &'static str, model: &str, provider: &str, d: Duration) {
+        with_series(&self.models, SeriesRef { endpoint, model, provider }, |s| s.ttft.observe(d));
+    }
+
+    /// Records tokens and cost once a request is settled.
+    pub(crate) fn metered(&self, endpoint: &'static str, model: &str, provider: &str, m: Metered) {
+        with_series(&self.models, SeriesRef { endpoint, model, provider }, |s| {
+            s.input_tokens.fetch_add(m.input_tokens, Ordering::Relaxed);
+            s.output_tokens.fetch_add(m.output_tokens, Ordering::Relaxed);
+            s.cached_tokens.fetch_add(m.cached_tokens, Ordering::Relaxed);
+            s.cost_nanos.fetch_add(m.cost_nanos, Ordering::Relaxed);
+        });
+    }
+
+    /// Counts a refusal by its cause: budget scope, rate-limit dimension, or upstream
+    /// failure kind.
+    pub(crate) fn refused(&self, e: &crate::ApiError) {
+        use crate::ApiError;
+        match e {
+            ApiError::BudgetExceeded(x) => self.budget_refused(x.budget.scope.as_str()),
+            ApiError::RateLimited(r, provider) => {
+                self.rate_limited(r.dimension.as_str(), if *provider { "provider" } else { "virtual_key" });
+            }
+            _ => {}
+        }
+    }
+
+    /// A budget refused a request at `scope`.
+    pub(crate) fn budget_refused(&self, scope: &'static str) {
+        bump(&self.budget_refusals, scope, |s| s);
+    }
+
+    /// A rate limit refused a request.
+    pub(crate) fn rate_limited(&self, dimension: &'static str, limit_of: &'static str) {
+        bump(&self.rate_refusals, (dimension, limit_of), |k| k);
+    }
+
+    /// An upstream call failed.
+    pub(crate) fn upstream_error(&self, provider: &str, kind: &'static str) {
+        // Kept as (endpoint slot = kind, model slot empty, provider).
+        bump(&self.upstream_errors, SeriesRef { endpoint: kind, model: "", provider }, SeriesKey::from);
+    }
+
+    /// A snapshot was applied.
+    pub(crate) fn snapshot_applied(&self, revision: i64, unix_ms: i64) {
+        self.snapshot_revision.store(revision, Ordering::Relaxed);
+        self.snapshot_applied_unix_ms.store(unix_ms, Ordering::Relaxed);
+    }
+
+    /// The text exposition of every series, plus the gauges passed in.
+    pub(crate) fn render(&self, now_unix_ms: i64, spool_depth: Option<u64>) -> String {
+        let mut out = String::with_capacity(8192);
+        header(
+            &mut out,
+            "tollgate_requests_total",
+            "counter",
+            "Requests by endpoint, model, provider, status and error code.",
+        );
+        for (k, c) in read(&self.requests).iter() {
+            let _ = writeln!(
+                out,
+                "tollgate_requests_total{{{},status=\"{}\",error=\"{}\"}} {}",
+                labels3(k.endpoint, &k.model, &k.provider),
+                k.status,
+                k.error,
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let models = read(&self.models);
+        header(
+            &mut out,
+            "tollgate_request_duration_seconds",
+            "histogram",
+            "Total time of successful requests (to the response head for streams).",
+        );
+        for (k, s) in models.iter() {
+            s.duration.render(
+                &mut out,
+                "tollgate_request_duration_seconds",
+                &labels3(k.endpoint, &k.model, &k.provider),
+            );
+        }
+        header(
+            &mut out,
+            "tollgate_time_to_first_token_seconds",
+            "histogram",
+            "Time from request to the first streamed event sent to the caller.",
+        );
+        for (k, s) in models.iter() {
+            s.ttft.render(
+                &mut out,
+                "tollgate_time_to_first_token_seconds",
+                &labels3(k.endpoint, &k.model, &k.provider),
+            );
+        }
+        header(
+            &mut out,
+            "tollgate_gateway_overhead_seconds",
+            "histogram",
+            "Time spent in the gateway: total minus time waiting on the upstream.",
+        );
+        for e in ENDPOINTS {
+            if let Some(h) = self.overhead.get(e) {
+                h.render(&mut out, "tollgate_gateway_overhead_seconds", &format!("endpoint=\"{e}\""));
+            }
+        }
+        header(
+            &mut out,
+            "tollgate_tokens_total",
+            "counter",
+            "Tokens metered, by model and kind (cached is a subset of input).",
+        );
+        for (k, s) in models.iter() {
+            let l = labels3(k.endpoint, &k.model, &k.provider);
+            for (kind, v) in [("input", &s.input_tokens), ("output", &s.output_tokens), ("cached", &s.cached_tokens)] {
+                let _ = writeln!(out, "tollgate_tokens_total{{{l},kind=\"{kind}\"}} {}", v.load(Ordering::Relaxed));
+            }
+        }
+        header(
+            &mut out,
+            "tollgate_cost_usd_total",
+            "counter",
+            "Cost charged, in USD (exact integer nano-dollars in the ledger).",
+        );
+        for (k, s) in models.iter() {
+            let nanos = s.cost_nanos.load(Ordering::Relaxed);
+            let l = labels3(k.endpoint, &k.model, &k.provider);
+            let _ =
+                writeln!(out, "tollgate_cost_usd_total{{{l}}} {}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000);
+        }
+        drop(models);
+        header(
+            &mut out,
+            "tollgate_budget_refusals_total",
+            "counter",
+            "Requests refused by a block budget, by the scope that refused.",
+        );
+        for (scope, c) in read(&self.budget_refusals).iter() {
+            let _ = writeln!(out, "tollgate_budget_refusals_total{{scope=\"{scope}\"}} {}", c.load(Ordering::Relaxed));
+        }
+        header(&mut out, "tollgate_rate_limit_refusals_total", "counter", "Requests refused by a rate limit.");
+        for ((d, of), c) in read(&self.rate_refusals).iter() {
+            let _ = writeln!(
+                out,
+                "tollgate_rate_limit_refusals_total{{dimension=\"{d}\",limit_of=\"{of}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        header(&mut out, "tollgate_upstream_errors_total", "counter", "Failed upstream calls, by provider and kind.");
+        for (k, c) in read(&self.upstream_errors).iter() {
+            let (p, kind) = (esc(&k.provider), k.endpoint);
+            let _ = writeln!(
+                out,
+                "tollgate_upstream_errors_total{{provider=\"{p}\",kind=\"{kind}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        if self.key_label_cap > 0 {
+            header(
+                &mut out,
+                "tollgate_key_requests_total",
+                "counter",
+                "Requests per virtual key (opt-in, capped; the rest are `other`).",
+            );
+            for (k, c) in read(&self.key_requests).iter() {
+                let _ =
+                    writeln!(out, "tollgate_key_requests_total{{key=\"{}\"}} {}", esc(k), c.load(Ordering::Relaxed));
+            }
+        }
+        header(&mut out, "tollgate_inflight_requests", "gauge", "Requests being served.");
+        let _ = writeln!(out, "tollgate_inflight_requests {}", self.inflight.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "tollgate_snapshot_revision",
+            "gauge",
+            "Control-plane revision of the configuration being served.",
+        );
+        let _ = writeln!(out, "tollgate_snapshot_revision {}", self.snapshot_revision.load(Ordering::Relaxed));
+        header(&mut out, "tollgate_snapshot_age_seconds", "gauge", "Seconds since the configuration was last applied.");
+        let applied = self.snapshot_applied_unix_ms.load(Ordering::Relaxed);
+        let age = if applied == 0 { 0.0 } else { (now_unix_ms - applied).max(0) as f64 / 1000.0 };
+        let _ = writeln!(out, "tollgate_snapshot_age_seconds {age}");
+        if let Some(depth) = spool_depth {
+            header(
+                &mut out,
+                "tollgate_ledger_spool_depth",
+                "gauge",
+                "Ledger entries waiting in the local spool for the sink.",
+            );
+            let _ = writeln!(out, "tollgate_ledger_spool_depth {depth}");
+        }
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub(crate) struct InflightGuard<'a>(&'a AtomicI64);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn read<K, V>(m: &RwLock<HashMap<K, V>>) -> std::sync::RwLockReadGuard<'_, HashMap<K, V>> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Bumps the counter at `key`, creating it (with the owned form of the key) on first use.
+fn bump<Q, K>(map: &RwLock<HashMap<K, AtomicU64>>, key: Q, own: impl FnOnce(Q) -> K)
+where
+    Q: Copy + std::hash::Hash + Equivalent<K>,
+    K: std::hash::Hash + Eq,
+{
+    if let Some(c) = read(map).get(&key) {
+        c.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let mut w = map.write().unwrap_or_else(|e| e.into_inner());
+    w.entry(own(key)).or_insert_with(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
+}
+
+fn with_series(map: &RwLock<HashMap<SeriesKey, ModelSeries>>, key: SeriesRef<'_>, f: impl FnOnce(&ModelSeries)) {
+    if let Some(s) = read(map).get(&key) {
+        f(s);
+        return;
+    }
+    let mut w = map.write().unwrap_or_else(|e| e.into_inner());
+    f(w.entry(SeriesKey::from(key)).or_insert_with(ModelSeries::new));
+}
+
+fn labels3(e: &str, m: &str, p: &str) -> String {
+    format!("endpoint=\"{e}\",model=\"{}\",provider=\"{}\"", esc(m), esc(p))
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<String> {
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(str::to_owned))
+    }
+
+    #[test]
+    fn requests_tokens_cost_and_histograms_render_in_the_exposition_format() {
+        let m = Metrics::new(0);
+        let ok = Observation {
+            endpoint: "chat",
+            model: Some("gpt-4o"),
+            provider: Some("oai"),
+            status: 200,
+            total: Duration::from_millis(3),
+            upstream: Duration::from_micros(2_960),
+            ..Observation::default()
+        };
+        m.observe(&ok);
+        m.observe(&ok);
+        m.observe(&Observation { status: 402, error: Some("budget_exceeded"), ..ok.clone() });
+        m.metered(
+            "chat",
+            "gpt-4o",
+            "oai",
+            Metered { input_tokens: 10, output_tokens: 5, cached_tokens: 2, cost_nanos: 1_500_000_001 },
+        );
+        m.budget_refused("project");
+        let text = m.render(0, Some(3));
+        assert_eq!(
+            value(
+                &text,
+                r#"tollgate_requests_total{endpoint="chat",model="gpt-4o",provider="oai",status="200",error=""}"#
+            )
+            .as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            value(&text, r#"tollgate_requests_total{endpoint="chat",model="gpt-4o",provider="oai",status="402",error="budget_exceeded"}"#).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            value(&text, r#"tollgate_cost_usd_total{endpoint="chat",model="gpt-4o",provider="oai"}"#).as_deref(),
+            Some("1.500000001")
+        );
+        assert_eq!(
+            value(&text, r#"tollgate_tokens_total{endpoint="chat",model="gpt-4o",provider="oai",kind="cached"}"#)
+                .as_deref(),
+            Some("2")
+        );
+        // 40 µs of overhead lands in the 50 µs bucket, twice.
+        assert_eq!(
+            value(&text, r#"tollgate_gateway_overhead_seconds_bucket{endpoint="chat",le="0.00005"}"#).as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            value(&text, r#"tollgate_gateway_overhead_seconds_bucket{endpoint="chat",le="+Inf"}"#).as_deref(),
+            Some("2")
+        );
+        assert_eq!(value(&text, r#"tollgate_budget_refusals_total{scope="project"}"#).as_deref(), Some("1"));
+        assert_eq!(value(&text, "tollgate_ledger_spool_depth").as_deref(), Some("3"));
+        assert!(!text.contains("tollgate_key_requests_total"), "per-key series are opt-in");
+    }
+
+    #[test]
+    fn per_key_series_are_capped_and_label_values_escaped() {
+        let m = Metrics::new(2);
+        for key in ["k1", "k2", "k3", "k4", "k1"] {
+            m.observe(&Observation { endpoint: "chat", key: Some(key), status: 200, ..Observation::default() });
+        }
+        let text = m.render(0, None);
+        assert_eq!(value(&text, r#"tollgate_key_requests_total{key="k1"}"#).as_deref(), Some("2"));
+        assert_eq!(value(&text, r#"tollgate_key_requests_total{key="other"}"#).as_deref(), Some("2"));
+        assert!(!text.contains("k3"));
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

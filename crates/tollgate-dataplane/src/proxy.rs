@@ -1,0 +1,475 @@
+//! The path every upstream-bound endpoint shares: `/v1/chat/completions`,
+//! `/v1/messages`, `/v1/responses` and `/v1/embeddings`.
+//!
+//! read a capped body → one snapshot → authenticate → parse the head → allowlist →
+//! route → rate limits and budget reservation → body in the upstream's dialect (the
+//! caller's bytes with only `model` spliced when both speak the same dialect, a
+//! translation otherwise) → dispatch → the answer in the caller's dialect (streams
+//! event by event) → settle the actual cost → ledger entry.
+
+use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens};
+use crate::idle::IdleTimeout;
+use crate::ledger::Pending;
+use crate::metrics::{Metered, Metrics};
+use crate::stream::{SseStream, StreamOutcome};
+use crate::{ApiError, DataPlane, ErrorShape};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate_budgets::RateLimits;
+use tollgate_core::{Money, Timestamp};
+use tollgate_metering::{Usage, UsageSource};
+use tollgate_providers::openai::{RequestHead, request_stream_usage, rewrite_model};
+use tollgate_providers::translate;
+use tollgate_providers::{
+    Dialect, Operation, ProviderError, ProviderErrorKind, ResponseBody, StreamOptions, UpstreamRequest, stream_adapter,
+    usage_of,
+};
+
+pub(crate) type Resp = Response<ResponseBody>;
+
+/// An upstream-bound endpoint of the data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `POST /v1/chat/completions` (OpenAI).
+    Chat,
+    /// `POST /v1/messages` (Anthropic).
+    Messages,
+    /// `POST /v1/responses` (OpenAI Responses; OpenAI-dialect upstreams only).
+    Responses,
+    /// `POST /v1/embeddings` (OpenAI-dialect upstreams only).
+    Embeddings,
+}
+
+impl Endpoint {
+    /// The dialect callers of this endpoint speak.
+    pub(crate) fn dialect(self) -> Dialect {
+        match self {
+            Endpoint::Chat => Dialect::OpenAiChat,
+            Endpoint::Messages => Dialect::AnthropicMessages,
+            Endpoint::Responses => Dialect::OpenAiResponses,
+            Endpoint::Embeddings => Dialect::OpenAiEmbeddings,
+        }
+    }
+
+    /// The error shape callers of this endpoint understand.
+    pub(crate) fn error_shape(self) -> ErrorShape {
+        match self {
+            Endpoint::Messages => ErrorShape::Anthropic,
+            _ => ErrorShape::OpenAi,
+        }
+    }
+
+    fn operation(self) -> Operation {
+        match self {
+            Endpoint::Chat | Endpoint::Messages => Operation::ChatCompletions,
+            Endpoint::Responses => Operation::Responses,
+            Endpoint::Embeddings => Operation::Embeddings,
+        }
+    }
+
+    /// The endpoint's metrics label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Messages => "messages",
+            Endpoint::Responses => "responses",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/v1/chat/completions",
+            Endpoint::Messages => "/v1/messages",
+            Endpoint::Responses => "/v1/responses",
+            Endpoint::Embeddings => "/v1/embeddings",
+        }
+    }
+}
+
+/// What a request revealed about itself on the way, for metrics: filled in as the
+/// phases pass, so a refusal still reports how far it got.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub(crate) model: Option<Arc<str>>,
+    pub(crate) provider: Option<Arc<str>>,
+    pub(crate) key: Option<tollgate_core::KeyId>,
+    /// Time spent waiting on the upstream (head, and the whole body when not streaming).
+    pub(crate) upstream: Duration,
+}
+
+/// Reads the request body, refusing more than `limit` bytes: a larger declared
+/// `content-length` is refused before a byte is read, a chunked body as soon as it
+/// passes the limit.
+pub(crate) async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::BodyTooLarge { limit })
+        }
+        Err(_) => Err(ApiError::BodyRead),
+    }
+}
+
+/// Serves one upstream-bound request end to end.
+pub(crate) async fn proxy(
+    dp: &DataPlane,
+    req: Request<Incoming>,
+    endpoint: Endpoint,
+    request_id: &HeaderValue,
+    seen: &mut Seen,
+) -> Result<Resp, ApiError> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let body = read_body(&parts.headers, body, dp.config.max_body_bytes).await?;
+    let now = Timestamp::now();
+    let caller = endpoint.dialect();
+
+    // Everything the request needs from the snapshot is taken here, at one revision.
+    let (key, head, deployment, provider, upstream, provider_counter, provider_limits, pricing, budgets, default_max) = {
+        let snap = dp.snapshot();
+        if !snap.loaded {
+            return Err(ApiError::NotReady);
+        }
+        let key = snap.keys.authenticate(&snap.hasher, crate::server::presented_key(&parts.headers), now)?.clone();
+        seen.key = Some(key.id.clone());
+        let head = RequestHead::parse(&body)?;
+        key.check_model(&head.model)?;
+        let route = snap.catalog.get(&head.model).ok_or_else(|| ApiError::ModelNotFound(truncate(&head.model)))?;
+        seen.model = Some(route.name.clone());
+        let deployment = route.deployments[0].clone();
+        seen.provider = Some(deployment.provider.clone());
+        let entry =
+            snap.providers.get(&deployment.provider).ok_or_else(|| ApiError::NoUpstream(truncate(&head.model)))?;
+        let kind = entry.provider.kind();
+        let upstream = match endpoint.operation() {
+            Operation::ChatCompletions => kind.chat_dialect(),
+            op if kind.serves(op) => caller,
+            _ => {
+                return Err(ApiError::Unsupported { model: truncate(&head.model), endpoint: endpoint.path() });
+            }
+        };
+        let pricing = snap.prices.get(&head.model).copied();
+        let budgets = snap.budgets_for(&key.id);
+        (
+            key,
+            head,
+            deployment,
+            entry.provider.clone(),
+            upstream,
+            entry.counter.clone(),
+            entry.limits,
+            pricing,
+            budgets,
+            route.max_output_tokens,
+        )
+    };
+    // Embeddings generate no output tokens; everything else may generate up to its cap.
+    let stream = head.stream && endpoint != Endpoint::Embeddings;
+    let max_output_tokens = match endpoint {
+        Endpoint::Embeddings => 0,
+        _ => head.max_output_tokens.or(default_max).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+    };
+
+    // Translate before admission: a body the upstream's dialect cannot express is the
+    // caller's error and must not cost a rate-limit slot.
+    let upstream_body = if upstream == caller {
+        let spliced = rewrite_model(&body, &head, &deployment.upstream_model);
+        if stream && caller == Dialect::OpenAiChat {
+            // Every stream is metered: ask for the usage chunk, strip it if the caller did not.
+            request_stream_usage(&spliced, &head)
+        } else {
+            spliced
+        }
+    } else {
+        translate::chat_request(caller, upstream, &body, &deployment.upstream_model)?
+    };
+
+    let admitted = dp
+        .enforcement
+        .admit(Ask {
+            key_id: key.id.as_str(),
+            key_limits: RateLimits {
+                rpm: key.limits.rpm,
+                tpm: key.limits.tpm,
+                max_concurrency: key.limits.max_concurrency,
+            },
+            provider_counter: &provider_counter,
+            provider_limits,
+            budgets: &budgets,
+            pricing,
+            body_len: body.len(),
+            max_output_tokens,
+            now,
+        })
+        .await?;
+    drop(body);
+
+    let ledger = Pending::start(
+        dp.ledger(),
+        request_id.to_str().unwrap_or("req_unknown"),
+        &key,
+        &head.model,
+        &deployment,
+        stream,
+        started,
+    );
+    // A failed dispatch drops `admitted`, which releases the reservation and permits.
+    let dispatched = Instant::now();
+    let answer = provider
+        .send(UpstreamRequest {
+            operation: endpoint.operation(),
+            body: upstream_body,
+            upstream_model: deployment.upstream_model.clone(),
+            stream,
+        })
+        .await;
+    seen.upstream = dispatched.elapsed();
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            dp.metrics.upstream_error(&deployment.provider, error_kind(&e));
+            drop(admitted);
+            if let Some(l) = ledger {
+                l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, status_of(&e));
+            }
+            return Err(ApiError::Provider(e));
+        }
+    };
+
+    let exchange = Exchange {
+        caller,
+        upstream,
+        public_model: Arc::from(head.model.as_str()),
+        provider: deployment.provider.clone(),
+        endpoint,
+        started,
+        metrics: dp.metrics.clone(),
+        admitted,
+        ledger,
+    };
+    let body = IdleTimeout::new(answer.body, dp.config.stream_idle_timeout).boxed();
+    if stream && answer.status.is_success() {
+        let strip_usage_chunk = caller == Dialect::OpenAiChat && !head.include_usage;
+        return exchange.stream(body, answer.content_type, strip_usage_chunk, &key.id);
+    }
+    let deadline = dp.config.upstream.request_timeout;
+    let resp = exchange.whole(answer.status, body, dp.config.max_response_bytes, deadline).await;
+    seen.upstream = dispatched.elapsed();
+    resp
+}
+
+/// What the response phase needs: dialects, the caller's model name, the admission to
+/// settle and the ledger entry to finish.
+struct Exchange {
+    caller: Dialect,
+    upstream: Dialect,
+    public_model: Arc<str>,
+    provider: Arc<str>,
+    endpoint: Endpoint,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    admitted: Admitted,
+    ledger: Option<Pending>,
+}
+
+impl Exchange {
+    /// Counts tokens and cost of a settled request.
+    fn metered(metrics: &Metrics, endpoint: Endpoint, model: &str, provider: &str, usage: &Usage, cost: Money) {
+        metrics.metered(
+            endpoint.label(),
+            model,
+            provider,
+            Metered {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cached_tokens: usage.cached_input_tokens,
+                cost_nanos: u64::try_from(cost.nanos()).unwrap_or(0),
+            },
+        );
+    }
+}
+
+impl Exchange {
+    /// A successful stream: forwarded event by event in the caller's dialect; charged
+    /// when it ends, however it ends.
+    fn stream(
+        self,
+        body: ResponseBody,
+        content_type: Option<HeaderValue>,
+        strip_usage_chunk: bool,
+        key_id: &tollgate_core::KeyId,
+    ) -> Result<Resp, ApiError> {
+        let Exchange { caller, upstream, public_model, provider, endpoint, started, metrics, admitted, ledger } = self;
+        let adapter =
+            stream_adapter(upstream, caller, StreamOptions { public_model: public_model.clone(), strip_usage_chunk })?;
+        let mut headers = HeaderMap::new();
+        admitted.write_headers(&mut headers);
+        let key_id = key_id.clone();
+        let on_done = Box::new(move |o: StreamOutcome| {
+            if let Some(first) = o.first_event {
+                metrics.time_to_first_token(endpoint.label(), &public_model, &provider, first.duration_since(started));
+            }
+            let generated = if o.generated_text_bytes > 0 { o.generated_text_bytes } else { o.bytes_forwarded };
+            let (usage, source) = admitted.usage_or_estimate(o.usage, estimate_tokens(generated));
+            // The body is done (or the caller left): charge off the response path.
+            let charge = async move {
+                let cost = admitted.settle(&usage).await;
+                Exchange::metered(&metrics, endpoint, &public_model, &provider, &usage, cost);
+                if let Some(l) = ledger {
+                    l.finish(&usage, source, cost, if o.completed { 200 } else { 499 });
+                }
+                tracing::debug!(key = %key_id, model = %public_model, ?usage, ?source, %cost, completed = o.completed, "stream metered");
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(charge);
+                }
+                // Dropped outside the runtime (process teardown): nothing can be awaited
+                // any more; the reservation stops counting when its TTL passes.
+                Err(_) => tracing::warn!("stream ended outside the runtime; its charge was not committed"),
+            }
+        });
+        let body = SseStream::new(body, adapter, on_done);
+        let mut resp = Response::new(body.boxed());
+        *resp.headers_mut() = headers;
+        let content_type = match content_type {
+            Some(ct) if caller == upstream => ct,
+            _ => HeaderValue::from_static("text/event-stream"),
+        };
+        resp.headers_mut().insert(CONTENT_TYPE, content_type);
+        resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Ok(resp)
+    }
+
+    /// A complete (non-streaming) answer: read whole (capped), metered, translated.
+    async fn whole(
+        self,
+        status: StatusCode,
+        body: ResponseBody,
+        max_bytes: usize,
+        deadline: Duration,
+    ) -> Result<Resp, ApiError> {
+        let Exchange { caller, upstream, public_model, provider, endpoint, metrics, admitted, ledger, .. } = self;
+        // A body trickled slowly enough to dodge the idle timeout still has a deadline.
+        let read = tokio::time::timeout(deadline, Limited::new(body, max_bytes).collect()).await.unwrap_or_else(|_| {
+            Err(Box::new(ProviderError::new(ProviderErrorKind::Timeout, "upstream did not finish its answer in time")))
+        });
+        let bytes = match read {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                // Whatever the upstream generated before breaking is charged at the
+                // estimate of the reservation's prompt (the output is unknown): never zero.
+                let (usage, source) = admitted.usage_or_estimate(None, 0);
+                let cost = admitted.settle(&usage).await;
+                if let Some(l) = ledger {
+                    l.finish(&usage, source, cost, 502);
+                }
+                return Err(match e.downcast::<ProviderError>() {
+                    Ok(pe) => ApiError::Provider(*pe),
+                    Err(_) => ApiError::UpstreamGarbage("response too large".into()),
+                });
+            }
+        };
+        // A JSON object, checked whole (serde skims it without building values): a 200
+        // that is not valid JSON must never reach the caller as if it were an answer.
+        let looks_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+        if !status.is_success() {
+            // The upstream refused the request: nothing was generated, nothing is
+            // charged (dropping `admitted` releases the reservation); the ledger still
+            // shows it.
+            drop(admitted);
+            if let Some(l) = ledger {
+                l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, status.as_u16());
+            }
+            // Request errors (4xx) reach the caller with the upstream's status and
+            // message, in the caller's dialect; upstream failures (5xx) and non-API
+            // answers become 502 and never show the upstream's bytes.
+            if status.is_client_error() && looks_json {
+                let translated = if caller == upstream {
+                    Some(bytes)
+                } else {
+                    translate::error_body(upstream, caller, status, &bytes)
+                };
+                if let Some(b) = translated {
+                    return Ok(json_response(status, b));
+                }
+            }
+            return Err(ApiError::UpstreamGarbage(format!("HTTP {}", status.as_u16())));
+        }
+        if !looks_json {
+            // A 200 with garbage may still have cost the platform a generation.
+            let (usage, source) = admitted.usage_or_estimate(None, estimate_tokens(bytes.len() as u64));
+            let cost = admitted.settle(&usage).await;
+            if let Some(l) = ledger {
+                l.finish(&usage, source, cost, 502);
+            }
+            return Err(ApiError::UpstreamGarbage("not JSON".into()));
+        }
+        let reported = usage_of(upstream, &bytes);
+        let out = if caller == upstream {
+            Ok(bytes.clone())
+        } else {
+            translate::chat_response(upstream, caller, &bytes, &public_model)
+        };
+        let (usage, source) = admitted.usage_or_estimate(reported, estimate_tokens(bytes.len() as u64));
+        let mut resp = match out {
+            Ok(b) => json_response(StatusCode::OK, b),
+            Err(e) => {
+                // The upstream generated (and billed) something we cannot express.
+                let cost = admitted.settle(&usage).await;
+                if let Some(l) = ledger {
+                    l.finish(&usage, source, cost, 502);
+                }
+                return Err(ApiError::UpstreamGarbage(format!("could not translate the upstream's answer: {e}")));
+            }
+        };
+        admitted.write_headers(resp.headers_mut());
+        let cost = admitted.settle(&usage).await;
+        Exchange::metered(&metrics, endpoint, &public_model, &provider, &usage, cost);
+        if let Some(l) = ledger {
+            l.finish(&usage, source, cost, 200);
+        }
+        tracing::debug!(model = %public_model, input = usage.input_tokens, output = usage.output_tokens, ?source, %cost, "metered");
+        Ok(resp)
+    }
+}
+
+/// The metrics label of a failed upstream call.
+fn error_kind(e: &ProviderError) -> &'static str {
+    match e.kind {
+        ProviderErrorKind::Connect => "connect",
+        ProviderErrorKind::Timeout => "timeout",
+        ProviderErrorKind::IdleTimeout => "idle_timeout",
+        ProviderErrorKind::Io => "io",
+        ProviderErrorKind::Malformed => "malformed",
+        ProviderErrorKind::Config => "config",
+    }
+}
+
+/// The status a failed dispatch is recorded with.
+fn status_of(e: &ProviderError) -> u16 {
+    ApiError::Provider(e.clone()).status().as_u16()
+}
+
+pub(crate) fn truncate(s: &str) -> String {
+    s.chars().take(256).collect()
+}
+
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Resp {
+    let mut resp = Response::new(Full::new(body).map_err(|never: Infallible| match never {}).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
