@@ -1,0 +1,206 @@
+//! Hostile callers and misbehaving upstreams: header floods, callers that hang up,
+//! upstreams that cut, stall or trickle their answer, or answer broken JSON. In every
+//! case the caller gets a clear answer, the gateway keeps serving, nothing is left
+//! hanging and what the upstream generated is charged.
+
+use crate::standalone::{Gateway, error_code, hello};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tollgate_testkit::http_client::{get, send};
+use tollgate_testkit::process::eventually;
+use tollgate_testkit::{CHAT_COMPLETION, CHAT_STREAM, FakeUpstream, Reply};
+
+const BUDGET: &str = r#"{"limit_usd": "100.00", "window": "day", "on_breach": "block"}"#;
+
+fn with_budget() -> Value {
+    json!({"budget": serde_json::from_str::<Value>(BUDGET).unwrap()})
+}
+
+fn streaming() -> Value {
+    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": true})
+}
+
+/// The key's own budget as `GET /v1/key` shows it: (spent, reserved) in USD text.
+async fn spend(gw: &Gateway, secret: &str) -> (String, String) {
+    let v = get(&format!("{}/v1/key", gw.data), Some(secret)).await.json();
+    let spent = &v["budgets"][0]["spent"];
+    (
+        spent["usd"].as_str().unwrap_or_default().to_owned(),
+        spent["reserved_usd"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+async fn wait_settled(gw: &Gateway, secret: &str, what: &str) -> String {
+    eventually(Duration::from_secs(10), what, || async {
+        let (spent, reserved) = spend(gw, secret).await;
+        reserved == "0.00" && spent != "0.00"
+    })
+    .await;
+    spend(gw, secret).await.0
+}
+
+/// Sends a raw HTTP/1.1 request and returns the open socket after reading `read` bytes.
+async fn raw_request(gw: &Gateway, secret: &str, body: &Value, read: usize) -> (TcpStream, Vec<u8>) {
+    let addr = gw.data.trim_start_matches("http://");
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    let body = body.to_string();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {secret}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(req.as_bytes()).await.unwrap();
+    let mut got = vec![0u8; read];
+    let mut n = 0;
+    while n < read {
+        match tokio::time::timeout(Duration::from_secs(10), sock.read(&mut got[n..])).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(k)) => n += k,
+            Ok(Err(_)) => break,
+        }
+    }
+    got.truncate(n);
+    (sock, got)
+}
+
+#[tokio::test]
+async fn header_floods_are_refused_and_the_gateway_keeps_serving() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    let url = format!("{}/v1/chat/completions", gw.data);
+
+    // One enormous header, then a great many small ones.
+    let huge = "x".repeat(200_000);
+    let addr = gw.data.trim_start_matches("http://");
+    for flood in [format!("x-flood: {huge}\r\n"), (0..5000).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()] {
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        let head =
+            format!("POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\n{flood}content-length: 2\r\n\r\n{{}}");
+        let _ = sock.write_all(head.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 431") || text.starts_with("HTTP/1.1 400"),
+            "a header flood is refused, not served: {}",
+            &text[..text.len().min(200)]
+        );
+    }
+    assert!(upstream.requests().is_empty(), "nothing from a flood reaches the upstream");
+    let r = send(
+        Method::POST,
+        &url,
+        &[("authorization", &format!("Bearer {secret}")), ("content-type", "application/json")],
+        hello().to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "the gateway still serves: {}", r.text());
+}
+
+#[tokio::test]
+async fn a_stream_the_upstream_cuts_midway_is_charged_for_what_passed() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, with_budget()).await;
+    // Two content events pass, then the connection is reset before the usage chunk.
+    let cut = CHAT_STREAM.find("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[]").unwrap();
+    upstream.set_reply(Reply::chat_stream().reset_after(cut));
+
+    // Read to the end: the gateway closes the connection when the upstream breaks.
+    let (_sock, got) = raw_request(&gw, &secret, &streaming(), 1 << 20).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "the stream had started: {text}");
+    assert!(text.contains("Hel"), "what passed reached the caller: {text}");
+    assert!(!text.contains("[DONE]"), "a cut stream does not pretend to have finished: {text}");
+
+    let spent = wait_settled(&gw, &secret, "the cut stream is charged and its reservation released").await;
+    assert_ne!(spent, "0.00", "never charged zero because usage was missing");
+    assert_eq!(upstream.open_bodies(), 0);
+}
+
+#[tokio::test]
+async fn a_stalled_stream_times_out_frees_its_reservation_and_is_charged() {
+    let gw = Gateway::start_with_env(&[("TOLLGATE_STREAM_IDLE_TIMEOUT_S", "1")]).await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, with_budget()).await;
+    let first = CHAT_STREAM.find("\n\n").unwrap() + 2;
+    upstream.set_reply(Reply::chat_stream().stall_after(first));
+
+    let started = std::time::Instant::now();
+    let (_sock, got) = raw_request(&gw, &secret, &streaming(), 1 << 20).await;
+    assert!(started.elapsed() < Duration::from_secs(8), "the idle timeout ended the stream");
+    assert!(String::from_utf8_lossy(&got).contains("Hel"), "{}", String::from_utf8_lossy(&got));
+    wait_settled(&gw, &secret, "the stalled stream is charged and its reservation released").await;
+    eventually(Duration::from_secs(5), "the stalled upstream call is closed", || async { upstream.open_bodies() == 0 })
+        .await;
+}
+
+#[tokio::test]
+async fn a_caller_that_hangs_up_cancels_the_upstream_call() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, with_budget()).await;
+
+    // Streaming: the upstream trickles for ~20 s; the caller leaves after the head.
+    upstream.set_reply(Reply::chat_stream().trickle(8, Duration::from_millis(400)));
+    let (sock, got) = raw_request(&gw, &secret, &streaming(), 64).await;
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    drop(sock);
+    eventually(Duration::from_secs(5), "the upstream stream is dropped with the caller", || async {
+        upstream.open_bodies() == 0
+    })
+    .await;
+    wait_settled(&gw, &secret, "the abandoned stream is charged for what was generated").await;
+
+    // Not streaming: the upstream sends its head and then nothing; the caller gives up.
+    upstream.set_reply(Reply::chat_completion().stall_after(10));
+    let (sock, _) = raw_request(&gw, &secret, &hello(), 0).await;
+    eventually(Duration::from_secs(5), "the upstream answers", || async { upstream.open_bodies() == 1 }).await;
+    drop(sock);
+    eventually(Duration::from_secs(5), "the upstream call is cancelled with the caller", || async {
+        upstream.open_bodies() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn slow_trickles_are_served_and_broken_json_is_a_502_without_echo() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+
+    upstream.set_reply(Reply::chat_completion().trickle(16, Duration::from_millis(10)));
+    let r = gw.chat(Some(&secret), &hello()).await;
+    assert_eq!((r.status, r.text()), (StatusCode::OK, CHAT_COMPLETION.to_owned()));
+
+    upstream.set_reply(Reply::json(StatusCode::OK, r#"{"id":"x","choices":[{"message":"#));
+    let r = gw.chat(Some(&secret), &hello()).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::BAD_GATEWAY, "upstream_error".to_owned()));
+    assert!(!r.text().contains("choices"), "the upstream's broken bytes are not echoed: {}", r.text());
+
+    // An upstream stream that is not SSE at all still ends cleanly for the caller.
+    upstream.set_reply(Reply::raw(StatusCode::OK, "text/event-stream", "<html>gateway error</html>"));
+    let r = gw.chat(Some(&secret), &streaming()).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn anthropic_callers_get_errors_in_anthropics_shape() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start_with(Reply::auto()).await;
+    gw.setup(&upstream, json!({})).await;
+    let url = format!("{}/v1/messages", gw.data);
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let r =
+        send(Method::POST, &url, &[("x-api-key", "tg_nope"), ("content-type", "application/json")], body.to_string())
+            .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let v = r.json();
+    assert_eq!((v["type"].as_str(), v["error"]["type"].as_str()), (Some("error"), Some("authentication_error")), "{v}");
+
+    let r = send(Method::POST, &url, &[("x-api-key", "tg_nope")], "{not json").await;
+    assert_eq!(r.json()["type"], "error");
+}
