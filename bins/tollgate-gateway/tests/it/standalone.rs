@@ -440,3 +440,58 @@ async fn streams_always_carry_usage_upstream_and_only_show_it_when_asked() {
     let r = gw.chat(Some(&secret), &asked).await;
     assert_eq!(r.text(), CHAT_STREAM, "with include_usage the stream passes through byte for byte");
 }
+
+#[tokio::test]
+async fn every_provider_kind_gets_its_own_url_and_credential_header() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start_with(Reply::auto()).await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    let root = upstream.root_url();
+    for (name, kind, extra) in [
+        ("anth", "anthropic", json!({})),
+        ("gem", "gemini", json!({})),
+        ("az", "azure-openai", json!({"api_version": "2024-10-21"})),
+    ] {
+        gw.created(
+            "/api/v1/providers",
+            json!({"name": name, "kind": kind, "base_url": root, "api_key": UPSTREAM_KEY, "extra": extra}),
+        )
+        .await;
+        gw.created(
+            "/api/v1/models",
+            json!({"name": format!("m-{name}"), "deployments": [{"provider": name, "model": "up-model"}]}),
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    for name in ["anth", "gem", "az"] {
+        let body = json!({"model": format!("m-{name}"), "messages": [{"role": "user", "content": "hi"}]});
+        eventually(Duration::from_secs(10), "the new model routes", || async {
+            gw.chat(Some(&secret), &body).await.status == StatusCode::OK
+        })
+        .await;
+        let last = upstream.requests().pop().unwrap();
+        seen.push(last);
+    }
+    let (anth, gem, az) = (&seen[0], &seen[1], &seen[2]);
+    assert_eq!(anth.path, "/v1/messages");
+    assert_eq!(anth.header("x-api-key"), Some(UPSTREAM_KEY));
+    assert_eq!(anth.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(anth.json()["model"], "up-model");
+    assert_eq!(anth.json()["max_tokens"], 4096, "Anthropic requires a cap; the default is sent");
+    assert_eq!(gem.path, "/v1beta/models/up-model:generateContent");
+    assert_eq!(gem.header("x-goog-api-key"), Some(UPSTREAM_KEY));
+    assert!(gem.json().get("model").is_none(), "Gemini takes the model in the URL");
+    assert_eq!(az.path, "/openai/deployments/up-model/chat/completions?api-version=2024-10-21");
+    assert_eq!(az.header("api-key"), Some(UPSTREAM_KEY));
+    for r in &seen {
+        assert_eq!(
+            r.header("authorization"),
+            None,
+            "{}: only the provider's own header carries the credential",
+            r.path
+        );
+        assert!(!r.path.contains(UPSTREAM_KEY), "a credential never goes in a URL");
+        assert!(!String::from_utf8_lossy(&r.body).contains(&secret), "the virtual key never leaves the gateway");
+    }
+}
