@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tollgate_budgets::{Budget, RateLimits};
 use tollgate_core::{KeyId, ScopeKind};
 use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
@@ -88,7 +89,8 @@ impl Snapshot {
         for p in &wire.providers {
             let built = convert::provider(p).map_err(|e| e.to_string()).and_then(|cfg| {
                 let cfg = Arc::new(cfg);
-                build_provider(cfg.clone(), client)
+                let client = client_for(&cfg, client).map_err(|e| format!("provider {:?}: {e}", p.name))?;
+                build_provider(cfg.clone(), &client)
                     .map(|provider| ProviderEntry {
                         limits: RateLimits { rpm: cfg.rpm, tpm: cfg.tpm, max_concurrency: None },
                         counter: provider_counter(&cfg.name),
@@ -179,6 +181,29 @@ impl Snapshot {
     pub fn key_count(&self) -> usize {
         self.keys.len()
     }
+}
+
+/// The upstream client of one provider: the shared pool, unless the provider sets its
+/// own `extra.connect_timeout_s` / `extra.timeout_s` (time to the response head), which
+/// get a client of their own (its pool is rebuilt with each snapshot).
+fn client_for(cfg: &ProviderConfig, shared: &HttpClient) -> Result<HttpClient, String> {
+    let secs = |name: &str| -> Result<Option<Duration>, String> {
+        match cfg.extra.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=3600) => Ok(Some(Duration::from_secs(n))),
+                _ => Err(format!("extra.{name} must be a whole number of seconds between 1 and 3600")),
+            },
+        }
+    };
+    let (connect, request) = (secs("connect_timeout_s")?, secs("timeout_s")?);
+    if connect.is_none() && request.is_none() {
+        return Ok(shared.clone());
+    }
+    let mut c = shared.config().clone();
+    c.connect_timeout = connect.unwrap_or(c.connect_timeout);
+    c.request_timeout = request.unwrap_or(c.request_timeout);
+    HttpClient::new(c).map_err(|e| e.to_string())
 }
 
 /// The rate-limit counter key of a provider credential: prefixed, so it can never

@@ -204,3 +204,34 @@ async fn anthropic_callers_get_errors_in_anthropics_shape() {
     let r = send(Method::POST, &url, &[("x-api-key", "tg_nope")], "{not json").await;
     assert_eq!(r.json()["type"], "error");
 }
+
+#[tokio::test]
+async fn a_provider_can_set_its_own_timeout() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    let slow = FakeUpstream::start_with(Reply::chat_completion().delayed(Duration::from_secs(5))).await;
+    gw.created(
+        "/api/v1/providers",
+        json!({"name": "slow", "kind": "openai-compatible", "base_url": slow.base_url(), "api_key": "sk-x", "extra": {"timeout_s": 1}}),
+    )
+    .await;
+    gw.created("/api/v1/models", json!({"name": "slowpoke", "deployments": [{"provider": "slow", "model": "m"}]}))
+        .await;
+    let body = json!({"model": "slowpoke", "messages": []});
+    eventually(Duration::from_secs(10), "the slow model routes", || async {
+        gw.chat(Some(&secret), &body).await.status != StatusCode::NOT_FOUND
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let r = gw.chat(Some(&secret), &body).await;
+    assert_eq!(
+        (r.status, error_code(&r)),
+        (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout".to_owned()),
+        "{}",
+        r.text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(4), "the provider's 1 s timeout applied, not the global 300 s");
+    // The other provider keeps the global bounds.
+    assert_eq!(gw.chat(Some(&secret), &hello()).await.status, StatusCode::OK);
+}
