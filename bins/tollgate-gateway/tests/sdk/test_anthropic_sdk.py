@@ -85,3 +85,17 @@ def test_budget_exhausted_is_a_402_status_error(anth_with, keys):
 def test_unknown_model_is_not_found(anth):
     with pytest.raises(anthropic.NotFoundError):
         anth.messages.create(model="no-such-model", max_tokens=10, messages=HI)
+
+
+def test_messages_served_by_gemini(anth):
+    m = anth.messages.create(model="gemini-flash", max_tokens=100, messages=HI)
+    assert m.content[0].text == "Hello from the fake Gemini."
+    assert m.usage.input_tokens == 8 and m.usage.output_tokens == 4
+
+
+def test_messages_stream_served_by_gemini(anth):
+    with anth.messages.stream(model="gemini-flash", max_tokens=100, messages=HI) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == "Hello"
+    assert final.usage.output_tokens == 2
