@@ -88,22 +88,6 @@ pub enum ErrorShape {
     Anthropic,
 }
 
-/// Anthropic's error `type` for a status, as its SDKs expect.
-pub(crate) fn anthropic_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 | 503 => "overloaded_error",
-        _ => "api_error",
-    }
-}
-
 /// "budget exceeded for virtual_key key_1 (budget bud_1): limit $0.01 per day".
 fn budget_message(e: &Exceeded) -> String {
     let b = &e.budget;
@@ -258,7 +242,7 @@ impl ApiError {
             ErrorShape::Anthropic => json!({
                 "type": "error",
                 "error": {
-                    "type": anthropic_type(status),
+                    "type": tollgate_providers::translate::anthropic_error_type(status),
                     "message": self.to_string(),
                     "code": code,
                     "meta": self.meta(),

@@ -126,7 +126,8 @@ pub fn error_body(from: Dialect, to: Dialect, status: http::StatusCode, body: &[
     serde_json::to_vec(&out).ok().map(Bytes::from)
 }
 
-fn anthropic_error_type(status: http::StatusCode) -> &'static str {
+/// Anthropic's error `type` for an HTTP status, as its SDKs expect.
+pub fn anthropic_error_type(status: http::StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
         402 => "billing_error",
@@ -134,6 +135,8 @@ fn anthropic_error_type(status: http::StatusCode) -> &'static str {
         404 => "not_found_error",
         413 => "request_too_large",
         429 => "rate_limit_error",
+        504 => "timeout_error",
+        503 | 529 => "overloaded_error",
         400..=499 => "invalid_request_error",
         _ => "api_error",
     }
