@@ -7,7 +7,7 @@
 use std::time::Instant;
 use tollgate_core::Money;
 use tollgate_keys::VirtualKey;
-use tollgate_metering::{LedgerEntry, LedgerWriter, Usage, UsageSource};
+use tollgate_metering::{Attempt, LedgerEntry, LedgerWriter, Usage, UsageSource};
 use tollgate_routing::Deployment;
 
 /// The parts of an entry known before dispatch; completed by [`Pending::finish`].
@@ -42,6 +42,17 @@ impl Pending {
             entry = entry.with_principal(&**p);
         }
         Some(Pending { entry, started, writer })
+    }
+
+    /// Records a failed attempt at a deployment before the one that served.
+    pub(crate) fn attempt(&mut self, attempt: Attempt) {
+        self.entry.attempts.push(attempt);
+    }
+
+    /// The deployment that actually served (after fallback).
+    pub(crate) fn served_by(&mut self, d: &Deployment) {
+        self.entry.provider = d.provider.to_string();
+        self.entry.served_model = d.upstream_model.to_string();
     }
 
     /// Completes the entry with what was charged and hands it to the writer.

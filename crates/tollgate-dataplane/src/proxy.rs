@@ -11,6 +11,7 @@ use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens};
 use crate::idle::IdleTimeout;
 use crate::ledger::Pending;
 use crate::metrics::{Metered, Metrics};
+use crate::snapshot::ProviderEntry;
 use crate::stream::{SseStream, StreamOutcome};
 use crate::{ApiError, DataPlane, ErrorShape};
 use bytes::Bytes;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate_budgets::RateLimits;
 use tollgate_core::{Money, Timestamp};
-use tollgate_metering::{Usage, UsageSource};
+use tollgate_metering::{Attempt, Usage, UsageSource};
 use tollgate_providers::openai::{RequestHead, request_stream_usage, rewrite_model};
 use tollgate_providers::translate;
 use tollgate_providers::{
@@ -136,7 +137,7 @@ pub(crate) async fn proxy(
     let caller = endpoint.dialect();
 
     // Everything the request needs from the snapshot is taken here, at one revision.
-    let (key, head, deployment, provider, upstream, provider_counter, provider_limits, pricing, budgets, default_max) = {
+    let (key, head, candidates, provider_counter, provider_limits, pricing, budgets, default_max) = {
         let snap = dp.snapshot();
         if !snap.loaded {
             return Err(ApiError::NotReady);
@@ -147,32 +148,38 @@ pub(crate) async fn proxy(
         key.check_model(&head.model)?;
         let route = snap.catalog.get(&head.model).ok_or_else(|| ApiError::ModelNotFound(truncate(&head.model)))?;
         seen.model = Some(route.name.clone());
-        let deployment = route.deployments[0].clone();
-        seen.provider = Some(deployment.provider.clone());
-        let entry =
-            snap.providers.get(&deployment.provider).ok_or_else(|| ApiError::NoUpstream(truncate(&head.model)))?;
-        let kind = entry.provider.kind();
-        let upstream = match endpoint.operation() {
-            Operation::ChatCompletions => kind.chat_dialect(),
-            op if kind.serves(op) => caller,
-            _ => {
-                return Err(ApiError::Unsupported { model: truncate(&head.model), endpoint: endpoint.path() });
+        // The deployments that can serve this endpoint, in order: the first is tried
+        // first, the others only when it fails before answering.
+        let mut unsupported = false;
+        let mut candidates = Vec::with_capacity(route.deployments.len().min(MAX_ATTEMPTS));
+        for d in &route.deployments {
+            let Some(entry) = snap.providers.get(&d.provider) else { continue };
+            let kind = entry.provider.kind();
+            let upstream = match endpoint.operation() {
+                Operation::ChatCompletions => kind.chat_dialect(),
+                op if kind.serves(op) => caller,
+                _ => {
+                    unsupported = true;
+                    continue;
+                }
+            };
+            candidates.push(Candidate { deployment: d.clone(), provider: entry.clone(), upstream });
+            if candidates.len() == MAX_ATTEMPTS {
+                break;
             }
+        }
+        let Some(first) = candidates.first() else {
+            return Err(if unsupported {
+                ApiError::Unsupported { model: truncate(&head.model), endpoint: endpoint.path() }
+            } else {
+                ApiError::NoUpstream(truncate(&head.model))
+            });
         };
+        seen.provider = Some(first.deployment.provider.clone());
+        let (counter, limits) = (first.provider.counter.clone(), first.provider.limits);
         let pricing = snap.prices.get(&head.model).copied();
         let budgets = snap.budgets_for(&key.id);
-        (
-            key,
-            head,
-            deployment,
-            entry.provider.clone(),
-            upstream,
-            entry.counter.clone(),
-            entry.limits,
-            pricing,
-            budgets,
-            route.max_output_tokens,
-        )
+        (key, head, candidates, counter, limits, pricing, budgets, route.max_output_tokens)
     };
     // Embeddings generate no output tokens; everything else may generate up to its cap.
     let stream = head.stream && endpoint != Endpoint::Embeddings;
@@ -183,17 +190,18 @@ pub(crate) async fn proxy(
 
     // Translate before admission: a body the upstream's dialect cannot express is the
     // caller's error and must not cost a rate-limit slot.
-    let upstream_body = if upstream == caller {
-        let spliced = rewrite_model(&body, &head, &deployment.upstream_model);
-        if stream && caller == Dialect::OpenAiChat {
-            // Every stream is metered: ask for the usage chunk, strip it if the caller did not.
-            request_stream_usage(&spliced, &head)
-        } else {
-            spliced
+    let upstream_body = |c: &Candidate| -> Result<Bytes, ApiError> {
+        if c.upstream == caller {
+            let spliced = rewrite_model(&body, &head, &c.deployment.upstream_model);
+            if stream && caller == Dialect::OpenAiChat {
+                // Every stream is metered: ask for the usage chunk, strip it if the caller did not.
+                return Ok(request_stream_usage(&spliced, &head));
+            }
+            return Ok(spliced);
         }
-    } else {
-        translate::chat_request(caller, upstream, &body, &deployment.upstream_model)?
+        Ok(translate::chat_request(caller, c.upstream, &body, &c.deployment.upstream_model)?)
     };
+    let mut first_body = Some(upstream_body(&candidates[0])?);
 
     let admitted = dp
         .enforcement
@@ -213,45 +221,89 @@ pub(crate) async fn proxy(
             now,
         })
         .await?;
-    drop(body);
 
-    let ledger = Pending::start(
+    let mut ledger = Pending::start(
         dp.ledger(),
         request_id.to_str().unwrap_or("req_unknown"),
         &key,
         &head.model,
-        &deployment,
+        &candidates[0].deployment,
         stream,
         started,
     );
-    // A failed dispatch drops `admitted`, which releases the reservation and permits.
+    // Ordered fallback: a deployment that fails before answering (connect error,
+    // timeout, 429, 5xx) hands the request to the next one. Nothing has reached the
+    // caller yet, so a stream can fall back too. A request error (4xx) is final.
     let dispatched = Instant::now();
-    let answer = provider
-        .send(UpstreamRequest {
-            operation: endpoint.operation(),
-            body: upstream_body,
-            upstream_model: deployment.upstream_model.clone(),
-            stream,
-        })
-        .await;
-    seen.upstream = dispatched.elapsed();
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            dp.metrics.upstream_error(&deployment.provider, error_kind(&e));
-            drop(admitted);
-            if let Some(l) = ledger {
-                l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, status_of(&e));
+    let mut i = 0;
+    let (answer, chosen) = loop {
+        let c = &candidates[i];
+        let last = i + 1 == candidates.len();
+        let body = match first_body.take() {
+            Some(b) => b,
+            None => match upstream_body(c) {
+                Ok(b) => b,
+                Err(e) if last => return Err(e),
+                Err(_) => {
+                    i += 1;
+                    continue;
+                }
+            },
+        };
+        let sent = c
+            .provider
+            .provider
+            .send(UpstreamRequest {
+                operation: endpoint.operation(),
+                body,
+                upstream_model: c.deployment.upstream_model.clone(),
+                stream,
+            })
+            .await;
+        let failure = match &sent {
+            Err(e) => Some(error_kind(e)),
+            Ok(a) if a.status == StatusCode::TOO_MANY_REQUESTS => Some("rate_limited"),
+            Ok(a) if a.status.is_server_error() => Some("upstream_5xx"),
+            Ok(_) => None,
+        };
+        if let Some(kind) = failure {
+            dp.metrics.upstream_error(&c.deployment.provider, kind);
+        }
+        match sent {
+            Ok(a) if failure.is_none() || last => break (a, i),
+            Err(e) if last || !e.retryable => {
+                // A failed dispatch drops `admitted`: the reservation and permits go back.
+                drop(admitted);
+                if let Some(mut l) = ledger {
+                    l.attempt(Attempt::new(&*c.deployment.provider, &*c.deployment.upstream_model, error_kind(&e)));
+                    l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, status_of(&e));
+                }
+                seen.upstream = dispatched.elapsed();
+                return Err(ApiError::Provider(e));
             }
-            return Err(ApiError::Provider(e));
+            _ => {
+                if let Some(l) = ledger.as_mut() {
+                    let outcome = failure.unwrap_or("failed");
+                    l.attempt(Attempt::new(&*c.deployment.provider, &*c.deployment.upstream_model, outcome));
+                }
+                i += 1;
+            }
         }
     };
+    drop(body);
+    seen.upstream = dispatched.elapsed();
+    let chosen = &candidates[chosen];
+    let upstream = chosen.upstream;
+    seen.provider = Some(chosen.deployment.provider.clone());
+    if let Some(l) = ledger.as_mut() {
+        l.served_by(&chosen.deployment);
+    }
 
     let exchange = Exchange {
         caller,
         upstream,
         public_model: Arc::from(head.model.as_str()),
-        provider: deployment.provider.clone(),
+        provider: chosen.deployment.provider.clone(),
         endpoint,
         started,
         metrics: dp.metrics.clone(),
@@ -267,6 +319,16 @@ pub(crate) async fn proxy(
     let resp = exchange.whole(answer.status, body, dp.config.max_response_bytes, deadline).await;
     seen.upstream = dispatched.elapsed();
     resp
+}
+
+/// Most deployments one request is tried on.
+const MAX_ATTEMPTS: usize = 3;
+
+/// A deployment that can serve the request, with its provider and dialect.
+struct Candidate {
+    deployment: tollgate_routing::Deployment,
+    provider: ProviderEntry,
+    upstream: Dialect,
 }
 
 /// What the response phase needs: dialects, the caller's model name, the admission to

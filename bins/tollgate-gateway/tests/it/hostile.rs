@@ -235,3 +235,61 @@ async fn a_provider_can_set_its_own_timeout() {
     // The other provider keeps the global bounds.
     assert_eq!(gw.chat(Some(&secret), &hello()).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_deployment_that_fails_before_answering_falls_back_to_the_next() {
+    let gw = Gateway::start().await;
+    let good = FakeUpstream::start_with(Reply::chat_either()).await;
+    let (_, secret) = gw.setup(&good, with_budget()).await;
+    let flaky = FakeUpstream::start().await;
+    let gone = FakeUpstream::start().await;
+    let gone_url = gone.base_url();
+    drop(gone);
+    for (name, url) in [("flaky", flaky.base_url()), ("gone", gone_url)] {
+        gw.created(
+            "/api/v1/providers",
+            json!({"name": name, "kind": "openai-compatible", "base_url": url, "api_key": "sk-x"}),
+        )
+        .await;
+    }
+    let pricing = json!({"input_per_mtok": "1.00", "output_per_mtok": "2.00"});
+    gw.created(
+        "/api/v1/models",
+        json!({"name": "resilient", "pricing": pricing, "deployments": [
+            {"provider": "gone", "model": "a"}, {"provider": "flaky", "model": "b"}, {"provider": "up", "model": "c"}]}),
+    )
+    .await;
+    let body = json!({"model": "resilient", "messages": [{"role": "user", "content": "hi"}]});
+    flaky.set_reply(Reply::raw(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "overloaded"));
+    eventually(Duration::from_secs(10), "the model routes", || async {
+        gw.chat(Some(&secret), &body).await.status != StatusCode::NOT_FOUND
+    })
+    .await;
+    let before = good.request_count();
+    // Refused connection, then 503, then the good one answers.
+    let r = gw.chat(Some(&secret), &body).await;
+    assert_eq!((r.status, r.text()), (StatusCode::OK, CHAT_COMPLETION.to_owned()));
+    assert_eq!(good.request_count(), before + 1);
+    assert_eq!(good.requests().last().unwrap().json()["model"], "c", "the serving deployment's model name is sent");
+
+    // A stream falls back too: nothing had reached the caller yet.
+    let mut streaming = body.clone();
+    streaming["stream"] = json!(true);
+    let r = gw.chat(Some(&secret), &streaming).await;
+    assert!(r.text().contains("[DONE]"), "{}", r.text());
+
+    // A request error is final: the next deployment is never asked.
+    flaky.set_reply(Reply::json(
+        StatusCode::BAD_REQUEST,
+        r#"{"error":{"message":"bad","type":"invalid_request_error","code":"x"}}"#,
+    ));
+    let before = good.request_count();
+    let r = gw.chat(Some(&secret), &body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(good.request_count(), before, "4xx is not retried elsewhere");
+
+    let m = get(&format!("{}/metrics", gw.data), None).await.text();
+    assert!(m.contains(r#"tollgate_upstream_errors_total{provider="gone",kind="connect"}"#), "{m}");
+    assert!(m.contains(r#"tollgate_upstream_errors_total{provider="flaky",kind="upstream_5xx"}"#), "{m}");
+    wait_settled(&gw, &secret, "reservations of fallen-back requests are all settled").await;
+}
