@@ -208,7 +208,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         // first time is seeded with its window's spend before the snapshot that brings
         // it is applied, so a restart or a new budget never starts from zero spend.
         let mut snapshots = cp.snapshots();
-        let first = snapshots.borrow_and_update().clone();
+        // Serve nothing older than what is already written (the demo seed, say): the
+        // publisher builds snapshots asynchronously, so wait for it to catch up.
+        let written = *cp.service().revisions().borrow();
+        let mut first = snapshots.borrow_and_update().clone();
+        let catch_up = tokio::time::Instant::now() + Duration::from_secs(10);
+        while first.revision < written {
+            match tokio::time::timeout_at(catch_up, snapshots.changed()).await {
+                Ok(Ok(())) => first = snapshots.borrow_and_update().clone(),
+                _ => break,
+            }
+        }
         let mut seeded = HashSet::new();
         seed_new_budgets(&cp, &dp, &first, &mut seeded).await;
         dp.apply(&first);
