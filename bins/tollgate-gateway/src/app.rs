@@ -157,6 +157,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         None => (Budgets::memory(budgets_config), RateLimiter::memory()),
     };
     let dp = DataPlane::with_counters(config, budgets, limiter).context("cannot build the upstream client")?;
+    // Tokenizer tables for usage estimates load in the background, off the first request.
+    tokio::task::spawn_blocking(tollgate_metering::tokens::warm);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -303,6 +303,7 @@ pub(crate) async fn proxy(
         caller,
         upstream,
         public_model: Arc::from(head.model.as_str()),
+        served_model: chosen.deployment.upstream_model.clone(),
         provider: chosen.deployment.provider.clone(),
         endpoint,
         started,
@@ -337,6 +338,8 @@ struct Exchange {
     caller: Dialect,
     upstream: Dialect,
     public_model: Arc<str>,
+    /// The upstream's name for the model (picks the tokenizer for estimates).
+    served_model: Arc<str>,
     provider: Arc<str>,
     endpoint: Endpoint,
     started: Instant,
@@ -372,7 +375,18 @@ impl Exchange {
         strip_usage_chunk: bool,
         key_id: &tollgate_core::KeyId,
     ) -> Result<Resp, ApiError> {
-        let Exchange { caller, upstream, public_model, provider, endpoint, started, metrics, admitted, ledger } = self;
+        let Exchange {
+            caller,
+            upstream,
+            public_model,
+            served_model,
+            provider,
+            endpoint,
+            started,
+            metrics,
+            admitted,
+            ledger,
+        } = self;
         let adapter =
             stream_adapter(upstream, caller, StreamOptions { public_model: public_model.clone(), strip_usage_chunk })?;
         let mut headers = HeaderMap::new();
@@ -382,10 +396,14 @@ impl Exchange {
             if let Some(first) = o.first_event {
                 metrics.time_to_first_token(endpoint.label(), &public_model, &provider, first.duration_since(started));
             }
-            let generated = if o.generated_text_bytes > 0 { o.generated_text_bytes } else { o.bytes_forwarded };
-            let (usage, source) = admitted.usage_or_estimate(o.usage, estimate_tokens(generated));
             // The body is done (or the caller left): charge off the response path.
             let charge = async move {
+                // No usage reported: count what was generated with the model's tokenizer.
+                let output = match &o.generated_text {
+                    Some(text) if !text.is_empty() => tollgate_metering::tokens::count_tokens(&served_model, text),
+                    _ => estimate_tokens(o.bytes_forwarded),
+                };
+                let (usage, source) = admitted.usage_or_estimate(o.usage, output);
                 let cost = admitted.settle(&usage).await;
                 Exchange::metered(&metrics, endpoint, &public_model, &provider, &usage, cost);
                 if let Some(l) = ledger {

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use tollgate_providers::{ProviderError, ResponseBody, StreamAdapter, Usage};
 
 /// How a stream ended, reported once to the completion callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StreamOutcome {
     /// The usage the upstream reported, if it did.
     pub(crate) usage: Option<Usage>,
@@ -19,9 +19,9 @@ pub(crate) struct StreamOutcome {
     pub(crate) completed: bool,
     /// Bytes of event data forwarded to the caller.
     pub(crate) bytes_forwarded: u64,
-    /// Bytes of generated text (content and tool-call arguments) seen, for an estimate
-    /// when the upstream reported no usage.
-    pub(crate) generated_text_bytes: u64,
+    /// The generated text (content and tool-call arguments) seen, kept only when the
+    /// upstream reported no usage, for a tokenizer count.
+    pub(crate) generated_text: Option<String>,
     /// When the first event reached the caller, if one did.
     pub(crate) first_event: Option<std::time::Instant>,
 }
@@ -58,11 +58,12 @@ impl SseStream {
 
     fn finish(&mut self, completed: bool) {
         if let Some(done) = self.on_done.take() {
+            let usage = self.adapter.usage();
             done(StreamOutcome {
-                usage: self.adapter.usage(),
+                usage,
                 completed,
                 bytes_forwarded: self.forwarded,
-                generated_text_bytes: self.adapter.generated_text().len() as u64,
+                generated_text: usage.is_none().then(|| self.adapter.generated_text().to_owned()),
                 first_event: self.first_event,
             });
         }
@@ -228,7 +229,7 @@ data: [DONE]\n\n";
         assert!(!outcome.completed);
         assert_eq!(outcome.bytes_forwarded, first.len() as u64);
         assert_eq!(outcome.usage, None);
-        assert_eq!(outcome.generated_text_bytes, 3, "\"Hel\" was generated before the caller left");
+        assert_eq!(outcome.generated_text.as_deref(), Some("Hel"), "what was generated before the caller left");
     }
 
     #[test]

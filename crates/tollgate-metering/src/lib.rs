@@ -35,6 +35,7 @@ mod error;
 mod pricing;
 mod sink;
 mod spool;
+pub mod tokens;
 mod writer;
 
 pub use entry::{Attempt, LedgerEntry, UsageSource};
