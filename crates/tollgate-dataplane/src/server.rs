@@ -86,7 +86,10 @@ async fn handle(dp: Arc<DataPlane>, req: Request<Incoming>) -> Result<Resp, Infa
         let _inflight = dp.metrics.inflight();
         let started = Instant::now();
         let mut seen = Seen::default();
-        let result = proxy(&dp, req, endpoint, &request_id, &mut seen).await;
+        // Every log line of the request carries its id (JSON logs: a `span` field).
+        let span =
+            tracing::info_span!("request", request_id = request_id.to_str().unwrap_or(""), endpoint = endpoint.label());
+        let result = tracing::Instrument::instrument(proxy(&dp, req, endpoint, &request_id, &mut seen), span).await;
         let error = result.as_ref().err();
         if let Some(e) = error {
             dp.metrics.refused(e);
