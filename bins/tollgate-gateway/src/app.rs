@@ -69,6 +69,14 @@ pub(crate) struct Args {
     /// series; keys past the cap are counted as `other`).
     #[arg(long, env = "TOLLGATE_METRICS_KEY_LABELS", default_value_t = 0)]
     metrics_key_labels: usize,
+
+    /// Consecutive failures after which an upstream is put in cooldown (0: never).
+    #[arg(long, env = "TOLLGATE_COOLDOWN_FAILURES", default_value_t = 5)]
+    cooldown_failures: u32,
+
+    /// Seconds an upstream in cooldown is skipped before one probe request is let through.
+    #[arg(long, env = "TOLLGATE_COOLDOWN_S", default_value_t = 30)]
+    cooldown_s: u64,
     /// URL that receives budget alerts as JSON POSTs (retried with backoff).
     #[arg(long, env = "TOLLGATE_ALERT_WEBHOOK_URL")]
     alert_webhook_url: Option<http::Uri>,
@@ -142,6 +150,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     config.upstream.request_timeout = Duration::from_secs(args.upstream_timeout_s);
     config.stream_idle_timeout = Duration::from_secs(args.stream_idle_timeout_s.max(1));
     config.metrics_key_labels = args.metrics_key_labels.min(10_000);
+    config.breaker = tollgate_dataplane::BreakerConfig {
+        failures_to_open: args.cooldown_failures,
+        cooldown: Duration::from_secs(args.cooldown_s.max(1)),
+    };
     config.alerts.webhook_url = args.alert_webhook_url.clone();
     let budgets_config = BudgetsConfig::new(Duration::from_secs(
         args.reservation_ttl_s.unwrap_or(args.upstream_timeout_s.saturating_mul(2)),

@@ -24,6 +24,7 @@
 mod alerts;
 mod enforce;
 mod error;
+mod health;
 mod idle;
 mod ledger;
 mod metrics;
@@ -35,6 +36,7 @@ mod watch;
 
 pub use alerts::AlertConfig;
 pub use error::{ApiError, ErrorShape};
+pub use health::BreakerConfig;
 pub use server::serve;
 pub use snapshot::Snapshot;
 pub use watch::{WatchConfig, watch_control_plane};
@@ -66,6 +68,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Budget alert delivery.
     pub alerts: AlertConfig,
+    /// When an upstream is put in cooldown after repeated failures.
+    pub breaker: BreakerConfig,
     /// Most distinct virtual keys given their own `/metrics` series (0: none; the rest
     /// are counted as `other`).
     pub metrics_key_labels: usize,
@@ -82,6 +86,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             alerts: AlertConfig::default(),
             metrics_key_labels: 0,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -95,6 +100,7 @@ pub struct DataPlane {
     enforcement: Enforcement,
     ledger: OnceLock<LedgerWriter>,
     metrics: Arc<metrics::Metrics>,
+    health: health::Health,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -128,6 +134,7 @@ impl DataPlane {
             enforcement,
             ledger: OnceLock::new(),
             metrics: Arc::new(metrics::Metrics::new(config.metrics_key_labels)),
+            health: health::Health::new(config.breaker),
             config,
         }))
     }

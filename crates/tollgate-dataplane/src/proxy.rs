@@ -235,17 +235,28 @@ pub(crate) async fn proxy(
     // timeout, 429, 5xx) hands the request to the next one. Nothing has reached the
     // caller yet, so a stream can fall back too. A request error (4xx) is final.
     let dispatched = Instant::now();
-    let mut i = 0;
+    let now_ms = u64::try_from(now.unix_millis()).unwrap_or(0);
+    // Deployments whose provider is in cooldown are skipped; none left is a 503.
+    let healthy: Vec<usize> =
+        (0..candidates.len()).filter(|&i| dp.health.admit(&candidates[i].deployment.provider, now_ms)).collect();
+    if healthy.is_empty() {
+        drop(admitted);
+        return Err(ApiError::NoUpstream(truncate(&head.model)));
+    }
+    let mut n = 0;
     let (answer, chosen) = loop {
+        let i = healthy[n];
         let c = &candidates[i];
-        let last = i + 1 == candidates.len();
-        let body = match first_body.take() {
+        let last = n + 1 == healthy.len();
+        // The body built before admission was for the first deployment only.
+        let prebuilt = if i == 0 { first_body.take() } else { None };
+        let body = match prebuilt {
             Some(b) => b,
             None => match upstream_body(c) {
                 Ok(b) => b,
                 Err(e) if last => return Err(e),
                 Err(_) => {
-                    i += 1;
+                    n += 1;
                     continue;
                 }
             },
@@ -269,6 +280,8 @@ pub(crate) async fn proxy(
         if let Some(kind) = failure {
             dp.metrics.upstream_error(&c.deployment.provider, kind);
         }
+        // A request error (4xx other than 429) says nothing about the upstream's health.
+        dp.health.record(&c.deployment.provider, failure.is_none(), now_ms);
         match sent {
             Ok(a) if failure.is_none() || last => break (a, i),
             Err(e) if last || !e.retryable => {
@@ -286,7 +299,7 @@ pub(crate) async fn proxy(
                     let outcome = failure.unwrap_or("failed");
                     l.attempt(Attempt::new(&*c.deployment.provider, &*c.deployment.upstream_model, outcome));
                 }
-                i += 1;
+                n += 1;
             }
         }
     };

@@ -293,3 +293,36 @@ async fn a_deployment_that_fails_before_answering_falls_back_to_the_next() {
     assert!(m.contains(r#"tollgate_upstream_errors_total{provider="flaky",kind="upstream_5xx"}"#), "{m}");
     wait_settled(&gw, &secret, "reservations of fallen-back requests are all settled").await;
 }
+
+#[tokio::test]
+async fn a_failing_upstream_is_cooled_down_and_probed_back() {
+    let gw = Gateway::start_with_env(&[("TOLLGATE_COOLDOWN_FAILURES", "2"), ("TOLLGATE_COOLDOWN_S", "1")]).await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    let sick = FakeUpstream::start_with(Reply::raw(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "boom")).await;
+    gw.created(
+        "/api/v1/providers",
+        json!({"name": "sick", "kind": "openai-compatible", "base_url": sick.base_url(), "api_key": "sk-x"}),
+    )
+    .await;
+    gw.created("/api/v1/models", json!({"name": "fragile", "deployments": [{"provider": "sick", "model": "m"}]})).await;
+    let body = json!({"model": "fragile", "messages": []});
+    eventually(Duration::from_secs(10), "the model routes", || async {
+        gw.chat(Some(&secret), &body).await.status == StatusCode::BAD_GATEWAY
+    })
+    .await;
+    // Second consecutive failure opens the breaker.
+    assert_eq!(gw.chat(Some(&secret), &body).await.status, StatusCode::BAD_GATEWAY);
+    let seen = sick.request_count();
+    let r = gw.chat(Some(&secret), &body).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream".to_owned()));
+    assert_eq!(sick.request_count(), seen, "an upstream in cooldown is not called");
+
+    // After the cooldown one probe goes through; it succeeds, so the breaker closes.
+    sick.set_reply(Reply::chat_completion());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(gw.chat(Some(&secret), &body).await.status, StatusCode::OK);
+    assert_eq!(gw.chat(Some(&secret), &body).await.status, StatusCode::OK);
+    // Other models were never affected.
+    assert_eq!(gw.chat(Some(&secret), &hello()).await.status, StatusCode::OK);
+}
