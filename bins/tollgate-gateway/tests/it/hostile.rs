@@ -326,3 +326,33 @@ async fn a_failing_upstream_is_cooled_down_and_probed_back() {
     // Other models were never affected.
     assert_eq!(gw.chat(Some(&secret), &hello()).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_upstream_request_error_reaches_the_caller_in_the_callers_dialect() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    let anth = FakeUpstream::start_with(Reply::json(
+        StatusCode::BAD_REQUEST,
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#,
+    ))
+    .await;
+    gw.created(
+        "/api/v1/providers",
+        json!({"name": "anth", "kind": "anthropic", "base_url": anth.root_url(), "api_key": "sk-ant"}),
+    )
+    .await;
+    gw.created("/api/v1/models", json!({"name": "claude", "deployments": [{"provider": "anth", "model": "claude-x"}]}))
+        .await;
+    let body = json!({"model": "claude", "messages": [{"role": "user", "content": "long"}]});
+    eventually(Duration::from_secs(10), "the model routes", || async {
+        gw.chat(Some(&secret), &body).await.status != StatusCode::NOT_FOUND
+    })
+    .await;
+    let r = gw.chat(Some(&secret), &body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["message"], "prompt is too long: 210000 tokens > 200000 maximum", "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(v.get("type").is_none(), "OpenAI's shape, not Anthropic's: {v}");
+}
