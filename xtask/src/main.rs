@@ -5,8 +5,12 @@
 //! every source file and `#![forbid(unsafe_code)]` in every library. The same check runs
 //! as an ordinary `#[test]`, so `cargo test --workspace` fails when the layering breaks.
 //!
+//! `bench` builds the gateway in release and measures it end to end against a fake
+//! upstream, direct vs through tollgate (see `bench/mod.rs` and docs/performance.md).
+//!
 //! Does not own: anything the shipped binaries do.
 
+mod bench;
 mod tidy;
 
 use anyhow::bail;
@@ -27,7 +31,10 @@ fn main() -> anyhow::Result<()> {
                 bail!("{} tidy problem(s)", problems.len())
             }
         }
-        _ => bail!("usage: cargo xtask tidy"),
+        Some("bench") => bench::run(&workspace_root(), &args[1..]),
+        // Hidden: the fake upstream `bench` starts as its own process.
+        Some("fake-upstream") => bench::upstream::run(&args[1..]),
+        _ => bail!("usage: cargo xtask tidy | cargo xtask bench [--quick] [--duration S] [--connections N]"),
     }
 }
 
