@@ -2,7 +2,7 @@
 //! helpers the stream adapters share.
 
 use crate::{Operation, ProviderKind, Usage};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The wire dialect of a request or response body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,13 +103,23 @@ pub(crate) fn gemini_usage(v: &Value) -> Option<Usage> {
 }
 
 /// Reads usage from a complete (non-streaming) response body of the given dialect.
+///
+/// Runs on every non-streaming answer, so only the usage object is materialized: the
+/// rest of the body is validated and skipped, never built into values.
 pub fn usage_of(dialect: Dialect, body: &[u8]) -> Option<Usage> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        usage: Option<Value>,
+        #[serde(default, rename = "usageMetadata")]
+        usage_metadata: Option<Value>,
+    }
+    let env: Envelope = serde_json::from_slice(body).ok()?;
     match dialect {
-        Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => openai_usage(&v),
-        Dialect::OpenAiResponses => responses_usage(v.get("usage")?),
-        Dialect::AnthropicMessages => anthropic_usage(v.get("usage")?),
-        Dialect::Gemini => gemini_usage(&v),
+        Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => openai_usage(&json!({"usage": env.usage?})),
+        Dialect::OpenAiResponses => responses_usage(&env.usage?),
+        Dialect::AnthropicMessages => anthropic_usage(&env.usage?),
+        Dialect::Gemini => gemini_usage(&json!({"usageMetadata": env.usage_metadata?})),
     }
 }
 

@@ -3,18 +3,32 @@
 //! Owns the [`Provider`] trait and the adapters (OpenAI and OpenAI-compatible base URLs,
 //! Azure OpenAI, Anthropic, Google Gemini, and the in-process `mock`), the pooled HTTP
 //! client every adapter shares ([`HttpClient`]: hyper-util, rustls, HTTP/2 when offered),
-//! the wire [`Dialect`]s and translation between them ([`translate`] for whole bodies,
-//! [`StreamAdapter`]s for SSE streams, event by event), parsing of the few request fields
-//! the gateway needs ([`openai::RequestHead`]), the byte-level model rewrite, and the
-//! common [`Usage`] shape every dialect's report is mapped to ([`usage_of`]).
+//! the wire [`Dialect`]s and translation between them ([`translate`] for whole request,
+//! response and error bodies; [`StreamAdapter`]s for SSE streams, event by event, with
+//! [`SseFramer`] to cut a byte stream into events), parsing of the few request fields the
+//! gateway acts on ([`openai::RequestHead`], which serves OpenAI chat, Responses,
+//! embeddings and Anthropic bodies alike), the byte-level model rewrite, and the common
+//! [`Usage`] shape every dialect's report is mapped to ([`usage_of`], and
+//! [`StreamAdapter::usage`] for streams).
 //!
-//! Does not own: choosing a provider (routing), authenticating callers (keys), pricing
-//! (metering) or the data plane's HTTP server.
+//! Does not own: choosing a provider or falling back (routing, data plane),
+//! authenticating callers (keys), pricing (metering), the data plane's HTTP server, or
+//! deciding which endpoint a caller used (the data plane names the caller's [`Dialect`]).
 //!
-//! Invariants: provider credentials live in [`ApiKey`], whose `Debug` is redacted; an
-//! adapter never re-serializes a same-dialect body (only the `model` value is spliced);
-//! errors say where they came from and whether a retry may help, and never carry an
-//! upstream body verbatim.
+//! Invariants:
+//! - Provider credentials live in [`ApiKey`], whose `Debug` is redacted; adapters put
+//!   them only in their own header (`Authorization`, `x-api-key`, `x-goog-api-key`,
+//!   `api-key`), marked sensitive, built once at construction — never in a URL, a log
+//!   line or an error message.
+//! - A same-dialect body is never re-serialized: only the `model` value is spliced (and,
+//!   for an OpenAI chat stream, `stream_options.include_usage` injected); same-dialect
+//!   responses and stream events are forwarded byte for byte.
+//! - Translation is pure (no I/O) and refuses what it cannot express with a
+//!   [`translate::TranslateError`] whose message is safe to show the caller.
+//! - Stream adapters emit each translated event as soon as its upstream event arrives;
+//!   nothing is buffered beyond one event.
+//! - Errors say where they came from and whether a retry may help, and never carry an
+//!   upstream body verbatim.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -24,6 +38,7 @@ mod error;
 pub mod mock;
 pub mod native;
 pub mod openai;
+mod sse;
 mod stream;
 pub mod translate;
 mod usage;
@@ -38,6 +53,7 @@ pub use client::{ClientConfig, HttpClient};
 pub use config::{ApiKey, ProviderConfig, ProviderKind};
 pub use dialect::{Dialect, usage_of};
 pub use error::{ErrorOrigin, ProviderError, ProviderErrorKind};
+pub use sse::SseFramer;
 pub use stream::{StreamAdapter, StreamOptions, stream_adapter};
 pub use usage::Usage;
 

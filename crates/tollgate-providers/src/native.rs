@@ -96,9 +96,17 @@ impl NativeProvider {
     /// The URI for one request.
     fn uri(&self, req: &UpstreamRequest) -> Result<Uri, ProviderError> {
         let model = req.upstream_model.as_ref();
+        // Gemini model names are often written as resource names (`models/gemini-2.5-pro`).
+        let model = match self.route {
+            Route::Gemini { .. } => model.strip_prefix("models/").unwrap_or(model),
+            _ => model,
+        };
         // The model lands in a path segment: refuse anything that could change the path.
         let safe_model = || {
-            if model.is_empty() || !model.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:@".contains(&b)) {
+            if model.is_empty()
+                || model.bytes().all(|b| b == b'.')
+                || !model.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:@".contains(&b))
+            {
                 Err(ProviderError::new(ProviderErrorKind::Config, "upstream model name is not a valid path segment"))
             } else {
                 Ok(model)
@@ -108,7 +116,6 @@ impl NativeProvider {
             (Route::Fixed(uri), Operation::ChatCompletions) => return Ok(uri.clone()),
             (Route::Gemini { base }, Operation::ChatCompletions) => {
                 let model = safe_model()?;
-                let model = model.strip_prefix("models/").unwrap_or(model);
                 if req.stream {
                     format!("{base}/v1beta/models/{model}:streamGenerateContent?alt=sse")
                 } else {

@@ -221,6 +221,17 @@ pub struct OpenAiProvider {
     client: HttpClient,
 }
 
+impl std::fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential header is never printed, not even marked sensitive.
+        f.debug_struct("OpenAiProvider")
+            .field("kind", &self.kind)
+            .field("host", &self.chat_uri.host())
+            .field("has_credential", &self.auth.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl OpenAiProvider {
     /// Prepares the adapter: URLs and the credential header are built once.
     pub fn new(cfg: Arc<ProviderConfig>, client: HttpClient) -> Result<Self, ProviderError> {

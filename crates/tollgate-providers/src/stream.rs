@@ -77,7 +77,9 @@ fn push_text(text: &mut String, s: &str) {
 /// `data` without parsing it: good enough for a token estimate, and cheap enough for
 /// every event of a pass-through stream.
 fn scan_text(data: &str, text: &mut String) {
-    for field in ["\"content\":\"", "\"text\":\"", "\"arguments\":\"", "\"partial_json\":\"", "\"delta\":\""] {
+    for field in
+        ["\"content\":\"", "\"text\":\"", "\"arguments\":\"", "\"partial_json\":\"", "\"delta\":\"", "\"thinking\":\""]
+    {
         let mut rest = data;
         while let Some(i) = rest.find(field) {
             let after = &rest[i + field.len()..];
@@ -212,12 +214,16 @@ struct ChunkWriter {
 
 impl ChunkWriter {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        self.chunk_at(0, delta, finish)
+    }
+
+    fn chunk_at(&self, index: u64, delta: Value, finish: Option<&str>) -> Value {
         json!({
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": &*self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
         })
     }
 
@@ -307,10 +313,15 @@ impl StreamAdapter for AnthropicToOpenAi {
                         push_text(&mut self.text, t);
                         emit_data(out, &self.w.chunk(json!({"content": t}), None));
                     }
+                    // Thinking is not shown to OpenAI callers, but it is billed output.
+                    Some("thinking_delta") => push_text(&mut self.text, d["thinking"].as_str().unwrap_or("")),
                     Some("input_json_delta") => {
                         let block = v["index"].as_u64().unwrap_or(0);
                         let Some(&(_, index)) = self.tools.iter().find(|(b, _)| *b == block) else { return };
                         let args = d["partial_json"].as_str().unwrap_or("");
+                        if args.is_empty() {
+                            return;
+                        }
                         push_text(&mut self.text, args);
                         let call = json!({"index": index, "function": {"arguments": args}});
                         emit_data(out, &self.w.chunk(json!({"tool_calls": [call]}), None));
@@ -496,12 +507,14 @@ impl StreamAdapter for OpenAiToAnthropic {
     }
 }
 
-/// Gemini `streamGenerateContent?alt=sse` events → OpenAI chat chunks.
+/// Gemini `streamGenerateContent?alt=sse` events → OpenAI chat chunks. Each candidate
+/// is a choice (`candidateCount` > 1 streams several).
 struct GeminiToOpenAi {
     w: ChunkWriter,
     strip_usage_chunk: bool,
     started: bool,
-    tool_calls: usize,
+    /// Tool calls seen so far, per choice index.
+    tool_calls: Vec<(u64, usize)>,
     usage: Option<Usage>,
     text: String,
     done: bool,
@@ -513,11 +526,22 @@ impl GeminiToOpenAi {
             w: ChunkWriter { id: "chatcmpl-tollgate".into(), created: now_secs(), model: opts.public_model },
             strip_usage_chunk: opts.strip_usage_chunk,
             started: false,
-            tool_calls: 0,
+            tool_calls: Vec::new(),
             usage: None,
             text: String::new(),
             done: false,
         }
+    }
+
+    fn calls_of(&mut self, choice: u64) -> &mut usize {
+        let i = match self.tool_calls.iter().position(|(c, _)| *c == choice) {
+            Some(i) => i,
+            None => {
+                self.tool_calls.push((choice, 0));
+                self.tool_calls.len() - 1
+            }
+        };
+        &mut self.tool_calls[i].1
     }
 }
 
@@ -540,28 +564,41 @@ impl StreamAdapter for GeminiToOpenAi {
             self.started = true;
             emit_data(out, &self.w.chunk(json!({"role": "assistant", "content": ""}), None));
         }
-        let Some(cand) = v.get("candidates").and_then(Value::as_array).and_then(|c| c.first()) else { return };
-        let mut saw_call = false;
-        for part in cand["content"]["parts"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-            if part.get("thought").and_then(Value::as_bool) == Some(true) {
-                continue;
+        let candidates = v.get("candidates").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        for (i, cand) in candidates.iter().enumerate() {
+            let choice = cand.get("index").and_then(Value::as_u64).unwrap_or(i as u64);
+            for part in cand["content"]["parts"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                let text = part.get("text").and_then(Value::as_str);
+                if part.get("thought").and_then(Value::as_bool) == Some(true) {
+                    // Not shown to the caller, but billed as output.
+                    push_text(&mut self.text, text.unwrap_or(""));
+                    continue;
+                }
+                if let Some(t) = text {
+                    push_text(&mut self.text, t);
+                    emit_data(out, &self.w.chunk_at(choice, json!({"content": t}), None));
+                } else if let Some(fc) = part.get("functionCall") {
+                    let args = fc.get("args").map(Value::to_string).unwrap_or_else(|| "{}".into());
+                    push_text(&mut self.text, &args);
+                    let n = self.calls_of(choice);
+                    let index = *n;
+                    *n += 1;
+                    let id =
+                        fc.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{index}"), str::to_owned);
+                    let call = json!({"index": index, "id": id, "type": "function",
+                        "function": {"name": fc["name"], "arguments": args}});
+                    emit_data(out, &self.w.chunk_at(choice, json!({"tool_calls": [call]}), None));
+                }
             }
-            if let Some(t) = part.get("text").and_then(Value::as_str) {
-                push_text(&mut self.text, t);
-                emit_data(out, &self.w.chunk(json!({"content": t}), None));
-            } else if let Some(fc) = part.get("functionCall") {
-                saw_call = true;
-                let args = fc.get("args").map(Value::to_string).unwrap_or_else(|| "{}".into());
-                push_text(&mut self.text, &args);
-                let call = json!({"index": self.tool_calls, "id": format!("call_{}", self.tool_calls), "type": "function",
-                    "function": {"name": fc["name"], "arguments": args}});
-                self.tool_calls += 1;
-                emit_data(out, &self.w.chunk(json!({"tool_calls": [call]}), None));
+            if let Some(r) = cand.get("finishReason").and_then(Value::as_str) {
+                let called = *self.calls_of(choice) > 0;
+                let reason = if called { "tool_calls" } else { gemini_finish_reason(r) };
+                emit_data(out, &self.w.chunk_at(choice, json!({}), Some(reason)));
             }
         }
-        if let Some(r) = cand.get("finishReason").and_then(Value::as_str) {
-            let reason = if saw_call || self.tool_calls > 0 { "tool_calls" } else { gemini_finish_reason(r) };
-            emit_data(out, &self.w.chunk(json!({}), Some(reason)));
+        // A blocked prompt has no candidates at all.
+        if candidates.is_empty() && v["promptFeedback"].get("blockReason").is_some() {
+            emit_data(out, &self.w.chunk(json!({}), Some("content_filter")));
         }
     }
 

@@ -14,7 +14,7 @@
 use crate::Dialect;
 use crate::Usage;
 use crate::dialect::{anthropic_usage, gemini_usage, openai_usage};
-use crate::openai::{RequestHead, rewrite_model};
+use crate::openai::{RequestHead, request_stream_usage, rewrite_model};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -54,8 +54,17 @@ fn to_bytes(v: &Value) -> Result<Bytes, TranslateError> {
 pub fn chat_request(from: Dialect, to: Dialect, body: &Bytes, upstream_model: &str) -> Result<Bytes, TranslateError> {
     use Dialect::*;
     if from == to {
+        if from == Gemini {
+            // Gemini names the model in the URL; the body has nothing to splice.
+            return Ok(body.clone());
+        }
         let head = RequestHead::parse(body).map_err(|e| TranslateError::new(e.to_string()))?;
-        return Ok(rewrite_model(body, &head, upstream_model));
+        let spliced = rewrite_model(body, &head, upstream_model);
+        if from == OpenAiChat && head.stream {
+            // Every stream is metered: ask for the usage chunk (spliced, not re-serialized).
+            return Ok(request_stream_usage(&spliced, &head));
+        }
+        return Ok(spliced);
     }
     let req = parse_object(body)?;
     let out = match (from, to) {
@@ -66,7 +75,12 @@ pub fn chat_request(from: Dialect, to: Dialect, body: &Bytes, upstream_model: &s
             let Value::Object(mid) = anthropic_to_openai_request(&req, upstream_model)? else {
                 return Err(TranslateError::unsupported(from, to));
             };
-            openai_to_gemini_request(&mid)?
+            let mut out = openai_to_gemini_request(&mid)?;
+            // OpenAI chat has no top_k; Gemini does.
+            if let Some(k) = req.get("top_k") {
+                out["generationConfig"]["topK"] = k.clone();
+            }
+            out
         }
         _ => return Err(TranslateError::unsupported(from, to)),
     };
@@ -94,36 +108,86 @@ pub fn chat_response(from: Dialect, to: Dialect, body: &[u8], public_model: &str
 }
 
 /// Converts an upstream error body (JSON in the upstream's dialect) to the caller
-/// dialect's error shape, keeping the upstream's message. `None` when the body is not a
-/// JSON error the gateway recognizes (the caller then gets the gateway's own 502).
+/// dialect's error shape, keeping the upstream's message (and, between OpenAI-dialect
+/// bodies, its `type`, `code` and `param`). `None` when the body is not a JSON error of
+/// the upstream's dialect (the caller then gets the gateway's own 502, never these
+/// bytes).
+///
+/// Shapes: Anthropic `{"type":"error","error":{"type","message"}}`; OpenAI
+/// `{"error":{"message","type","code","param"}}`; Gemini `{"error":{"code","message","status"}}`.
+/// The caller-side `type` / `status` follows the HTTP status, which the caller keeps.
 pub fn error_body(from: Dialect, to: Dialect, status: http::StatusCode, body: &[u8]) -> Option<Bytes> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let err = v.get("error")?;
-    let (message, kind, code) = match err {
-        Value::String(s) => (s.clone(), None, None),
-        Value::Object(o) => (
-            o.get("message").and_then(Value::as_str)?.to_owned(),
-            o.get("type").or_else(|| o.get("status")).and_then(Value::as_str).map(str::to_owned),
-            o.get("code").filter(|c| !c.is_null()).cloned(),
-        ),
+    let (message, upstream_type, upstream_code, param) = match err {
+        // Some OpenAI-compatible servers answer `{"error": "text"}`.
+        Value::String(s) if from != Dialect::AnthropicMessages => (s.clone(), None, None, Value::Null),
+        Value::Object(o) => {
+            let message = o.get("message").and_then(Value::as_str)?.to_owned();
+            match from {
+                Dialect::AnthropicMessages => {
+                    (message, o.get("type").and_then(Value::as_str).map(str::to_owned), None, Value::Null)
+                }
+                Dialect::Gemini => {
+                    let status = o.get("status").and_then(Value::as_str).map(str::to_owned);
+                    (message, None, status.map(Value::String), Value::Null)
+                }
+                _ => (
+                    message,
+                    o.get("type").and_then(Value::as_str).map(str::to_owned),
+                    o.get("code").filter(|c| !c.is_null()).cloned(),
+                    o.get("param").cloned().unwrap_or(Value::Null),
+                ),
+            }
+        }
         _ => return None,
     };
-    let _ = from;
     let out = match to {
         Dialect::AnthropicMessages => json!({
             "type": "error",
             "error": {"type": anthropic_error_type(status), "message": message},
         }),
-        _ => json!({
-            "error": {
-                "message": message,
-                "type": kind.unwrap_or_else(|| "invalid_request_error".into()),
-                "code": code.unwrap_or(Value::Null),
-                "param": null,
-            }
+        Dialect::Gemini => json!({
+            "error": {"code": status.as_u16(), "message": message, "status": gemini_error_status(status)},
         }),
+        Dialect::OpenAiChat | Dialect::OpenAiResponses | Dialect::OpenAiEmbeddings => {
+            // Anthropic's error types are OpenAI's names too; Gemini's are not.
+            let kind = upstream_type
+                .filter(|_| from != Dialect::Gemini)
+                .unwrap_or_else(|| openai_error_type(status).to_owned());
+            json!({"error": {"message": message, "type": kind, "code": upstream_code.unwrap_or(Value::Null), "param": param}})
+        }
     };
     serde_json::to_vec(&out).ok().map(Bytes::from)
+}
+
+/// OpenAI's error `type` for an HTTP status.
+pub fn openai_error_type(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+/// Gemini's (Google API) error `status` for an HTTP status.
+pub fn gemini_error_status(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 413 | 422 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        400..=498 => "FAILED_PRECONDITION",
+        _ => "INTERNAL",
+    }
 }
 
 /// Anthropic's error `type` for an HTTP status, as its SDKs expect.
@@ -230,7 +294,12 @@ fn openai_to_anthropic_request(req: &Map<String, Value>, model: &str) -> Result<
             m.get("role").and_then(Value::as_str).ok_or_else(|| TranslateError::new("each message needs a 'role'"))?;
         let content = m.get("content").unwrap_or(&Value::Null);
         match role {
-            "system" | "developer" => system.push(openai_text(content)),
+            "system" | "developer" => {
+                let text = openai_text(content);
+                if !text.is_empty() {
+                    system.push(text);
+                }
+            }
             "user" => push("user", user_blocks(content)?),
             "assistant" => {
                 let mut blocks = Vec::new();
@@ -239,16 +308,7 @@ fn openai_to_anthropic_request(req: &Map<String, Value>, model: &str) -> Result<
                     blocks.push(json!({"type": "text", "text": text}));
                 }
                 for call in m.get("tool_calls").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
-                    let args = call["function"]["arguments"].as_str().unwrap_or("{}");
-                    let input: Value = if args.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(args).map_err(|_| {
-                            TranslateError::new(
-                                "tool_calls[].function.arguments must be a JSON object to send to this model",
-                            )
-                        })?
-                    };
+                    let input = tool_arguments(&call["function"]["arguments"])?;
                     blocks.push(
                         json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}),
                     );
@@ -262,6 +322,20 @@ fn openai_to_anthropic_request(req: &Map<String, Value>, model: &str) -> Result<
             }
             other => return Err(TranslateError::new(format!("unknown message role '{}'", truncate(other)))),
         }
+    }
+    if req.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(TranslateError::new("'n' greater than 1 is not supported by this model"));
+    }
+    // Anthropic has no JSON mode without a beta header: ask for JSON in the system prompt.
+    match req.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str) {
+        Some("json_object") => system.push("Respond with a single valid JSON object and nothing else.".into()),
+        Some("json_schema") => {
+            let schema = req["response_format"]["json_schema"].get("schema").cloned().unwrap_or(json!({}));
+            system.push(format!(
+                "Respond with a single JSON object that conforms to this JSON schema, and nothing else:\n{schema}"
+            ));
+        }
+        _ => {}
     }
     let max_tokens = req
         .get("max_completion_tokens")
@@ -290,6 +364,7 @@ fn openai_to_anthropic_request(req: &Map<String, Value>, model: &str) -> Result<
     if let Some(tools) = req.get("tools").and_then(Value::as_array) {
         let tools: Vec<Value> = tools
             .iter()
+            .filter(|t| t.get("type").and_then(Value::as_str).is_none_or(|k| k == "function"))
             .map(|t| {
                 let f = &t["function"];
                 let mut tool = json!({"name": f["name"], "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"}))});
@@ -299,7 +374,9 @@ fn openai_to_anthropic_request(req: &Map<String, Value>, model: &str) -> Result<
                 tool
             })
             .collect();
-        o.insert("tools".into(), Value::Array(tools));
+        if !tools.is_empty() {
+            o.insert("tools".into(), Value::Array(tools));
+        }
     }
     let mut choice = match req.get("tool_choice") {
         Some(Value::String(s)) if s == "none" => Some(json!({"type": "none"})),
@@ -321,15 +398,36 @@ fn openai_to_anthropic_request(req: &Map<String, Value>, model: &str) -> Result<
     Ok(out)
 }
 
+/// The Anthropic `input` of an OpenAI tool call: its `arguments` string must hold a JSON
+/// object (an empty string is `{}`). Anything else is refused rather than guessed at.
+fn tool_arguments(args: &Value) -> Result<Value, TranslateError> {
+    let args = match args {
+        Value::Null => return Ok(json!({})),
+        Value::String(s) if s.trim().is_empty() => return Ok(json!({})),
+        Value::String(s) => s,
+        _ => return Err(TranslateError::new("tool_calls[].function.arguments must be a string")),
+    };
+    match serde_json::from_str::<Value>(args) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(TranslateError::new("tool_calls[].function.arguments must be a JSON object to send to this model")),
+    }
+}
+
 fn user_blocks(content: &Value) -> Result<Vec<Value>, TranslateError> {
     match content {
+        // Anthropic refuses empty text blocks.
+        Value::String(s) if s.is_empty() => Ok(Vec::new()),
         Value::String(s) => Ok(vec![json!({"type": "text", "text": s})]),
         Value::Array(parts) => parts
             .iter()
+            .filter(|p| !(p["type"] == "text" && p["text"] == ""))
             .map(|p| match p.get("type").and_then(Value::as_str) {
-                Some("text") => Ok(json!({"type": "text", "text": p["text"]})),
+                Some("text") if p["text"].is_string() => Ok(json!({"type": "text", "text": p["text"]})),
                 Some("image_url") => {
-                    let url = p["image_url"]["url"].as_str().unwrap_or("");
+                    let url = p["image_url"]["url"]
+                        .as_str()
+                        .or_else(|| p["image_url"].as_str())
+                        .ok_or_else(|| TranslateError::new("image_url parts need a 'url' string"))?;
                     Ok(match data_url(url) {
                         Some((media, data)) => {
                             json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}})
@@ -337,7 +435,15 @@ fn user_blocks(content: &Value) -> Result<Vec<Value>, TranslateError> {
                         None => json!({"type": "image", "source": {"type": "url", "url": url}}),
                     })
                 }
-                _ => Err(TranslateError::new("only text and image_url content parts can be sent to this model")),
+                Some("file") => match p["file"]["file_data"].as_str().and_then(data_url) {
+                    Some((media, data)) => {
+                        Ok(json!({"type": "document", "source": {"type": "base64", "media_type": media, "data": data}}))
+                    }
+                    None => {
+                        Err(TranslateError::new("file parts must carry file_data as a base64 data: URL for this model"))
+                    }
+                },
+                _ => Err(TranslateError::new("only text, image_url and file content parts can be sent to this model")),
             })
             .collect(),
         Value::Null => Ok(Vec::new()),
@@ -383,6 +489,21 @@ fn anthropic_to_openai_request(req: &Map<String, Value>, model: &str) -> Result<
                             };
                             parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
                         }
+                        Some("document") => {
+                            let s = &b["source"];
+                            match s["type"].as_str() {
+                                Some("base64") => parts.push(json!({"type": "file", "file": {
+                                    "filename": b.get("title").and_then(Value::as_str).unwrap_or("document.pdf"),
+                                    "file_data": format!("data:{};base64,{}", s["media_type"].as_str().unwrap_or("application/pdf"), s["data"].as_str().unwrap_or("")),
+                                }})),
+                                Some("text") => parts.push(json!({"type": "text", "text": s["data"]})),
+                                _ => {
+                                    return Err(TranslateError::new(
+                                        "only base64 and text document sources can be sent to this model",
+                                    ));
+                                }
+                            }
+                        }
                         Some("tool_result") => {
                             let text = match &b["content"] {
                                 Value::String(s) => s.clone(),
@@ -423,8 +544,9 @@ fn anthropic_to_openai_request(req: &Map<String, Value>, model: &str) -> Result<
     }
     let mut out = json!({"model": model, "messages": messages});
     let o = out.as_object_mut().ok_or_else(|| TranslateError::new("internal"))?;
+    // `max_tokens` is deprecated at OpenAI and refused by its reasoning models.
     if let Some(n) = req.get("max_tokens") {
-        o.insert("max_tokens".into(), n.clone());
+        o.insert("max_completion_tokens".into(), n.clone());
     }
     for k in ["temperature", "top_p"] {
         if let Some(v) = req.get(k) {
@@ -450,9 +572,12 @@ fn anthropic_to_openai_request(req: &Map<String, Value>, model: &str) -> Result<
                 json!({"type": "function", "function": f})
             })
             .collect();
-        o.insert("tools".into(), Value::Array(tools));
+        if !tools.is_empty() {
+            o.insert("tools".into(), Value::Array(tools));
+        }
     }
-    if let Some(c) = req.get("tool_choice") {
+    // OpenAI refuses a tool_choice without tools (e.g. only Anthropic server tools were given).
+    if let Some(c) = req.get("tool_choice").filter(|_| o.contains_key("tools")) {
         let choice = match c["type"].as_str() {
             Some("any") => json!("required"),
             Some("none") => json!("none"),
@@ -682,17 +807,24 @@ fn gemini_to_openai_response(v: &Value, model: &str) -> Value {
                 .iter()
                 .filter_map(|p| p.get("functionCall"))
                 .enumerate()
-                .map(|(k, fc)| json!({"id": format!("call_{k}"), "type": "function",
+                .map(|(k, fc)| json!({"id": fc.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{k}"), str::to_owned), "type": "function",
                     "function": {"name": fc["name"], "arguments": fc.get("args").map(Value::to_string).unwrap_or_else(|| "{}".into())}}))
                 .collect();
             let finish = if calls.is_empty() { gemini_finish_reason(c["finishReason"].as_str().unwrap_or("STOP")) } else { "tool_calls" };
-            let mut message = json!({"role": "assistant", "content": text});
+            let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
+            let mut message = json!({"role": "assistant", "content": content});
             if !calls.is_empty() {
                 message["tool_calls"] = Value::Array(calls);
             }
             json!({"index": c.get("index").cloned().unwrap_or(json!(i)), "message": message, "finish_reason": finish})
         })
         .collect();
+    // A blocked prompt has no candidates; OpenAI callers still expect one choice.
+    let choices = if choices.is_empty() && v["promptFeedback"].get("blockReason").is_some() {
+        vec![json!({"index": 0, "message": {"role": "assistant", "content": null}, "finish_reason": "content_filter"})]
+    } else {
+        choices
+    };
     let usage = gemini_usage(v).unwrap_or_default();
     json!({
         "id": format!("chatcmpl-{}", v["responseId"].as_str().unwrap_or("tollgate")),

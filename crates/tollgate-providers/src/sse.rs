@@ -1,0 +1,135 @@
+//! Framing of a server-sent-event byte stream into complete events, whatever the
+//! boundaries of the network reads, so a [`crate::StreamAdapter`] always sees whole events.
+
+use bytes::{Bytes, BytesMut};
+
+/// Splits an SSE byte stream into complete events (each up to and including its blank
+/// line, `\n\n` or `\r\n\r\n`). Holds at most one incomplete event; one longer than the
+/// configured bound is handed on as it is rather than buffered without end.
+#[derive(Debug)]
+pub struct SseFramer {
+    pending: BytesMut,
+    /// Bytes of `pending` already searched for an event end (minus the look-behind).
+    scanned: usize,
+    max_event_bytes: usize,
+}
+
+impl Default for SseFramer {
+    fn default() -> Self {
+        SseFramer::new(Self::DEFAULT_MAX_EVENT_BYTES)
+    }
+}
+
+impl SseFramer {
+    /// The default bound on one buffered event.
+    pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+
+    /// A framer that buffers at most `max_event_bytes` of one incomplete event.
+    pub fn new(max_event_bytes: usize) -> Self {
+        SseFramer { pending: BytesMut::new(), scanned: 0, max_event_bytes: max_event_bytes.max(1) }
+    }
+
+    /// Appends bytes read from the upstream and hands every event they complete to `on_event`.
+    pub fn push(&mut self, chunk: &[u8], mut on_event: impl FnMut(&[u8])) {
+        self.pending.extend_from_slice(chunk);
+        loop {
+            // Re-scan the last two bytes: an event end may straddle two reads.
+            let from = self.scanned.saturating_sub(2);
+            match find_event_end(&self.pending[from..]) {
+                Some(end) => {
+                    let event = self.pending.split_to(from + end);
+                    self.scanned = 0;
+                    on_event(&event);
+                }
+                None => {
+                    self.scanned = self.pending.len();
+                    break;
+                }
+            }
+        }
+        if self.pending.len() > self.max_event_bytes {
+            let event = self.pending.split();
+            self.scanned = 0;
+            on_event(&event);
+        }
+    }
+
+    /// The stream ended: hands on an unterminated last event if it holds anything but
+    /// whitespace.
+    pub fn finish(&mut self, mut on_event: impl FnMut(&[u8])) {
+        let rest = self.pending.split();
+        self.scanned = 0;
+        if !rest.iter().all(u8::is_ascii_whitespace) {
+            on_event(&rest);
+        }
+    }
+
+    /// Frames a whole recorded stream into its events (for tests and tools).
+    pub fn split_all(stream: &[u8]) -> Vec<Bytes> {
+        let mut framer = SseFramer::new(usize::MAX);
+        let mut events = Vec::new();
+        framer.push(stream, |e| events.push(Bytes::copy_from_slice(e)));
+        framer.finish(|e| events.push(Bytes::copy_from_slice(e)));
+        events
+    }
+}
+
+/// The end (exclusive) of the first complete event in `buf`.
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        if buf[i] == b'\n' {
+            if buf[i + 1] == b'\n' {
+                return Some(i + 2);
+            }
+            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(stream: &[u8], read: usize) -> Vec<Vec<u8>> {
+        let mut f = SseFramer::default();
+        let mut out = Vec::new();
+        for chunk in stream.chunks(read) {
+            f.push(chunk, |e| out.push(e.to_vec()));
+        }
+        f.finish(|e| out.push(e.to_vec()));
+        out
+    }
+
+    #[test]
+    fn events_are_the_same_whatever_the_read_boundaries() {
+        let stream = b"event: a\ndata: 1\n\ndata: 2\r\n\r\n: ping\n\ndata: tail";
+        let whole = frame(stream, stream.len());
+        assert_eq!(
+            whole,
+            vec![
+                b"event: a\ndata: 1\n\n".to_vec(),
+                b"data: 2\r\n\r\n".to_vec(),
+                b": ping\n\n".to_vec(),
+                b"data: tail".to_vec()
+            ]
+        );
+        for read in 1..stream.len() {
+            assert_eq!(frame(stream, read), whole, "read size {read}");
+        }
+    }
+
+    #[test]
+    fn an_endless_event_is_handed_on_at_the_bound() {
+        let mut f = SseFramer::new(8);
+        let mut out = Vec::new();
+        f.push(b"data: 0123456789", |e| out.push(e.to_vec()));
+        assert_eq!(out, vec![b"data: 0123456789".to_vec()]);
+        f.finish(|e| out.push(e.to_vec()));
+        assert_eq!(out.len(), 1, "nothing left behind");
+    }
+}
