@@ -213,6 +213,10 @@ mod tests {
             assert_eq!(usage_of(d, body.as_bytes()), Some(want), "{d:?}");
         }
         assert_eq!(usage_of(Dialect::OpenAiChat, b"{}"), None);
+        assert_eq!(usage_of(Dialect::OpenAiChat, br#"{"usage":null}"#), None);
+        assert_eq!(usage_of(Dialect::AnthropicMessages, br#"{"usage":[1]}"#), None);
+        assert_eq!(usage_of(Dialect::Gemini, br#"{"usage":{"prompt_tokens":3}}"#), None, "not Gemini's field");
+        assert_eq!(usage_of(Dialect::OpenAiChat, br#"{"usage":{"prompt_tokens":3}} trailing"#), None);
         assert_eq!(usage_of(Dialect::AnthropicMessages, b"<html>"), None);
     }
 

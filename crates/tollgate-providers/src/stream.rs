@@ -662,3 +662,125 @@ impl StreamAdapter for Compose {
         self.first.generated_text()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_after(upstream: Dialect, caller: Dialect, events: &[&str]) -> Option<Usage> {
+        let opts = StreamOptions { public_model: "m".into(), strip_usage_chunk: true };
+        let mut a = stream_adapter(upstream, caller, opts).unwrap();
+        let mut out = BytesMut::new();
+        for e in events {
+            a.on_event(format!("data: {e}\n\n").as_bytes(), &mut out);
+        }
+        a.usage()
+    }
+
+    #[test]
+    fn stream_usage_table() {
+        let start = r#"{"type":"message_start","message":{"usage":{"input_tokens":10,"cache_creation_input_tokens":200,"cache_read_input_tokens":300,"output_tokens":1}}}"#;
+        let delta = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":42}}"#;
+        let full_delta =
+            r#"{"type":"message_delta","usage":{"input_tokens":20,"cache_read_input_tokens":300,"output_tokens":50}}"#;
+        let anthropic = |events: &[&str]| {
+            let a = usage_after(Dialect::AnthropicMessages, Dialect::AnthropicMessages, events);
+            assert_eq!(a, usage_after(Dialect::AnthropicMessages, Dialect::OpenAiChat, events), "same either way");
+            a
+        };
+        let cases: Vec<(Option<Usage>, Option<Usage>)> = vec![
+            (anthropic(&[]), None),
+            (
+                anthropic(&[start]),
+                Some(Usage {
+                    input_tokens: 510,
+                    output_tokens: 1,
+                    cached_input_tokens: 300,
+                    cache_write_tokens: 200,
+                    reasoning_tokens: 0,
+                }),
+            ),
+            // Output is cumulative: the last message_delta wins, input stays from the start.
+            (
+                anthropic(&[start, delta]),
+                Some(Usage {
+                    input_tokens: 510,
+                    output_tokens: 42,
+                    cached_input_tokens: 300,
+                    cache_write_tokens: 200,
+                    reasoning_tokens: 0,
+                }),
+            ),
+            // A message_delta that restates input replaces it (cache writes included).
+            (
+                anthropic(&[start, full_delta]),
+                Some(Usage {
+                    input_tokens: 320,
+                    output_tokens: 50,
+                    cached_input_tokens: 300,
+                    cache_write_tokens: 0,
+                    reasoning_tokens: 0,
+                }),
+            ),
+            // Gemini: the last usageMetadata wins; output = candidates + thoughts.
+            (
+                usage_after(
+                    Dialect::Gemini,
+                    Dialect::OpenAiChat,
+                    &[
+                        r#"{"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":1}}"#,
+                        r#"{"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":9,"thoughtsTokenCount":4,"cachedContentTokenCount":2}}"#,
+                    ],
+                ),
+                Some(Usage {
+                    input_tokens: 5,
+                    output_tokens: 13,
+                    cached_input_tokens: 2,
+                    cache_write_tokens: 0,
+                    reasoning_tokens: 4,
+                }),
+            ),
+            // OpenAI: the usage chunk, also read when it is stripped for the caller.
+            (
+                usage_after(
+                    Dialect::OpenAiChat,
+                    Dialect::OpenAiChat,
+                    &[
+                        r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#,
+                        r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"completion_tokens_details":{"reasoning_tokens":2}}}"#,
+                    ],
+                ),
+                Some(Usage { input_tokens: 7, output_tokens: 3, reasoning_tokens: 2, ..Usage::default() }),
+            ),
+            // Responses: only response.completed carries it.
+            (
+                usage_after(
+                    Dialect::OpenAiResponses,
+                    Dialect::OpenAiResponses,
+                    &[
+                        r#"{"type":"response.created","response":{"usage":null}}"#,
+                        r#"{"type":"response.completed","response":{"usage":{"input_tokens":4,"output_tokens":6}}}"#,
+                    ],
+                ),
+                Some(Usage { input_tokens: 4, output_tokens: 6, ..Usage::default() }),
+            ),
+        ];
+        for (i, (got, want)) in cases.into_iter().enumerate() {
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_usage_only_chunk_is_stripped_only_when_asked() {
+        let usage = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\n";
+        for (strip, kept) in [(true, false), (false, true)] {
+            let opts = StreamOptions { public_model: "m".into(), strip_usage_chunk: strip };
+            let mut a = stream_adapter(Dialect::OpenAiChat, Dialect::OpenAiChat, opts).unwrap();
+            let mut out = BytesMut::new();
+            a.on_event(usage, &mut out);
+            a.on_end(&mut out);
+            assert_eq!(!out.is_empty(), kept, "strip={strip}");
+            assert!(a.usage().is_some());
+        }
+    }
+}
