@@ -143,20 +143,38 @@ fn machine() -> serde_json::Value {
 }
 
 /// Entry point of `cargo xtask bench`.
+///
+/// `cargo xtask` runs a debug build; a debug load generator would spend the CPU the
+/// gateway and upstream need. So this builds the gateway *and* xtask in release and, when
+/// running from a debug build, re-executes the release xtask (`--built` skips the build).
 pub(crate) fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
-    let opts = parse_opts(args)?;
-    eprintln!("bench: building tollgate-gateway (release)…");
-    let st = Command::new(cargo())
-        .args(["build", "--release", "-p", "tollgate-gateway"])
-        .current_dir(root)
-        .status()
-        .context("running cargo build")?;
-    if !st.success() {
-        bail!("cargo build --release -p tollgate-gateway failed");
+    let built = args.iter().any(|a| a == "--built");
+    let args: Vec<String> = args.iter().filter(|a| *a != "--built").cloned().collect();
+    let opts = parse_opts(&args)?;
+    let release = target_dir(root)?.join("release");
+    if !built {
+        eprintln!("bench: building tollgate-gateway and xtask (release)…");
+        let st = Command::new(cargo())
+            .args(["build", "--release", "-p", "tollgate-gateway", "-p", "xtask"])
+            .current_dir(root)
+            .status()
+            .context("running cargo build")?;
+        if !st.success() {
+            bail!("cargo build --release -p tollgate-gateway -p xtask failed");
+        }
+        if cfg!(debug_assertions) {
+            let st = Command::new(release.join("xtask"))
+                .arg("bench")
+                .arg("--built")
+                .args(&args)
+                .current_dir(root)
+                .status()
+                .context("running the release xtask")?;
+            return if st.success() { Ok(()) } else { bail!("bench failed ({st})") };
+        }
     }
-    let gateway_bin = target_dir(root)?.join("release").join("tollgate-gateway");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(bench(root, &gateway_bin, &opts))
+    rt.block_on(bench(root, &release.join("tollgate-gateway"), &opts))
 }
 
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<()>
