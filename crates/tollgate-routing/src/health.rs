@@ -142,9 +142,11 @@ impl Breaker {
         if let Some(ProbeLease(lease)) = probe {
             // Only the current holder of the slot decides; a lease that expired and was
             // taken over by another probe has lost its say.
-            if self.probe.compare_exchange(lease, 0, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            if self.probe.load(Ordering::Acquire) != lease {
                 return;
             }
+            // Set the new state before freeing the slot, so no request can slip in a
+            // second probe against the old cooldown in between.
             if failed {
                 let reopens = self.reopens.fetch_add(1, Ordering::AcqRel).saturating_add(1);
                 let cooldown = policy.cooldown_after(reopens);
@@ -154,6 +156,7 @@ impl Breaker {
                 self.reopens.store(0, Ordering::Release);
                 self.open_until.store(0, Ordering::Release);
             }
+            let _ = self.probe.compare_exchange(lease, 0, Ordering::AcqRel, Ordering::Acquire);
             return;
         }
         if self.open_until.load(Ordering::Acquire) != 0 {
@@ -364,6 +367,27 @@ mod tests {
         assert_eq!(b.state(s(t0, 17)), BreakerState::HalfOpen { probing: true });
         b.record(&FAIL, s(t0, 18), &p, Some(second));
         assert!(matches!(b.state(s(t0, 19)), BreakerState::Open { .. }));
+    }
+
+    #[test]
+    fn concurrent_requests_at_the_end_of_a_cooldown_get_exactly_one_probe() {
+        let t0 = Instant::now();
+        let b = Breaker::new(t0);
+        let p = policy(1, 10, 10);
+        b.record(&FAIL, t0, &p, None);
+        let probes = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        if let Admission::Probe(_) = b.admit(s(t0, 10), LEASE) {
+                            probes.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(probes.load(Ordering::Relaxed), 1);
     }
 
     #[test]
