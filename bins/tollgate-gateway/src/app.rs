@@ -25,7 +25,10 @@ pub(crate) struct Args {
     /// With --standalone: seed a mock provider, a `demo` model and project, and print a key.
     #[arg(long, env = "TOLLGATE_DEMO", requires = "standalone")]
     demo: bool,
-    /// Directory for the SQLite database and generated secrets.
+    /// Directory for the SQLite database and generated secrets (standalone), and for the
+    /// ledger spool (`ledger.spool`, both modes): entries wait there while the database or
+    /// the control plane is unreachable, so it must survive restarts (a persistent volume)
+    /// and belong to one gateway only (a second gateway on the same spool refuses to start).
     #[arg(long, env = "TOLLGATE_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
     /// Database URL for the embedded control plane (default: SQLite in the data dir).
@@ -179,7 +182,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let data_listener = bind(args.listen, "the data plane").await?;
-    let mut ledger_to_close = None;
+    let ledger_to_close: Option<LedgerWriter>;
     let mut tasks = tokio::task::JoinSet::new();
 
     if args.standalone {
@@ -259,9 +262,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .or_else(|| std::env::var("TOLLGATE_ADMIN_TOKEN").ok())
             .filter(|t| !t.is_empty())
             .context("--control-plane needs a token: set TOLLGATE_CONTROL_PLANE_TOKEN or TOLLGATE_ADMIN_TOKEN")?;
+        // The ledger: batches pushed to the control plane over gRPC, spooled in the data
+        // dir while it is unreachable and replayed in order when it returns.
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+        let spool = args.data_dir.join("ledger.spool");
+        let sink: Arc<dyn LedgerSink> = Arc::new(
+            tollgate_dataplane::GrpcLedgerSink::new(&endpoint, &token)
+                .context("cannot set up the ledger stream to the control plane")?,
+        );
+        let (ledger, _) = LedgerWriter::start(sink, LedgerConfig::new(&spool))
+            .with_context(|| format!("cannot open the ledger spool {}", spool.display()))?;
+        dp.set_ledger(ledger.clone());
+        ledger_to_close = Some(ledger);
         let cfg = WatchConfig { endpoint: endpoint.clone(), token, max_backoff: Duration::from_secs(5) };
         tokio::spawn(tollgate_dataplane::watch_control_plane(dp.clone(), cfg));
-        tracing::info!(data = %args.listen, control_plane = %endpoint, "tollgate gateway listening");
+        tracing::info!(data = %args.listen, control_plane = %endpoint, spool = %spool.display(), "tollgate gateway listening");
     } else {
         bail!("choose a mode: --standalone, or --control-plane http://HOST:4002");
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tollgate_budgets::{Budget, Limit};
 use tollgate_core::{BudgetId, KeyId, Money, OrgId, ProjectId, ProviderId, TeamId, Timestamp};
 use tollgate_keys::{KeyHash, KeyStatus, ModelAllowlist, Pepper, RateLimits, VirtualKey};
-use tollgate_metering::Pricing;
+use tollgate_metering::{Attempt, LedgerEntry, Pricing, UsageSource};
 use tollgate_providers::{ApiKey, ProviderConfig, ProviderKind};
 use tollgate_routing::{Deployment, ModelRoute};
 
@@ -71,9 +71,13 @@ pub fn model(m: &v1::Model) -> Result<(ModelRoute, Option<Pricing>), ConvertErro
         input_per_mtok: Money::from_nanos(p.input_per_mtok_nanos),
         output_per_mtok: Money::from_nanos(p.output_per_mtok_nanos),
         cached_input_per_mtok: p.cached_input_per_mtok_nanos.map(Money::from_nanos),
+        cache_write_per_mtok: p.cache_write_per_mtok_nanos.map(Money::from_nanos),
     });
     if let Some(p) = &pricing
-        && (p.input_per_mtok.is_negative() || p.output_per_mtok.is_negative())
+        && [Some(p.input_per_mtok), Some(p.output_per_mtok), p.cached_input_per_mtok, p.cache_write_per_mtok]
+            .into_iter()
+            .flatten()
+            .any(Money::is_negative)
     {
         return Err(err("model", &m.id, "negative price"));
     }
@@ -152,6 +156,88 @@ pub fn budget(b: &v1::Budget) -> Result<Budget, ConvertError> {
     Ok(budget)
 }
 
+/// A ledger entry as sent over the ledger stream.
+pub fn ledger_entry_to_wire(e: &LedgerEntry) -> v1::LedgerEntry {
+    v1::LedgerEntry {
+        request_id: e.request_id.clone(),
+        at_ms: e.at.unix_millis(),
+        key_id: e.key_id.to_string(),
+        key_name: e.key_name.clone(),
+        principal: e.principal.clone(),
+        project_id: e.project_id.to_string(),
+        team_id: e.team_id.as_ref().map(ToString::to_string),
+        org_id: e.org_id.as_ref().map(ToString::to_string),
+        requested_model: e.requested_model.clone(),
+        served_model: e.served_model.clone(),
+        provider: e.provider.clone(),
+        input_tokens: e.input_tokens,
+        output_tokens: e.output_tokens,
+        cached_input_tokens: e.cached_input_tokens,
+        reasoning_tokens: e.reasoning_tokens,
+        cache_write_tokens: e.cache_write_tokens,
+        cost_nanos: e.cost.nanos(),
+        status: u32::from(e.status),
+        latency_ms: e.latency_ms,
+        usage_source: match e.usage_source {
+            UsageSource::Reported => "reported",
+            UsageSource::Estimated => "estimated",
+        }
+        .to_owned(),
+        tags: e.tags.clone(),
+        metadata: e.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        attempts: e
+            .attempts
+            .iter()
+            .map(|a| v1::LedgerAttempt {
+                provider: a.provider.clone(),
+                model: a.model.clone(),
+                outcome: a.outcome.clone(),
+            })
+            .collect(),
+        stream: e.stream,
+    }
+}
+
+/// A ledger entry received over the ledger stream.
+pub fn ledger_entry(w: &v1::LedgerEntry) -> Result<LedgerEntry, ConvertError> {
+    let bad = |reason: String| err("ledger entry", &w.request_id.chars().take(128).collect::<String>(), reason);
+    if w.request_id.is_empty() {
+        return Err(bad("empty request_id".into()));
+    }
+    let usage_source = match w.usage_source.as_str() {
+        "reported" => UsageSource::Reported,
+        "estimated" => UsageSource::Estimated,
+        other => return Err(bad(format!("unknown usage_source {:?}", other.chars().take(32).collect::<String>()))),
+    };
+    let status = u16::try_from(w.status).map_err(|_| bad(format!("status {} is not an HTTP status", w.status)))?;
+    Ok(LedgerEntry {
+        request_id: w.request_id.clone(),
+        at: Timestamp::from_unix_millis(w.at_ms),
+        key_id: KeyId::new(w.key_id.as_str()),
+        key_name: w.key_name.clone(),
+        principal: w.principal.clone(),
+        project_id: ProjectId::new(w.project_id.as_str()),
+        team_id: w.team_id.as_deref().map(TeamId::new),
+        org_id: w.org_id.as_deref().map(OrgId::new),
+        requested_model: w.requested_model.clone(),
+        served_model: w.served_model.clone(),
+        provider: w.provider.clone(),
+        input_tokens: w.input_tokens,
+        output_tokens: w.output_tokens,
+        cached_input_tokens: w.cached_input_tokens,
+        reasoning_tokens: w.reasoning_tokens,
+        cache_write_tokens: w.cache_write_tokens,
+        cost: Money::from_nanos(w.cost_nanos),
+        status,
+        latency_ms: w.latency_ms,
+        usage_source,
+        tags: w.tags.clone(),
+        metadata: w.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        attempts: w.attempts.iter().map(|a| Attempt::new(&a.provider, &a.model, &a.outcome)).collect(),
+        stream: w.stream,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +303,47 @@ mod tests {
         let m = v1::Model { id: "model_1".into(), name: "m".into(), ..Default::default() };
         assert_eq!(model(&m).unwrap_err().reason, "no deployments");
         assert!(pepper(&[0; 31]).is_err());
+    }
+
+    #[test]
+    fn ledger_entries_cross_the_wire_field_for_field() {
+        use std::collections::BTreeMap;
+        use tollgate_metering::Usage;
+        let e = LedgerEntry::new("req_1", KeyId::new("key_1"), ProjectId::new("proj_1"), "gpt-4o")
+            .with_at(Timestamp::from_unix_millis(1_772_000_000_250))
+            .with_key_name("checkout")
+            .with_principal("acme:user-42")
+            .with_tenancy(TeamId::new("team_1"), OrgId::new("org_1"))
+            .with_served_by("openai-main", "gpt-4o-2024-08-06")
+            .with_usage(
+                &Usage {
+                    input_tokens: 1000,
+                    output_tokens: 500,
+                    cached_input_tokens: 600,
+                    reasoning_tokens: 7,
+                    cache_write_tokens: 50,
+                },
+                UsageSource::Reported,
+            )
+            .with_cost(Money::from_nanos(9_007_199_254_740_993))
+            .with_outcome(201, 1234)
+            .with_tags(["prod", "eu,west"])
+            .with_metadata(BTreeMap::from([("customer".to_owned(), "acme \"x\"".to_owned())]))
+            .with_attempt(Attempt::new("azure-east", "gpt-4o", "timeout"))
+            .with_attempt(Attempt::new("openai-main", "gpt-4o-2024-08-06", "ok"))
+            .with_stream(true);
+        let wire = ledger_entry_to_wire(&e);
+        let bytes = prost::Message::encode_to_vec(&wire);
+        let back: v1::LedgerEntry = prost::Message::decode(bytes.as_slice()).unwrap();
+        assert_eq!(ledger_entry(&back).unwrap(), e);
+        let estimated = e.clone().with_usage(&Usage::default(), UsageSource::Estimated);
+        assert_eq!(ledger_entry(&ledger_entry_to_wire(&estimated)).unwrap(), estimated);
+
+        let unknown = v1::LedgerEntry { usage_source: "guessed".into(), ..wire.clone() };
+        assert!(ledger_entry(&unknown).unwrap_err().reason.contains("guessed"));
+        let status = v1::LedgerEntry { status: 70_000, ..wire.clone() };
+        assert!(ledger_entry(&status).is_err());
+        let anonymous = v1::LedgerEntry { request_id: String::new(), ..wire };
+        assert!(ledger_entry(&anonymous).is_err());
     }
 }

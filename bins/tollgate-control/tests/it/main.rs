@@ -134,9 +134,11 @@ async fn a_gateway_with_a_wrong_token_is_not_ready_and_refuses_traffic() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let bin = sibling_binary(env!("CARGO_BIN_EXE_tollgate-control"), "tollgate-gateway");
+    let data = temp_dir("split-bad-token-gw");
+    let data = data.to_string_lossy().into_owned();
     let mut gw = Proc::spawn(
         &bin,
-        &["--control-plane", &grpc, "--listen", &listen],
+        &["--control-plane", &grpc, "--listen", &listen, "--data-dir", &data],
         &[("TOLLGATE_CONTROL_PLANE_TOKEN", "wrong-token-xxxxxxxxxx")],
     );
     wait_ready(&mut gw, &format!("http://{listen}/healthz"), Duration::from_secs(30)).await;
@@ -150,7 +152,9 @@ fn start_gateway_with(grpc: &str, extra_args: &[&str]) -> (Proc, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let bin = sibling_binary(env!("CARGO_BIN_EXE_tollgate-control"), "tollgate-gateway");
-    let args = [&["--control-plane", grpc, "--listen", &listen][..], extra_args].concat();
+    // Each gateway spools its ledger in a data dir of its own.
+    let data = temp_dir("split-gw").to_string_lossy().into_owned();
+    let args = [&["--control-plane", grpc, "--listen", &listen, "--data-dir", &data][..], extra_args].concat();
     let proc = Proc::spawn(&bin, &args, &[("TOLLGATE_CONTROL_PLANE_TOKEN", ADMIN)]);
     (proc, format!("http://{listen}"))
 }
@@ -218,4 +222,85 @@ async fn two_gateways_on_one_redis_never_overshoot_a_shared_budget() {
     }
     gw1.assert_running();
     gw2.assert_running();
+}
+
+/// Restarts the control plane on the gRPC address the gateways know; returns it and its
+/// new management URL.
+fn restart_control(dir: &Path, db: &str, grpc: &str) -> (Proc, String) {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let dir_s = dir.to_string_lossy().into_owned();
+    let bin = Path::new(env!("CARGO_BIN_EXE_tollgate-control"));
+    let grpc_addr = grpc.trim_start_matches("http://");
+    let proc = Proc::spawn(
+        bin,
+        &["--database-url", db, "--data-dir", &dir_s, "--admin-listen", &admin, "--grpc-listen", grpc_addr],
+        &[("TOLLGATE_ADMIN_TOKEN", ADMIN)],
+    );
+    (proc, format!("http://{admin}"))
+}
+
+/// The requests the control plane's ledger holds for the last hour.
+async fn ledger_requests(admin: &str) -> Option<u64> {
+    let r = get(&format!("{admin}/api/v1/usage?window=1h"), Some(ADMIN)).await;
+    (r.status == StatusCode::OK).then(|| r.json()["summary"]["requests"].as_u64()).flatten()
+}
+
+/// Split mode: a gateway streams its ledger to the control plane; while the control plane
+/// is down the entries wait in the gateway's spool, and after it returns every request is
+/// in the ledger exactly once.
+#[tokio::test]
+async fn every_request_reaches_the_control_planes_ledger_once_across_an_outage() {
+    let dir = temp_dir("split-ledger");
+    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
+    let (mut control, admin, grpc) = start_control(&dir, &db);
+    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let (mut gw, url) = start_gateway(&grpc);
+    wait_ready(&mut gw, &format!("{url}/readyz"), Duration::from_secs(30)).await;
+    let upstream = FakeUpstream::start().await;
+    catalog(&admin, &upstream, Some(json!({"input_per_mtok": "1", "output_per_mtok": "100"}))).await;
+    let key = created(&admin, "/api/v1/keys", json!({"project": "p", "principal": "acme:1"})).await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), "key reaches the gateway", || async {
+        get(&format!("{url}/v1/key"), Some(&secret)).await.status == StatusCode::OK
+    })
+    .await;
+
+    let load = |n: usize| {
+        let (url, secret) = (url.clone(), secret.clone());
+        async move {
+            for _ in 0..n {
+                assert_eq!(chat(&url, &secret).await.status, StatusCode::OK);
+            }
+        }
+    };
+    // With the control plane up.
+    load(10).await;
+    eventually(Duration::from_secs(20), "10 entries in the ledger", || async {
+        ledger_requests(&admin).await == Some(10)
+    })
+    .await;
+    // The control plane dies in the middle of a load, stays down for more of it, and
+    // comes back while the rest runs.
+    let running = tokio::spawn(load(15));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    control.kill();
+    running.await.unwrap();
+    let during_restart = tokio::spawn(load(10));
+    let (mut control, admin) = restart_control(&dir, &db, &grpc);
+    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    during_restart.await.unwrap();
+
+    let total = 35;
+    eventually(Duration::from_secs(90), "every entry reaches the ledger after the outage", || async {
+        ledger_requests(&admin).await == Some(total)
+    })
+    .await;
+    // Exactly once each: the raw ledger holds `total` distinct request ids, all priced.
+    let page = get(&format!("{admin}/api/v1/ledger?window=1h&limit=1000"), Some(ADMIN)).await.json();
+    let entries = page["entries"].as_array().unwrap();
+    let ids: std::collections::HashSet<&str> = entries.iter().map(|e| e["request_id"].as_str().unwrap()).collect();
+    assert_eq!((entries.len(), ids.len()), (total as usize, total as usize));
+    assert!(entries.iter().all(|e| e["principal"] == "acme:1" && e["cost_nanos"].as_i64() == Some(512_000)));
+    assert_eq!(upstream.requests().len(), total as usize);
+    gw.assert_running();
 }

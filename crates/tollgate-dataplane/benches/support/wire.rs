@@ -46,6 +46,7 @@ pub(crate) fn snapshot(n: usize) -> v1::Snapshot {
             input_per_mtok_nanos: 1_000_000_000,
             output_per_mtok_nanos: 2_000_000_000,
             cached_input_per_mtok_nanos: None,
+            cache_write_per_mtok_nanos: None,
         }),
         max_output_tokens: Some(4_096),
     };
