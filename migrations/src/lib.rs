@@ -17,6 +17,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_budget_controls;
 mod m0003_ledger;
+mod m0004_prices;
 
 /// Brings [`Migrator::up`] and friends into scope for crates that do not depend on
 /// sea-orm-migration themselves.
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_budget_controls::Migration),
             Box::new(m0003_ledger::Migration),
+            Box::new(m0004_prices::Migration),
         ]
     }
 }

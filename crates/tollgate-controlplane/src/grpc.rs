@@ -76,6 +76,72 @@ where
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
+/// The most ledger entries one `PushLedger` call may carry; a gateway's batches are far
+/// smaller (256 by default).
+const MAX_PUSH_ENTRIES: usize = 10_000;
+
+/// `LedgerService`: gateways of split mode push their ledger entries, and read a
+/// budget's spend to seed counters they do not share.
+pub(crate) struct LedgerApi {
+    svc: Arc<Service>,
+}
+
+impl LedgerApi {
+    /// Stores pushed entries through `svc`'s store.
+    pub(crate) fn new(svc: Arc<Service>) -> Self {
+        LedgerApi { svc }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::ledger_service_server::LedgerService for LedgerApi {
+    async fn push_ledger(
+        &self,
+        req: Request<tonic::Streaming<v1::LedgerBatch>>,
+    ) -> Result<Response<v1::PushLedgerAck>, Status> {
+        // Scoped tokens will need `ledger:write` here.
+        actor(&self.svc, &req)?;
+        let mut stream = req.into_inner();
+        let mut entries = Vec::new();
+        while let Some(batch) = stream.message().await? {
+            if entries.len() + batch.entries.len() > MAX_PUSH_ENTRIES {
+                return Err(Status::invalid_argument(format!(
+                    "at most {MAX_PUSH_ENTRIES} ledger entries per PushLedger call"
+                )));
+            }
+            for w in &batch.entries {
+                entries.push(
+                    tollgate_proto::convert::ledger_entry(w).map_err(|e| Status::invalid_argument(e.to_string()))?,
+                );
+            }
+        }
+        let received = entries.len() as u64;
+        // Idempotent by request id: a batch re-sent after a lost answer stores nothing new.
+        tollgate_metering::LedgerSink::write_batch(self.svc.store(), &entries).await.map_err(|e| {
+            let detail = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
+            if e.is_retryable() {
+                tracing::warn!(error = %e, %detail, "could not store pushed ledger entries; the gateway keeps them");
+                Status::unavailable("ledger store unavailable")
+            } else {
+                Status::invalid_argument(format!("{e}: {detail}"))
+            }
+        })?;
+        Ok(Response::new(v1::PushLedgerAck { received }))
+    }
+
+    async fn get_budget_spend(
+        &self,
+        req: Request<v1::GetBudgetSpendRequest>,
+    ) -> Result<Response<v1::GetBudgetSpendResponse>, Status> {
+        actor(&self.svc, &req)?;
+        let r = req.into_inner();
+        let at = if r.at_ms == 0 { Timestamp::now() } else { Timestamp::from_unix_millis(r.at_ms) };
+        let (money, tokens) =
+            self.svc.budget_spend(&tollgate_core::BudgetId::new(r.budget_id), at).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::GetBudgetSpendResponse { cost_nanos: money.nanos(), tokens }))
+    }
+}
+
 /// `AdminService`: key and budget operations for `tollctl` and Rust callers.
 pub(crate) struct AdminApi {
     svc: Arc<Service>,

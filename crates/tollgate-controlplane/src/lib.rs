@@ -2,7 +2,8 @@
 //!
 //! Owns the service layer over the store (every management operation, validated, with
 //! an audit event per write), the REST management API (axum), the gRPC services
-//! (`ConfigService.Watch` for gateways, `AdminService` for `tollctl`), the control
+//! (`ConfigService.Watch` and `LedgerService.PushLedger` for gateways, `AdminService`
+//! for `tollctl`), the control
 //! plane's own secrets (master key for provider credentials at rest, key pepper,
 //! bootstrap admin token), and the snapshot publisher that turns each new revision into
 //! one complete configuration for every gateway.
@@ -111,6 +112,10 @@ impl ControlPlane {
                 .max_encoding_message_size(1 << 30),
             )
             .add_service(v1::admin_service_server::AdminServiceServer::new(grpc::AdminApi::new(self.service.clone())))
+            .add_service(
+                v1::ledger_service_server::LedgerServiceServer::new(grpc::LedgerApi::new(self.service.clone()))
+                    .max_decoding_message_size(64 << 20),
+            )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|e| ControlError::Internal(format!("gRPC server: {e}")))
@@ -181,6 +186,7 @@ mod demo {
                     input_per_mtok: Money::from_nanos(150_000_000),
                     output_per_mtok: Money::from_nanos(600_000_000),
                     cached_input_per_mtok: None,
+                    cache_write_per_mtok: None,
                 }),
                 max_output_tokens: Some(1024),
             };

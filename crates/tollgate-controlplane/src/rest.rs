@@ -1,7 +1,10 @@
 //! The REST/JSON management API (`/api/v1/...`), a thin layer over the service.
 
 use crate::ControlError;
-use crate::service::{Actor, CreateBudget, IncreaseBudget, ListBudgets, ListKeys, Service, UpdateBudget};
+use crate::service::{
+    Actor, CreateBudget, IncreaseBudget, LedgerQuery, ListBudgets, ListKeys, Service, UpdateBudget, UsageFormat,
+    UsageQuery,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
@@ -66,7 +69,8 @@ fn ok<T: Serialize>(v: T) -> Response {
 pub(crate) fn router(svc: Arc<Service>) -> Router {
     Router::new()
         .route("/api/v1/providers", post(create_provider).get(list_providers))
-        .route("/api/v1/models", post(create_model))
+        .route("/api/v1/models", post(create_model).get(list_models))
+        .route("/api/v1/models/{name}", get(get_model).patch(update_model))
         .route("/api/v1/teams", post(create_team))
         .route("/api/v1/projects", post(create_project))
         .route("/api/v1/keys", post(create_key).get(list_keys))
@@ -77,6 +81,8 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         .route("/api/v1/budgets/{id}", get(get_budget).patch(update_budget).delete(delete_budget))
         .route("/api/v1/budgets/{id}/reset", post(reset_budget))
         .route("/api/v1/budgets/{id}/increase", post(increase_budget))
+        .route("/api/v1/usage", get(usage))
+        .route("/api/v1/ledger", get(ledger))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .fallback(|| async { ControlError::NotFound { kind: "endpoint", id: String::new() } })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -259,4 +265,51 @@ async fn increase_budget(
     b: Body,
 ) -> Result<Response, ControlError> {
     Ok(ok(svc.increase_budget(&actor, &id, IncreaseBudget::from_json(&body(b)?)?).await?))
+}
+
+// ------------------------------------------------------------------ model prices
+
+async fn list_models(State(svc): State<Arc<Service>>, Auth(_): Auth) -> Result<Response, ControlError> {
+    Ok(ok(serde_json::json!({"data": svc.list_models().await?})))
+}
+
+async fn get_model(
+    State(svc): State<Arc<Service>>,
+    Auth(_): Auth,
+    Path(name): Path<String>,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.get_model(&name).await?))
+}
+
+async fn update_model(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(name): Path<String>,
+    b: Body,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.update_model(&actor, &name, parse(&body(b)?)?).await?))
+}
+
+// ------------------------------------------------------------------ usage and ledger
+
+// Reading usage needs the admin token today; with scoped tokens this becomes `usage:read`.
+async fn usage(
+    State(svc): State<Arc<Service>>,
+    Auth(_): Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ControlError> {
+    let q = UsageQuery::parse(q, tollgate_core::Timestamp::now())?;
+    let report = svc.usage(&q).await?;
+    Ok(match q.format {
+        UsageFormat::Json => ok(report.to_json()),
+        UsageFormat::Csv => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], report.to_csv()).into_response(),
+    })
+}
+
+async fn ledger(
+    State(svc): State<Arc<Service>>,
+    Auth(_): Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.ledger(&LedgerQuery::parse(q, tollgate_core::Timestamp::now())?).await?))
 }

@@ -1,11 +1,16 @@
 //! The service layer: every management operation, shared by REST and gRPC.
 
 mod budgets;
+mod models;
+mod usage;
 
 pub use budgets::{
     BudgetAmount, BudgetPage, BudgetView, CreateBudget, IncreaseBudget, ListBudgets, MAX_INCREASE_DURATION_S,
     TemporaryIncreaseView, Threshold, UpdateBudget,
 };
+
+pub use models::{PRICE_EXPLICIT, UpdateModel};
+pub use usage::{LedgerQuery, UsageFormat, UsageQuery, UsageReport};
 
 use crate::ControlError;
 use crate::secrets::{Secrets, hashes_equal, token_hash};
@@ -96,6 +101,10 @@ pub struct PricingInput {
     /// Per 1M cached prompt tokens.
     #[serde(default)]
     pub cached_input_per_mtok: Option<Money>,
+    /// Per 1M prompt tokens written to the provider's cache (Anthropic's cache creation);
+    /// the input price when unset.
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<Money>,
 }
 
 /// `POST /api/v1/models`.
@@ -106,7 +115,9 @@ pub struct CreateModel {
     pub name: String,
     /// Where it is served, in priority order.
     pub deployments: Vec<DeploymentInput>,
-    /// Prices; a model without them cannot be metered.
+    /// Prices; when absent, the shipped price catalog's list price of the first
+    /// deployment's upstream model (or of the public name) if it has one. A model
+    /// without either stays unpriced and cannot be served under a money budget.
     #[serde(default)]
     pub pricing: Option<PricingInput>,
     /// Output tokens assumed when a request sets no `max_tokens`.
@@ -281,6 +292,8 @@ pub struct ModelView {
     pub deployments: Vec<DeploymentInput>,
     /// Prices, if set.
     pub pricing: Option<PricingInput>,
+    /// Where the prices came from: `explicit` or `catalog:<version>`.
+    pub price_source: Option<String>,
     /// Default output cap.
     pub max_output_tokens: Option<i64>,
     /// Created.
@@ -611,18 +624,10 @@ impl Service {
             }
         }
         if let Some(p) = &input.pricing {
-            for (field, m) in [
-                ("input_per_mtok", Some(p.input_per_mtok)),
-                ("output_per_mtok", Some(p.output_per_mtok)),
-                ("cached_input_per_mtok", p.cached_input_per_mtok),
-            ] {
-                if m.is_some_and(Money::is_negative) {
-                    return Err(ControlError::invalid(format!("pricing.{field}"), "must not be negative"));
-                }
-            }
+            models::check_pricing("pricing.", p)?;
         }
         let now = Timestamp::now();
-        let rec = ModelRecord {
+        let mut rec = ModelRecord {
             id: ModelId::new(new_id(ModelId::PREFIX)),
             name: input.name,
             deployments: input
@@ -630,13 +635,23 @@ impl Service {
                 .iter()
                 .map(|d| DeploymentRecord { provider: d.provider.clone(), model: d.model.clone() })
                 .collect(),
-            input_per_mtok: input.pricing.map(|p| p.input_per_mtok.nanos()),
-            output_per_mtok: input.pricing.map(|p| p.output_per_mtok.nanos()),
-            cached_input_per_mtok: input.pricing.and_then(|p| p.cached_input_per_mtok).map(Money::nanos),
+            input_per_mtok: None,
+            output_per_mtok: None,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+            price_source: None,
             max_output_tokens: input.max_output_tokens.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
             created_at: now,
             updated_at: now,
         };
+        let price = match input.pricing {
+            Some(p) => Some((p, PRICE_EXPLICIT.to_owned())),
+            None => models::catalog_price(input.deployments.iter().map(|d| d.model.as_str()), &rec.name),
+        };
+        match price {
+            Some((p, source)) => models::set_price(&mut rec, &p, source),
+            None => self.refuse_unpriced_reach("pricing", &[], None, Some(&rec)).await?,
+        }
         let rev = self.store.create_model(&rec).await?;
         self.committed(rev);
         let view = model_view(&rec);
@@ -745,6 +760,9 @@ impl Service {
             }
             None => None,
         };
+        if let Some(b) = &budget {
+            self.refuse_unpriced_reach("budget.limit_usd", &[b], Some(&rec), None).await?;
+        }
         let rev = self.store.create_key(&rec, budget.as_ref()).await?;
         self.committed(rev);
         let view = key_view(&rec, budget.iter().map(|b| budget_view(b, now)).collect(), now);
@@ -923,6 +941,7 @@ impl Service {
                         input_per_mtok_nanos: i,
                         output_per_mtok_nanos: o,
                         cached_input_per_mtok_nanos: m.cached_input_per_mtok,
+                        cache_write_per_mtok_nanos: m.cache_write_per_mtok,
                     }),
                     _ => None,
                 },
@@ -1016,9 +1035,11 @@ fn model_view(r: &ModelRecord) -> ModelView {
                 input_per_mtok: Money::from_nanos(i),
                 output_per_mtok: Money::from_nanos(o),
                 cached_input_per_mtok: r.cached_input_per_mtok.map(Money::from_nanos),
+                cache_write_per_mtok: r.cache_write_per_mtok.map(Money::from_nanos),
             }),
             _ => None,
         },
+        price_source: r.price_source.clone(),
         max_output_tokens: r.max_output_tokens,
         created_at: r.created_at,
     }

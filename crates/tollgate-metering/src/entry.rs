@@ -79,6 +79,10 @@ pub struct LedgerEntry {
     /// Reasoning tokens (a subset of `output_tokens`).
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// Prompt tokens written to the provider's cache (a subset of `input_tokens`, priced
+    /// at the model's cache-write rate; Anthropic's cache creation).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     /// What the request cost; serialized as the integer field `cost_nanos`.
     #[serde(rename = "cost_nanos", with = "nanos")]
     pub cost: Money,
@@ -132,6 +136,7 @@ impl LedgerEntry {
             output_tokens: 0,
             cached_input_tokens: 0,
             reasoning_tokens: 0,
+            cache_write_tokens: 0,
             cost: Money::ZERO,
             status: 200,
             latency_ms: 0,
@@ -181,6 +186,7 @@ impl LedgerEntry {
         self.output_tokens = usage.output_tokens;
         self.cached_input_tokens = usage.cached_input_tokens;
         self.reasoning_tokens = usage.reasoning_tokens;
+        self.cache_write_tokens = usage.cache_write_tokens;
         self.usage_source = source;
         self
     }
@@ -239,8 +245,7 @@ impl LedgerEntry {
             output_tokens: self.output_tokens,
             cached_input_tokens: self.cached_input_tokens,
             reasoning_tokens: self.reasoning_tokens,
-            // Not stored yet: cache writes are priced as input until the ledger keeps them.
-            cache_write_tokens: 0,
+            cache_write_tokens: self.cache_write_tokens,
         }
     }
 }
@@ -276,7 +281,7 @@ mod tests {
                     output_tokens: 500,
                     cached_input_tokens: 600,
                     reasoning_tokens: 7,
-                    cache_write_tokens: 0,
+                    cache_write_tokens: 50,
                 },
                 UsageSource::Reported,
             )
@@ -298,6 +303,7 @@ mod tests {
             r#""principal":"acme:user-42","project_id":"proj_1","team_id":"team_1","org_id":"org_1","#,
             r#""requested_model":"gpt-4o","served_model":"gpt-4o-2024-08-06","provider":"openai-main","#,
             r#""input_tokens":1000,"output_tokens":500,"cached_input_tokens":600,"reasoning_tokens":7,"#,
+            r#""cache_write_tokens":50,"#,
             r#""cost_nanos":9007199254740993,"status":200,"latency_ms":1234,"usage_source":"reported","#,
             r#""tags":["prod","eu"],"metadata":{"customer":"acme"},"#,
             r#""attempts":[{"provider":"azure-east","model":"gpt-4o","outcome":"timeout"},"#,
@@ -324,7 +330,7 @@ mod tests {
             "usage_source":"estimated"}"#;
         let e: LedgerEntry = serde_json::from_str(json).unwrap();
         assert_eq!((e.key_name, e.principal, e.team_id, e.org_id), (None, None, None, None));
-        assert_eq!((e.cached_input_tokens, e.reasoning_tokens, e.stream), (0, 0, false));
+        assert_eq!((e.cached_input_tokens, e.reasoning_tokens, e.cache_write_tokens, e.stream), (0, 0, 0, false));
         assert!(e.tags.is_empty() && e.metadata.is_empty() && e.attempts.is_empty());
         assert_eq!(e.usage_source, UsageSource::Estimated);
         assert_eq!(e.cost, Money::from_nanos(3));
@@ -342,13 +348,11 @@ mod tests {
 
     #[test]
     fn cost_from_pricing_uses_the_entry_usage() {
-        let pricing = Pricing {
-            input_per_mtok: Money::parse_usd("2.50").unwrap(),
-            output_per_mtok: Money::parse_usd("10").unwrap(),
-            cached_input_per_mtok: Some(Money::parse_usd("1.25").unwrap()),
-        };
+        let pricing = Pricing::new(Money::parse_usd("2.50").unwrap(), Money::parse_usd("10").unwrap())
+            .with_cached_input(Money::parse_usd("1.25").unwrap())
+            .with_cache_write(Money::parse_usd("3").unwrap());
         let e = sample().with_cost_from(&pricing);
-        // 400 fresh × 2500 + 600 cached × 1250 + 500 out × 10000 nano-dollars.
-        assert_eq!(e.cost, Money::from_nanos(1_000_000 + 750_000 + 5_000_000));
+        // 350 fresh × 2500 + 600 cached × 1250 + 50 written × 3000 + 500 out × 10000 nano-dollars.
+        assert_eq!(e.cost, Money::from_nanos(875_000 + 750_000 + 150_000 + 5_000_000));
     }
 }

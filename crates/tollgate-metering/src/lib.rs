@@ -1,9 +1,13 @@
 //! tollgate-metering: what a request costs, and the ledger platforms bill from.
 //!
 //! Owns:
-//! - [`Pricing`] (nano-dollars per 1M input, output and cached-input tokens), the exact
-//!   cost of a [`Usage`], the worst-case cost used for budget reservations, and the
-//!   [`PriceTable`] of the catalog's models;
+//! - [`Pricing`] (nano-dollars per 1M input, output, cached-input and cache-write
+//!   tokens), the exact cost of a [`Usage`], the worst-case cost used for budget
+//!   reservations, and the [`PriceTable`] of the catalog's models;
+//! - [`PriceCatalog`], the default list prices shipped in `data/prices.json` (versioned,
+//!   compiled in, parsed exactly);
+//! - [`tokens`]: counting tokens with the model's tokenizer when an upstream reports no
+//!   usage, and estimating a request body's prompt;
 //! - [`LedgerEntry`], one row per request, with a stable snake_case JSON form;
 //! - the [`LedgerSink`] trait, the I/O seam a store, a control-plane client or an
 //!   analytics exporter implements elsewhere, plus [`MemorySink`] for tests and embedding;
@@ -30,6 +34,7 @@
 //!   blocks beyond one short mutex.
 #![forbid(unsafe_code)]
 
+mod catalog;
 mod entry;
 mod error;
 mod pricing;
@@ -38,6 +43,7 @@ mod spool;
 pub mod tokens;
 mod writer;
 
+pub use catalog::{BUILTIN_PRICES_JSON, CatalogEntry, CatalogError, PriceCatalog, normalize_model_name};
 pub use entry::{Attempt, LedgerEntry, UsageSource};
 pub use error::{LedgerError, SinkError};
 pub use pricing::{PriceTable, Pricing};

@@ -7,7 +7,16 @@
 //! their text is estimated at one token per 3.5 characters, rounded up — on the high side
 //! of what Claude and Gemini tokenizers give for English, so an estimate does not
 //! undercharge. Non-empty text is never zero tokens.
+//!
+//! [`estimate_prompt_tokens`] estimates a whole request body's prompt: the text of its
+//! messages (OpenAI chat, Anthropic messages, OpenAI responses, embeddings input, Gemini
+//! contents), tool definitions and tool-call arguments, plus OpenAI's documented framing
+//! overhead of 3 tokens per message and 3 to prime the reply. Each image counts 85 tokens
+//! (OpenAI's low-detail base; a high-detail image costs more, which only the upstream
+//! can know). A body that is not JSON, or has none of these fields, is counted whole.
+//! The tables are built once, lazily ([`warm`] builds them at start-up).
 
+use serde_json::{Map, Value};
 use tiktoken_rs::CoreBPE;
 
 /// Which counter applies to a model.
@@ -63,6 +72,98 @@ pub fn warm() {
     let _ = bpe(Tokenizer::Cl100k);
 }
 
+/// OpenAI's per-message framing (`<|start|>role ... <|end|>`).
+const TOKENS_PER_MESSAGE: u64 = 3;
+/// OpenAI's priming of the assistant reply.
+const TOKENS_REPLY_PRIMING: u64 = 3;
+/// One image, at the lowest rate any provider bills for it.
+const TOKENS_PER_IMAGE: u64 = 85;
+
+/// Fields holding the prompt, in every dialect the gateway meets.
+const PROMPT_FIELDS: &[&str] =
+    &["messages", "system", "input", "prompt", "instructions", "contents", "systemInstruction", "system_instruction"];
+/// Fields whose whole JSON the upstream bills as prompt text.
+const SCHEMA_FIELDS: &[&str] = &["tools", "functions", "response_format", "tool_choice"];
+/// Keys inside a prompt that are structure or binary payloads, not text.
+const SKIP_KEYS: &[&str] = &[
+    "type",
+    "role",
+    "id",
+    "cache_control",
+    "tool_call_id",
+    "tool_use_id",
+    "detail",
+    "media_type",
+    "mime_type",
+    "mimeType",
+    "source",
+    "url",
+    "data",
+    "file_id",
+];
+
+fn is_image(o: &Map<String, Value>) -> bool {
+    matches!(o.get("type").and_then(Value::as_str), Some("image" | "image_url" | "input_image"))
+        || ["image_url", "inline_data", "inlineData", "file_data", "fileData"].iter().any(|k| o.contains_key(*k))
+}
+
+/// Appends the text leaves of `v` to `text`; counts images in `images`.
+fn collect(v: &Value, text: &mut String, images: &mut u64) {
+    match v {
+        Value::String(s) => {
+            text.push_str(s);
+            text.push('\n');
+        }
+        Value::Array(items) => items.iter().for_each(|x| collect(x, text, images)),
+        Value::Object(o) if is_image(o) => *images += 1,
+        Value::Object(o) => {
+            for (k, x) in o {
+                if !SKIP_KEYS.contains(&k.as_str()) {
+                    collect(x, text, images);
+                }
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Prompt tokens of a request `body` for `model`, estimated when the upstream reports
+/// no usage; see the module docs. Never zero for a non-empty body.
+pub fn estimate_prompt_tokens(model: &str, body: &[u8]) -> u64 {
+    if body.is_empty() {
+        return 0;
+    }
+    let whole = || count_tokens(model, &String::from_utf8_lossy(body)).max(1);
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(body) else {
+        return whole();
+    };
+    let mut text = String::new();
+    let mut images = 0;
+    let mut framing = 0;
+    let mut found = false;
+    for field in PROMPT_FIELDS {
+        if let Some(v) = req.get(*field) {
+            found = true;
+            collect(v, &mut text, &mut images);
+            if *field == "messages"
+                && let Value::Array(messages) = v
+            {
+                framing += TOKENS_PER_MESSAGE * messages.len() as u64 + TOKENS_REPLY_PRIMING;
+            }
+        }
+    }
+    if !found {
+        return whole();
+    }
+    for field in SCHEMA_FIELDS {
+        if let Some(v) = req.get(*field).filter(|v| !v.is_null()) {
+            text.push_str(&v.to_string());
+            text.push('\n');
+        }
+    }
+    (count_tokens(model, &text) + framing + images * TOKENS_PER_IMAGE).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +195,53 @@ mod tests {
         assert_eq!(count_tokens("claude-x", "abcdefg"), 2);
         assert_eq!(count_tokens("claude-x", "a"), 1);
         assert_eq!(count_tokens("gemini-x", &"word ".repeat(700)), 1000);
+    }
+
+    #[test]
+    fn a_chat_prompt_counts_its_text_framing_and_tools_not_its_json() {
+        let body = br#"{"model":"gpt-4o","max_tokens":50,"stream":true,
+            "messages":[{"role":"system","content":"hello world"},
+                        {"role":"user","content":[{"type":"text","text":"hello world"},
+                          {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}]}]}"#;
+        // "hello world\n" is 3 tokens in o200k; two of them, 2 messages × 3 + 3, one image.
+        let text = count_tokens("gpt-4o", "hello world\nhello world\n");
+        assert_eq!(estimate_prompt_tokens("gpt-4o", body), text + 9 + 85);
+        // Tools are billed as prompt: adding one adds tokens.
+        let with_tools = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],
+            "tools":[{"type":"function","function":{"name":"get_weather","description":"Weather in a city"}}]}"#;
+        let without = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(estimate_prompt_tokens("gpt-4o", with_tools) > estimate_prompt_tokens("gpt-4o", without) + 5);
+    }
+
+    #[test]
+    fn anthropic_responses_and_embedding_bodies_are_read_too() {
+        let anthropic = br#"{"model":"claude-sonnet-4-5","max_tokens":10,
+            "system":[{"type":"text","text":"abcdefg","cache_control":{"type":"ephemeral"}}],
+            "messages":[{"role":"user","content":[{"type":"text","text":"abcdefg"},
+              {"type":"image","source":{"type":"base64","media_type":"image/png","data":"QUFBQUFBQUFBQUFBQUFB"}}]}]}"#;
+        // 2 × "abcdefg\n" = 16 chars → 5 estimated tokens; 1 message framing; 1 image.
+        assert_eq!(estimate_prompt_tokens("claude-sonnet-4-5", anthropic), 5 + 6 + 85);
+        let responses = br#"{"model":"gpt-4o","instructions":"hello world","input":"hello world"}"#;
+        assert_eq!(estimate_prompt_tokens("gpt-4o", responses), count_tokens("gpt-4o", "hello world\nhello world\n"));
+        let embeddings = br#"{"model":"text-embedding-3-small","input":["hello world","hello world"]}"#;
+        assert_eq!(
+            estimate_prompt_tokens("text-embedding-3-small", embeddings),
+            count_tokens("text-embedding-3-small", "hello world\nhello world\n")
+        );
+    }
+
+    #[test]
+    fn hostile_or_unknown_bodies_fall_back_to_counting_everything() {
+        assert_eq!(estimate_prompt_tokens("gpt-4o", b""), 0);
+        for body in [&b"not json at all"[..], b"[1,2,3]", b"{\"model\":\"x\"}", b"\xff\xfe{", b"{}"] {
+            let want = count_tokens("gpt-4o", &String::from_utf8_lossy(body)).max(1);
+            assert_eq!(estimate_prompt_tokens("gpt-4o", body), want, "{:?}", String::from_utf8_lossy(body));
+            assert!(estimate_prompt_tokens("gpt-4o", body) >= 1);
+        }
+        // Deep nesting is refused by the JSON reader (recursion limit), not a stack overflow.
+        let deep = format!("{{\"messages\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(estimate_prompt_tokens("gpt-4o", deep.as_bytes()) > 0);
+        // Empty messages still cost the reply priming.
+        assert_eq!(estimate_prompt_tokens("gpt-4o", br#"{"messages":[]}"#), 3);
     }
 }

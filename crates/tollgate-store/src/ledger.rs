@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 use tollgate_core::{KeyId, Money, OrgId, ProjectId, ScopeKind, TeamId, Timestamp};
 use tollgate_metering::{Attempt, LedgerEntry, LedgerSink, SinkError, SinkFuture, UsageSource};
 
-/// Rows per `INSERT` statement: 23 bound values each keeps a statement far below the
+/// Rows per `INSERT` statement: 24 bound values each keeps a statement far below the
 /// bind-parameter limits of SQLite (32766) and PostgreSQL (65535).
 const INSERT_CHUNK: usize = 200;
 
@@ -79,6 +79,7 @@ fn entry_to_row(e: &LedgerEntry) -> Result<ledger_entry::Model, SinkError> {
         output_tokens: count(e, "output_tokens", e.output_tokens)?,
         cached_input_tokens: count(e, "cached_input_tokens", e.cached_input_tokens)?,
         reasoning_tokens: count(e, "reasoning_tokens", e.reasoning_tokens)?,
+        cache_write_tokens: count(e, "cache_write_tokens", e.cache_write_tokens)?,
         cost_nanos: e.cost.nanos(),
         status: i32::from(e.status),
         latency_ms: count(e, "latency_ms", e.latency_ms)?,
@@ -102,7 +103,7 @@ fn from_json<T: serde::de::DeserializeOwned>(id: &str, column: &str, text: &str)
     serde_json::from_str(text).map_err(|e| corrupt(id, format!("column {column}: {e}")))
 }
 
-fn entry_from_row(m: ledger_entry::Model) -> Result<LedgerEntry, StoreError> {
+pub(crate) fn entry_from_row(m: ledger_entry::Model) -> Result<LedgerEntry, StoreError> {
     let id = m.request_id.as_str();
     let usage_source = match m.usage_source.as_str() {
         "reported" => UsageSource::Reported,
@@ -128,6 +129,7 @@ fn entry_from_row(m: ledger_entry::Model) -> Result<LedgerEntry, StoreError> {
         output_tokens: unsigned(id, "output_tokens", m.output_tokens)?,
         cached_input_tokens: unsigned(id, "cached_input_tokens", m.cached_input_tokens)?,
         reasoning_tokens: unsigned(id, "reasoning_tokens", m.reasoning_tokens)?,
+        cache_write_tokens: unsigned(id, "cache_write_tokens", m.cache_write_tokens)?,
         cost: Money::from_nanos(m.cost_nanos),
         status,
         latency_ms: unsigned(id, "latency_ms", m.latency_ms)?,
@@ -168,7 +170,7 @@ fn sink_err(backend: DbBackend, e: DbErr) -> SinkError {
 }
 
 /// The column an entry names its `scope` target in.
-fn scope_column(scope: ScopeKind) -> ledger_entry::Column {
+pub(crate) fn scope_column(scope: ScopeKind) -> ledger_entry::Column {
     match scope {
         ScopeKind::VirtualKey => ledger_entry::Column::KeyId,
         ScopeKind::Principal => ledger_entry::Column::Principal,

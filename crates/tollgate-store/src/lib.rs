@@ -6,7 +6,8 @@
 //! repository operations of [`Store`]. [`Store::connect`] runs pending migrations.
 //! Also the ledger: `Store` implements [`tollgate_metering::LedgerSink`], and
 //! [`Store::ledger_spend`] sums what one scope spent over a time range, so budget
-//! counters can be rebuilt from the ledger after a restart.
+//! counters can be rebuilt from the ledger after a restart; [`Store::usage_totals`],
+//! [`Store::usage_by`] and [`Store::ledger_page`] report usage from it.
 //!
 //! Does not own: ids, secrets and hashing (callers pass ids, hashes and ciphertexts in;
 //! provider keys arrive already encrypted), validation and policy, audit hash
@@ -33,6 +34,7 @@ mod error;
 mod ledger;
 mod records;
 mod repo;
+mod usage;
 
 pub use error::StoreError;
 pub use records::{
@@ -40,3 +42,4 @@ pub use records::{
     OrgRecord, ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
 };
 pub use repo::Store;
+pub use usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};

@@ -98,6 +98,12 @@ pub struct ModelRecord {
     pub output_per_mtok: Option<i64>,
     /// Nano-dollars per 1M cached input tokens.
     pub cached_input_per_mtok: Option<i64>,
+    /// Nano-dollars per 1M prompt tokens written to the provider's cache; the input
+    /// price when unset.
+    pub cache_write_per_mtok: Option<i64>,
+    /// Where the price came from: `explicit` or `catalog:<version>`; `None` when unpriced
+    /// (or priced before sources were recorded).
+    pub price_source: Option<String>,
     /// Cap on output tokens per request.
     pub max_output_tokens: Option<i64>,
     /// When it was created.

@@ -389,6 +389,36 @@ impl Store {
         Ok(rev)
     }
 
+    /// Replaces the prices, deployments and output cap of the model with `m.id` (every
+    /// column but `id`, `name` and `created_at`); returns the new revision.
+    ///
+    /// [`StoreError::NotFound`] if no such model.
+    pub async fn update_model(&self, m: &ModelRecord) -> Result<i64, StoreError> {
+        let mut am = model_to_row(m)?.into_active_model().reset_all();
+        am.id = NotSet;
+        am.name = NotSet;
+        am.created_at = NotSet;
+        let txn = self.begin_write().await?;
+        let res = model::Entity::update_many().set(am).filter(model::Column::Id.eq(m.id.as_str())).exec(&txn).await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound { kind: "model", id: m.id.to_string() });
+        }
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// Every model of the catalog, by public name.
+    pub async fn list_models(&self) -> Result<Vec<ModelRecord>, StoreError> {
+        model::Entity::find()
+            .order_by_asc(model::Column::Name)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(model_from_row)
+            .collect()
+    }
+
     /// The model with id `id_or_name`, else the one with that public name.
     pub async fn find_model(&self, id_or_name: &str) -> Result<Option<ModelRecord>, StoreError> {
         let row = match model::Entity::find_by_id(id_or_name).one(&self.db).await? {

@@ -515,6 +515,7 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
+        self.refuse_unpriced_reach("limit_usd", &[&rec], None, None).await?;
         let rev = self.store.create_budget(&rec).await?;
         self.committed(rev);
         let view = budget_view(&rec, now);

@@ -6,6 +6,8 @@
 
 mod budgets;
 mod grpc;
+mod models;
+mod usage;
 
 use http::{Method, StatusCode};
 use serde_json::Value;

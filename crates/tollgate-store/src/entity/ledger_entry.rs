@@ -22,6 +22,7 @@ pub(crate) struct Model {
     pub(crate) output_tokens: i64,
     pub(crate) cached_input_tokens: i64,
     pub(crate) reasoning_tokens: i64,
+    pub(crate) cache_write_tokens: i64,
     pub(crate) cost_nanos: i64,
     pub(crate) status: i32,
     pub(crate) latency_ms: i64,

@@ -12,6 +12,8 @@ pub(crate) struct Model {
     pub(crate) input_per_mtok: Option<i64>,
     pub(crate) output_per_mtok: Option<i64>,
     pub(crate) cached_input_per_mtok: Option<i64>,
+    pub(crate) cache_write_per_mtok: Option<i64>,
+    pub(crate) price_source: Option<String>,
     pub(crate) max_output_tokens: Option<i64>,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,

@@ -73,6 +73,7 @@ conformance!(
     reset_budget_bumps_the_epoch_every_time_even_when_racing,
     delete_budget_removes_it_once,
     budgets_written_before_the_upgrade_read_as_money_budgets_at_epoch_zero,
+    update_model_replaces_prices_and_keeps_identity,
     ledger_batch_round_trips_field_for_field_without_bumping_the_revision,
     ledger_stores_each_request_id_once,
     ledger_rejects_unstorable_entries_and_stores_nothing_of_their_batch,

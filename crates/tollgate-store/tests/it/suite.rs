@@ -116,6 +116,8 @@ fn model(id: &str, name: &str) -> ModelRecord {
         input_per_mtok: Some(2_500_000_000),
         output_per_mtok: Some(10_000_000_000),
         cached_input_per_mtok: None,
+        cache_write_per_mtok: Some(3_125_000_000),
+        price_source: Some("catalog:2025-11-24".to_owned()),
         max_output_tokens: Some(16_384),
         created_at: at(1_700_000_000_030),
         updated_at: at(1_700_000_000_040),
@@ -219,10 +221,13 @@ pub(crate) async fn every_record_round_trips_field_for_field(db: &TestDb) {
     unpriced.output_per_mtok = None;
     unpriced.max_output_tokens = None;
     unpriced.cached_input_per_mtok = Some(0);
+    unpriced.cache_write_per_mtok = None;
+    unpriced.price_source = None;
     store.create_model(&m).await.unwrap();
     store.create_model(&unpriced).await.unwrap();
     assert_eq!(store.find_model("model_1").await.unwrap(), Some(m.clone()));
     assert_eq!(store.find_model("local").await.unwrap(), Some(unpriced.clone()));
+    assert_eq!(store.list_models().await.unwrap(), vec![m.clone(), unpriced.clone()], "ordered by name");
 
     let full = full_key("key_full", &project.id, "aa11");
     let bare = bare_key("key_bare", &project.id, "bb22");
@@ -911,15 +916,37 @@ pub(crate) async fn delete_budget_removes_it_once(db: &TestDb) {
     store.create_budget(&gone).await.unwrap();
 }
 
+pub(crate) async fn update_model_replaces_prices_and_keeps_identity(db: &TestDb) {
+    let store = &db.store;
+    let m = model("model_1", "gpt-4o");
+    store.create_model(&m).await.unwrap();
+    let rev = store.revision().await.unwrap();
+    let mut changed = m.clone();
+    changed.name = "renamed".to_owned(); // not writable through update_model
+    changed.created_at = at(5);
+    changed.input_per_mtok = Some(0);
+    changed.cached_input_per_mtok = Some(1);
+    changed.cache_write_per_mtok = None;
+    changed.price_source = Some("explicit".to_owned());
+    changed.updated_at = at(1_800_000_000_000);
+    assert_eq!(store.update_model(&changed).await.unwrap(), rev + 1);
+    let want = ModelRecord { name: m.name.clone(), created_at: m.created_at, ..changed.clone() };
+    assert_eq!(store.find_model("model_1").await.unwrap(), Some(want));
+    let mut missing = changed.clone();
+    missing.id = ModelId::new("model_9");
+    assert_not_found(store.update_model(&missing).await, "model");
+    assert_eq!(store.revision().await.unwrap(), rev + 1, "failed writes do not bump");
+}
+
 pub(crate) async fn budgets_written_before_the_upgrade_read_as_money_budgets_at_epoch_zero(db: &TestDb) {
     use sea_orm::{ConnectionTrait, Database};
     use tollgate_migrations::{Migrator, MigratorTrait};
     let Some(url) = &db.url else {
         return; // an in-memory database does not outlive its connection
     };
-    // Roll the schema back to m0001 (undoing m0003, then m0002) and write a budget row the way the old code did.
+    // Roll the schema back to m0001 (undoing m0004, m0003, then m0002) and write a budget row the way the old code did.
     let raw = Database::connect(url.as_str()).await.unwrap();
-    Migrator::down(&raw, Some(2)).await.unwrap();
+    Migrator::down(&raw, Some(3)).await.unwrap();
     raw.execute_unprepared(
         "INSERT INTO budgets (id, scope, scope_id, limit_nanos, \"window\", on_breach, alert_thresholds_json, \
          created_at, updated_at) VALUES ('bud_old', 'team', 'team_1', 5000000000, 'day', 'warn', '[800]', 10, 20)",
@@ -961,7 +988,7 @@ fn full_entry(id: &str, at_ms: i64) -> LedgerEntry {
                 output_tokens: 500,
                 cached_input_tokens: 600,
                 reasoning_tokens: 7,
-                cache_write_tokens: 0,
+                cache_write_tokens: 250,
             },
             UsageSource::Reported,
         )

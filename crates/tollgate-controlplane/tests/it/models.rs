@@ -1,0 +1,173 @@
+//! Model prices: catalog defaults with their source, explicit overrides, the listing,
+//! the refusal to let a money budget meet an unpriced model, and the gRPC ledger stream.
+
+use crate::{ADMIN, Cp};
+use http::Method;
+use http::StatusCode as S;
+use serde_json::{Value, json};
+use tollgate_core::{KeyId, Money, ProjectId};
+use tollgate_metering::{LedgerEntry, PriceCatalog, Usage, UsageSource};
+use tollgate_proto::v1;
+
+async fn setup(cp: &Cp) {
+    let provider = json!({"name": "up", "kind": "mock"});
+    cp.expect(Method::POST, "/api/v1/providers", Some(provider), S::CREATED).await;
+    cp.expect(Method::POST, "/api/v1/teams", Some(json!({"name": "t"})), S::CREATED).await;
+    cp.expect(Method::POST, "/api/v1/projects", Some(json!({"name": "p", "team": "t"})), S::CREATED).await;
+}
+
+/// A price shown by the API (a USD decimal string), exactly.
+fn usd(v: &Value) -> Money {
+    Money::parse_usd(v.as_str().unwrap_or_else(|| panic!("not a price: {v}"))).unwrap()
+}
+
+fn model(name: &str, upstream: &str) -> Value {
+    json!({"name": name, "deployments": [{"provider": "up", "model": upstream}]})
+}
+
+#[tokio::test]
+async fn a_model_without_pricing_takes_the_catalog_price_of_its_upstream_and_says_so() {
+    let cp = Cp::start().await;
+    setup(&cp).await;
+    let catalog = PriceCatalog::builtin().unwrap();
+    let m =
+        cp.expect(Method::POST, "/api/v1/models", Some(model("fast", "claude-sonnet-4-5-20250929")), S::CREATED).await;
+    assert_eq!(m["price_source"], json!(catalog.source()));
+    assert_eq!(usd(&m["pricing"]["input_per_mtok"]), usd(&json!("3")));
+    assert_eq!(usd(&m["pricing"]["output_per_mtok"]), usd(&json!("15")));
+    assert_eq!(usd(&m["pricing"]["cached_input_per_mtok"]), usd(&json!("0.3")));
+    assert_eq!(usd(&m["pricing"]["cache_write_per_mtok"]), usd(&json!("3.75")));
+    // The public name is the fallback when the upstream name is unknown.
+    let m = cp.expect(Method::POST, "/api/v1/models", Some(model("gpt-4o", "my-deployment")), S::CREATED).await;
+    assert_eq!(usd(&m["pricing"]["input_per_mtok"]), usd(&json!("2.5")));
+    // Explicit prices win and are recorded as such; zero is a price.
+    let mut free = model("free", "gpt-4o");
+    free["pricing"] = json!({"input_per_mtok": 0, "output_per_mtok": "0"});
+    let m = cp.expect(Method::POST, "/api/v1/models", Some(free), S::CREATED).await;
+    assert_eq!((m["price_source"].as_str(), usd(&m["pricing"]["input_per_mtok"])), (Some("explicit"), Money::ZERO));
+    // Unknown everywhere: unpriced, no source.
+    let m = cp.expect(Method::POST, "/api/v1/models", Some(model("local", "llama-local")), S::CREATED).await;
+    assert_eq!((m["pricing"].clone(), m["price_source"].clone()), (Value::Null, Value::Null));
+
+    // The snapshot carries the cache-write price to the gateways.
+    let snap = cp.snapshot_at(cp.revision().await).await;
+    let fast = snap.models.iter().find(|m| m.name == "fast").unwrap();
+    assert_eq!(fast.pricing.unwrap().cache_write_per_mtok_nanos, Some(3_750_000_000));
+
+    let list = cp.expect(Method::GET, "/api/v1/models", None, S::OK).await;
+    let names: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fast", "free", "gpt-4o", "local"]);
+    assert_eq!(cp.call(Method::GET, "/api/v1/models", None, None).await.status, S::UNAUTHORIZED);
+    assert_eq!(cp.call(Method::GET, "/api/v1/models", Some("wrong"), None).await.status, S::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn patch_overrides_a_price_exactly_and_bad_prices_name_their_field() {
+    let cp = Cp::start().await;
+    setup(&cp).await;
+    cp.expect(Method::POST, "/api/v1/models", Some(model("local", "llama-local")), S::CREATED).await;
+    let rev = cp.revision().await;
+    let patch =
+        json!({"pricing": {"input_per_mtok": "0.000000001", "output_per_mtok": 2, "cache_write_per_mtok": "1.25"}});
+    let m = cp.expect(Method::PATCH, "/api/v1/models/local", Some(patch), S::OK).await;
+    assert_eq!(m["price_source"], "explicit");
+    assert_eq!(usd(&m["pricing"]["input_per_mtok"]), Money::from_nanos(1));
+    assert_eq!(usd(&m["pricing"]["cache_write_per_mtok"]), Money::from_nanos(1_250_000_000));
+    assert_eq!(cp.revision().await, rev + 1, "a price change reaches the gateways with the next snapshot");
+    let got = cp.expect(Method::GET, "/api/v1/models/local", None, S::OK).await;
+    assert_eq!(got, m);
+
+    for (body, field) in [
+        (json!({"pricing": {"input_per_mtok": "-1", "output_per_mtok": "1"}}), "pricing.input_per_mtok"),
+        (
+            json!({"pricing": {"input_per_mtok": "1", "output_per_mtok": "1", "cached_input_per_mtok": "-0.5"}}),
+            "pricing.cached_input_per_mtok",
+        ),
+        (json!({}), "pricing"),
+    ] {
+        let r = cp.admin(Method::PATCH, "/api/v1/models/local", Some(body.clone())).await;
+        assert_eq!(r.status, S::BAD_REQUEST, "{body}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], field, "{body}");
+    }
+    let r = cp.admin(Method::PATCH, "/api/v1/models/local", Some(json!({"pricing": {"input_per_mtok": "1"}}))).await;
+    assert_eq!(r.status, S::BAD_REQUEST, "a partial price is refused: {}", r.text());
+    let r = cp.admin(Method::PATCH, "/api/v1/models/nope", Some(json!({"max_output_tokens": 5}))).await;
+    assert_eq!(r.status, S::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_money_budget_never_meets_an_unpriced_model() {
+    let cp = Cp::start().await;
+    setup(&cp).await;
+    cp.expect(Method::POST, "/api/v1/models", Some(model("local", "llama-local")), S::CREATED).await;
+    let budget = json!({"limit_usd": "5", "window": "day"});
+
+    // A key allowed every model, with a money budget: refused, naming the model.
+    let r = cp.admin(Method::POST, "/api/v1/keys", Some(json!({"project": "p", "budget": budget}))).await;
+    assert_eq!(r.status, S::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "budget.limit_usd");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("\"local\""), "{}", r.text());
+    // A token budget, or an allowlist that keeps the model out, is fine.
+    let tokens = json!({"project": "p", "budget": {"limit_tokens": 1000, "window": "day"}});
+    cp.expect(Method::POST, "/api/v1/keys", Some(tokens), S::CREATED).await;
+    let narrow = json!({"project": "p", "models_allowed": ["gpt-*"], "budget": budget});
+    cp.expect(Method::POST, "/api/v1/keys", Some(narrow), S::CREATED).await;
+    // A project money budget over a key that may use the unpriced model: refused.
+    let r = cp
+        .admin(
+            Method::POST,
+            "/api/v1/budgets",
+            Some(json!({"scope": "project", "scope_id": "p", "limit_usd": "9", "window": "month"})),
+        )
+        .await;
+    assert_eq!(r.status, S::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "limit_usd");
+    // Once priced (zero included), the same budget is accepted.
+    let zero = json!({"pricing": {"input_per_mtok": "0", "output_per_mtok": "0"}});
+    cp.expect(Method::PATCH, "/api/v1/models/local", Some(zero), S::OK).await;
+    let ok = json!({"scope": "project", "scope_id": "p", "limit_usd": "9", "window": "month"});
+    cp.expect(Method::POST, "/api/v1/budgets", Some(ok), S::CREATED).await;
+    // And a new unpriced model that keys under that budget could reach is refused.
+    let r = cp.admin(Method::POST, "/api/v1/models", Some(model("other-local", "qwen-local"))).await;
+    assert_eq!(r.status, S::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "pricing");
+}
+
+fn wire_entry(id: &str) -> v1::LedgerEntry {
+    let e = LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("prj_1"), "gpt-4o")
+        .with_usage(&Usage { input_tokens: 10, output_tokens: 5, ..Usage::default() }, UsageSource::Reported)
+        .with_cost(Money::from_nanos(77));
+    tollgate_proto::convert::ledger_entry_to_wire(&e)
+}
+
+#[tokio::test]
+async fn pushed_ledger_batches_are_stored_once_and_need_the_token() {
+    use tollgate_proto::v1::ledger_service_client::LedgerServiceClient;
+    let cp = Cp::start().await;
+    let mut client = LedgerServiceClient::connect(cp.grpc.clone()).await.unwrap();
+    let push = |token: &'static str, batches: Vec<v1::LedgerBatch>| {
+        let mut req = tonic::Request::new(tokio_stream::iter(batches));
+        req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    };
+    let batch = |ids: &[&str]| v1::LedgerBatch { entries: ids.iter().map(|i| wire_entry(i)).collect() };
+
+    let err = client.push_ledger(push("wrong", vec![batch(&["a"])])).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert_eq!(cp.cp.service().store().ledger_count().await.unwrap(), 0);
+
+    let ack = client.push_ledger(push(ADMIN, vec![batch(&["a", "b"]), batch(&["c"])])).await.unwrap();
+    assert_eq!(ack.into_inner().received, 3);
+    // Replayed after a lost answer: stored once.
+    client.push_ledger(push(ADMIN, vec![batch(&["b", "c", "d"])])).await.unwrap();
+    assert_eq!(cp.cp.service().store().ledger_count().await.unwrap(), 4);
+    let stored = cp.cp.service().store().ledger_entry("d").await.unwrap().unwrap();
+    assert_eq!(stored.cost, Money::from_nanos(77));
+
+    // An entry that can never be stored is INVALID_ARGUMENT, and nothing of its call is kept.
+    let mut bad = batch(&["e"]);
+    bad.entries.push(v1::LedgerEntry { usage_source: "guessed".into(), ..wire_entry("f") });
+    let err = client.push_ledger(push(ADMIN, vec![bad])).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(cp.cp.service().store().ledger_count().await.unwrap(), 4);
+}
