@@ -1,4 +1,5 @@
-//! Commands of `tollctl` (`keys ...`, `budgets ...`) and their output (table or JSON).
+//! Commands of `tollctl` (`keys ...`, `budgets ...`, `models ...`, `usage`) and their
+//! output (table or JSON).
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -38,6 +39,53 @@ enum Command {
     /// Budgets at any scope: organization, team, project, principal, virtual key.
     #[command(subcommand)]
     Budgets(BudgetsCommand),
+    /// The model catalog and its prices.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Usage from the ledger: totals and groups, as `GET /api/v1/usage`.
+    Usage {
+        /// organization (org), team, project, principal or key (virtual_key).
+        #[arg(long, requires = "scope_id")]
+        scope: Option<String>,
+        /// The scope's id (a principal is free-form).
+        #[arg(long, requires = "scope")]
+        scope_id: Option<String>,
+        /// 1h, 24h, 7d, 30d or mtd (month-to-date); default 30d.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        window: Option<String>,
+        /// Start (RFC 3339), instead of --window.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (RFC 3339, exclusive; default now).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Comma list of model, day, hour, key, principal.
+        #[arg(long)]
+        group_by: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// List models with their prices (USD per 1M tokens) and where the prices came from.
+    List,
+    /// Override a model's prices (USD per 1M tokens; zero is a price).
+    SetPrice {
+        /// Model id or public name.
+        model: String,
+        /// Per 1M prompt tokens.
+        #[arg(long = "input-per-mtok", allow_hyphen_values = true)]
+        input_price: String,
+        /// Per 1M generated tokens.
+        #[arg(long = "output-per-mtok", allow_hyphen_values = true)]
+        output_price: String,
+        /// Per 1M cached prompt tokens (default: the input price).
+        #[arg(long = "cached-input-per-mtok", allow_hyphen_values = true)]
+        cached_input_price: Option<String>,
+        /// Per 1M prompt tokens written to the cache (default: the input price).
+        #[arg(long = "cache-write-per-mtok", allow_hyphen_values = true)]
+        cache_write_price: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +292,26 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let cmd = match cli.command {
         Command::Keys(cmd) => cmd,
         Command::Budgets(cmd) => return budgets(&mut client, &token, cli.output, cmd).await,
+        Command::Models(cmd) => return models(&mut client, &token, cli.output, cmd).await,
+        Command::Usage { scope, scope_id, window, from, to, group_by } => {
+            let params = [("scope", scope), ("scope_id", scope_id), ("window", window), ("from", from), ("to", to)]
+                .into_iter()
+                .chain([("group_by", group_by)])
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+                .collect();
+            let resp = client
+                .get_usage(authed(v1::GetUsageRequest { params }, &token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let report: serde_json::Value =
+                serde_json::from_str(&resp.report_json).context("the control plane sent an unreadable report")?;
+            match cli.output {
+                Output::Json => print_json(&report),
+                Output::Table => print_usage(&report),
+            }
+            return Ok(());
+        }
     };
     match cmd {
         KeysCommand::Create {
@@ -489,6 +557,115 @@ fn show_one(output: Output, key: &v1::KeyInfo) {
     match output {
         Output::Json => print_json(&key_json(key)),
         Output::Table => print_keys(std::slice::from_ref(key)),
+    }
+}
+
+async fn models(
+    client: &mut AdminServiceClient<Channel>,
+    token: &str,
+    output: Output,
+    cmd: ModelsCommand,
+) -> anyhow::Result<()> {
+    let models = match cmd {
+        ModelsCommand::List => {
+            let req = authed(v1::ListModelsRequest {}, token)?;
+            client.list_models(req).await.map_err(status_error)?.into_inner().models
+        }
+        ModelsCommand::SetPrice { model, input_price, output_price, cached_input_price, cache_write_price } => {
+            let req = v1::SetModelPriceRequest {
+                model,
+                input_per_mtok: input_price,
+                output_per_mtok: output_price,
+                cached_input_per_mtok: cached_input_price,
+                cache_write_per_mtok: cache_write_price,
+            };
+            vec![client.set_model_price(authed(req, token)?).await.map_err(status_error)?.into_inner()]
+        }
+    };
+    match output {
+        Output::Json => print_json(&json!(models.iter().map(model_json).collect::<Vec<_>>())),
+        Output::Table => print_models(&models),
+    }
+    Ok(())
+}
+
+fn model_json(m: &v1::ModelInfo) -> serde_json::Value {
+    let pricing = m.input_per_mtok.as_ref().map(|input| {
+        json!({"input_per_mtok": input, "output_per_mtok": m.output_per_mtok,
+               "cached_input_per_mtok": m.cached_input_per_mtok, "cache_write_per_mtok": m.cache_write_per_mtok})
+    });
+    json!({
+        "id": m.id, "name": m.name,
+        "deployments": m.deployments.iter().map(|d| json!({"provider": d.provider, "model": d.model})).collect::<Vec<_>>(),
+        "pricing": pricing, "price_source": m.price_source, "max_output_tokens": m.max_output_tokens,
+    })
+}
+
+fn print_models(models: &[v1::ModelInfo]) {
+    let header = ["NAME", "DEPLOYMENTS", "INPUT", "OUTPUT", "CACHED_INPUT", "CACHE_WRITE", "SOURCE"];
+    let usd = |v: &Option<String>| v.as_ref().map(|p| format!("${p}")).unwrap_or_else(|| "-".into());
+    let rows: Vec<[String; 7]> = models
+        .iter()
+        .map(|m| {
+            let input = m.input_per_mtok.as_ref();
+            [
+                m.name.clone(),
+                m.deployments.iter().map(|d| format!("{}/{}", d.provider, d.model)).collect::<Vec<_>>().join(","),
+                input.map(|p| format!("${p}")).unwrap_or_else(|| "unpriced".into()),
+                usd(&m.output_per_mtok),
+                if input.is_some() && m.cached_input_per_mtok.is_none() {
+                    "=input".into()
+                } else {
+                    usd(&m.cached_input_per_mtok)
+                },
+                if input.is_some() && m.cache_write_per_mtok.is_none() {
+                    "=input".into()
+                } else {
+                    usd(&m.cache_write_per_mtok)
+                },
+                m.price_source.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(&header, &rows);
+}
+
+/// The summary, then one table per group of a usage report.
+fn print_usage(report: &serde_json::Value) {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "(none)".into(),
+        other => other.to_string(),
+    };
+    let sums = |v: &serde_json::Value| {
+        [
+            text(&v["requests"]),
+            text(&v["input_tokens"]),
+            text(&v["output_tokens"]),
+            format!("${}", text(&v["cost_usd"])),
+        ]
+    };
+    println!("window {} .. {}", text(&report["window"]["from"]), text(&report["window"]["to"]));
+    let [r, i, o, c] = sums(&report["summary"]);
+    print_table(&["", "REQUESTS", "INPUT_TOKENS", "OUTPUT_TOKENS", "COST"], &[["total".into(), r, i, o, c]]);
+    if let Some(obj) = report.as_object() {
+        for (name, rows) in obj.iter().filter(|(k, _)| k.starts_with("by_")) {
+            let group = &name[3..];
+            let rows: Vec<[String; 5]> = rows
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|row| {
+                            let [r, i, o, c] = sums(row);
+                            [text(&row[group]), r, i, o, c]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!();
+            let head = group.to_uppercase();
+            print_table(&[head.as_str(), "REQUESTS", "INPUT_TOKENS", "OUTPUT_TOKENS", "COST"], &rows);
+        }
     }
 }
 

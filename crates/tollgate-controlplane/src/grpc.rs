@@ -3,8 +3,8 @@
 
 use crate::ControlError;
 use crate::service::{
-    Actor, BudgetInput, BudgetView, CreateBudget, CreateKey, IncreaseBudget, KeyView, ListBudgets, ListKeys, RotateKey,
-    Service, Threshold, UpdateBudget,
+    Actor, BudgetInput, BudgetView, CreateBudget, CreateKey, IncreaseBudget, KeyView, ListBudgets, ListKeys, ModelView,
+    PricingInput, RotateKey, Service, Threshold, UpdateBudget, UpdateModel, UsageFormat, UsageQuery,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -283,8 +283,82 @@ fn increase_budget_input(r: v1::IncreaseBudgetRequest) -> Result<IncreaseBudget,
     })
 }
 
+fn model_info(m: ModelView) -> v1::ModelInfo {
+    let p = m.pricing;
+    v1::ModelInfo {
+        id: m.id.to_string(),
+        name: m.name,
+        deployments: m
+            .deployments
+            .into_iter()
+            .map(|d| v1::Deployment { provider: d.provider, model: d.model })
+            .collect(),
+        input_per_mtok: p.map(|p| p.input_per_mtok.to_string()),
+        output_per_mtok: p.map(|p| p.output_per_mtok.to_string()),
+        cached_input_per_mtok: p.and_then(|p| p.cached_input_per_mtok).map(|m| m.to_string()),
+        cache_write_per_mtok: p.and_then(|p| p.cache_write_per_mtok).map(|m| m.to_string()),
+        price_source: m.price_source,
+        max_output_tokens: m.max_output_tokens,
+    }
+}
+
+fn price(name: &str, text: &str) -> Result<Money, ControlError> {
+    Money::parse_non_negative(text).map_err(|e| ControlError::invalid(name, e.to_string()))
+}
+
+fn set_price_input(r: &v1::SetModelPriceRequest) -> Result<UpdateModel, ControlError> {
+    Ok(UpdateModel {
+        pricing: Some(PricingInput {
+            input_per_mtok: price("pricing.input_per_mtok", &r.input_per_mtok)?,
+            output_per_mtok: price("pricing.output_per_mtok", &r.output_per_mtok)?,
+            cached_input_per_mtok: r
+                .cached_input_per_mtok
+                .as_deref()
+                .map(|t| price("pricing.cached_input_per_mtok", t))
+                .transpose()?,
+            cache_write_per_mtok: r
+                .cache_write_per_mtok
+                .as_deref()
+                .map(|t| price("pricing.cache_write_per_mtok", t))
+                .transpose()?,
+        }),
+        max_output_tokens: None,
+    })
+}
+
 #[tonic::async_trait]
 impl v1::admin_service_server::AdminService for AdminApi {
+    async fn list_models(
+        &self,
+        req: Request<v1::ListModelsRequest>,
+    ) -> Result<Response<v1::ListModelsResponse>, Status> {
+        actor(&self.svc, &req)?;
+        let models = self.svc.list_models().await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::ListModelsResponse { models: models.into_iter().map(model_info).collect() }))
+    }
+
+    async fn set_model_price(&self, req: Request<v1::SetModelPriceRequest>) -> Result<Response<v1::ModelInfo>, Status> {
+        let actor = actor(&self.svc, &req)?;
+        let r = req.into_inner();
+        let patch = set_price_input(&r).map_err(|e| e.grpc())?;
+        let v = self.svc.update_model(&actor, &r.model, patch).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(model_info(v)))
+    }
+
+    async fn get_usage(&self, req: Request<v1::GetUsageRequest>) -> Result<Response<v1::GetUsageResponse>, Status> {
+        // Scoped tokens will need `usage:read` here.
+        actor(&self.svc, &req)?;
+        let mut params = req.into_inner().params;
+        if params.get("format").is_some_and(|f| f != "json") {
+            return Err(ControlError::invalid("format", "GetUsage answers JSON; use REST for CSV").grpc());
+        }
+        params.remove("format");
+        let q = UsageQuery::parse(params.into_iter().collect(), Timestamp::now()).map_err(|e| e.grpc())?;
+        debug_assert_eq!(q.format, UsageFormat::Json);
+        let report = self.svc.usage(&q).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::GetUsageResponse { report_json: report.to_json().to_string() }))
+    }
+
     async fn create_key(&self, req: Request<v1::CreateKeyRequest>) -> Result<Response<v1::CreateKeyResponse>, Status> {
         let actor = actor(&self.svc, &req)?;
         let input = create_input(req.into_inner()).map_err(|e| e.grpc())?;
