@@ -182,18 +182,25 @@ pub(crate) async fn open_loop(
         let (ep, body) = (ep.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut out = Outcome::new()?;
+            let mut prev_done = Duration::ZERO;
             for j in 0.. {
                 let intended = intended_offset(c, j, rate, conns);
                 if intended >= d {
                     break;
                 }
                 tokio::time::sleep_until((start + intended).into()).await;
+                let sent = Instant::now().saturating_duration_since(start);
                 match one(&mut s, &ep, &body, false).await? {
                     Some(done) => {
-                        report::record(&mut out.hist, corrected_latency(intended, done - start));
+                        let done = done.saturating_duration_since(start);
+                        report::record(&mut out.hist, corrected_latency(intended, prev_done, sent, done));
+                        prev_done = done;
                         out.ok += 1;
                     }
-                    None => out.errors += 1,
+                    None => {
+                        prev_done = Instant::now().saturating_duration_since(start);
+                        out.errors += 1;
+                    }
                 }
             }
             anyhow::Ok(out)

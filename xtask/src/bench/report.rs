@@ -35,10 +35,18 @@ pub(crate) fn intended_offset(conn: u64, j: u64, rate: u64, conns: u64) -> Durat
     Duration::from_nanos(slot.saturating_mul(1_000_000_000) / rate.max(1))
 }
 
-/// Latency of a request intended at `intended` that completed at `done` (both offsets from
-/// the phase start). Zero if `done` precedes `intended`, which cannot happen in practice.
-pub(crate) fn corrected_latency(intended: Duration, done: Duration) -> Duration {
-    done.saturating_sub(intended)
+/// Latency of a request intended at `intended`, sent at `sent` and completed at `done`, on
+/// a connection whose previous answer arrived at `prev_done` (all offsets from the phase
+/// start).
+///
+/// When the connection was still busy at the intended instant, the wait is the server's
+/// doing and counts (the wrk2 correction): latency runs from `intended`. When it was free,
+/// any gap between `intended` and `sent` is the load generator's own timer lateness —
+/// Tokio's timer rounds sleeps up to the next millisecond — and counting it would add up
+/// to 1 ms to every request, direct or not; latency then runs from `sent`.
+pub(crate) fn corrected_latency(intended: Duration, prev_done: Duration, sent: Duration, done: Duration) -> Duration {
+    let from = if prev_done > intended { intended } else { sent };
+    done.saturating_sub(from)
 }
 
 /// CPU time (utime + stime) in clock ticks from the text of `/proc/<pid>/stat`.
@@ -212,13 +220,24 @@ mod tests {
         let mut now = Duration::ZERO;
         for j in 0..200u64 {
             let intended = intended_offset(0, j, 1_000, 1);
-            let sent = now.max(intended);
+            let (prev_done, sent) = (now, now.max(intended));
             now = sent + if j == 0 { Duration::from_millis(100) } else { Duration::from_micros(10) };
-            record(&mut h, corrected_latency(intended, now));
+            record(&mut h, corrected_latency(intended, prev_done, sent, now));
         }
         assert!(pct_us(&h, 50.0) > 1_000.0, "p50 {} µs hides the stall", pct_us(&h, 50.0));
         assert!(pct_us(&h, 99.0) > 90_000.0);
-        assert_eq!(corrected_latency(Duration::from_millis(5), Duration::from_millis(3)), Duration::ZERO);
+        let ms = Duration::from_millis;
+        assert_eq!(corrected_latency(ms(5), ms(0), ms(5), ms(3)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_generators_own_timer_lateness_does_not_count() {
+        // The connection was idle at the intended 10 ms; the timer woke at 10.9 ms and the
+        // answer took 20 µs: 20 µs, not 920 µs.
+        let us = Duration::from_micros;
+        assert_eq!(corrected_latency(us(10_000), us(5_000), us(10_900), us(10_920)), us(20));
+        // Busy until 10.5 ms (previous answer late): the request waited from 10 ms.
+        assert_eq!(corrected_latency(us(10_000), us(10_500), us(10_500), us(10_520)), us(520));
     }
 
     #[test]
