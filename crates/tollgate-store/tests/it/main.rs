@@ -78,4 +78,5 @@ conformance!(
     ledger_stores_each_request_id_once,
     ledger_rejects_unstorable_entries_and_stores_nothing_of_their_batch,
     ledger_spend_sums_one_scope_over_a_half_open_range,
+    usage_groups_sum_exactly_across_day_and_hour_boundaries,
 );
