@@ -15,8 +15,14 @@ use tollgate_testkit::{CHAT_COMPLETION, CHAT_STREAM, FakeUpstream, Reply};
 
 const BUDGET: &str = r#"{"limit_usd": "100.00", "window": "day", "on_breach": "block"}"#;
 
+/// A key with a money budget, kept to priced models (the fixture's `other` is unpriced,
+/// and no key under a money budget may reach an unpriced model).
 fn with_budget() -> Value {
-    json!({"budget": serde_json::from_str::<Value>(BUDGET).unwrap()})
+    with_budget_for(&["gpt-4o*"])
+}
+
+fn with_budget_for(models: &[&str]) -> Value {
+    json!({"budget": serde_json::from_str::<Value>(BUDGET).unwrap(), "models_allowed": models})
 }
 
 fn streaming() -> Value {
@@ -240,7 +246,7 @@ async fn a_provider_can_set_its_own_timeout() {
 async fn a_deployment_that_fails_before_answering_falls_back_to_the_next() {
     let gw = Gateway::start().await;
     let good = FakeUpstream::start_with(Reply::chat_either()).await;
-    let (_, secret) = gw.setup(&good, with_budget()).await;
+    let (_, secret) = gw.setup(&good, with_budget_for(&["gpt-4o*", "resilient"])).await;
     let flaky = FakeUpstream::start().await;
     let gone = FakeUpstream::start().await;
     let gone_url = gone.base_url();

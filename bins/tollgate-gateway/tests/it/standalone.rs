@@ -71,6 +71,13 @@ impl Gateway {
         post_json(&format!("{}{path}", self.admin), Some(ADMIN), &body).await
     }
 
+    /// A management call with any method, as the bootstrap admin.
+    pub(crate) async fn admin_send(&self, method: Method, path: &str, body: Value) -> TestResponse {
+        let auth = format!("Bearer {ADMIN}");
+        let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+        send(method, &format!("{}{path}", self.admin), &headers, body.to_string()).await
+    }
+
     pub(crate) async fn created(&self, path: &str, body: Value) -> Value {
         let r = self.admin_post(path, body).await;
         assert_eq!(r.status, StatusCode::CREATED, "{path}: {}", r.text());
