@@ -32,23 +32,26 @@ pub(crate) struct Args {
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// OpenTelemetry collector (OTLP/gRPC) that receives request spans, e.g.
+    /// http://otel-collector:4317. Off when unset.
+    #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+/// Logs on stderr; spans over OTLP too when an endpoint is given. Keep the returned
+/// guard alive: dropping it flushes the spans still buffered.
+fn init_tracing(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<tollgate_telemetry::Telemetry> {
+    let opts = tollgate_telemetry::Options {
+        service_name: "tollgate-control",
+        json_logs: format == "json",
+        otlp_endpoint: otlp_endpoint.filter(|e| !e.is_empty()),
+    };
+    tollgate_telemetry::init(opts).context("cannot set up logging and tracing")
 }
 
 /// Runs the control plane until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    init_tracing(&args.log_format);
+    let _telemetry = init_tracing(&args.log_format, args.otlp_endpoint.as_deref())?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let cfg = tollgate_controlplane::Config {

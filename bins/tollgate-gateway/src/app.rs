@@ -73,6 +73,11 @@ pub(crate) struct Args {
     #[arg(long, env = "TOLLGATE_METRICS_KEY_LABELS", default_value_t = 0)]
     metrics_key_labels: usize,
 
+    /// Distinct principals given their own series on `/metrics` (0: no per-principal
+    /// series; principals past the cap are counted as `other`).
+    #[arg(long, env = "TOLLGATE_METRICS_PRINCIPAL_LABELS", default_value_t = 0)]
+    metrics_principal_labels: usize,
+
     /// Consecutive failures after which an upstream is put in cooldown (0: never).
     #[arg(long, env = "TOLLGATE_COOLDOWN_FAILURES", default_value_t = 5)]
     cooldown_failures: u32,
@@ -90,6 +95,10 @@ pub(crate) struct Args {
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// OpenTelemetry collector (OTLP/gRPC) that receives request spans, e.g.
+    /// http://otel-collector:4317. Off when unset.
+    #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 /// Secrets come only from the environment, never from flags (flags show up in `ps`).
@@ -101,16 +110,15 @@ fn secret_sources() -> SecretSources {
     }
 }
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+/// Logs on stderr; spans over OTLP too when an endpoint is given. Keep the returned
+/// guard alive: dropping it flushes the spans still buffered.
+fn init_tracing(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<tollgate_telemetry::Telemetry> {
+    let opts = tollgate_telemetry::Options {
+        service_name: "tollgate-gateway",
+        json_logs: format == "json",
+        otlp_endpoint: otlp_endpoint.filter(|e| !e.is_empty()),
+    };
+    tollgate_telemetry::init(opts).context("cannot set up logging and tracing")
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -147,12 +155,14 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
 
 /// Runs the gateway until a shutdown signal.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    init_tracing(&args.log_format);
+    let telemetry = init_tracing(&args.log_format, args.otlp_endpoint.as_deref())?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = tollgate_dataplane::Config { max_body_bytes: args.max_body_bytes, ..Default::default() };
     config.upstream.request_timeout = Duration::from_secs(args.upstream_timeout_s);
     config.stream_idle_timeout = Duration::from_secs(args.stream_idle_timeout_s.max(1));
     config.metrics_key_labels = args.metrics_key_labels.min(10_000);
+    config.metrics_principal_labels = args.metrics_principal_labels.min(10_000);
+    config.trace_attributes = telemetry.traces_exported();
     config.breaker = tollgate_dataplane::BreakerConfig {
         failures_to_open: args.cooldown_failures,
         cooldown: Duration::from_secs(args.cooldown_s.max(1)),

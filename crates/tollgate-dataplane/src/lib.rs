@@ -33,6 +33,7 @@ mod proxy;
 mod server;
 mod snapshot;
 mod stream;
+mod trace;
 mod watch;
 
 pub use alerts::AlertConfig;
@@ -75,6 +76,13 @@ pub struct Config {
     /// Most distinct virtual keys given their own `/metrics` series (0: none; the rest
     /// are counted as `other`).
     pub metrics_key_labels: usize,
+    /// Most distinct principals given their own `/metrics` series (0: none; the rest
+    /// are counted as `other`).
+    pub metrics_principal_labels: usize,
+    /// Record the OpenTelemetry GenAI attributes (`gen_ai.*`, status, request id) on
+    /// each request span. Set it when spans are exported: off, the request path records
+    /// nothing beyond the request id and endpoint the logs already carry.
+    pub trace_attributes: bool,
 }
 
 impl Default for Config {
@@ -88,6 +96,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             alerts: AlertConfig::default(),
             metrics_key_labels: 0,
+            metrics_principal_labels: 0,
+            trace_attributes: false,
             breaker: BreakerConfig::default(),
         }
     }
@@ -135,7 +145,7 @@ impl DataPlane {
             client,
             enforcement,
             ledger: OnceLock::new(),
-            metrics: Arc::new(metrics::Metrics::new(config.metrics_key_labels)),
+            metrics: Arc::new(metrics::Metrics::new(config.metrics_key_labels, config.metrics_principal_labels)),
             health: health::Health::new(config.breaker),
             config,
         }))

@@ -4,8 +4,8 @@
 //! Series are created on first use and kept in small maps behind read-mostly locks; the
 //! hot path takes one read lock and bumps atomics. Label values are bounded: models and
 //! providers come from the snapshot (unknown names are folded into `other`), statuses
-//! and error codes from closed sets, and per-key labels are off unless enabled with a
-//! cap on distinct keys (the rest are reported as `other`).
+//! and error codes from closed sets, and per-key and per-principal labels are off
+//! unless enabled, each with a cap on distinct values (the rest are reported as `other`).
 
 use hashbrown::{Equivalent, HashMap};
 use std::fmt::Write as _;
@@ -169,6 +169,8 @@ pub(crate) struct Observation<'a> {
     pub(crate) provider: Option<&'a str>,
     /// The key, for opt-in per-key series.
     pub(crate) key: Option<&'a str>,
+    /// The key's principal (end user), for opt-in per-principal series.
+    pub(crate) principal: Option<&'a str>,
     /// The HTTP status returned.
     pub(crate) status: u16,
     /// The error code returned, if any.
@@ -197,9 +199,10 @@ pub(crate) struct Metrics {
     budget_refusals: RwLock<HashMap<&'static str, AtomicU64>>,
     rate_refusals: RwLock<HashMap<(&'static str, &'static str), AtomicU64>>,
     upstream_errors: RwLock<HashMap<SeriesKey, AtomicU64>>,
-    key_requests: RwLock<HashMap<Box<str>, AtomicU64>>,
-    /// Most distinct keys given their own label (0: per-key series off).
-    key_label_cap: usize,
+    /// Failed attempts handed to the model's next deployment, by (model, provider).
+    fallbacks: RwLock<HashMap<SeriesKey, AtomicU64>>,
+    key_requests: Capped,
+    principal_requests: Capped,
     inflight: AtomicI64,
     snapshot_revision: AtomicI64,
     snapshot_applied_unix_ms: AtomicI64,
@@ -211,9 +214,9 @@ pub(crate) const ENDPOINTS: &[&str] = &["chat", "messages", "responses", "embedd
 const OTHER: &str = "other";
 
 impl Metrics {
-    /// A registry; `key_label_cap` > 0 enables per-key request counters for that many
-    /// distinct keys.
-    pub(crate) fn new(key_label_cap: usize) -> Self {
+    /// A registry; a cap > 0 enables per-key (per-principal) request counters for that
+    /// many distinct keys (principals).
+    pub(crate) fn new(key_label_cap: usize, principal_label_cap: usize) -> Self {
         Metrics {
             requests: RwLock::new(HashMap::new()),
             models: RwLock::new(HashMap::new()),
@@ -221,8 +224,9 @@ impl Metrics {
             budget_refusals: RwLock::new(HashMap::new()),
             rate_refusals: RwLock::new(HashMap::new()),
             upstream_errors: RwLock::new(HashMap::new()),
-            key_requests: RwLock::new(HashMap::new()),
-            key_label_cap,
+            fallbacks: RwLock::new(HashMap::new()),
+            key_requests: Capped::new(key_label_cap),
+            principal_requests: Capped::new(principal_label_cap),
             inflight: AtomicI64::new(0),
             snapshot_revision: AtomicI64::new(0),
             snapshot_applied_unix_ms: AtomicI64::new(0),
@@ -252,19 +256,17 @@ impl Metrics {
         {
             h.observe(o.total.saturating_sub(o.upstream));
         }
-        if self.key_label_cap > 0
-            && let Some(key) = o.key
-        {
-            let counted = {
-                let map = self.key_requests.read().unwrap_or_else(|e| e.into_inner());
-                map.get(key).map(|c| c.fetch_add(1, Ordering::Relaxed)).is_some()
-            };
-            if !counted {
-                let mut map = self.key_requests.write().unwrap_or_else(|e| e.into_inner());
-                let label = if map.len() < self.key_label_cap || map.contains_key(key) { key } else { OTHER };
-                map.entry(Box::from(label)).or_insert_with(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(key) = o.key {
+            self.key_requests.bump(key);
         }
+        if let Some(principal) = o.principal {
+            self.principal_requests.bump(principal);
+        }
+    }
+
+    /// Whether requests are counted per principal (so callers need not look it up).
+    pub(crate) fn principal_labels(&self) -> bool {
+        self.principal_requests.cap > 0
     }
 
     /// Records the time to the first token of a stream.
@@ -309,6 +311,11 @@ impl Metrics {
     pub(crate) fn upstream_error(&self, provider: &str, kind: &'static str) {
         // Kept as (endpoint slot = kind, model slot empty, provider).
         bump(&self.upstream_errors, SeriesRef { endpoint: kind, model: "", provider }, SeriesKey::from);
+    }
+
+    /// A failed attempt at `provider` handed a request for `model` to the next deployment.
+    pub(crate) fn fallback(&self, model: &str, from_provider: &str) {
+        bump(&self.fallbacks, SeriesRef { endpoint: "", model, provider: from_provider }, SeriesKey::from);
     }
 
     /// A snapshot was applied.
@@ -425,18 +432,32 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
-        if self.key_label_cap > 0 {
-            header(
-                &mut out,
-                "tollgate_key_requests_total",
-                "counter",
-                "Requests per virtual key (opt-in, capped; the rest are `other`).",
+        header(
+            &mut out,
+            "tollgate_upstream_fallbacks_total",
+            "counter",
+            "Failed attempts handed to the model's next deployment, by model and the provider that failed.",
+        );
+        for (k, c) in read(&self.fallbacks).iter() {
+            let (m, p) = (esc(&k.model), esc(&k.provider));
+            let _ = writeln!(
+                out,
+                "tollgate_upstream_fallbacks_total{{model=\"{m}\",from_provider=\"{p}\"}} {}",
+                c.load(Ordering::Relaxed)
             );
-            for (k, c) in read(&self.key_requests).iter() {
-                let _ =
-                    writeln!(out, "tollgate_key_requests_total{{key=\"{}\"}} {}", esc(k), c.load(Ordering::Relaxed));
-            }
         }
+        self.key_requests.render(
+            &mut out,
+            "tollgate_key_requests_total",
+            "key",
+            "Requests per virtual key (opt-in, capped; the rest are `other`).",
+        );
+        self.principal_requests.render(
+            &mut out,
+            "tollgate_principal_requests_total",
+            "principal",
+            "Requests per principal (opt-in, capped; the rest are `other`).",
+        );
         header(&mut out, "tollgate_inflight_requests", "gauge", "Requests being served.");
         let _ = writeln!(out, "tollgate_inflight_requests {}", self.inflight.load(Ordering::Relaxed));
         header(
@@ -460,6 +481,42 @@ impl Metrics {
             let _ = writeln!(out, "tollgate_ledger_spool_depth {depth}");
         }
         out
+    }
+}
+
+/// Request counters by an unbounded label (key, principal): off when the cap is 0, else
+/// the first `cap` distinct values get their own series and the rest count as `other`.
+struct Capped {
+    map: RwLock<HashMap<Box<str>, AtomicU64>>,
+    cap: usize,
+}
+
+impl Capped {
+    fn new(cap: usize) -> Self {
+        Capped { map: RwLock::new(HashMap::new()), cap }
+    }
+
+    fn bump(&self, value: &str) {
+        if self.cap == 0 {
+            return;
+        }
+        if let Some(c) = read(&self.map).get(value) {
+            c.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let label = if map.len() < self.cap || map.contains_key(value) { value } else { OTHER };
+        map.entry(Box::from(label)).or_insert_with(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str, help: &str) {
+        if self.cap == 0 {
+            return;
+        }
+        header(out, name, "counter", help);
+        for (v, c) in read(&self.map).iter() {
+            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {}", esc(v), c.load(Ordering::Relaxed));
+        }
     }
 }
 
@@ -522,7 +579,7 @@ mod tests {
 
     #[test]
     fn requests_tokens_cost_and_histograms_render_in_the_exposition_format() {
-        let m = Metrics::new(0);
+        let m = Metrics::new(0, 0);
         let ok = Observation {
             endpoint: "chat",
             model: Some("gpt-4o"),
@@ -576,18 +633,41 @@ mod tests {
         assert_eq!(value(&text, r#"tollgate_budget_refusals_total{scope="project"}"#).as_deref(), Some("1"));
         assert_eq!(value(&text, "tollgate_ledger_spool_depth").as_deref(), Some("3"));
         assert!(!text.contains("tollgate_key_requests_total"), "per-key series are opt-in");
+        assert!(!text.contains("tollgate_principal_requests_total"), "per-principal series are opt-in");
     }
 
     #[test]
     fn per_key_series_are_capped_and_label_values_escaped() {
-        let m = Metrics::new(2);
+        let m = Metrics::new(2, 1);
         for key in ["k1", "k2", "k3", "k4", "k1"] {
-            m.observe(&Observation { endpoint: "chat", key: Some(key), status: 200, ..Observation::default() });
+            let principal = Some(if key == "k1" { "alice" } else { "bob" });
+            m.observe(&Observation {
+                endpoint: "chat",
+                key: Some(key),
+                principal,
+                status: 200,
+                ..Observation::default()
+            });
         }
         let text = m.render(0, None);
+        assert_eq!(value(&text, r#"tollgate_principal_requests_total{principal="alice"}"#).as_deref(), Some("2"));
+        assert_eq!(value(&text, r#"tollgate_principal_requests_total{principal="other"}"#).as_deref(), Some("3"));
         assert_eq!(value(&text, r#"tollgate_key_requests_total{key="k1"}"#).as_deref(), Some("2"));
         assert_eq!(value(&text, r#"tollgate_key_requests_total{key="other"}"#).as_deref(), Some("2"));
         assert!(!text.contains("k3"));
         assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn fallbacks_are_counted_by_model_and_the_provider_that_failed() {
+        let m = Metrics::new(0, 0);
+        m.fallback("gpt-4o", "primary");
+        m.fallback("gpt-4o", "primary");
+        m.fallback("gpt-4o", "secondary");
+        let text = m.render(0, None);
+        let series = r#"tollgate_upstream_fallbacks_total{model="gpt-4o",from_provider="primary"}"#;
+        assert_eq!(value(&text, series).as_deref(), Some("2"));
+        let series = r#"tollgate_upstream_fallbacks_total{model="gpt-4o",from_provider="secondary"}"#;
+        assert_eq!(value(&text, series).as_deref(), Some("1"));
     }
 }

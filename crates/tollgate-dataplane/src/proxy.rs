@@ -101,6 +101,12 @@ pub(crate) struct Seen {
     pub(crate) model: Option<Arc<str>>,
     pub(crate) provider: Option<Arc<str>>,
     pub(crate) key: Option<tollgate_core::KeyId>,
+    /// The key's principal, only when counted per principal.
+    pub(crate) principal: Option<Arc<str>>,
+    /// The upstream's name of the model that served, only when traced.
+    pub(crate) served_model: Option<Arc<str>>,
+    /// `gen_ai.system` of the provider that served, only when traced.
+    pub(crate) system: Option<&'static str>,
     /// Time spent waiting on the upstream (head, and the whole body when not streaming).
     pub(crate) upstream: Duration,
 }
@@ -144,6 +150,9 @@ pub(crate) async fn proxy(
         }
         let key = snap.keys.authenticate(&snap.hasher, crate::server::presented_key(&parts.headers), now)?.clone();
         seen.key = Some(key.id.clone());
+        if dp.metrics.principal_labels() {
+            seen.principal = key.principal.clone();
+        }
         let head = RequestHead::parse(&body)?;
         key.check_model(&head.model)?;
         let route = snap.catalog.get(&head.model).ok_or_else(|| ApiError::ModelNotFound(truncate(&head.model)))?;
@@ -271,6 +280,9 @@ pub(crate) async fn proxy(
         };
         if let Some(kind) = failure {
             dp.metrics.upstream_error(&c.deployment.provider, kind);
+            if i + 1 < candidates.len() && !matches!(&sent, Err(e) if !e.retryable) {
+                dp.metrics.fallback(&head.model, &c.deployment.provider);
+            }
         }
         // A request error (4xx other than 429, 401, 403) says nothing about the upstream's health.
         admission.record(failure.is_none(), now_ms);
@@ -313,6 +325,10 @@ pub(crate) async fn proxy(
     let chosen = &candidates[chosen];
     let upstream = chosen.upstream;
     seen.provider = Some(chosen.deployment.provider.clone());
+    if dp.config.trace_attributes {
+        seen.served_model = Some(chosen.deployment.upstream_model.clone());
+        seen.system = Some(crate::trace::gen_ai_system(chosen.provider.provider.kind()));
+    }
     if let Some(l) = ledger.as_mut() {
         l.served_by(&chosen.deployment);
     }
@@ -326,6 +342,7 @@ pub(crate) async fn proxy(
         endpoint,
         started,
         metrics: dp.metrics.clone(),
+        trace: dp.config.trace_attributes,
         admitted,
         ledger,
     };
@@ -382,13 +399,27 @@ struct Exchange {
     endpoint: Endpoint,
     started: Instant,
     metrics: Arc<Metrics>,
+    /// Record usage on the request span (spans are exported).
+    trace: bool,
     admitted: Admitted,
     ledger: Option<Pending>,
 }
 
 impl Exchange {
-    /// Counts tokens and cost of a settled request.
-    fn metered(metrics: &Metrics, endpoint: Endpoint, model: &str, provider: &str, usage: &Usage, cost: Money) {
+    /// Counts tokens and cost of a settled request (and puts the tokens on the request
+    /// span when traced).
+    fn metered(
+        metrics: &Metrics,
+        trace: bool,
+        endpoint: Endpoint,
+        model: &str,
+        provider: &str,
+        usage: &Usage,
+        cost: Money,
+    ) {
+        if trace {
+            crate::trace::record_usage(usage.input_tokens, usage.output_tokens);
+        }
         metrics.metered(
             endpoint.label(),
             model,
@@ -422,6 +453,7 @@ impl Exchange {
             endpoint,
             started,
             metrics,
+            trace,
             admitted,
             ledger,
         } = self;
@@ -430,6 +462,10 @@ impl Exchange {
         let mut headers = HeaderMap::new();
         admitted.write_headers(&mut headers);
         let key_id = key_id.clone();
+        // The charge runs after the response head has left, in its own task: it keeps
+        // the request span (open until the charge ends, so the span shows the stream's
+        // whole life and its usage).
+        let span = tracing::Span::current();
         let on_done = Box::new(move |o: StreamOutcome| {
             if let Some(first) = o.first_event {
                 metrics.time_to_first_token(endpoint.label(), &public_model, &provider, first.duration_since(started));
@@ -443,7 +479,7 @@ impl Exchange {
                 };
                 let (usage, source) = admitted.usage_or_estimate(o.usage, output);
                 let cost = admitted.settle(&usage).await;
-                Exchange::metered(&metrics, endpoint, &public_model, &provider, &usage, cost);
+                Exchange::metered(&metrics, trace, endpoint, &public_model, &provider, &usage, cost);
                 if let Some(l) = ledger {
                     l.finish(&usage, source, cost, if o.completed { 200 } else { 499 });
                 }
@@ -451,7 +487,7 @@ impl Exchange {
             };
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    rt.spawn(charge);
+                    rt.spawn(tracing::Instrument::instrument(charge, span));
                 }
                 // Dropped outside the runtime (process teardown): nothing can be awaited
                 // any more; the reservation stops counting when its TTL passes.
@@ -509,7 +545,8 @@ impl Exchange {
                 });
             }
         };
-        let Exchange { caller, upstream, public_model, provider, endpoint, metrics, admitted, ledger, .. } = self;
+        let Exchange { caller, upstream, public_model, provider, endpoint, metrics, trace, admitted, ledger, .. } =
+            self;
         // A JSON object, checked whole (serde skims it without building values): a 200
         // that is not valid JSON must never reach the caller as if it were an answer.
         let looks_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
@@ -581,7 +618,7 @@ impl Exchange {
         };
         admitted.write_headers(resp.headers_mut());
         let cost = admitted.settle(&usage).await;
-        Exchange::metered(&metrics, endpoint, &public_model, &provider, &usage, cost);
+        Exchange::metered(&metrics, trace, endpoint, &public_model, &provider, &usage, cost);
         if let Some(l) = ledger {
             l.finish(&usage, source, cost, 200);
         }

@@ -87,9 +87,10 @@ async fn handle(dp: Arc<DataPlane>, req: Request<Incoming>) -> Result<Resp, Infa
         let started = Instant::now();
         let mut seen = Seen::default();
         // Every log line of the request carries its id (JSON logs: a `span` field).
-        let span =
-            tracing::info_span!("request", request_id = request_id.to_str().unwrap_or(""), endpoint = endpoint.label());
-        let result = tracing::Instrument::instrument(proxy(&dp, req, endpoint, &request_id, &mut seen), span).await;
+        let id = request_id.to_str().unwrap_or("");
+        let span = crate::trace::request_span(id, endpoint);
+        let result =
+            tracing::Instrument::instrument(proxy(&dp, req, endpoint, &request_id, &mut seen), span.clone()).await;
         let error = result.as_ref().err();
         if let Some(e) = error {
             dp.metrics.refused(e);
@@ -98,15 +99,34 @@ async fn handle(dp: Arc<DataPlane>, req: Request<Incoming>) -> Result<Resp, Infa
             Ok(r) => r.status().as_u16(),
             Err(e) => e.status().as_u16(),
         };
+        let total = started.elapsed();
         dp.metrics.observe(&Observation {
             endpoint: endpoint.label(),
             model: seen.model.as_deref(),
             provider: seen.provider.as_deref(),
             key: seen.key.as_ref().map(|k| k.as_str()),
+            principal: seen.principal.as_deref(),
             status,
             error: error.map(ApiError::code_str),
-            total: started.elapsed(),
+            total,
             upstream: seen.upstream,
+        });
+        if dp.config.trace_attributes {
+            crate::trace::record_outcome(&span, id, endpoint, &seen, status, error.map(ApiError::code_str));
+        }
+        // The access log: one line per request (its id and endpoint come from the span);
+        // `TOLLGATE_LOG=info,tollgate::access=off` turns it off.
+        span.in_scope(|| {
+            tracing::info!(
+                target: "tollgate::access",
+                status,
+                duration_us = u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
+                model = seen.model.as_deref().unwrap_or(""),
+                provider = seen.provider.as_deref().unwrap_or(""),
+                key_id = seen.key.as_ref().map_or("", |k| k.as_str()),
+                error = error.map_or("", ApiError::code_str),
+                "request"
+            );
         });
         let mut resp = result.unwrap_or_else(|e| error_response(&e, endpoint.error_shape(), Timestamp::now()));
         resp.headers_mut().insert("x-request-id", request_id);
