@@ -84,12 +84,13 @@ const MAX_PUSH_ENTRIES: usize = 10_000;
 /// budget's spend to seed counters they do not share.
 pub(crate) struct LedgerApi {
     svc: Arc<Service>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl LedgerApi {
-    /// Stores pushed entries through `svc`'s store.
-    pub(crate) fn new(svc: Arc<Service>) -> Self {
-        LedgerApi { svc }
+    /// Stores pushed entries through `svc`'s store, counting them in `metrics`.
+    pub(crate) fn new(svc: Arc<Service>, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        LedgerApi { svc, metrics }
     }
 }
 
@@ -126,6 +127,7 @@ impl v1::ledger_service_server::LedgerService for LedgerApi {
                 Status::invalid_argument(format!("{e}: {detail}"))
             }
         })?;
+        self.metrics.ledger_received(received);
         Ok(Response::new(v1::PushLedgerAck { received }))
     }
 

@@ -18,6 +18,7 @@
 
 mod error;
 mod grpc;
+mod metrics;
 mod rest;
 pub mod secrets;
 pub mod service;
@@ -50,6 +51,7 @@ pub struct ControlPlane {
     service: Arc<Service>,
     snapshots: watch::Receiver<Arc<v1::Snapshot>>,
     generated_admin_token: Option<String>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -69,7 +71,8 @@ impl ControlPlane {
         let first = Arc::new(service.build_snapshot().await?);
         let (tx, rx) = watch::channel(first);
         tokio::spawn(publish(service.clone(), tx));
-        Ok(ControlPlane { service, snapshots: rx, generated_admin_token })
+        let metrics = Arc::new(metrics::Metrics::new(rx.clone()));
+        Ok(ControlPlane { service, snapshots: rx, generated_admin_token, metrics })
     }
 
     /// The service layer.
@@ -87,13 +90,14 @@ impl ControlPlane {
         self.generated_admin_token.as_deref()
     }
 
-    /// Serves the REST management API until `shutdown` resolves.
+    /// Serves the REST management API (and its `GET /metrics`) until `shutdown` resolves.
     pub async fn serve_rest(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, rest::router(self.service.clone())).with_graceful_shutdown(shutdown).await
+        let router = metrics::instrument(rest::router(self.service.clone()), self.metrics.clone());
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
     }
 
     /// Serves the gRPC services until `shutdown` resolves.
@@ -113,8 +117,11 @@ impl ControlPlane {
             )
             .add_service(v1::admin_service_server::AdminServiceServer::new(grpc::AdminApi::new(self.service.clone())))
             .add_service(
-                v1::ledger_service_server::LedgerServiceServer::new(grpc::LedgerApi::new(self.service.clone()))
-                    .max_decoding_message_size(64 << 20),
+                v1::ledger_service_server::LedgerServiceServer::new(grpc::LedgerApi::new(
+                    self.service.clone(),
+                    self.metrics.clone(),
+                ))
+                .max_decoding_message_size(64 << 20),
             )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await

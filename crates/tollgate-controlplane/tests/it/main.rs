@@ -6,6 +6,7 @@
 
 mod budgets;
 mod grpc;
+mod metrics;
 mod models;
 mod usage;
 

@@ -172,7 +172,7 @@ async fn no_later_write_lets_a_money_budget_reach_an_unpriced_model() {
     cp.expect(Method::PATCH, &budget_path, Some(json!({"limit_tokens": 2000})), S::OK).await;
 }
 
-fn wire_entry(id: &str) -> v1::LedgerEntry {
+pub(crate) fn wire_entry(id: &str) -> v1::LedgerEntry {
     let e = LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("prj_1"), "gpt-4o")
         .with_usage(&Usage { input_tokens: 10, output_tokens: 5, ..Usage::default() }, UsageSource::Reported)
         .with_cost(Money::from_nanos(77));

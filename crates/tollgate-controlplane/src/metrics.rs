@@ -1,0 +1,204 @@
+//! Prometheus metrics of the control plane, served at `GET /metrics` beside the REST API:
+//! management requests by route, method and status with a latency histogram, the
+//! revision being published, and ledger entries received from gateways.
+//!
+//! Kept apart from `rest.rs`: a middleware on the whole router and one extra route.
+//! Label values are bounded: routes are the router's patterns (`/api/v1/keys/{id}`,
+//! never a concrete id) or `unmatched`.
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tollgate_proto::v1;
+
+/// Upper bounds (seconds) of the request latency buckets: 1 ms to 10 s.
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// Labels of a request counter: route pattern, method, status.
+type ReqKey = (Box<str>, Box<str>, u16);
+
+/// A fixed-bucket latency histogram.
+struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// The control plane's metrics registry.
+pub(crate) struct Metrics {
+    requests: RwLock<HashMap<ReqKey, AtomicU64>>,
+    latency: RwLock<HashMap<Box<str>, Histogram>>,
+    ledger_entries: AtomicU64,
+    snapshots: watch::Receiver<Arc<v1::Snapshot>>,
+}
+
+impl Metrics {
+    /// A registry reading the published revision from `snapshots`.
+    pub(crate) fn new(snapshots: watch::Receiver<Arc<v1::Snapshot>>) -> Self {
+        Metrics {
+            requests: RwLock::new(HashMap::new()),
+            latency: RwLock::new(HashMap::new()),
+            ledger_entries: AtomicU64::new(0),
+            snapshots,
+        }
+    }
+
+    /// Counts ledger entries a gateway pushed (and the store accepted).
+    pub(crate) fn ledger_received(&self, n: u64) {
+        self.ledger_entries.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn observe(&self, route: &str, method: &str, status: u16, d: Duration) {
+        let counted = {
+            let map = self.requests.read().unwrap_or_else(|e| e.into_inner());
+            // Borrowed lookups would need a custom key type; the management API is not
+            // a hot path, so the key is built per request.
+            map.get(&(route.into(), method.into(), status)).map(|c| c.fetch_add(1, Ordering::Relaxed)).is_some()
+        };
+        if !counted {
+            let mut map = self.requests.write().unwrap_or_else(|e| e.into_inner());
+            map.entry((route.into(), method.into(), status))
+                .or_insert_with(|| AtomicU64::new(0))
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let observed = {
+            let map = self.latency.read().unwrap_or_else(|e| e.into_inner());
+            map.get(route).map(|h| h.observe(d)).is_some()
+        };
+        if !observed {
+            let mut map = self.latency.write().unwrap_or_else(|e| e.into_inner());
+            map.entry(route.into()).or_insert_with(Histogram::new).observe(d);
+        }
+    }
+
+    /// The text exposition of every series.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        header(
+            &mut out,
+            "tollgate_control_requests_total",
+            "counter",
+            "Management API requests by route, method and status.",
+        );
+        let mut requests: Vec<_> = {
+            let map = self.requests.read().unwrap_or_else(|e| e.into_inner());
+            map.iter().map(|(k, c)| (k.clone(), c.load(Ordering::Relaxed))).collect()
+        };
+        requests.sort();
+        for ((route, method, status), n) in requests {
+            let _ = writeln!(
+                out,
+                "tollgate_control_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+                esc(&route),
+                esc(&method)
+            );
+        }
+        let name = "tollgate_control_request_duration_seconds";
+        header(&mut out, name, "histogram", "Management API request latency by route.");
+        {
+            let map = self.latency.read().unwrap_or_else(|e| e.into_inner());
+            let mut routes: Vec<_> = map.iter().collect();
+            routes.sort_by(|a, b| a.0.cmp(b.0));
+            for (route, h) in routes {
+                let route = esc(route);
+                let mut cumulative = 0;
+                for (b, c) in BUCKETS.iter().zip(h.counts.iter()) {
+                    cumulative += c.load(Ordering::Relaxed);
+                    let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"{b}\"}} {cumulative}");
+                }
+                let count = h.count.load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
+                let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+                let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {sum}");
+                let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {count}");
+            }
+        }
+        header(
+            &mut out,
+            "tollgate_control_revision",
+            "gauge",
+            "Configuration revision of the latest published snapshot.",
+        );
+        let _ = writeln!(out, "tollgate_control_revision {}", self.snapshots.borrow().revision);
+        header(
+            &mut out,
+            "tollgate_control_ledger_entries_received_total",
+            "counter",
+            "Ledger entries pushed by gateways and stored.",
+        );
+        let _ = writeln!(
+            out,
+            "tollgate_control_ledger_entries_received_total {}",
+            self.ledger_entries.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+/// `router` plus `GET /metrics`, every request counted and timed, and run in a span
+/// (exported when the binary traces).
+pub(crate) fn instrument(router: Router, metrics: Arc<Metrics>) -> Router {
+    let m = metrics.clone();
+    router
+        .route("/metrics", get(move || async move { metrics_response(&m) }))
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
+}
+
+fn metrics_response(m: &Metrics) -> Response {
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
+}
+
+async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let span = tracing::info_span!(
+        "admin_request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let status = resp.status().as_u16();
+    span.record("http.response.status_code", u64::from(status));
+    m.observe(&route, &method, status, started.elapsed());
+    resp
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
