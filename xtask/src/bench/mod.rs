@@ -5,8 +5,11 @@
 //! (this binary re-executed as `xtask fake-upstream --port N`), starts the gateway with a
 //! real key (allowlist, rpm limit, money budget, metering), then measures alternately
 //! direct and through the gateway: single-connection latency, closed-loop saturation,
-//! open-loop fixed-rate latency (coordinated omission corrected), streaming TTFB, and the
-//! gateway's CPU per request and RSS. Writes `target/bench/report.md` and `report.json`.
+//! open-loop fixed-rate latency (coordinated omission corrected), streaming TTFB, the
+//! gateway's CPU per request and RSS, and config propagation (a key revoked through the
+//! admin API until the data plane refuses it). Then, unless `--skip-snapshot-load`, runs
+//! the data plane's `snapshot_load` bench at 100,000 keys and folds in its load time and
+//! RSS. Writes `target/bench/report.md` and `report.json`.
 //!
 //! Does not own: the gateway itself; targets are reported here, never asserted in tests.
 
@@ -37,15 +40,41 @@ struct Opts {
     /// Connections in the saturation phase.
     conns: usize,
     quick: bool,
+    /// Revocations timed in the config-propagation phase.
+    revocations: usize,
+    /// Skip the 100k-key snapshot-load bench.
+    skip_snapshot_load: bool,
+    /// The command line, for the report.
+    command: String,
 }
 
+const USAGE: &str =
+    "usage: cargo xtask bench [--quick] [--duration S] [--connections N] [--revocations N] [--skip-snapshot-load]";
+
 fn parse_opts(args: &[String]) -> anyhow::Result<Opts> {
-    let mut o = Opts { duration: Duration::from_secs(5), conns: 32, quick: false };
+    let mut o = Opts {
+        duration: Duration::from_secs(5),
+        conns: 32,
+        quick: false,
+        revocations: 20,
+        skip_snapshot_load: false,
+        command: ["cargo xtask bench"].into_iter().chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join(" "),
+    };
     let mut it = args.iter();
     let mut duration_set = false;
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--skip-snapshot-load" => o.skip_snapshot_load = true,
+            "--revocations" => {
+                let v = it.next().ok_or_else(|| anyhow!("--revocations needs a number"))?;
+                o.revocations = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| anyhow!("bad --revocations {v:?}"))?;
+            }
+            "-h" | "--help" => bail!("{USAGE}"),
             "--duration" => {
                 let v = it.next().ok_or_else(|| anyhow!("--duration needs a number of seconds"))?;
                 let s: f64 = v.parse().with_context(|| format!("--duration {v:?} is not a number"))?;
@@ -63,9 +92,7 @@ fn parse_opts(args: &[String]) -> anyhow::Result<Opts> {
                     .filter(|n| (1..=1024).contains(n))
                     .ok_or_else(|| anyhow!("bad --connections {v:?}"))?;
             }
-            other => {
-                bail!("unknown option {other:?}; usage: cargo xtask bench [--quick] [--duration S] [--connections N]")
-            }
+            other => bail!("unknown option {other:?}; {USAGE}"),
         }
     }
     if o.quick && !duration_set {
@@ -177,6 +204,62 @@ pub(crate) fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     rt.block_on(bench(root, &release.join("tollgate-gateway"), &opts))
 }
 
+/// Runs the data plane's `snapshot_load` bench at 100,000 keys (its own process, so the
+/// gateway's heap does not colour it) and returns its table row.
+fn snapshot_load(root: &Path) -> anyhow::Result<report::SnapshotLoad> {
+    eprintln!("bench: snapshot load, 100,000 keys (cargo bench -p tollgate-dataplane --bench snapshot_load)");
+    let out = Command::new(cargo())
+        .args(["bench", "-p", "tollgate-dataplane", "--bench", "snapshot_load"])
+        .env("TOLLGATE_BENCH_SNAPSHOT_KEYS", "100000")
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the snapshot_load bench")?;
+    if !out.status.success() {
+        bail!("the snapshot_load bench failed ({})", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(report::parse_snapshot_load_row)
+        .ok_or_else(|| anyhow!("no result row in the snapshot_load output:\n{text}"))
+}
+
+/// Config propagation: `n` times, mint a key, wait until the data plane serves it, revoke
+/// it through the admin REST API and poll the data plane until it answers 403
+/// `virtual_key_revoked`. Each sample runs from just before the revoke call (the
+/// operator's view: API write, snapshot rebuild, apply) to that first refusal.
+async fn propagation(admin_addr: SocketAddr, data_addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let k = admin(admin_addr, "/api/v1/keys", json!({"project": "bench-project", "name": format!("revoke-{i}")}))
+            .await?;
+        let (Some(secret), Some(id)) = (k["key"].as_str(), k["id"].as_str()) else { bail!("no key in {k}") };
+        let auth = format!("Bearer {secret}");
+        let models = |auth: String| async move {
+            http_call(data_addr, http::Method::GET, "/v1/models", Some(&auth), Bytes::new()).await
+        };
+        wait_until("a new key live on the data plane", Duration::from_secs(10), || {
+            let f = models(auth.clone());
+            async move { matches!(f.await, Ok((s, _)) if s.is_success()) }
+        })
+        .await?;
+        let started = Instant::now();
+        admin(admin_addr, &format!("/api/v1/keys/{id}/revoke"), json!({})).await?;
+        loop {
+            let (status, body) = models(auth.clone()).await?;
+            if status == http::StatusCode::FORBIDDEN && body.windows(19).any(|w| w == b"virtual_key_revoked") {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("a revoked key still answered {status} after 30 s");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        samples.push(started.elapsed());
+    }
+    Ok(samples)
+}
+
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
@@ -202,6 +285,8 @@ async fn admin(addr: SocketAddr, path: &str, body: serde_json::Value) -> anyhow:
 }
 
 async fn bench(root: &Path, gateway_bin: &Path, opts: &Opts) -> anyhow::Result<()> {
+    // The machine may be shared: the load before and after goes in the report.
+    let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
     let tmp = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
 
@@ -352,7 +437,11 @@ async fn bench(root: &Path, gateway_bin: &Path, opts: &Opts) -> anyhow::Result<(
         .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .map(|v| v["budgets"].clone())
         .unwrap_or_default();
+
+    eprintln!("bench: config propagation, {} revocations", opts.revocations);
+    let revocations = propagation(admin_addr, data_addr, opts.revocations).await?;
     drop(gw);
+    let snapshot = if opts.skip_snapshot_load { None } else { Some(snapshot_load(root)?) };
 
     let p = report::pct_us;
     let lat = |m: &str, dv: f64, gv: f64, t: Target| Row {
@@ -407,10 +496,40 @@ async fn bench(root: &Path, gateway_bin: &Path, opts: &Opts) -> anyhow::Result<(
             target: Target::None,
         },
     ];
+    let mut rows = rows;
+    let ms = |q: f64| Some(report::quantile(&revocations, q).as_secs_f64() * 1e3);
+    let own = |measure: String, unit: &'static str, v: Option<f64>, target: Target| Row {
+        measure,
+        unit,
+        direct: None,
+        tollgate: v,
+        compare: Compare::Own,
+        target,
+    };
+    let n = revocations.len();
+    rows.push(own(format!("revocation visible, p50 of {n}"), "ms", ms(50.0), Target::None));
+    rows.push(own(format!("revocation visible, p99 of {n}"), "ms", ms(99.0), Target::AtMost(1000.0)));
+    rows.push(own(format!("revocation visible, max of {n}"), "ms", ms(100.0), Target::None));
+    if let Some(s) = &snapshot {
+        rows.push(own(
+            "snapshot load, 100k keys (decode + apply)".into(),
+            "ms",
+            Some(s.decode_ms + s.apply_ms),
+            Target::None,
+        ));
+        rows.push(own(
+            "RSS with 100k keys loaded (data plane alone)".into(),
+            "MiB",
+            Some(s.rss_after_mib),
+            Target::AtMost(64.0),
+        ));
+        rows.push(own("peak RSS loading 100k keys (VmHWM)".into(), "MiB", Some(s.hwm_mib), Target::None));
+    }
 
     let mut meta = machine();
     if let Some(o) = meta.as_object_mut() {
-        o.insert("command".into(), json!(format!("cargo xtask bench{}", if opts.quick { " --quick" } else { "" })));
+        o.insert("command".into(), json!(opts.command));
+        o.insert("loadavg_at_start".into(), json!(load_at_start));
         o.insert("phase_seconds".into(), json!(d.as_secs_f64()));
         o.insert("saturation_connections".into(), json!(opts.conns));
         o.insert("clk_tck".into(), json!(tck));
@@ -423,10 +542,12 @@ async fn bench(root: &Path, gateway_bin: &Path, opts: &Opts) -> anyhow::Result<(
     let out = root.join("target").join("bench");
     std::fs::create_dir_all(&out)?;
     let header = format!(
-        "# cargo xtask bench\n\nmachine: {} × {} · kernel {} · load at end {} · {:.1} s per phase\n\n",
+        "# {}\n\nmachine: {} × {} · kernel {} · load at start {} · at end {} · {:.1} s per phase\n\n",
+        opts.command,
         meta["nproc"],
         meta["cpu"].as_str().unwrap_or("?"),
         meta["kernel"].as_str().unwrap_or("?"),
+        load_at_start,
         meta["loadavg_at_end"].as_str().unwrap_or("?"),
         d.as_secs_f64()
     );

@@ -70,6 +70,44 @@ pub(crate) fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// Quantile `q` (0..=100, nearest rank) of a few samples; zero when there are none.
+pub(crate) fn quantile(samples: &[Duration], q: f64) -> Duration {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    if s.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+/// One size of the `snapshot_load` bench, as its table row reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SnapshotLoad {
+    pub(crate) keys: u64,
+    pub(crate) decode_ms: f64,
+    pub(crate) apply_ms: f64,
+    pub(crate) rss_after_mib: f64,
+    pub(crate) hwm_mib: f64,
+}
+
+/// Parses a result row of the `snapshot_load` bench:
+/// `| keys | encoded MiB | read ms | decode ms | apply ms | RSS before | RSS after | RSS added | VmHWM |`.
+pub(crate) fn parse_snapshot_load_row(line: &str) -> Option<SnapshotLoad> {
+    let cells: Vec<&str> = line.trim().strip_prefix('|')?.strip_suffix('|')?.split('|').map(str::trim).collect();
+    if cells.len() != 9 {
+        return None;
+    }
+    let f = |i: usize| cells[i].parse::<f64>().ok();
+    Some(SnapshotLoad {
+        keys: cells[0].parse().ok()?,
+        decode_ms: f(3)?,
+        apply_ms: f(4)?,
+        rss_after_mib: f(6)?,
+        hwm_mib: f(8)?,
+    })
+}
+
 /// CPU microseconds per request from a tick delta.
 pub(crate) fn cpu_us_per_request(ticks: u64, clk_tck: u64, requests: u64) -> Option<f64> {
     if requests == 0 || clk_tck == 0 {
@@ -261,6 +299,29 @@ mod tests {
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
         assert_eq!(cpu_us_per_request(287, 100, 100_000), Some(28.7));
         assert_eq!(cpu_us_per_request(1, 100, 0), None);
+    }
+
+    #[test]
+    fn quantiles_of_a_few_samples_are_nearest_rank() {
+        let ms: Vec<Duration> = (1..=20).rev().map(Duration::from_millis).collect();
+        assert_eq!(quantile(&ms, 50.0), Duration::from_millis(10));
+        assert_eq!(quantile(&ms, 99.0), Duration::from_millis(20));
+        assert_eq!(quantile(&ms, 100.0), Duration::from_millis(20));
+        assert_eq!(quantile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn snapshot_load_rows_are_parsed_and_headers_skipped() {
+        let row = "| 100000 | 21.3 | 4 | 180 | 420 | 9.1 | 52.7 | 43.6 | 80.2 |";
+        let s = parse_snapshot_load_row(row).unwrap();
+        assert_eq!(s.keys, 100_000);
+        assert_eq!((s.decode_ms, s.apply_ms, s.rss_after_mib, s.hwm_mib), (180.0, 420.0, 52.7, 80.2));
+        assert_eq!(
+            parse_snapshot_load_row("| keys | encoded MiB | read ms | decode ms | apply ms | a | b | c | d |"),
+            None
+        );
+        assert_eq!(parse_snapshot_load_row("|---:|---:|---:|---:|---:|---:|---:|---:|---:|"), None);
+        assert_eq!(parse_snapshot_load_row("snapshot load (decode + DataPlane::apply)"), None);
     }
 
     #[test]
