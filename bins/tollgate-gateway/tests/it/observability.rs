@@ -93,6 +93,57 @@ fn attr(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option
     }
 }
 
+/// Waits for the exported span of request `id`.
+async fn exported_span(
+    received: &collector::Collector,
+    gw: &Gateway,
+    id: &str,
+) -> opentelemetry_proto::tonic::trace::v1::Span {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let found = received
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .find(|s| attr(s, "tollgate.request_id").as_deref() == Some(id))
+            .cloned();
+        if let Some(s) = found {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no span exported for {id}\n{}", gw.proc.output());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_streams_span_lasts_until_it_is_charged_and_carries_its_usage() {
+    let received = collector::Collector::default();
+    let endpoint = collector::start(received.clone()).await;
+    let gw =
+        Gateway::start_with_env(&[("TOLLGATE_OTLP_ENDPOINT", &endpoint), ("OTEL_BSP_SCHEDULE_DELAY", "100")]).await;
+    let upstream = FakeUpstream::start_with(tollgate_testkit::Reply::chat_stream()).await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = send(
+        Method::POST,
+        &format!("{}/v1/chat/completions", gw.data),
+        &[("authorization", &format!("Bearer {secret}")), ("x-request-id", "otel-stream-1")],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let span = exported_span(&received, &gw, "otel-stream-1").await;
+    // The stream's usage chunk reports 9 prompt and 2 completion tokens; they are
+    // metered after the response head, in the charge task, on the same span.
+    assert_eq!(attr(&span, "gen_ai.usage.input_tokens").as_deref(), Some("9"));
+    assert_eq!(attr(&span, "gen_ai.usage.output_tokens").as_deref(), Some("2"));
+    assert_eq!(attr(&span, "gen_ai.request.model").as_deref(), Some("gpt-4o-mini"));
+}
+
 #[tokio::test]
 async fn request_spans_reach_an_otlp_collector_with_genai_attributes_and_no_secret() {
     use prost::Message as _;
@@ -115,24 +166,7 @@ async fn request_spans_reach_an_otlp_collector_with_genai_attributes_and_no_secr
     .await;
     assert_eq!(r.status, StatusCode::OK);
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let span = loop {
-        let found = received
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|r| &r.resource_spans)
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .find(|s| attr(s, "tollgate.request_id").as_deref() == Some("otel-req-1"))
-            .cloned();
-        if let Some(s) = found {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "no request span exported\n{}", gw.proc.output());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let span = exported_span(&received, &gw, "otel-req-1").await;
     assert_eq!(span.name, "chat gpt-4o-mini");
     assert_eq!(attr(&span, "gen_ai.request.model").as_deref(), Some("gpt-4o-mini"));
     assert_eq!(attr(&span, "gen_ai.response.model").as_deref(), Some("gpt-4o-mini-2024-07-18"));
