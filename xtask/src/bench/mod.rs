@@ -181,8 +181,12 @@ pub(crate) fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let release = target_dir(root)?.join("release");
     if !built {
         eprintln!("bench: building tollgate-gateway and xtask (release)…");
+        // `cargo xtask` runs under `cargo run`, which sets CARGO_MANIFEST_DIR; ring's build
+        // script tracks it, so passing it on would rebuild ring and everything above it
+        // whenever the release tree was last built from a plain shell (and back again).
         let st = Command::new(cargo())
             .args(["build", "--release", "-p", "tollgate-gateway", "-p", "xtask"])
+            .env_remove("CARGO_MANIFEST_DIR")
             .current_dir(root)
             .status()
             .context("running cargo build")?;
@@ -210,6 +214,7 @@ fn snapshot_load(root: &Path) -> anyhow::Result<report::SnapshotLoad> {
     eprintln!("bench: snapshot load, 100,000 keys (cargo bench -p tollgate-dataplane --bench snapshot_load)");
     let out = Command::new(cargo())
         .args(["bench", "-p", "tollgate-dataplane", "--bench", "snapshot_load"])
+        .env_remove("CARGO_MANIFEST_DIR")
         .env("TOLLGATE_BENCH_SNAPSHOT_KEYS", "100000")
         .current_dir(root)
         .stderr(Stdio::inherit())
