@@ -44,7 +44,8 @@ enum Command {
     Models(ModelsCommand),
     /// Usage from the ledger: totals and groups, as `GET /api/v1/usage`.
     Usage {
-        /// organization (org), team, project, principal or key (virtual_key).
+        /// organization (org), team, project, principal, key (virtual_key), or tag (the
+        /// requests of keys carrying the tag given as --scope-id).
         #[arg(long, requires = "scope_id")]
         scope: Option<String>,
         /// The scope's id (a principal is free-form).
@@ -59,7 +60,7 @@ enum Command {
         /// End (RFC 3339, exclusive; default now).
         #[arg(long, requires = "from")]
         to: Option<String>,
-        /// Comma list of model, day, hour, key, principal.
+        /// Comma list of model, day, hour, key, principal, tag.
         #[arg(long)]
         group_by: Option<String>,
     },
@@ -116,6 +117,9 @@ enum KeysCommand {
         /// Metadata as K=V; repeat for several.
         #[arg(long = "metadata", value_parser = parse_kv)]
         metadata: Vec<(String, String)>,
+        /// A tag copied to the key's ledger entries (e.g. env:prod); repeat for several.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
         /// Expiry (RFC 3339).
         #[arg(long)]
         expires_at: Option<String>,
@@ -137,6 +141,9 @@ enum KeysCommand {
         /// active or revoked.
         #[arg(long)]
         status: Option<String>,
+        /// Only keys carrying this tag.
+        #[arg(long)]
+        tag: Option<String>,
         /// Page size.
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -323,6 +330,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             tpm,
             max_concurrency,
             metadata,
+            tags,
             expires_at,
             budget_usd,
             budget_window,
@@ -336,6 +344,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 tpm,
                 max_concurrency,
                 metadata: metadata.into_iter().collect(),
+                tags,
                 expires_at,
                 budget: budget_usd.map(|limit_usd| v1::BudgetSpec {
                     limit_usd,
@@ -353,8 +362,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        KeysCommand::List { project, principal, status, limit, after } => {
-            let req = v1::ListKeysRequest { project, principal, status, limit, after };
+        KeysCommand::List { project, principal, status, tag, limit, after } => {
+            let req = v1::ListKeysRequest { project, principal, status, limit, after, tag };
             let resp = client.list_keys(authed(req, &token)?).await.map_err(status_error)?.into_inner();
             match cli.output {
                 Output::Json => print_json(&json!({
@@ -548,7 +557,7 @@ fn key_json(k: &v1::KeyInfo) -> serde_json::Value {
         "id": k.id, "name": k.name, "project_id": k.project_id, "principal": k.principal,
         "status": k.status, "key_hint": k.hint, "models_allowed": k.models_allowed,
         "rpm": k.rpm, "tpm": k.tpm, "max_concurrency": k.max_concurrency,
-        "metadata": k.metadata, "expires_at": k.expires_at, "created_at": k.created_at,
+        "metadata": k.metadata, "tags": k.tags, "expires_at": k.expires_at, "created_at": k.created_at,
         "rotated_at": k.rotated_at, "revoked_at": k.revoked_at,
     })
 }
@@ -674,8 +683,8 @@ fn print_json(v: &serde_json::Value) {
 }
 
 fn print_keys(keys: &[v1::KeyInfo]) {
-    let header = ["ID", "NAME", "PROJECT", "PRINCIPAL", "STATUS", "HINT", "MODELS", "CREATED"];
-    let rows: Vec<[String; 8]> = keys
+    let header = ["ID", "NAME", "PROJECT", "PRINCIPAL", "STATUS", "HINT", "MODELS", "TAGS", "CREATED"];
+    let rows: Vec<[String; 9]> = keys
         .iter()
         .map(|k| {
             [
@@ -686,6 +695,7 @@ fn print_keys(keys: &[v1::KeyInfo]) {
                 k.status.clone(),
                 k.hint.clone(),
                 if k.models_allowed.is_empty() { "*".into() } else { k.models_allowed.join(",") },
+                k.tags.join(","),
                 k.created_at.clone(),
             ]
         })

@@ -171,6 +171,7 @@ fn key_info(v: KeyView) -> v1::KeyInfo {
         created_at: v.created_at.to_rfc3339(),
         rotated_at: v.rotated_at.map(|t| t.to_rfc3339()),
         revoked_at: v.revoked_at.map(|t| t.to_rfc3339()),
+        tags: v.tags,
     }
 }
 
@@ -204,6 +205,7 @@ fn create_input(r: v1::CreateKeyRequest) -> Result<CreateKey, ControlError> {
         tpm: r.tpm,
         max_concurrency: r.max_concurrency,
         metadata: r.metadata.into_iter().collect(),
+        tags: r.tags,
         expires_at,
         budget,
     })
@@ -374,6 +376,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             principal: r.principal,
             status: r.status,
             metadata: Vec::new(),
+            tag: r.tag,
             limit: (r.limit > 0).then_some(u64::from(r.limit)),
             after: r.after,
         };

@@ -134,6 +134,7 @@ async fn list_keys(
             "project" => filter.project = Some(v),
             "principal" => filter.principal = Some(v),
             "status" => filter.status = Some(v),
+            "tag" => filter.tag = Some(v),
             "after" => filter.after = Some(v),
             "limit" => {
                 filter.limit =

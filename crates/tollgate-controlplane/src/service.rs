@@ -190,6 +190,9 @@ pub struct CreateKey {
     /// Free-form metadata, copied to ledger entries.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Tags (`env:prod`), copied to ledger entries; usage can be filtered and grouped by them.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// When the key stops working.
     #[serde(default)]
     pub expires_at: Option<Timestamp>,
@@ -225,6 +228,9 @@ pub struct UpdateKey {
     /// Metadata (replaces the map).
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Tags (replaces the list).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
     /// Expiry.
     #[serde(default, deserialize_with = "double_option")]
     pub expires_at: Option<Option<Timestamp>>,
@@ -250,6 +256,8 @@ pub struct ListKeys {
     pub status: Option<String>,
     /// `metadata.K=V` pairs, all of which must match.
     pub metadata: Vec<(String, String)>,
+    /// Only keys carrying this tag.
+    pub tag: Option<String>,
     /// Page size (default 100, at most 1000).
     pub limit: Option<u64>,
     /// Cursor: the last id of the previous page.
@@ -353,6 +361,8 @@ pub struct KeyView {
     pub max_concurrency: Option<i64>,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: Vec<String>,
     /// Expiry.
     pub expires_at: Option<Timestamp>,
     /// Created.
@@ -449,6 +459,10 @@ fn check_metadata(m: &BTreeMap<String, String>) -> Result<(), ControlError> {
         }
     }
     Ok(())
+}
+
+fn check_tags(tags: &[String]) -> Result<(), ControlError> {
+    tollgate_keys::validate_tags(tags).map_err(|e| ControlError::invalid("tags", e.to_string()))
 }
 
 fn mask(api_key: &str) -> String {
@@ -711,6 +725,7 @@ impl Service {
         }
         check_patterns(&input.models_allowed)?;
         check_metadata(&input.metadata)?;
+        check_tags(&input.tags)?;
         let now = Timestamp::now();
         if input.expires_at.is_some_and(|e| e <= now) {
             return Err(ControlError::invalid("expires_at", "must be in the future"));
@@ -733,6 +748,7 @@ impl Service {
             tpm: input.tpm.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
             max_concurrency: input.max_concurrency.map(i64::from),
             metadata: input.metadata,
+            tags: input.tags,
             created_at: now,
             updated_at: now,
             rotated_at: None,
@@ -806,6 +822,7 @@ impl Service {
             principal: q.principal,
             status: q.status,
             metadata: q.metadata,
+            tag: q.tag,
             limit,
             after: q.after.map(KeyId::new),
         };
@@ -840,6 +857,10 @@ impl Service {
         if let Some(m) = patch.metadata {
             check_metadata(&m)?;
             rec.metadata = m;
+        }
+        if let Some(t) = patch.tags {
+            check_tags(&t)?;
+            rec.tags = t;
         }
         if let Some(e) = patch.expires_at {
             rec.expires_at = e;
@@ -973,6 +994,7 @@ impl Service {
                 tpm: k.tpm.and_then(|v| u64::try_from(v).ok()),
                 max_concurrency: k.max_concurrency.and_then(|v| u32::try_from(v).ok()),
                 metadata: k.metadata.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+                tags: k.tags.clone(),
                 key_hash: hash.0.to_vec(),
                 hint: k.key_hint.clone(),
                 previous_key_hash: previous.map(|h| h.0.to_vec()),
@@ -1077,6 +1099,7 @@ fn key_view(r: &KeyRecord, budgets: Vec<BudgetView>, now: Timestamp) -> KeyView 
         tpm: r.tpm,
         max_concurrency: r.max_concurrency,
         metadata: r.metadata.clone(),
+        tags: r.tags.clone(),
         expires_at: r.expires_at,
         created_at: r.created_at,
         updated_at: r.updated_at,

@@ -120,6 +120,7 @@ pub fn key(k: &v1::Key) -> Result<KeyParts, ConvertError> {
         models_allowed: ModelAllowlist::new(&k.models_allowed),
         limits: RateLimits { rpm: k.rpm, tpm: k.tpm, max_concurrency: k.max_concurrency },
         metadata: k.metadata.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+        tags: k.tags.clone(),
         hint: k.hint.clone(),
     };
     Ok(KeyParts { key: Arc::new(key), hash: hash(&k.key_hash, &k.id)?, previous })
@@ -252,9 +253,11 @@ mod tests {
             previous_valid_until_ms: Some(5),
             models_allowed: vec!["gpt-*".into()],
             rpm: Some(60),
+            tags: vec!["env:prod".into(), "feature:chat".into()],
             ..Default::default()
         };
         let parts = key(&k).unwrap();
+        assert_eq!(parts.key.tags, ["env:prod", "feature:chat"]);
         assert_eq!(parts.hash, KeyHash([1; 32]));
         assert_eq!(parts.previous, Some((KeyHash([2; 32]), Timestamp::from_unix_millis(5))));
         assert!(parts.key.models_allowed.allows("gpt-4o"));

@@ -158,6 +158,7 @@ pub(crate) fn model_to_row(r: &ModelRecord) -> Result<model::Model, StoreError> 
 pub(crate) fn key_from_row(m: virtual_key::Model) -> Result<KeyRecord, StoreError> {
     let models_allowed = from_json("key", &m.id, "models_allowed_json", &m.models_allowed_json)?;
     let metadata = from_json("key", &m.id, "metadata_json", &m.metadata_json)?;
+    let tags = from_json("key", &m.id, "tags_json", &m.tags_json)?;
     Ok(KeyRecord {
         id: KeyId::new(m.id),
         project_id: ProjectId::new(m.project_id),
@@ -174,6 +175,7 @@ pub(crate) fn key_from_row(m: virtual_key::Model) -> Result<KeyRecord, StoreErro
         tpm: m.tpm,
         max_concurrency: m.max_concurrency,
         metadata,
+        tags,
         created_at: ts(m.created_at),
         updated_at: ts(m.updated_at),
         rotated_at: ts_opt(m.rotated_at),
@@ -198,6 +200,7 @@ pub(crate) fn key_to_row(r: &KeyRecord) -> Result<virtual_key::Model, StoreError
         tpm: r.tpm,
         max_concurrency: r.max_concurrency,
         metadata_json: to_json("key", &r.metadata)?,
+        tags_json: to_json("key", &r.tags)?,
         created_at: r.created_at.unix_millis(),
         updated_at: r.updated_at.unix_millis(),
         rotated_at: ms_opt(r.rotated_at),

@@ -145,6 +145,8 @@ pub struct KeyRecord {
     pub max_concurrency: Option<i64>,
     /// Free-form labels set by the platform.
     pub metadata: BTreeMap<String, String>,
+    /// Tags (`env:prod`, `feature:chat`), copied to every ledger entry the key makes.
+    pub tags: Vec<String>,
     /// When it was minted.
     pub created_at: Timestamp,
     /// When it was last changed.
@@ -250,6 +252,8 @@ pub struct KeyFilter {
     pub status: Option<String>,
     /// Only keys whose metadata has every one of these pairs, exactly.
     pub metadata: Vec<(String, String)>,
+    /// Only keys carrying this tag.
+    pub tag: Option<String>,
     /// Page size; capped at [`KeyFilter::MAX_LIMIT`]; 0 returns an empty page.
     pub limit: u64,
     /// Keyset pagination: only keys whose id sorts after this one.
@@ -270,6 +274,7 @@ impl Default for KeyFilter {
             principal: None,
             status: None,
             metadata: Vec::new(),
+            tag: None,
             limit: Self::DEFAULT_LIMIT,
             after: None,
         }

@@ -468,7 +468,7 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        if f.metadata.is_empty() {
+        if f.metadata.is_empty() && f.tag.is_none() {
             return key_query(f, f.after.as_ref().map(KeyId::as_str))
                 .limit(limit)
                 .all(&self.db)
@@ -477,8 +477,8 @@ impl Store {
                 .map(key_from_row)
                 .collect();
         }
-        // Metadata is a JSON column whose query syntax differs per backend: scan in id
-        // order and filter here, resuming after the last row seen, until the page is full.
+        // Metadata and tags are JSON columns whose query syntax differs per backend: scan in
+        // id order and filter here, resuming after the last row seen, until the page is full.
         let batch = limit.max(KEY_SCAN_BATCH);
         let mut out = Vec::new();
         let mut cursor = f.after.as_ref().map(|a| a.as_str().to_owned());
@@ -488,7 +488,9 @@ impl Store {
             for row in rows {
                 cursor = Some(row.id.clone());
                 let rec = key_from_row(row)?;
-                if f.metadata.iter().all(|(k, v)| rec.metadata.get(k) == Some(v)) {
+                if f.metadata.iter().all(|(k, v)| rec.metadata.get(k) == Some(v))
+                    && f.tag.as_ref().is_none_or(|t| rec.tags.contains(t))
+                {
                     out.push(rec);
                     if out.len() as u64 == limit {
                         return Ok(out);

@@ -6,6 +6,7 @@ pub(crate) mod admin_token;
 pub(crate) mod audit_event;
 pub(crate) mod budget;
 pub(crate) mod ledger_entry;
+pub(crate) mod ledger_tag;
 pub(crate) mod meta;
 pub(crate) mod model;
 pub(crate) mod organization;

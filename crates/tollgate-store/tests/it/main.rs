@@ -79,4 +79,5 @@ conformance!(
     ledger_rejects_unstorable_entries_and_stores_nothing_of_their_batch,
     ledger_spend_sums_one_scope_over_a_half_open_range,
     usage_groups_sum_exactly_across_day_and_hour_boundaries,
+    usage_by_tag_counts_each_entry_once_per_tag_and_replays_once,
 );

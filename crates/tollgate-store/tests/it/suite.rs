@@ -37,6 +37,7 @@ fn bare_key(id: &str, project: &ProjectId, hash: &str) -> KeyRecord {
         tpm: None,
         max_concurrency: None,
         metadata: BTreeMap::new(),
+        tags: Vec::new(),
         created_at: at(1_700_000_000_000),
         updated_at: at(1_700_000_000_000),
         rotated_at: None,
@@ -61,6 +62,7 @@ fn full_key(id: &str, project: &ProjectId, hash: &str) -> KeyRecord {
             ("customer".to_owned(), "acme".to_owned()),
             ("tier".to_owned(), "gold ✨".to_owned()),
         ]),
+        tags: vec!["env:prod".to_owned(), "feature/chat_v2.1-beta".to_owned()],
         created_at: at(1_700_000_000_123),
         updated_at: at(1_700_000_500_456),
         rotated_at: Some(at(1_700_000_400_789)),
@@ -540,6 +542,9 @@ async fn key_fixture(store: &Store) -> (ProjectId, ProjectId) {
         if i < 6 {
             k.metadata.insert("env".to_owned(), "prod".to_owned());
         }
+        if i % 4 == 0 {
+            k.tags = vec!["env:prod".to_owned(), "team:search".to_owned()];
+        }
         store.create_key(&k, None).await.unwrap();
     }
     (a.id, b.id)
@@ -577,6 +582,14 @@ pub(crate) async fn list_keys_filters_by_project_principal_status_and_metadata(d
     assert_eq!(ids(&got), ["key_09"]);
     assert!(list(KeyFilter { metadata: md(&[("tier", "Gold")]), ..KeyFilter::default() }).await.is_empty());
     assert!(list(KeyFilter { metadata: md(&[("nope", "gold")]), ..KeyFilter::default() }).await.is_empty());
+    let tag = |t: &str| Some(t.to_owned());
+    let got = list(KeyFilter { tag: tag("team:search"), ..KeyFilter::default() }).await;
+    assert_eq!(ids(&got), ["key_00", "key_04", "key_08"]);
+    assert_eq!(got[0].tags, ["env:prod", "team:search"]);
+    let got =
+        list(KeyFilter { tag: tag("team:search"), metadata: md(&[("env", "prod")]), ..KeyFilter::default() }).await;
+    assert_eq!(ids(&got), ["key_00", "key_04"]);
+    assert!(list(KeyFilter { tag: tag("team"), ..KeyFilter::default() }).await.is_empty());
     assert!(list(KeyFilter { principal: Some("bob".into()), ..KeyFilter::default() }).await.is_empty());
     assert!(list(KeyFilter { project_id: Some(ProjectId::new("proj_x")), ..KeyFilter::default() }).await.is_empty());
 }
@@ -1172,7 +1185,7 @@ pub(crate) async fn usage_groups_sum_exactly_across_day_and_hour_boundaries(db: 
         model_entry("u6", MAR1 + 2 * DAY_MS, "k1", Some("alice"), "claude", 6), // at `to`
     ];
     write(store, &batch).await.unwrap();
-    let all = UsageFilter { scope: None, from: at(MAR1), to: at(MAR1 + 2 * DAY_MS) };
+    let all = UsageFilter { scope: None, tag: None, from: at(MAR1), to: at(MAR1 + 2 * DAY_MS) };
     let t = |requests, cost| UsageTotals {
         requests,
         input_tokens: 10 * requests,
@@ -1232,4 +1245,63 @@ pub(crate) async fn usage_groups_sum_exactly_across_day_and_hour_boundaries(db: 
         }
     }
     assert_eq!(seen, ["u1", "u2", "u3", "u4", "u5"]);
+}
+
+pub(crate) async fn usage_by_tag_counts_each_entry_once_per_tag_and_replays_once(db: &TestDb) {
+    use tollgate_store::{UsageFilter, UsageGroup, UsageKey, UsageTotals};
+    let store = &db.store;
+    let tagged = |id: &str, at_ms: i64, key: &str, nanos: i64, tags: &[&str]| {
+        spend_entry(id, at_ms, key, None, "p1", "t1", "o1", nanos, 10, 1).with_tags(tags.iter().copied())
+    };
+    let t0 = tagged("t0", MAR1, "k1", 1, &[]);
+    let t1 = tagged("t1", MAR1 + 1, "k1", 10, &["env:prod"]);
+    let t2 = tagged("t2", MAR1 + 2, "k2", 100, &["env:prod", "feature:chat"]);
+    // A tag repeated on one entry still counts that entry once.
+    let t3 = tagged("t3", MAR1 + HOUR_MS, "k1", 1_000, &["feature:chat", "feature:chat"]);
+    let early = tagged("t4", MAR1 - 1, "k1", 10_000, &["env:prod"]); // before the range
+    write(store, &[t0.clone(), t1.clone(), t2.clone(), t2.clone(), t3.clone(), early]).await.unwrap();
+    // Replayed entries (a spool replay, a re-sent batch) add nothing, tags included.
+    write(store, &[t1.clone(), t2.clone(), t3.clone()]).await.unwrap();
+    assert_eq!(store.ledger_count().await.unwrap(), 5);
+    assert_eq!(store.ledger_entry("t2").await.unwrap(), Some(t2));
+
+    let all = UsageFilter { scope: None, tag: None, from: at(MAR1), to: at(MAR1 + DAY_MS) };
+    let t = |requests: u64, cost| UsageTotals {
+        requests,
+        input_tokens: 10 * requests,
+        output_tokens: requests,
+        cached_input_tokens: 0,
+        cost: Money::from_nanos(cost),
+    };
+    let with_tag = |tag: &str| UsageFilter { tag: Some(tag.to_owned()), ..all.clone() };
+    assert_eq!(store.usage_totals(&all).await.unwrap(), t(4, 1_111));
+    assert_eq!(store.usage_totals(&with_tag("env:prod")).await.unwrap(), t(2, 110));
+    assert_eq!(store.usage_totals(&with_tag("feature:chat")).await.unwrap(), t(2, 1_100));
+    assert_eq!(store.usage_totals(&with_tag("env")).await.unwrap(), UsageTotals::default());
+    let by_key_and_tag = UsageFilter { scope: Some((ScopeKind::VirtualKey, "k1".to_owned())), ..with_tag("env:prod") };
+    assert_eq!(store.usage_totals(&by_key_and_tag).await.unwrap(), t(1, 10));
+
+    let rows = |f: UsageFilter, g| async move {
+        store.usage_by(&f, g).await.unwrap().into_iter().map(|r| (r.key, r.totals)).collect::<Vec<_>>()
+    };
+    let name = |n: &str| UsageKey::Name(Some(n.to_owned()));
+    // The untagged entry is in no tag group; the two-tag entry is in both.
+    assert_eq!(
+        rows(all.clone(), UsageGroup::Tag).await,
+        [(name("env:prod"), t(2, 110)), (name("feature:chat"), t(2, 1_100))]
+    );
+    assert_eq!(
+        rows(with_tag("env:prod"), UsageGroup::Tag).await,
+        [(name("env:prod"), t(2, 110)), (name("feature:chat"), t(1, 100))]
+    );
+    assert_eq!(
+        rows(with_tag("feature:chat"), UsageGroup::Key).await,
+        [(name("k1"), t(1, 1_000)), (name("k2"), t(1, 100))]
+    );
+    assert_eq!(
+        rows(with_tag("feature:chat"), UsageGroup::Hour).await,
+        [(UsageKey::Start(at(MAR1)), t(1, 100)), (UsageKey::Start(at(MAR1 + HOUR_MS)), t(1, 1_000))]
+    );
+    let page = store.ledger_page(&with_tag("env:prod"), None, 10).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(), ["t1", "t2"]);
 }
