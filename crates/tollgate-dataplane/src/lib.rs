@@ -41,7 +41,7 @@ pub use health::BreakerConfig;
 pub use ledger_stream::{GrpcLedgerSink, LedgerStreamError};
 pub use server::serve;
 pub use snapshot::Snapshot;
-pub use watch::{WatchConfig, watch_control_plane};
+pub use watch::{BudgetSeeder, SpendFuture, SpendSource, WatchConfig, watch_control_plane};
 
 use alerts::Alerts;
 use arc_swap::ArcSwap;
