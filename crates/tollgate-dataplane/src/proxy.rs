@@ -7,7 +7,7 @@
 //! translation otherwise) → dispatch → the answer in the caller's dialect (streams
 //! event by event) → settle the actual cost → ledger entry.
 
-use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens};
+use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens, usage_to_charge};
 use crate::idle::IdleTimeout;
 use crate::ledger::Pending;
 use crate::metrics::{Metered, Metrics};
@@ -308,7 +308,6 @@ pub(crate) async fn proxy(
             return Err(ApiError::NoUpstream(truncate(&head.model)));
         }
     };
-    drop(body);
     seen.upstream = dispatched.elapsed();
     let chosen = &candidates[chosen];
     let upstream = chosen.upstream;
@@ -323,6 +322,8 @@ pub(crate) async fn proxy(
         public_model: Arc::from(head.model.as_str()),
         served_model: chosen.deployment.upstream_model.clone(),
         provider: chosen.deployment.provider.clone(),
+        // Kept (a reference count, not a copy) for a tokenizer count if no usage comes back.
+        prompt: body,
         endpoint,
         started,
         metrics: dp.metrics.clone(),
@@ -379,11 +380,19 @@ struct Exchange {
     /// The upstream's name for the model (picks the tokenizer for estimates).
     served_model: Arc<str>,
     provider: Arc<str>,
+    /// The caller's request body.
+    prompt: Bytes,
     endpoint: Endpoint,
     started: Instant,
     metrics: Arc<Metrics>,
     admitted: Admitted,
     ledger: Option<Pending>,
+}
+
+/// The prompt's tokens counted with the model's tokenizer: only when the upstream
+/// reported no usage.
+fn prompt_tokens(model: &str, prompt: &[u8]) -> u64 {
+    tollgate_metering::tokens::estimate_prompt_tokens(model, prompt)
 }
 
 impl Exchange {
@@ -419,6 +428,7 @@ impl Exchange {
             public_model,
             served_model,
             provider,
+            prompt,
             endpoint,
             started,
             metrics,
@@ -436,12 +446,15 @@ impl Exchange {
             }
             // The body is done (or the caller left): charge off the response path.
             let charge = async move {
-                // No usage reported: count what was generated with the model's tokenizer.
+                // Count what was generated with the model's tokenizer, for when nothing
+                // (or, for a cut stream, too little) was reported.
                 let output = match &o.generated_text {
                     Some(text) if !text.is_empty() => tollgate_metering::tokens::count_tokens(&served_model, text),
+                    Some(_) if o.usage.is_some() => 0,
                     _ => estimate_tokens(o.bytes_forwarded),
                 };
-                let (usage, source) = admitted.usage_or_estimate(o.usage, output);
+                let (usage, source) =
+                    usage_to_charge(o.usage, o.completed, output, || prompt_tokens(&served_model, &prompt));
                 let cost = admitted.settle(&usage).await;
                 Exchange::metered(&metrics, endpoint, &public_model, &provider, &usage, cost);
                 if let Some(l) = ledger {
@@ -474,8 +487,8 @@ impl Exchange {
     /// charged at the estimate of the reservation's prompt (the output is unknown), never
     /// zero, and the ledger records `status`.
     async fn broken(self, e: ProviderError, status: u16) -> ApiError {
-        let Exchange { admitted, ledger, .. } = self;
-        let (usage, source) = admitted.usage_or_estimate(None, 0);
+        let Exchange { admitted, ledger, served_model, prompt, .. } = self;
+        let (usage, source) = usage_to_charge(None, false, 0, || prompt_tokens(&served_model, &prompt));
         let cost = admitted.settle(&usage).await;
         if let Some(l) = ledger {
             l.finish(&usage, source, cost, status);
@@ -509,7 +522,24 @@ impl Exchange {
                 });
             }
         };
-        let Exchange { caller, upstream, public_model, provider, endpoint, metrics, admitted, ledger, .. } = self;
+        let Exchange {
+            caller,
+            upstream,
+            public_model,
+            served_model,
+            provider,
+            prompt,
+            endpoint,
+            metrics,
+            admitted,
+            ledger,
+            ..
+        } = self;
+        // Only when the upstream reported no usage: the prompt and the answer counted with
+        // the model's tokenizer.
+        let prompt_tokens = || prompt_tokens(&served_model, &prompt);
+        let answer_tokens =
+            |b: &[u8]| tollgate_metering::tokens::count_tokens(&served_model, &String::from_utf8_lossy(b));
         // A JSON object, checked whole (serde skims it without building values): a 200
         // that is not valid JSON must never reach the caller as if it were an answer.
         let looks_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
@@ -548,7 +578,7 @@ impl Exchange {
         }
         if !looks_json {
             // A 200 with garbage may still have cost the platform a generation.
-            let (usage, source) = admitted.usage_or_estimate(None, estimate_tokens(bytes.len() as u64));
+            let (usage, source) = usage_to_charge(None, true, answer_tokens(&bytes), prompt_tokens);
             let cost = admitted.settle(&usage).await;
             if let Some(l) = ledger {
                 l.finish(&usage, source, cost, 502);
@@ -557,7 +587,8 @@ impl Exchange {
             return Err(ApiError::UpstreamGarbage(what.into()));
         }
         let reported = usage_of(upstream, &bytes);
-        let (usage, source) = admitted.usage_or_estimate(reported, estimate_tokens(bytes.len() as u64));
+        let counted = if reported.is_some() { 0 } else { answer_tokens(&bytes) };
+        let (usage, source) = usage_to_charge(reported, true, counted, prompt_tokens);
         let out = if answer.stream {
             // The upstream ignored `stream` and answered whole: what it generated is
             // charged, but a caller reading events cannot take a JSON body.
