@@ -9,6 +9,7 @@ pub use budgets::{
     TemporaryIncreaseView, Threshold, UpdateBudget,
 };
 
+use models::Change;
 pub use models::{PRICE_EXPLICIT, UpdateModel};
 pub use usage::{LedgerQuery, UsageFormat, UsageQuery, UsageReport};
 
@@ -664,7 +665,7 @@ impl Service {
         };
         match price {
             Some((p, source)) => models::set_price(&mut rec, &p, source),
-            None => self.refuse_unpriced_reach("pricing", &[], None, Some(&rec)).await?,
+            None => self.refuse_unpriced_reach("pricing", Change { model: Some(&rec), ..Change::default() }).await?,
         }
         let rev = self.store.create_model(&rec).await?;
         self.committed(rev);
@@ -776,9 +777,11 @@ impl Service {
             }
             None => None,
         };
-        if let Some(b) = &budget {
-            self.refuse_unpriced_reach("budget.limit_usd", &[b], Some(&rec), None).await?;
-        }
+        // A key minted under a money budget (its own, or its principal's, project's, team's
+        // or organization's) must not reach an unpriced model.
+        let inline: Vec<&BudgetRecord> = budget.iter().collect();
+        let field = if budget.is_some() { "budget.limit_usd" } else { "models_allowed" };
+        self.refuse_unpriced_reach(field, Change { key: Some(&rec), budgets: &inline, ..Change::default() }).await?;
         let rev = self.store.create_key(&rec, budget.as_ref()).await?;
         self.committed(rev);
         let view = key_view(&rec, budget.iter().map(|b| budget_view(b, now)).collect(), now);
@@ -841,6 +844,7 @@ impl Service {
             }
             rec.name = name;
         }
+        let widened = patch.models_allowed.is_some();
         if let Some(m) = patch.models_allowed {
             check_patterns(&m)?;
             rec.models_allowed = m;
@@ -864,6 +868,9 @@ impl Service {
         }
         if let Some(e) = patch.expires_at {
             rec.expires_at = e;
+        }
+        if widened {
+            self.refuse_unpriced_reach("models_allowed", Change { key: Some(&rec), ..Change::default() }).await?;
         }
         rec.updated_at = Timestamp::now();
         let rev = self.store.update_key(&rec).await?;

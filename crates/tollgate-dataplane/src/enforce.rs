@@ -50,8 +50,6 @@ pub(crate) struct Admitted {
     key_permit: Permit,
     provider_permit: Permit,
     pricing: Option<Pricing>,
-    /// The prompt's estimated tokens, charged only when the upstream reports no usage.
-    input_estimate: u64,
     alerts: Alerts,
 }
 
@@ -62,6 +60,30 @@ pub(crate) struct Admitted {
 /// actual usage at commit.
 pub(crate) fn input_token_bound(body_len: usize) -> u64 {
     body_len as u64
+}
+
+/// The usage to charge for an answer — never zero because the upstream said nothing or
+/// was cut short:
+/// - a finished answer's reported usage, as reported;
+/// - an unfinished one's reported usage with at least the output counted from what
+///   passed (a partial report, like Anthropic's `message_start` with `output_tokens: 1`,
+///   undercounts what was generated before the cut), marked estimated when raised;
+/// - no report at all: `prompt_tokens()` (the model's tokenizer over the request) and the
+///   counted output, marked estimated.
+pub(crate) fn usage_to_charge(
+    reported: Option<Usage>,
+    finished: bool,
+    counted_output: u64,
+    prompt_tokens: impl FnOnce() -> u64,
+) -> (Usage, UsageSource) {
+    match reported {
+        Some(u) if finished || u.output_tokens >= counted_output => (u, UsageSource::Reported),
+        Some(u) => (Usage { output_tokens: counted_output, ..u }, UsageSource::Estimated),
+        None => (
+            Usage { input_tokens: prompt_tokens(), output_tokens: counted_output, ..Usage::default() },
+            UsageSource::Estimated,
+        ),
+    }
 }
 
 /// A rough count of tokens in `bytes` of generated text (about four bytes a token for
@@ -100,14 +122,7 @@ impl Enforcement {
             let amount = Amount { money, tokens: input_bound.saturating_add(ask.max_output_tokens) };
             Some(self.budgets.reserve(ask.budgets, amount, ask.now).await?)
         };
-        Ok(Admitted {
-            reservation,
-            key_permit,
-            provider_permit,
-            pricing: ask.pricing,
-            input_estimate,
-            alerts: self.alerts.clone(),
-        })
+        Ok(Admitted { reservation, key_permit, provider_permit, pricing: ask.pricing, alerts: self.alerts.clone() })
     }
 }
 
@@ -142,17 +157,6 @@ impl Admitted {
         self.pricing.map(|p| p.cost(usage)).unwrap_or(Money::ZERO)
     }
 
-    /// The usage to charge: the reported one, or an estimate from what passed — never
-    /// zero because the upstream said nothing.
-    pub(crate) fn usage_or_estimate(&self, reported: Option<Usage>, output_tokens: u64) -> (Usage, UsageSource) {
-        match reported {
-            Some(u) => (u, UsageSource::Reported),
-            None => {
-                (Usage { input_tokens: self.input_estimate, output_tokens, ..Usage::default() }, UsageSource::Estimated)
-            }
-        }
-    }
-
     /// Commits the actual cost and tokens in place of the reservation, settles the
     /// rate limits' token counts, and hands crossed alert thresholds to the notifier.
     /// Returns what was charged.
@@ -181,6 +185,30 @@ const BUDGET_WARNING: HeaderName = HeaderName::from_static("x-tollgate-budget-wa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_is_never_charged_short_of_what_passed() {
+        let reported = |input, output| Some(Usage { input_tokens: input, output_tokens: output, ..Usage::default() });
+        let no_prompt = || -> u64 { panic!("the prompt is only counted when nothing was reported") };
+        let cases = [
+            // (reported, finished, counted output) -> (input, output, source)
+            (reported(10, 42), true, 900, (10, 42, UsageSource::Reported)),
+            (reported(10, 42), false, 30, (10, 42, UsageSource::Reported)),
+            // Cut after Anthropic's message_start (output 1): what passed counts.
+            (reported(10, 1), false, 30, (10, 30, UsageSource::Estimated)),
+        ];
+        for (r, finished, counted, (input, output, source)) in cases {
+            let (u, s) = usage_to_charge(r, finished, counted, no_prompt);
+            assert_eq!((u.input_tokens, u.output_tokens, s), (input, output, source), "{r:?} {finished} {counted}");
+        }
+        let cut = Usage { cached_input_tokens: 300, ..reported(10, 1).unwrap() };
+        let (u, _) = usage_to_charge(Some(cut), false, 5, no_prompt);
+        assert_eq!(u.cached_input_tokens, 300, "the reported input side is kept whole");
+        for finished in [true, false] {
+            let (u, s) = usage_to_charge(None, finished, 7, || 123);
+            assert_eq!((u.input_tokens, u.output_tokens, s), (123, 7, UsageSource::Estimated));
+        }
+    }
 
     #[test]
     fn estimates_round_up_and_bounds_never_undercount_text() {

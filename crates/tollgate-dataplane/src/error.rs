@@ -40,6 +40,16 @@ pub enum ApiError {
     /// The upstream answered with something that is not its API.
     #[error("upstream returned an invalid response ({0})")]
     UpstreamGarbage(String),
+    /// The upstream refused the platform's own credential (401 / 403): a gateway
+    /// configuration problem, never reported as the caller's authentication failure.
+    #[error(
+        "the upstream provider refused the gateway's credential (HTTP {status}); the caller's key is fine, the \
+         platform must fix the provider configuration"
+    )]
+    UpstreamAuth {
+        /// The upstream's status.
+        status: u16,
+    },
     /// No route for this method and path.
     #[error("unknown endpoint {method} {path}")]
     UnknownEndpoint {
@@ -136,7 +146,7 @@ impl ServiceError for ApiError {
             ApiError::ModelNotFound(_) | ApiError::UnknownEndpoint { .. } => ErrorCode::NotFound,
             ApiError::NoUpstream(_) | ApiError::NotReady => ErrorCode::Unavailable,
             ApiError::Provider(e) => e.code(),
-            ApiError::UpstreamGarbage(_) => ErrorCode::Upstream,
+            ApiError::UpstreamGarbage(_) | ApiError::UpstreamAuth { .. } => ErrorCode::Upstream,
             ApiError::BudgetExceeded(_) => ErrorCode::BudgetExceeded,
             ApiError::RateLimited(..) => ErrorCode::RateLimited,
             ApiError::Unpriced => ErrorCode::BadRequest,
@@ -173,7 +183,9 @@ impl ApiError {
                 ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error"),
                 _ => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_error"),
             },
-            ApiError::UpstreamGarbage(_) => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_error"),
+            ApiError::UpstreamGarbage(_) | ApiError::UpstreamAuth { .. } => {
+                (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_error")
+            }
             ApiError::BudgetExceeded(_) => (StatusCode::PAYMENT_REQUIRED, "budget_exceeded", "budget_exceeded"),
             ApiError::RateLimited(..) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate_limit_exceeded"),
             ApiError::Unpriced => (StatusCode::BAD_REQUEST, "invalid_request_error", "model_not_priced"),
@@ -206,6 +218,7 @@ impl ApiError {
                 "resets_at": r.resets_at.to_rfc3339(),
                 "retry_after_ms": u64::try_from(r.retry_after.as_millis()).unwrap_or(u64::MAX),
             }),
+            ApiError::UpstreamAuth { status } => json!({"upstream_status": status}),
             _ => json!({}),
         }
     }
@@ -304,6 +317,7 @@ mod tests {
             "upstream_timeout",
         );
         check(ApiError::UpstreamGarbage("html".into()), 502, "upstream_error");
+        check(ApiError::UpstreamAuth { status: 401 }, 502, "upstream_error");
     }
 
     #[test]

@@ -48,22 +48,28 @@ impl Health {
         self.breakers.read().unwrap_or_else(|e| e.into_inner()).get(provider).cloned()
     }
 
-    /// Whether a request may go to `provider` now (taking the probe slot when the
-    /// cooldown has just ended).
-    pub(crate) fn admit(&self, provider: &str, now_ms: u64) -> bool {
-        let Some(b) = self.get(provider) else { return true };
+    /// Lets a request go to `provider` now, or not (`None`: in cooldown, or its one
+    /// probe is already out). Taken right before the call: an admission that is
+    /// dropped without [`Admission::record`] (the caller hung up mid-call) gives the
+    /// probe slot back, so a provider is never stuck half-open.
+    pub(crate) fn admit<'a>(&'a self, provider: &'a Arc<str>, now_ms: u64) -> Option<Admission<'a>> {
+        let admission = |probe| Some(Admission { health: self, provider, probe });
+        let Some(b) = self.get(provider) else { return admission(None) };
         let until = b.open_until_ms.load(Ordering::Acquire);
         if until == 0 {
-            return true;
+            return admission(None);
         }
         if now_ms < until {
-            return false;
+            return None;
         }
-        b.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        match b.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => admission(Some(b)),
+            Err(_) => None,
+        }
     }
 
     /// Records how a call to `provider` went.
-    pub(crate) fn record(&self, provider: &Arc<str>, ok: bool, now_ms: u64) {
+    fn record(&self, provider: &Arc<str>, ok: bool, now_ms: u64) {
         if ok {
             if let Some(b) = self.get(provider) {
                 b.consecutive.store(0, Ordering::Release);
@@ -91,6 +97,31 @@ impl Health {
     }
 }
 
+/// Leave to call one provider, from [`Health::admit`].
+pub(crate) struct Admission<'a> {
+    health: &'a Health,
+    provider: &'a Arc<str>,
+    /// The breaker whose half-open probe this call is.
+    probe: Option<Arc<Breaker>>,
+}
+
+impl Admission<'_> {
+    /// Records how the call went (a probe's verdict closes or reopens the breaker).
+    pub(crate) fn record(mut self, ok: bool, now_ms: u64) {
+        // `record` reads and clears the probe flag itself.
+        self.probe = None;
+        self.health.record(self.provider, ok, now_ms);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.probe.take() {
+            b.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,21 +131,34 @@ mod tests {
         let h = Health::new(BreakerConfig { failures_to_open: 3, cooldown: Duration::from_millis(1000) });
         let p: Arc<str> = "up".into();
         for t in 0..2 {
-            h.record(&p, false, t);
-            assert!(h.admit("up", t), "under the threshold the provider is still used");
+            h.admit(&p, t).unwrap().record(false, t);
+            assert!(h.admit(&p, t).is_some(), "under the threshold the provider is still used");
         }
-        h.record(&p, false, 10);
-        assert!(!h.admit("up", 11), "open after 3 consecutive failures");
-        assert!(!h.admit("up", 1009));
-        assert!(h.admit("up", 1010), "the cooldown is over: one probe");
-        assert!(!h.admit("up", 1011), "only one probe at a time");
-        h.record(&p, false, 1020);
-        assert!(!h.admit("up", 1500), "a failed probe opens it again");
-        assert!(h.admit("up", 2020));
-        h.record(&p, true, 2030);
-        assert!(h.admit("up", 2031) && h.admit("up", 2032), "a successful probe closes it");
-        h.record(&p, false, 2040);
-        assert!(h.admit("up", 2041), "the failure count started again from zero");
-        assert!(h.admit("never-failed", 0));
+        h.admit(&p, 10).unwrap().record(false, 10);
+        assert!(h.admit(&p, 11).is_none(), "open after 3 consecutive failures");
+        assert!(h.admit(&p, 1009).is_none());
+        let probe = h.admit(&p, 1010).expect("the cooldown is over: one probe");
+        assert!(h.admit(&p, 1011).is_none(), "only one probe at a time");
+        probe.record(false, 1020);
+        assert!(h.admit(&p, 1500).is_none(), "a failed probe opens it again");
+        let probe = h.admit(&p, 2020).unwrap();
+        probe.record(true, 2030);
+        assert!(h.admit(&p, 2031).is_some() && h.admit(&p, 2032).is_some(), "a successful probe closes it");
+        h.admit(&p, 2040).unwrap().record(false, 2040);
+        assert!(h.admit(&p, 2041).is_some(), "the failure count started again from zero");
+        assert!(h.admit(&"never-failed".into(), 0).is_some());
+    }
+
+    #[test]
+    fn a_probe_abandoned_without_a_verdict_frees_its_slot() {
+        let h = Health::new(BreakerConfig { failures_to_open: 1, cooldown: Duration::from_millis(100) });
+        let p: Arc<str> = "up".into();
+        h.admit(&p, 0).unwrap().record(false, 0);
+        let probe = h.admit(&p, 100).expect("probe after the cooldown");
+        assert!(h.admit(&p, 101).is_none(), "one probe at a time");
+        drop(probe); // the caller hung up, or another deployment answered first
+        let again = h.admit(&p, 102).expect("the slot came back: the provider is not stuck half-open");
+        again.record(true, 103);
+        assert!(h.admit(&p, 104).is_some(), "closed");
     }
 }

@@ -7,12 +7,12 @@
 //! translation otherwise) → dispatch → the answer in the caller's dialect (streams
 //! event by event) → settle the actual cost → ledger entry.
 
-use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens};
+use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens, usage_to_charge};
 use crate::idle::IdleTimeout;
 use crate::ledger::Pending;
 use crate::metrics::{Metered, Metrics};
 use crate::snapshot::ProviderEntry;
-use crate::stream::{SseStream, StreamOutcome};
+use crate::stream::{Prepend, SseStream, StreamOutcome, could_be_sse, first_data};
 use crate::{ApiError, DataPlane, ErrorShape};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -28,8 +28,8 @@ use tollgate_metering::{Attempt, Usage, UsageSource};
 use tollgate_providers::openai::{RequestHead, request_stream_usage, rewrite_model};
 use tollgate_providers::translate;
 use tollgate_providers::{
-    Dialect, Operation, ProviderError, ProviderErrorKind, ResponseBody, StreamOptions, UpstreamRequest, stream_adapter,
-    usage_of,
+    Dialect, Operation, ProviderError, ProviderErrorKind, ResponseBody, StreamOptions, UpstreamRequest,
+    UpstreamResponse, stream_adapter, usage_of,
 };
 
 pub(crate) type Resp = Response<ResponseBody>;
@@ -236,29 +236,23 @@ pub(crate) async fn proxy(
     // caller yet, so a stream can fall back too. A request error (4xx) is final.
     let dispatched = Instant::now();
     let now_ms = u64::try_from(now.unix_millis()).unwrap_or(0);
-    // Deployments whose provider is in cooldown are skipped; none left is a 503.
-    let healthy: Vec<usize> =
-        (0..candidates.len()).filter(|&i| dp.health.admit(&candidates[i].deployment.provider, now_ms)).collect();
-    if healthy.is_empty() {
-        drop(admitted);
-        return Err(ApiError::NoUpstream(truncate(&head.model)));
-    }
-    let mut n = 0;
-    let (answer, chosen) = loop {
-        let i = healthy[n];
-        let c = &candidates[i];
-        let last = n + 1 == healthy.len();
+    // Deployments whose provider is in cooldown are skipped (admission is taken right
+    // before each call, so a probe slot is never held by a call that is not made);
+    // none left is a 503.
+    let mut served: Option<(UpstreamResponse, usize)> = None;
+    // The most recent failed answer (429 / 5xx / 401 / 403), given to the caller when no
+    // deployment does better; older ones are dropped, closing their connections.
+    let mut fallback_answer: Option<(UpstreamResponse, usize)> = None;
+    let mut last_error: Option<(ProviderError, usize)> = None;
+    for (i, c) in candidates.iter().enumerate() {
+        let Some(admission) = dp.health.admit(&c.deployment.provider, now_ms) else { continue };
         // The body built before admission was for the first deployment only.
-        let prebuilt = if i == 0 { first_body.take() } else { None };
-        let body = match prebuilt {
+        let body = match if i == 0 { first_body.take() } else { None } {
             Some(b) => b,
             None => match upstream_body(c) {
                 Ok(b) => b,
-                Err(e) if last => return Err(e),
-                Err(_) => {
-                    n += 1;
-                    continue;
-                }
+                // This deployment cannot take the request; another may.
+                Err(_) => continue,
             },
         };
         let sent = c
@@ -273,37 +267,47 @@ pub(crate) async fn proxy(
             .await;
         let failure = match &sent {
             Err(e) => Some(error_kind(e)),
-            Ok(a) if a.status == StatusCode::TOO_MANY_REQUESTS => Some("rate_limited"),
-            Ok(a) if a.status.is_server_error() => Some("upstream_5xx"),
-            Ok(_) => None,
+            Ok(a) => failed_answer(a.status),
         };
         if let Some(kind) = failure {
             dp.metrics.upstream_error(&c.deployment.provider, kind);
         }
-        // A request error (4xx other than 429) says nothing about the upstream's health.
-        dp.health.record(&c.deployment.provider, failure.is_none(), now_ms);
+        // A request error (4xx other than 429, 401, 403) says nothing about the upstream's health.
+        admission.record(failure.is_none(), now_ms);
+        if let (Some(l), Some(kind)) = (ledger.as_mut(), failure) {
+            l.attempt(Attempt::new(&*c.deployment.provider, &*c.deployment.upstream_model, kind));
+        }
         match sent {
-            Ok(a) if failure.is_none() || last => break (a, i),
-            Err(e) if last || !e.retryable => {
-                // A failed dispatch drops `admitted`: the reservation and permits go back.
-                drop(admitted);
-                if let Some(mut l) = ledger {
-                    l.attempt(Attempt::new(&*c.deployment.provider, &*c.deployment.upstream_model, error_kind(&e)));
-                    l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, status_of(&e));
-                }
-                seen.upstream = dispatched.elapsed();
-                return Err(ApiError::Provider(e));
+            Ok(a) if failure.is_none() => {
+                served = Some((a, i));
+                break;
             }
-            _ => {
-                if let Some(l) = ledger.as_mut() {
-                    let outcome = failure.unwrap_or("failed");
-                    l.attempt(Attempt::new(&*c.deployment.provider, &*c.deployment.upstream_model, outcome));
-                }
-                n += 1;
+            Ok(a) => fallback_answer = Some((a, i)),
+            // A request the upstream can never take (a bad configuration) is final.
+            Err(e) if !e.retryable => {
+                last_error = Some((e, i));
+                break;
             }
+            Err(e) => last_error = Some((e, i)),
+        }
+    }
+    let served = served.or_else(|| fallback_answer.filter(|_| last_error.as_ref().is_none_or(|(e, _)| e.retryable)));
+    let (answer, chosen) = match (served, last_error) {
+        (Some(s), _) => s,
+        (None, Some((e, _))) => {
+            // A failed dispatch drops `admitted`: the reservation and permits go back.
+            drop(admitted);
+            if let Some(l) = ledger {
+                l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, status_of(&e));
+            }
+            seen.upstream = dispatched.elapsed();
+            return Err(ApiError::Provider(e));
+        }
+        (None, None) => {
+            drop(admitted);
+            return Err(ApiError::NoUpstream(truncate(&head.model)));
         }
     };
-    drop(body);
     seen.upstream = dispatched.elapsed();
     let chosen = &candidates[chosen];
     let upstream = chosen.upstream;
@@ -318,21 +322,43 @@ pub(crate) async fn proxy(
         public_model: Arc::from(head.model.as_str()),
         served_model: chosen.deployment.upstream_model.clone(),
         provider: chosen.deployment.provider.clone(),
+        // Kept (a reference count, not a copy) for a tokenizer count if no usage comes back.
+        prompt: body,
         endpoint,
         started,
         metrics: dp.metrics.clone(),
         admitted,
         ledger,
     };
-    let body = IdleTimeout::new(answer.body, dp.config.stream_idle_timeout).boxed();
+    let mut body = IdleTimeout::new(answer.body, dp.config.stream_idle_timeout).boxed();
+    let upstream_answer = UpstreamAnswer { status: answer.status, retry_after: answer.retry_after, stream };
     if stream && answer.status.is_success() {
-        let strip_usage_chunk = caller == Dialect::OpenAiChat && !head.include_usage;
-        return exchange.stream(body, answer.content_type, strip_usage_chunk, &key.id);
+        // The caller's 200 waits for the upstream's first bytes (the first token cannot
+        // come sooner): an answer that is not an event stream becomes a 502, not a 200
+        // with an HTML page or a JSON body inside.
+        let first = match first_data(&mut body).await {
+            Ok(first) => first,
+            Err(e) => return Err(exchange.broken(e, 502).await),
+        };
+        if first.as_deref().is_some_and(could_be_sse) {
+            let strip_usage_chunk = caller == Dialect::OpenAiChat && !head.include_usage;
+            let body = Prepend::new(first, body).boxed();
+            return exchange.stream(body, answer.content_type, strip_usage_chunk, &key.id);
+        }
+        body = Prepend::new(first, body).boxed();
     }
     let deadline = dp.config.upstream.request_timeout;
-    let resp = exchange.whole(answer.status, body, dp.config.max_response_bytes, deadline).await;
+    let resp = exchange.whole(upstream_answer, body, dp.config.max_response_bytes, deadline).await;
     seen.upstream = dispatched.elapsed();
     resp
+}
+
+/// What the upstream's answer head said, for the whole-body path.
+struct UpstreamAnswer {
+    status: StatusCode,
+    retry_after: Option<HeaderValue>,
+    /// The caller asked for a stream (so a complete JSON body is not a valid answer).
+    stream: bool,
 }
 
 /// Most deployments one request is tried on.
@@ -354,11 +380,19 @@ struct Exchange {
     /// The upstream's name for the model (picks the tokenizer for estimates).
     served_model: Arc<str>,
     provider: Arc<str>,
+    /// The caller's request body.
+    prompt: Bytes,
     endpoint: Endpoint,
     started: Instant,
     metrics: Arc<Metrics>,
     admitted: Admitted,
     ledger: Option<Pending>,
+}
+
+/// The prompt's tokens counted with the model's tokenizer: only when the upstream
+/// reported no usage.
+fn prompt_tokens(model: &str, prompt: &[u8]) -> u64 {
+    tollgate_metering::tokens::estimate_prompt_tokens(model, prompt)
 }
 
 impl Exchange {
@@ -394,6 +428,7 @@ impl Exchange {
             public_model,
             served_model,
             provider,
+            prompt,
             endpoint,
             started,
             metrics,
@@ -411,12 +446,15 @@ impl Exchange {
             }
             // The body is done (or the caller left): charge off the response path.
             let charge = async move {
-                // No usage reported: count what was generated with the model's tokenizer.
+                // Count what was generated with the model's tokenizer, for when nothing
+                // (or, for a cut stream, too little) was reported.
                 let output = match &o.generated_text {
                     Some(text) if !text.is_empty() => tollgate_metering::tokens::count_tokens(&served_model, text),
+                    Some(_) if o.usage.is_some() => 0,
                     _ => estimate_tokens(o.bytes_forwarded),
                 };
-                let (usage, source) = admitted.usage_or_estimate(o.usage, output);
+                let (usage, source) =
+                    usage_to_charge(o.usage, o.completed, output, || prompt_tokens(&served_model, &prompt));
                 let cost = admitted.settle(&usage).await;
                 Exchange::metered(&metrics, endpoint, &public_model, &provider, &usage, cost);
                 if let Some(l) = ledger {
@@ -445,15 +483,28 @@ impl Exchange {
         Ok(resp)
     }
 
+    /// The upstream broke before its answer was complete: whatever it generated is
+    /// charged at the estimate of the reservation's prompt (the output is unknown), never
+    /// zero, and the ledger records `status`.
+    async fn broken(self, e: ProviderError, status: u16) -> ApiError {
+        let Exchange { admitted, ledger, served_model, prompt, .. } = self;
+        let (usage, source) = usage_to_charge(None, false, 0, || prompt_tokens(&served_model, &prompt));
+        let cost = admitted.settle(&usage).await;
+        if let Some(l) = ledger {
+            l.finish(&usage, source, cost, status);
+        }
+        ApiError::Provider(e)
+    }
+
     /// A complete (non-streaming) answer: read whole (capped), metered, translated.
     async fn whole(
         self,
-        status: StatusCode,
+        answer: UpstreamAnswer,
         body: ResponseBody,
         max_bytes: usize,
         deadline: Duration,
     ) -> Result<Resp, ApiError> {
-        let Exchange { caller, upstream, public_model, provider, endpoint, metrics, admitted, ledger, .. } = self;
+        let status = answer.status;
         // A body trickled slowly enough to dodge the idle timeout still has a deadline.
         let read = tokio::time::timeout(deadline, Limited::new(body, max_bytes).collect()).await.unwrap_or_else(|_| {
             Err(Box::new(ProviderError::new(ProviderErrorKind::Timeout, "upstream did not finish its answer in time")))
@@ -461,19 +512,34 @@ impl Exchange {
         let bytes = match read {
             Ok(c) => c.to_bytes(),
             Err(e) => {
-                // Whatever the upstream generated before breaking is charged at the
-                // estimate of the reservation's prompt (the output is unknown): never zero.
-                let (usage, source) = admitted.usage_or_estimate(None, 0);
-                let cost = admitted.settle(&usage).await;
-                if let Some(l) = ledger {
-                    l.finish(&usage, source, cost, 502);
-                }
                 return Err(match e.downcast::<ProviderError>() {
-                    Ok(pe) => ApiError::Provider(*pe),
-                    Err(_) => ApiError::UpstreamGarbage("response too large".into()),
+                    Ok(pe) => self.broken(*pe, 502).await,
+                    Err(_) => {
+                        let too_large = ProviderError::new(ProviderErrorKind::Malformed, "response too large");
+                        self.broken(too_large, 502).await;
+                        ApiError::UpstreamGarbage("response too large".into())
+                    }
                 });
             }
         };
+        let Exchange {
+            caller,
+            upstream,
+            public_model,
+            served_model,
+            provider,
+            prompt,
+            endpoint,
+            metrics,
+            admitted,
+            ledger,
+            ..
+        } = self;
+        // Only when the upstream reported no usage: the prompt and the answer counted with
+        // the model's tokenizer.
+        let prompt_tokens = || prompt_tokens(&served_model, &prompt);
+        let answer_tokens =
+            |b: &[u8]| tollgate_metering::tokens::count_tokens(&served_model, &String::from_utf8_lossy(b));
         // A JSON object, checked whole (serde skims it without building values): a 200
         // that is not valid JSON must never reach the caller as if it were an answer.
         let looks_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
@@ -486,9 +552,14 @@ impl Exchange {
             if let Some(l) = ledger {
                 l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, status.as_u16());
             }
+            // The platform's own credential was refused: not the caller's key.
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(ApiError::UpstreamAuth { status: status.as_u16() });
+            }
             // Request errors (4xx) reach the caller with the upstream's status and
-            // message, in the caller's dialect; upstream failures (5xx) and non-API
-            // answers become 502 and never show the upstream's bytes.
+            // message, in the caller's dialect (a 429 with the upstream's
+            // `retry-after`); upstream failures (5xx) and non-API answers become 502 and
+            // never show the upstream's bytes.
             if status.is_client_error() && looks_json {
                 let translated = if caller == upstream {
                     Some(bytes)
@@ -496,36 +567,47 @@ impl Exchange {
                     translate::error_body(upstream, caller, status, &bytes)
                 };
                 if let Some(b) = translated {
-                    return Ok(json_response(status, b));
+                    let mut resp = json_response(status, b);
+                    if let Some(ra) = answer.retry_after.filter(|_| status == StatusCode::TOO_MANY_REQUESTS) {
+                        resp.headers_mut().insert(http::header::RETRY_AFTER, ra);
+                    }
+                    return Ok(resp);
                 }
             }
             return Err(ApiError::UpstreamGarbage(format!("HTTP {}", status.as_u16())));
         }
         if !looks_json {
             // A 200 with garbage may still have cost the platform a generation.
-            let (usage, source) = admitted.usage_or_estimate(None, estimate_tokens(bytes.len() as u64));
+            let (usage, source) = usage_to_charge(None, true, answer_tokens(&bytes), prompt_tokens);
             let cost = admitted.settle(&usage).await;
             if let Some(l) = ledger {
                 l.finish(&usage, source, cost, 502);
             }
-            return Err(ApiError::UpstreamGarbage("not JSON".into()));
+            let what = if answer.stream { "not an event stream" } else { "not JSON" };
+            return Err(ApiError::UpstreamGarbage(what.into()));
         }
         let reported = usage_of(upstream, &bytes);
-        let out = if caller == upstream {
+        let counted = if reported.is_some() { 0 } else { answer_tokens(&bytes) };
+        let (usage, source) = usage_to_charge(reported, true, counted, prompt_tokens);
+        let out = if answer.stream {
+            // The upstream ignored `stream` and answered whole: what it generated is
+            // charged, but a caller reading events cannot take a JSON body.
+            Err("a single JSON body instead of an event stream".to_owned())
+        } else if caller == upstream {
             Ok(bytes.clone())
         } else {
             translate::chat_response(upstream, caller, &bytes, &public_model)
+                .map_err(|e| format!("could not translate the upstream's answer: {e}"))
         };
-        let (usage, source) = admitted.usage_or_estimate(reported, estimate_tokens(bytes.len() as u64));
         let mut resp = match out {
             Ok(b) => json_response(StatusCode::OK, b),
-            Err(e) => {
+            Err(why) => {
                 // The upstream generated (and billed) something we cannot express.
                 let cost = admitted.settle(&usage).await;
                 if let Some(l) = ledger {
                     l.finish(&usage, source, cost, 502);
                 }
-                return Err(ApiError::UpstreamGarbage(format!("could not translate the upstream's answer: {e}")));
+                return Err(ApiError::UpstreamGarbage(why));
             }
         };
         admitted.write_headers(resp.headers_mut());
@@ -536,6 +618,17 @@ impl Exchange {
         }
         tracing::debug!(model = %public_model, input = usage.input_tokens, output = usage.output_tokens, ?source, %cost, "metered");
         Ok(resp)
+    }
+}
+
+/// Whether an upstream's answer is a failure another deployment may do better on, and
+/// its metrics label: rate limited, a server error, or the platform's credential refused.
+fn failed_answer(status: StatusCode) -> Option<&'static str> {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => Some("rate_limited"),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Some("credential_refused"),
+        s if s.is_server_error() => Some("upstream_5xx"),
+        _ => None,
     }
 }
 

@@ -20,7 +20,7 @@ pub(crate) struct StreamOutcome {
     /// Bytes of event data forwarded to the caller.
     pub(crate) bytes_forwarded: u64,
     /// The generated text (content and tool-call arguments) seen, kept only when the
-    /// upstream reported no usage, for a tokenizer count.
+    /// upstream reported no usage or the stream did not finish, for a tokenizer count.
     pub(crate) generated_text: Option<String>,
     /// When the first event reached the caller, if one did.
     pub(crate) first_event: Option<std::time::Instant>,
@@ -63,7 +63,9 @@ impl SseStream {
                 usage,
                 completed,
                 bytes_forwarded: self.forwarded,
-                generated_text: usage.is_none().then(|| self.adapter.generated_text().to_owned()),
+                // Needed for a count when nothing (or, for a cut stream, maybe not all)
+                // was reported.
+                generated_text: (usage.is_none() || !completed).then(|| self.adapter.generated_text().to_owned()),
                 first_event: self.first_event,
             });
         }
@@ -164,6 +166,61 @@ impl Drop for SseStream {
     }
 }
 
+/// Reads an upstream body up to its first non-empty data frame (`None`: it ended
+/// without one). Used to see what a stream really is before the caller gets a 200.
+pub(crate) async fn first_data(body: &mut ResponseBody) -> Result<Option<Bytes>, ProviderError> {
+    use http_body_util::BodyExt;
+    while let Some(frame) = body.frame().await {
+        if let Ok(mut data) = frame?.into_data()
+            && data.has_remaining()
+        {
+            return Ok(Some(data.copy_to_bytes(data.remaining())));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the first bytes of an upstream stream can be server-sent events: they open
+/// with an SSE field (`data:`, `event:`, `id:`, `retry:`) or a `:` comment, or are too
+/// short to tell and could still become one. An HTML error page or a JSON body cannot.
+pub(crate) fn could_be_sse(first: &[u8]) -> bool {
+    let start = first.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(first.len());
+    let head = &first[start..first.len().min(start + 6)];
+    head.is_empty()
+        || head[0] == b':'
+        || [&b"data:"[..], b"event:", b"id:", b"retry:"]
+            .iter()
+            .any(|field| field.starts_with(head) || head.starts_with(field))
+}
+
+/// A body whose first frame was already read: that frame, then the rest.
+pub(crate) struct Prepend {
+    first: Option<Bytes>,
+    rest: ResponseBody,
+}
+
+impl Prepend {
+    pub(crate) fn new(first: Option<Bytes>, rest: ResponseBody) -> Self {
+        Prepend { first, rest }
+    }
+}
+
+impl Body for Prepend {
+    type Data = Bytes;
+    type Error = ProviderError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ProviderError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +287,26 @@ data: [DONE]\n\n";
         assert_eq!(outcome.bytes_forwarded, first.len() as u64);
         assert_eq!(outcome.usage, None);
         assert_eq!(outcome.generated_text.as_deref(), Some("Hel"), "what was generated before the caller left");
+    }
+
+    #[test]
+    fn only_what_can_open_an_event_stream_is_taken_for_one() {
+        for ok in ["data: {}", "  \n\ndata:", "event: message_start", ": ping", "id: 1", "retry: 10", "d", "da", ""] {
+            assert!(could_be_sse(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in ["<html>gateway error</html>", "{\"id\":\"x\"}", "HTTP/1.1 502", "dat a:", "Internal Server Error"] {
+            assert!(!could_be_sse(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_frame_read_ahead_is_served_first() {
+        let mut body = chunked(STREAM, 10);
+        let first = first_data(&mut body).await.unwrap().unwrap();
+        assert_eq!(&first[..], &STREAM.as_bytes()[..10]);
+        let whole = Prepend::new(Some(first), body).collect().await.unwrap().to_bytes();
+        assert_eq!(&whole[..], STREAM.as_bytes(), "nothing lost or reordered");
+        assert_eq!(first_data(&mut chunked("", 1)).await.unwrap(), None, "an empty body has no first frame");
     }
 
     #[test]

@@ -97,6 +97,30 @@ pub struct UpstreamResponse {
     pub content_type: Option<http::HeaderValue>,
     /// The body, as it arrives.
     pub body: ResponseBody,
+    /// The upstream's `retry-after` (seconds or an HTTP date), when it sent a sane one:
+    /// passed on to the caller with a 429 or 503 so clients back off as told.
+    pub retry_after: Option<http::HeaderValue>,
+}
+
+impl UpstreamResponse {
+    /// The response of an HTTP upstream: status, content type, `retry-after`, body.
+    pub fn from_parts(parts: &http::response::Parts, body: ResponseBody) -> Self {
+        let retry_after = parts.headers.get(http::header::RETRY_AFTER).filter(|v| sane_retry_after(v)).cloned();
+        UpstreamResponse {
+            status: parts.status,
+            content_type: parts.headers.get(http::header::CONTENT_TYPE).cloned(),
+            body,
+            retry_after,
+        }
+    }
+}
+
+/// A `retry-after` worth passing on: delta-seconds, or a short printable HTTP date.
+fn sane_retry_after(v: &http::HeaderValue) -> bool {
+    let b = v.as_bytes();
+    let seconds = !b.is_empty() && b.len() <= 9 && b.iter().all(u8::is_ascii_digit);
+    let date = (20..=40).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || b" ,:-".contains(c));
+    seconds || date
 }
 
 /// An upstream LLM API. Implementations are pure translation plus thin I/O.
@@ -117,5 +141,21 @@ pub fn build_provider(cfg: Arc<ProviderConfig>, client: &HttpClient) -> Result<A
             Ok(Arc::new(native::NativeProvider::new(cfg, client.clone())?))
         }
         ProviderKind::Mock => Ok(Arc::new(mock::MockProvider::from_config(&cfg))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sane_retry_after;
+    use http::HeaderValue;
+
+    #[test]
+    fn only_plain_seconds_or_a_short_http_date_are_passed_on_as_retry_after() {
+        for ok in ["0", "30", "86400", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert!(sane_retry_after(&HeaderValue::from_static(ok)), "{ok}");
+        }
+        for bad in ["", "-1", "1.5", "9999999999", "<script>alert(1)</script> plus some padding", "30s"] {
+            assert!(!sane_retry_after(&HeaderValue::from_static(bad)), "{bad}");
+        }
     }
 }

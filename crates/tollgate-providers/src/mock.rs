@@ -133,6 +133,7 @@ impl Provider for MockProvider {
                 status: http::StatusCode::OK,
                 content_type: Some(HeaderValue::from_static(content_type)),
                 body: Full::new(body).map_err(|never| match never {}).boxed(),
+                retry_after: None,
             })
         })
     }

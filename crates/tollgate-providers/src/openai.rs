@@ -295,7 +295,7 @@ impl Provider for OpenAiProvider {
                 .map_err(|e| ProviderError::new(ProviderErrorKind::Config, format!("could not build request: {e}")))?;
             let resp = client.send(request).await?;
             let (parts, body) = resp.into_parts();
-            Ok(UpstreamResponse { status: parts.status, content_type: parts.headers.get(CONTENT_TYPE).cloned(), body })
+            Ok(UpstreamResponse::from_parts(&parts, body))
         })
     }
 }

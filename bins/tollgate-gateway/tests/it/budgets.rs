@@ -36,8 +36,9 @@ async fn catalog(gw: &Gateway, upstream: &FakeUpstream) {
     gw.created("/api/v1/projects", json!({"name": "web", "team": "acme"})).await;
 }
 
+/// Mints a key in project `web`, allowed `pricey` unless `body` says otherwise.
 async fn key(gw: &Gateway, body: Value) -> (String, String) {
-    let mut b = json!({"project": "web"});
+    let mut b = json!({"project": "web", "models_allowed": ["pricey"]});
     if let (Some(o), Some(extra)) = (b.as_object_mut(), body.as_object()) {
         o.extend(extra.clone());
     }
@@ -170,13 +171,28 @@ async fn an_unpriced_model_is_never_served_free_to_a_key_with_a_money_budget() {
     let gw = Gateway::start().await;
     let upstream = FakeUpstream::start().await;
     catalog(&gw, &upstream).await;
-    let (_, budgeted) = key(&gw, json!({"budget": {"limit_usd": "1", "window": "month", "on_breach": "block"}})).await;
+    let money = json!({"limit_usd": "1", "window": "month", "on_breach": "block"});
+    // A money-budgeted key that could reach the unpriced model is refused when minted,
+    // naming the model, so it can never be charged $0 for it.
+    let r = gw.admin_post("/api/v1/keys", json!({"project": "web", "budget": money})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "budget.limit_usd");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("free-ish"), "{}", r.text());
+    // Kept to priced models, it is minted, and the unpriced model is out of its reach.
+    let (_, budgeted) = key(&gw, json!({"budget": money})).await;
     let r = gw.chat(Some(&budgeted), &json!({"model": "free-ish", "messages": []})).await;
-    assert_eq!((r.status, error_code(&r)), (StatusCode::BAD_REQUEST, "model_not_priced".into()), "{}", r.text());
+    assert_eq!((r.status, error_code(&r)), (StatusCode::FORBIDDEN, "model_not_allowed".into()), "{}", r.text());
     assert!(upstream.requests().is_empty());
     // A key without a money budget may use it (the platform chose not to price it).
-    let (_, unbudgeted) = key(&gw, json!({})).await;
+    let (_, unbudgeted) = key(&gw, json!({"models_allowed": ["*"]})).await;
     let r = gw.chat(Some(&unbudgeted), &json!({"model": "free-ish", "messages": []})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Once it has an explicit price (zero is one), money-budgeted keys may reach it too.
+    let zero = json!({"pricing": {"input_per_mtok": "0", "output_per_mtok": "0"}});
+    let r = gw.admin_send(Method::PATCH, "/api/v1/models/free-ish", zero).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let (_, priced) = key(&gw, json!({"models_allowed": ["*"], "budget": money})).await;
+    let r = gw.chat(Some(&priced), &json!({"model": "free-ish", "messages": []})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
 
@@ -245,13 +261,7 @@ async fn limit_changes_and_resets_apply_to_the_live_gateway() {
     let budget_id = view["budgets"][0]["id"].as_str().unwrap().to_owned();
 
     // Raise the limit: served again without a restart.
-    let r = send(
-        Method::PATCH,
-        &format!("{}/api/v1/budgets/{budget_id}", gw.admin),
-        &[("authorization", &format!("Bearer {}", crate::standalone::ADMIN)), ("content-type", "application/json")],
-        json!({"limit_usd": "1"}).to_string(),
-    )
-    .await;
+    let r = gw.admin_send(Method::PATCH, &format!("/api/v1/budgets/{budget_id}"), json!({"limit_usd": "1"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     eventually(Duration::from_secs(10), "new limit reaches the gateway", || {
         let (gw_data, secret) = (gw.data.clone(), secret.clone());

@@ -15,8 +15,14 @@ use tollgate_testkit::{CHAT_COMPLETION, CHAT_STREAM, FakeUpstream, Reply};
 
 const BUDGET: &str = r#"{"limit_usd": "100.00", "window": "day", "on_breach": "block"}"#;
 
+/// A key with a money budget, kept to priced models (the fixture's `other` is unpriced,
+/// and no key under a money budget may reach an unpriced model).
 fn with_budget() -> Value {
-    json!({"budget": serde_json::from_str::<Value>(BUDGET).unwrap()})
+    with_budget_for(&["gpt-4o*"])
+}
+
+fn with_budget_for(models: &[&str]) -> Value {
+    json!({"budget": serde_json::from_str::<Value>(BUDGET).unwrap(), "models_allowed": models})
 }
 
 fn streaming() -> Value {
@@ -181,10 +187,75 @@ async fn slow_trickles_are_served_and_broken_json_is_a_502_without_echo() {
     assert_eq!((r.status, error_code(&r)), (StatusCode::BAD_GATEWAY, "upstream_error".to_owned()));
     assert!(!r.text().contains("choices"), "the upstream's broken bytes are not echoed: {}", r.text());
 
-    // An upstream stream that is not SSE at all still ends cleanly for the caller.
+    // An upstream "stream" that is not SSE at all is a 502, never its bytes under a 200.
     upstream.set_reply(Reply::raw(StatusCode::OK, "text/event-stream", "<html>gateway error</html>"));
     let r = gw.chat(Some(&secret), &streaming()).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::BAD_GATEWAY, "upstream_error".to_owned()), "{}", r.text());
+    assert!(!r.text().contains("html"), "the upstream's page is not echoed: {}", r.text());
+    // Nor is an empty one.
+    upstream.set_reply(Reply::raw(StatusCode::OK, "text/event-stream", ""));
+    let r = gw.chat(Some(&secret), &streaming()).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    // A real stream, trickled a few bytes at a time, is still served whole.
+    upstream.set_reply(Reply::chat_stream().trickle(7, Duration::from_millis(2)));
+    let r = gw.chat(Some(&secret), &streaming()).await;
     assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("[DONE]"), "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_stream_answered_with_one_json_body_is_a_502_and_what_it_generated_is_charged() {
+    let gw = Gateway::start().await;
+    // An upstream that ignores `stream` and answers a whole completion (12 + 5 tokens).
+    let upstream = FakeUpstream::start_with(Reply::chat_completion()).await;
+    let (_, secret) = gw.setup(&upstream, with_budget()).await;
+    let r = gw.chat(Some(&secret), &streaming()).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::BAD_GATEWAY, "upstream_error".to_owned()), "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("instead of an event stream"), "{}", r.text());
+    // gpt-4o-mini at $0.15 / $0.60 per 1M: 12 × 150 + 5 × 600 nano-dollars, as reported.
+    let spent = wait_settled(&gw, &secret, "the generation is charged").await;
+    assert_eq!(tollgate_core::Money::parse_usd(&spent).unwrap().nanos(), 12 * 150 + 5 * 600, "spent {spent}");
+}
+
+#[tokio::test]
+async fn the_platforms_refused_credential_is_a_502_and_an_upstream_429_keeps_its_retry_after() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+
+    // OpenAI's 401 quotes part of the platform's key: the caller sees neither it nor a
+    // 401 of its own (its SDK would blame the virtual key).
+    for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
+        upstream.set_reply(Reply::json(
+            status,
+            r#"{"error":{"message":"Incorrect API key provided: sk-proj-****abcd","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+        ));
+        let r = gw.chat(Some(&secret), &hello()).await;
+        assert_eq!((r.status, error_code(&r)), (StatusCode::BAD_GATEWAY, "upstream_error".to_owned()), "{}", r.text());
+        assert_eq!(r.json()["error"]["meta"]["upstream_status"], status.as_u16());
+        assert!(!r.text().contains("sk-proj"), "the upstream's message is not shown: {}", r.text());
+    }
+
+    // The upstream's own rate limit: 429 with its message and its retry-after.
+    upstream.set_reply(
+        Reply::json(
+            StatusCode::TOO_MANY_REQUESTS,
+            r#"{"error":{"message":"Rate limit reached for gpt-4o-mini","type":"requests","code":"rate_limit_exceeded"}}"#,
+        )
+        .with_header("retry-after", "7"),
+    );
+    let r = gw.chat(Some(&secret), &hello()).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    assert_eq!(r.headers["retry-after"], "7");
+    assert_eq!(r.json()["error"]["message"], "Rate limit reached for gpt-4o-mini");
+    // A nonsensical retry-after is not passed on.
+    upstream.set_reply(
+        Reply::json(StatusCode::TOO_MANY_REQUESTS, r#"{"error":{"message":"slow down"}}"#)
+            .with_header("retry-after", "<script>"),
+    );
+    let r = gw.chat(Some(&secret), &hello()).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.get("retry-after").is_none(), "{:?}", r.headers);
 }
 
 #[tokio::test]
@@ -240,7 +311,7 @@ async fn a_provider_can_set_its_own_timeout() {
 async fn a_deployment_that_fails_before_answering_falls_back_to_the_next() {
     let gw = Gateway::start().await;
     let good = FakeUpstream::start_with(Reply::chat_either()).await;
-    let (_, secret) = gw.setup(&good, with_budget()).await;
+    let (_, secret) = gw.setup(&good, with_budget_for(&["gpt-4o*", "resilient"])).await;
     let flaky = FakeUpstream::start().await;
     let gone = FakeUpstream::start().await;
     let gone_url = gone.base_url();

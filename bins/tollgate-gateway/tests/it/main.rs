@@ -4,6 +4,7 @@
 
 mod budgets;
 mod hostile;
+mod metering;
 mod observability;
 mod sdk;
 mod standalone;

@@ -3,6 +3,7 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_testkit::http_client::{TestResponse, get, post_json, send};
 use tollgate_testkit::process::{Proc, eventually, free_port, temp_dir, wait_ready};
 use tollgate_testkit::{CHAT_COMPLETION, CHAT_STREAM, FakeUpstream, Reply};
@@ -69,6 +70,13 @@ impl Gateway {
 
     pub(crate) async fn admin_post(&self, path: &str, body: Value) -> TestResponse {
         post_json(&format!("{}{path}", self.admin), Some(ADMIN), &body).await
+    }
+
+    /// A management call with any method, as the bootstrap admin.
+    pub(crate) async fn admin_send(&self, method: Method, path: &str, body: Value) -> TestResponse {
+        let auth = format!("Bearer {ADMIN}");
+        let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+        send(method, &format!("{}{path}", self.admin), &headers, body.to_string()).await
     }
 
     pub(crate) async fn created(&self, path: &str, body: Value) -> Value {
@@ -269,6 +277,27 @@ async fn bad_request_bodies_get_400_or_413_and_never_reach_the_upstream() {
         assert_eq!(r.status, want, "{}: {}", String::from_utf8_lossy(&body[..body.len().min(60)]), r.text());
         assert!(r.json()["error"]["message"].is_string());
     }
+
+    // A chunked body declares no length: it is refused once it passes the cap, without
+    // waiting for the rest (the caller here would go on sending for a long time).
+    let addr = gw.data.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: {auth}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("2000\r\n{}\r\n", "a".repeat(0x2000));
+    for _ in 0..12 {
+        // 96 KiB in all, over the 64 KiB cap; the gateway may answer and close first.
+        if sock.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let mut got = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut got)).await.unwrap().unwrap_or(0);
+    let text = String::from_utf8_lossy(&got[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("request_too_large"), "{text}");
     assert!(upstream.requests().is_empty());
 }
 

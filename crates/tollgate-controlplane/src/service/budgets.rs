@@ -11,6 +11,7 @@
 //! JSON bodies are read field by field ([`Fields`]) so every error names the offending
 //! field, whether it is unknown, missing, of the wrong type or out of range.
 
+use super::models::Change;
 use super::{Actor, DEFAULT_LIMIT, MAX_LIST_LIMIT, Service, check_name, new_id};
 use crate::ControlError;
 use serde::de::DeserializeOwned;
@@ -515,7 +516,7 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        self.refuse_unpriced_reach("limit_usd", &[&rec], None, None).await?;
+        self.refuse_unpriced_reach("limit_usd", Change { budgets: &[&rec], ..Change::default() }).await?;
         let rev = self.store.create_budget(&rec).await?;
         self.committed(rev);
         let view = budget_view(&rec, now);
@@ -581,6 +582,9 @@ impl Service {
             rec.temporary_increase_until = None;
         }
         check_headroom(if rec.limit_tokens.is_some() { "limit_tokens" } else { "limit_usd" }, &rec)?;
+        if was_tokens && rec.limit_tokens.is_none() {
+            self.refuse_unpriced_reach("limit_usd", Change { budgets: &[&rec], ..Change::default() }).await?;
+        }
         let now = Timestamp::now();
         rec.updated_at = now;
         let (stored, rev) = self.store.update_budget(&rec).await?;

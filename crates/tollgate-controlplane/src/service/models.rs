@@ -98,6 +98,18 @@ fn key_in_scope(k: &KeyRecord, b: &BudgetRecord, project_team: &HashMap<String, 
     }
 }
 
+/// A write checked by [`Service::refuse_unpriced_reach`]: the records it creates or
+/// replaces, as they will be stored.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Change<'a> {
+    /// A key minted or updated.
+    pub(crate) key: Option<&'a KeyRecord>,
+    /// Budgets created or updated (a key's inline budget included).
+    pub(crate) budgets: &'a [&'a BudgetRecord],
+    /// A model created.
+    pub(crate) model: Option<&'a ModelRecord>,
+}
+
 impl Service {
     /// Lists the catalog with prices, by public name.
     pub async fn list_models(&self) -> Result<Vec<ModelView>, ControlError> {
@@ -144,44 +156,60 @@ impl Service {
         Ok(view)
     }
 
-    /// Refuses a configuration in which a money budget would meet an unpriced model.
+    /// Refuses a write after which a money budget would meet an unpriced model.
     ///
-    /// `new_budgets` are budgets about to be created (with the keys they will cover:
-    /// `new_key` for a key minted with an inline budget); `new_model` is an unpriced
-    /// model about to be created. Each is checked against what is already stored.
-    pub(crate) async fn refuse_unpriced_reach(
-        &self,
-        field: &str,
-        new_budgets: &[&BudgetRecord],
-        new_key: Option<&KeyRecord>,
-        new_model: Option<&ModelRecord>,
-    ) -> Result<(), ControlError> {
+    /// `change` is the write about to happen (a key minted or updated, budgets created
+    /// or updated, an unpriced model created). The configuration it would leave — what
+    /// is stored, with the changed records in place — is checked for a key that is
+    /// under a money budget and may reach an unpriced model. Only such triples that the
+    /// change takes part in are refused, so a configuration stored before this rule
+    /// existed does not block unrelated writes.
+    pub(crate) async fn refuse_unpriced_reach(&self, field: &str, change: Change<'_>) -> Result<(), ControlError> {
         let money = |b: &BudgetRecord| b.limit_tokens.is_none();
-        if !new_budgets.iter().any(|b| money(b)) && new_model.is_none() {
+        let new_model = change.model.filter(|m| !is_priced(m));
+        if change.key.is_none() && !change.budgets.iter().any(|b| money(b)) && new_model.is_none() {
             return Ok(());
         }
         let data = self.store.snapshot().await?;
-        let mut unpriced: Vec<&str> = data.models.iter().filter(|m| !is_priced(m)).map(|m| m.name.as_str()).collect();
-        if let Some(m) = new_model.filter(|m| !is_priced(m)) {
-            unpriced.push(m.name.as_str());
-        }
+        let changed_budget = |b: &BudgetRecord| change.budgets.iter().any(|c| c.id == b.id);
+        let unpriced: Vec<&str> = data
+            .models
+            .iter()
+            .filter(|m| new_model.is_none_or(|n| n.name != m.name))
+            .chain(new_model)
+            .filter(|m| !is_priced(m))
+            .map(|m| m.name.as_str())
+            .collect();
         if unpriced.is_empty() {
             return Ok(());
         }
+        let budgets: Vec<&BudgetRecord> = data
+            .budgets
+            .iter()
+            .filter(|b| !changed_budget(b))
+            .chain(change.budgets.iter().copied())
+            .filter(|b| money(b))
+            .collect();
         let project_team: HashMap<String, (String, String)> =
             data.projects.iter().map(|p| (p.id.to_string(), (p.team_id.to_string(), p.org_id.to_string()))).collect();
-        let budgets: Vec<&BudgetRecord> = match new_model {
-            // A new unpriced model: every money budget, stored or new, counts.
-            Some(_) => data.budgets.iter().chain(new_budgets.iter().copied()).filter(|b| money(b)).collect(),
-            None => new_budgets.iter().copied().filter(|b| money(b)).collect(),
-        };
-        let keys = data.keys.iter().filter(|k| k.status != "revoked").chain(new_key);
+        let keys = data
+            .keys
+            .iter()
+            .filter(|k| change.key.is_none_or(|c| c.id != k.id))
+            .chain(change.key)
+            .filter(|k| k.status != "revoked");
         for k in keys {
-            if !budgets.iter().any(|b| key_in_scope(k, b, &project_team)) {
+            let key_changed = change.key.is_some_and(|c| c.id == k.id);
+            let covering: Vec<&&BudgetRecord> = budgets.iter().filter(|b| key_in_scope(k, b, &project_team)).collect();
+            if covering.is_empty() {
                 continue;
             }
+            let budget_changed = covering.iter().any(|b| changed_budget(b));
             let allow = ModelAllowlist::new(k.models_allowed.iter().map(String::as_str));
-            if let Some(m) = unpriced.iter().find(|m| allow.allows(m)) {
+            let hit = unpriced.iter().find(|m| {
+                allow.allows(m) && (key_changed || budget_changed || new_model.is_some_and(|n| n.name == **m))
+            });
+            if let Some(m) = hit {
                 return Err(ControlError::invalid(
                     field,
                     format!(

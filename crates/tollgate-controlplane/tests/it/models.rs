@@ -133,6 +133,45 @@ async fn a_money_budget_never_meets_an_unpriced_model() {
     assert_eq!(r.json()["error"]["field"], "pricing");
 }
 
+#[tokio::test]
+async fn no_later_write_lets_a_money_budget_reach_an_unpriced_model() {
+    let cp = Cp::start().await;
+    setup(&cp).await;
+    cp.expect(Method::POST, "/api/v1/models", Some(model("local", "llama-local")), S::CREATED).await;
+    let narrow = json!({"project": "p", "models_allowed": ["gpt-*"]});
+    let key = cp.expect(Method::POST, "/api/v1/keys", Some(narrow.clone()), S::CREATED).await;
+    let key_path = format!("/api/v1/keys/{}", key["id"].as_str().unwrap());
+    let project_budget = json!({"scope": "project", "scope_id": "p", "limit_usd": "9", "window": "month"});
+    cp.expect(Method::POST, "/api/v1/budgets", Some(project_budget), S::CREATED).await;
+
+    // Minting a key with no budget of its own, under the project's money budget.
+    let r = cp.admin(Method::POST, "/api/v1/keys", Some(json!({"project": "p"}))).await;
+    assert_eq!(r.status, S::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "models_allowed");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("\"local\""), "{}", r.text());
+    cp.expect(Method::POST, "/api/v1/keys", Some(narrow), S::CREATED).await;
+
+    // Widening an allowlist to the unpriced model.
+    let r = cp.admin(Method::PATCH, &key_path, Some(json!({"models_allowed": ["*"]}))).await;
+    assert_eq!(r.status, S::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "models_allowed");
+    let stored = cp.expect(Method::GET, &key_path, None, S::OK).await;
+    assert_eq!(stored["models_allowed"], json!(["gpt-*"]), "a refused update changes nothing");
+    // Other updates of the same key go through.
+    cp.expect(Method::PATCH, &key_path, Some(json!({"rpm": 10})), S::OK).await;
+
+    // A token budget turned into a money budget over a key that reaches the model.
+    cp.expect(Method::POST, "/api/v1/projects", Some(json!({"name": "q", "team": "t"})), S::CREATED).await;
+    cp.expect(Method::POST, "/api/v1/keys", Some(json!({"project": "q"})), S::CREATED).await;
+    let tokens = json!({"scope": "project", "scope_id": "q", "limit_tokens": 1000, "window": "day"});
+    let b = cp.expect(Method::POST, "/api/v1/budgets", Some(tokens), S::CREATED).await;
+    let budget_path = format!("/api/v1/budgets/{}", b["id"].as_str().unwrap());
+    let r = cp.admin(Method::PATCH, &budget_path, Some(json!({"limit_usd": "5"}))).await;
+    assert_eq!(r.status, S::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "limit_usd");
+    cp.expect(Method::PATCH, &budget_path, Some(json!({"limit_tokens": 2000})), S::OK).await;
+}
+
 fn wire_entry(id: &str) -> v1::LedgerEntry {
     let e = LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("prj_1"), "gpt-4o")
         .with_usage(&Usage { input_tokens: 10, output_tokens: 5, ..Usage::default() }, UsageSource::Reported)
