@@ -9,7 +9,7 @@ use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
 use tollgate_metering::PriceTable;
 use tollgate_proto::{convert, v1};
 use tollgate_providers::{HttpClient, Provider, ProviderConfig, build_provider};
-use tollgate_routing::Catalog;
+use tollgate_routing::{Catalog, Health, PolicySet};
 
 /// A provider ready to serve, with its configuration.
 #[derive(Clone)]
@@ -41,6 +41,12 @@ pub struct Snapshot {
     pub(crate) budget_count: usize,
     /// Shared by every key without budgets, so the hot path never allocates for them.
     no_budgets: Arc<[Arc<Budget>]>,
+    /// One circuit breaker per deployment, carried over from the snapshot before (see
+    /// [`crate::DataPlane::apply`]) so a configuration change forgets no failing upstream.
+    pub(crate) health: Health,
+    /// The routing policy of each request: the gateway's default, unless one is attached
+    /// to its key, project, team or organization.
+    pub(crate) policies: PolicySet,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -69,6 +75,8 @@ impl Snapshot {
             key_budgets: HashMap::new(),
             budget_count: 0,
             no_budgets: Arc::from(Vec::new()),
+            health: Health::new(&Catalog::new()),
+            policies: PolicySet::new(),
         }
     }
 
@@ -149,6 +157,7 @@ impl Snapshot {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        let health = Health::new(&catalog);
         let snap = Snapshot {
             revision: wire.revision,
             loaded: true,
@@ -160,6 +169,8 @@ impl Snapshot {
             key_budgets,
             budget_count,
             no_budgets: Arc::from(Vec::new()),
+            health,
+            policies: PolicySet::new(),
         };
         (snap, problems)
     }
