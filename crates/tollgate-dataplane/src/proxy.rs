@@ -236,7 +236,7 @@ pub(crate) async fn proxy(
     };
     seen.provider = Some(first.deployment.provider.clone());
 
-    let admitted = dp
+    let mut admitted = dp
         .enforcement
         .admit(Ask {
             key_id: key.id.as_str(),
@@ -245,8 +245,6 @@ pub(crate) async fn proxy(
                 tpm: key.limits.tpm,
                 max_concurrency: key.limits.max_concurrency,
             },
-            provider_counter: &first.provider.counter,
-            provider_limits: first.provider.limits,
             budgets: &budgets,
             pricing,
             body_len: body.len(),
@@ -273,12 +271,29 @@ pub(crate) async fn proxy(
     let dispatched = Instant::now();
     let mut prebuilt = Some(first_body);
     let mut last: Option<(Result<Answered, ProviderError>, usize)> = None;
+    // A credential whose rate limit refused: the caller's 429 if no deployment answers.
+    let mut capped: Option<ApiError> = None;
     let served = loop {
         let i = attempt.deployment;
         let body = match (prebuilt.take(), candidates[i].as_ref()) {
             (Some(b), Some(c)) => Some((b, c)),
             (None, Some(c)) => upstream_body(c).ok().map(|b| (b, c)),
             (_, None) => None,
+        };
+        // The credential's own rate limits (the platform's rpm / tpm at that provider).
+        let body = match body {
+            Some((b, c)) => {
+                match dp.enforcement.acquire_provider(&mut admitted, &c.provider.counter, &c.provider.limits, now).await
+                {
+                    Ok(()) => Some((b, c)),
+                    Err(e @ ApiError::RateLimited(..)) => {
+                        capped.get_or_insert(e);
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => None,
         };
         let Some((req_body, c)) = body else {
             // This deployment cannot take the request after all; another may.
@@ -369,12 +384,10 @@ pub(crate) async fn proxy(
             return Err(ApiError::Provider(e));
         }
         (None, None) => {
+            // No upstream was called (every credential capped, or none healthy): like any
+            // refusal before dispatch, nothing is charged and nothing reaches the ledger.
             drop(admitted);
-            let e = ApiError::NoUpstream(truncate(&head.model));
-            if let Some(l) = ledger {
-                l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, e.status().as_u16());
-            }
-            return Err(e);
+            return Err(capped.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model))));
         }
     };
     let Some(chosen) = candidates[chosen].as_ref() else {

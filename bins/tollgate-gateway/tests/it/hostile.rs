@@ -460,3 +460,45 @@ async fn an_upstream_429_is_retried_after_its_retry_after_and_one_past_the_deadl
     assert!(t.elapsed() < Duration::from_secs(5), "no pointless wait: {:?}", t.elapsed());
     assert_eq!(upstream.request_count(), before + 1);
 }
+
+#[tokio::test]
+async fn a_credential_at_its_rate_limit_hands_requests_to_the_next_deployment_and_alone_is_a_429() {
+    let gw = Gateway::start().await;
+    let capped = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&capped, json!({})).await;
+    let spare = FakeUpstream::start().await;
+    for (name, up, rpm) in [("capped", &capped, json!(1)), ("spare", &spare, json!(null))] {
+        gw.created(
+            "/api/v1/providers",
+            json!({"name": name, "kind": "openai-compatible", "base_url": up.base_url(), "api_key": "sk-x", "rpm": rpm}),
+        )
+        .await;
+    }
+    let pricing = json!({"input_per_mtok": "1", "output_per_mtok": "2"});
+    for (model, deployments) in [
+        ("pooled", json!([{"provider": "capped", "model": "a"}, {"provider": "spare", "model": "b"}])),
+        ("solo", json!([{"provider": "capped", "model": "a"}])),
+    ] {
+        gw.created("/api/v1/models", json!({"name": model, "deployments": deployments, "pricing": pricing})).await;
+    }
+    let ask = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    eventually(Duration::from_secs(10), "the models route", || async {
+        gw.chat(Some(&secret), &ask("pooled")).await.status == StatusCode::OK
+    })
+    .await;
+    // The capped credential has served its one request of the minute; the next ones go
+    // to the spare deployment instead of being refused.
+    let (capped_before, spare_before) = (capped.request_count(), spare.request_count());
+    for _ in 0..3 {
+        let r = gw.chat(Some(&secret), &ask("pooled")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    assert_eq!(capped.request_count(), capped_before, "the capped credential is not called past its rpm");
+    assert_eq!(spare.request_count(), spare_before + 3);
+    // With nowhere else to go, it is the caller's 429, naming the provider's limit.
+    let r = gw.chat(Some(&secret), &ask("solo")).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded".to_owned()));
+    assert_eq!(r.json()["error"]["meta"]["limit_of"], "provider", "{}", r.text());
+    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(capped.request_count(), capped_before);
+}
