@@ -181,7 +181,7 @@ impl DataPlane {
         if current.loaded && wire.revision < current.revision {
             return vec![format!("ignored snapshot at revision {} older than {}", wire.revision, current.revision)];
         }
-        let (mut next, problems) = Snapshot::build(wire, &self.client);
+        let (mut next, problems) = Snapshot::build(wire, &self.client, &current);
         // Breakers outlive configuration changes; the default policy is the gateway's.
         next.health = current.health.carry_over(&next.catalog);
         next.policies = PolicySet::with_default(self.routing.clone());
