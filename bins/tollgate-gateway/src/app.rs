@@ -61,6 +61,10 @@ pub(crate) struct Args {
     /// Seconds allowed for an upstream's response head.
     #[arg(long, env = "TOLLGATE_UPSTREAM_TIMEOUT_S", default_value_t = 300)]
     upstream_timeout_s: u64,
+    /// PEM file of certificate authorities to trust for upstreams, besides the public
+    /// ones (e.g. a self-hosted model server behind a private CA).
+    #[arg(long, env = "TOLLGATE_UPSTREAM_CA_FILE")]
+    upstream_ca_file: Option<std::path::PathBuf>,
 
     /// Seconds an upstream may stay silent while its answer is streaming before the
     /// gateway gives up on it.
@@ -145,11 +149,26 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
 }
 
 /// Runs the gateway until a shutdown signal.
+/// The certificates of a PEM file (at least one).
+fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read the upstream CA file {}", path.display()))?;
+    if certs.is_empty() {
+        bail!("the upstream CA file {} holds no PEM certificate", path.display());
+    }
+    Ok(certs)
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = tollgate_dataplane::Config { max_body_bytes: args.max_body_bytes, ..Default::default() };
     config.upstream.request_timeout = Duration::from_secs(args.upstream_timeout_s);
+    if let Some(path) = &args.upstream_ca_file {
+        config.upstream.extra_roots = read_ca_file(path)?;
+    }
     config.stream_idle_timeout = Duration::from_secs(args.stream_idle_timeout_s.max(1));
     config.metrics_key_labels = args.metrics_key_labels.min(10_000);
     config.breaker = tollgate_dataplane::BreakerConfig {
