@@ -648,7 +648,12 @@ impl Service {
             deployments: input
                 .deployments
                 .iter()
-                .map(|d| DeploymentRecord { provider: d.provider.clone(), model: d.model.clone() })
+                .map(|d| DeploymentRecord {
+                    provider: d.provider.clone(),
+                    model: d.model.clone(),
+                    priority: 0,
+                    weight: 1,
+                })
                 .collect(),
             input_per_mtok: None,
             output_per_mtok: None,
