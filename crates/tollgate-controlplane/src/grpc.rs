@@ -293,7 +293,7 @@ fn model_info(m: ModelView) -> v1::ModelInfo {
         deployments: m
             .deployments
             .into_iter()
-            .map(|d| v1::Deployment { provider: d.provider, model: d.model })
+            .map(|d| v1::Deployment { provider: d.provider, model: d.model, ..Default::default() })
             .collect(),
         input_per_mtok: p.map(|p| p.input_per_mtok.to_string()),
         output_per_mtok: p.map(|p| p.output_per_mtok.to_string()),

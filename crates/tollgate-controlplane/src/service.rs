@@ -967,7 +967,12 @@ impl Service {
                 deployments: m
                     .deployments
                     .iter()
-                    .map(|d| v1::Deployment { provider: d.provider.clone(), model: d.model.clone() })
+                    .map(|d| v1::Deployment {
+                        provider: d.provider.clone(),
+                        model: d.model.clone(),
+                        priority: d.priority,
+                        weight: Some(d.weight),
+                    })
                     .collect(),
                 pricing: match (m.input_per_mtok, m.output_per_mtok) {
                     (Some(i), Some(o)) => Some(v1::Pricing {
@@ -1030,6 +1035,21 @@ impl Service {
                 temporary_increase_until_ms: b.temporary_increase_until.map(Timestamp::unix_millis),
             })
             .collect();
+        let aliases = data
+            .aliases
+            .iter()
+            .map(|a| v1::ModelAlias { name: a.name.clone(), target_model: a.target_model.clone() })
+            .collect();
+        let routing_policies = data
+            .routing_policies
+            .iter()
+            .map(|p| v1::RoutingPolicy {
+                id: p.id.clone(),
+                scope: p.scope.clone(),
+                scope_id: p.scope_id.clone(),
+                policy_json: p.policy.to_string(),
+            })
+            .collect();
         Ok(v1::Snapshot {
             revision: data.revision,
             key_pepper: self.secrets.pepper.expose().to_vec(),
@@ -1037,6 +1057,8 @@ impl Service {
             models,
             keys,
             budgets,
+            aliases,
+            routing_policies,
         })
     }
 }
