@@ -32,8 +32,6 @@ pub(crate) struct Ask<'a> {
     pub(crate) key_id: &'a str,
     pub(crate) key_limits: RateLimits,
     /// The provider credential's rate-limit counter key (see the snapshot).
-    pub(crate) provider_counter: &'a str,
-    pub(crate) provider_limits: RateLimits,
     pub(crate) budgets: &'a [Arc<Budget>],
     pub(crate) pricing: Option<Pricing>,
     /// Size of the request body in bytes.
@@ -48,7 +46,12 @@ pub(crate) struct Ask<'a> {
 pub(crate) struct Admitted {
     reservation: Option<Reservation>,
     key_permit: Permit,
-    provider_permit: Permit,
+    /// The permit of the provider credential tried last, and its counter key: taken per
+    /// attempt ([`Enforcement::acquire_provider`]), so a fallback counts against the
+    /// credential that serves.
+    provider_permit: Option<(Arc<str>, Permit)>,
+    /// The prompt's estimated tokens, what each rate limit is first charged.
+    input_estimate: u64,
     pricing: Option<Pricing>,
     alerts: Alerts,
 }
@@ -102,14 +105,6 @@ impl Enforcement {
         let input_estimate = estimate_tokens(ask.body_len as u64);
         let input_bound = input_token_bound(ask.body_len);
         let key_permit = self.limiter.acquire(ask.key_id, &ask.key_limits, input_estimate, ask.now).await?;
-        let provider_permit =
-            self.limiter.acquire(ask.provider_counter, &ask.provider_limits, input_estimate, ask.now).await.map_err(
-                |e| match ApiError::from(e) {
-                    ApiError::RateLimited(r, _) => ApiError::RateLimited(r, true),
-                    other => other,
-                },
-            )?;
-
         let reservation = if ask.budgets.is_empty() {
             None
         } else {
@@ -122,7 +117,40 @@ impl Enforcement {
             let amount = Amount { money, tokens: input_bound.saturating_add(ask.max_output_tokens) };
             Some(self.budgets.reserve(ask.budgets, amount, ask.now).await?)
         };
-        Ok(Admitted { reservation, key_permit, provider_permit, pricing: ask.pricing, alerts: self.alerts.clone() })
+        Ok(Admitted {
+            reservation,
+            key_permit,
+            provider_permit: None,
+            input_estimate,
+            pricing: ask.pricing,
+            alerts: self.alerts.clone(),
+        })
+    }
+
+    /// Takes the rate-limit permit of the provider credential an attempt is about to use
+    /// (the platform's rpm / tpm at that provider, shared by every gateway on the same
+    /// counters), unless the request already holds it. A refusal is 429 with
+    /// `limit_of: provider`; the caller may try another deployment.
+    pub(crate) async fn acquire_provider(
+        &self,
+        admitted: &mut Admitted,
+        counter: &Arc<str>,
+        limits: &RateLimits,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        if admitted.provider_permit.as_ref().is_some_and(|(held, _)| held == counter) {
+            return Ok(());
+        }
+        let permit =
+            self.limiter.acquire(counter, limits, admitted.input_estimate, now).await.map_err(
+                |e| match ApiError::from(e) {
+                    ApiError::RateLimited(r, _) => ApiError::RateLimited(r, true),
+                    other => other,
+                },
+            )?;
+        // The credential tried before keeps what it was charged: it did get a request.
+        admitted.provider_permit = Some((Arc::clone(counter), permit));
+        Ok(())
     }
 }
 
@@ -164,7 +192,9 @@ impl Admitted {
         let cost = self.cost(usage);
         let tokens = usage.total_tokens();
         self.key_permit.settle_tokens(tokens).await;
-        self.provider_permit.settle_tokens(tokens).await;
+        if let Some((_, p)) = &self.provider_permit {
+            p.settle_tokens(tokens).await;
+        }
         if let Some(r) = self.reservation {
             match r.commit(Amount { money: cost, tokens }).await {
                 Ok(outcome) => self.alerts.notify(outcome.alerts),

@@ -38,6 +38,7 @@ mod watch;
 pub use alerts::AlertConfig;
 pub use error::{ApiError, ErrorShape};
 pub use health::BreakerConfig;
+use health::default_policy;
 pub use ledger_stream::{GrpcLedgerSink, LedgerStreamError};
 pub use server::serve;
 pub use snapshot::Snapshot;
@@ -51,6 +52,7 @@ use std::time::Duration;
 use tollgate_budgets::{Budgets, BudgetsConfig, RateLimiter};
 use tollgate_metering::LedgerWriter;
 use tollgate_providers::{ClientConfig, HttpClient, ProviderError};
+use tollgate_routing::{PolicySet, RoutingPolicy};
 
 /// Bounds and settings of the data plane.
 #[derive(Debug, Clone)]
@@ -102,7 +104,8 @@ pub struct DataPlane {
     enforcement: Enforcement,
     ledger: OnceLock<LedgerWriter>,
     metrics: Arc<metrics::Metrics>,
-    health: health::Health,
+    /// The routing policy of requests with none attached (from [`Config::breaker`]).
+    routing: RoutingPolicy,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -136,7 +139,7 @@ impl DataPlane {
             enforcement,
             ledger: OnceLock::new(),
             metrics: Arc::new(metrics::Metrics::new(config.metrics_key_labels)),
-            health: health::Health::new(config.breaker),
+            routing: default_policy(config.breaker),
             config,
         }))
     }
@@ -164,6 +167,12 @@ impl DataPlane {
         self.snapshot.load()
     }
 
+    /// The current snapshot as an owned reference count, for a request that holds it
+    /// across awaits (an `ArcSwap` guard must not be).
+    pub(crate) fn snapshot_arc(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
     /// Applies a full snapshot from the control plane and swaps it in atomically.
     /// Invalid items are skipped on their own and returned as problems; a snapshot older
     /// than the current one is ignored.
@@ -172,7 +181,10 @@ impl DataPlane {
         if current.loaded && wire.revision < current.revision {
             return vec![format!("ignored snapshot at revision {} older than {}", wire.revision, current.revision)];
         }
-        let (next, problems) = Snapshot::build(wire, &self.client);
+        let (mut next, problems) = Snapshot::build(wire, &self.client, &current);
+        // Breakers outlive configuration changes; the default policy is the gateway's.
+        next.health = current.health.carry_over(&next.catalog);
+        next.policies = PolicySet::with_default(self.routing.clone());
         for p in &problems {
             tracing::warn!(revision = wire.revision, problem = %p, "skipped invalid item in snapshot");
         }

@@ -9,7 +9,7 @@ use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
 use tollgate_metering::PriceTable;
 use tollgate_proto::{convert, v1};
 use tollgate_providers::{HttpClient, Provider, ProviderConfig, build_provider};
-use tollgate_routing::{Catalog, PolicyScope, RoutingPolicy};
+use tollgate_routing::{Catalog, Health, PolicyScope, PolicySet, RoutingPolicy};
 
 /// A provider ready to serve, with its configuration.
 #[derive(Clone)]
@@ -21,6 +21,8 @@ pub(crate) struct ProviderEntry {
     /// Its rate-limit counter key (`provider:<name>`), built once per snapshot so the
     /// hot path does not format it per request; the prefix keeps it apart from key ids.
     pub(crate) counter: Arc<str>,
+    /// The wire configuration it was built from, to reuse it while that is unchanged.
+    pub(crate) source: Arc<v1::Provider>,
 }
 
 /// A complete, immutable configuration: keys, catalog, prices and providers.
@@ -41,6 +43,12 @@ pub struct Snapshot {
     pub(crate) budget_count: usize,
     /// Shared by every key without budgets, so the hot path never allocates for them.
     no_budgets: Arc<[Arc<Budget>]>,
+    /// One circuit breaker per deployment, carried over from the snapshot before (see
+    /// [`crate::DataPlane::apply`]) so a configuration change forgets no failing upstream.
+    pub(crate) health: Health,
+    /// The routing policy of each request: the gateway's default, unless one is attached
+    /// to its key, project, team or organization.
+    pub(crate) policies: PolicySet,
     /// The snapshot's routing policies as converted from the wire, in wire order; `None`
     /// scope is the default policy. Raw material for the request path's `PolicySet`.
     #[allow(dead_code)] // read once the request path resolves policies
@@ -73,13 +81,19 @@ impl Snapshot {
             key_budgets: HashMap::new(),
             budget_count: 0,
             no_budgets: Arc::from(Vec::new()),
+            health: Health::new(&Catalog::new()),
+            policies: PolicySet::new(),
             wire_policies: Vec::new(),
         }
     }
 
     /// Builds a snapshot from the wire. Each item converts on its own; the ones that fail
     /// are left out and described in the returned problems.
-    pub(crate) fn build(wire: &v1::Snapshot, client: &HttpClient) -> (Snapshot, Vec<String>) {
+    ///
+    /// A provider whose wire configuration is the same as in `previous` keeps its entry
+    /// (and with it its upstream connection pool): minting a key does not reconnect to
+    /// every upstream.
+    pub(crate) fn build(wire: &v1::Snapshot, client: &HttpClient, previous: &Snapshot) -> (Snapshot, Vec<String>) {
         let mut problems = Vec::new();
         let hasher = match convert::pepper(&wire.key_pepper) {
             Ok(p) => KeyHasher::new(&p),
@@ -92,6 +106,10 @@ impl Snapshot {
         };
         let mut providers = HashMap::new();
         for p in &wire.providers {
+            if let Some(same) = previous.providers.get(p.name.as_str()).filter(|e| *e.source == *p) {
+                providers.insert(same.config.name.clone(), same.clone());
+                continue;
+            }
             let built = convert::provider(p).map_err(|e| e.to_string()).and_then(|cfg| {
                 let cfg = Arc::new(cfg);
                 let client = client_for(&cfg, client).map_err(|e| format!("provider {:?}: {e}", p.name))?;
@@ -101,6 +119,7 @@ impl Snapshot {
                         counter: provider_counter(&cfg.name),
                         config: cfg,
                         provider,
+                        source: Arc::new(p.clone()),
                     })
                     .map_err(|e| format!("provider {:?}: {e}", p.name))
             });
@@ -167,6 +186,7 @@ impl Snapshot {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        let health = Health::new(&catalog);
         let snap = Snapshot {
             revision: wire.revision,
             loaded: true,
@@ -178,6 +198,8 @@ impl Snapshot {
             key_budgets,
             budget_count,
             no_budgets: Arc::from(Vec::new()),
+            health,
+            policies: PolicySet::new(),
             wire_policies,
         };
         (snap, problems)
@@ -204,7 +226,8 @@ impl Snapshot {
 
 /// The upstream client of one provider: the shared pool, unless the provider sets its
 /// own `extra.connect_timeout_s` / `extra.timeout_s` (time to the response head), which
-/// get a client of their own (its pool is rebuilt with each snapshot).
+/// get a client of their own (kept from snapshot to snapshot while the provider's
+/// configuration is unchanged).
 fn client_for(cfg: &ProviderConfig, shared: &HttpClient) -> Result<HttpClient, String> {
     let secs = |name: &str| -> Result<Option<Duration>, String> {
         match cfg.extra.get(name) {
@@ -254,5 +277,31 @@ mod tests {
     #[test]
     fn provider_counters_are_prefixed_apart_from_key_ids() {
         assert_eq!(&*provider_counter("openai"), "provider:openai");
+    }
+
+    fn wire(revision: i64, api_key: &str) -> v1::Snapshot {
+        let provider = v1::Provider {
+            id: "prv_1".into(),
+            name: "up".into(),
+            kind: "openai-compatible".into(),
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: api_key.into(),
+            extra_json: r#"{"timeout_s": 5}"#.into(),
+            ..v1::Provider::default()
+        };
+        v1::Snapshot { revision, key_pepper: vec![7; 32], providers: vec![provider], ..v1::Snapshot::default() }
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_provider_keeps_its_client_across_snapshots() {
+        let client = HttpClient::new(tollgate_providers::ClientConfig::default()).unwrap();
+        let (first, problems) = Snapshot::build(&wire(1, "sk-a"), &client, &Snapshot::empty());
+        assert!(problems.is_empty(), "{problems:?}");
+        let (second, _) = Snapshot::build(&wire(2, "sk-a"), &client, &first);
+        let provider = |s: &Snapshot| Arc::clone(&s.providers["up"].provider);
+        assert!(Arc::ptr_eq(&provider(&first), &provider(&second)), "same configuration, same provider and pool");
+        let (third, _) = Snapshot::build(&wire(3, "sk-b"), &client, &second);
+        assert!(!Arc::ptr_eq(&provider(&second), &provider(&third)), "a new credential builds a new provider");
+        assert_eq!(third.providers["up"].source.api_key, "sk-b");
     }
 }

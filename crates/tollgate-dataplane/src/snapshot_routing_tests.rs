@@ -39,7 +39,7 @@ fn wire() -> v1::Snapshot {
 #[test]
 fn models_keep_their_options_and_bad_aliases_and_policies_are_skipped_alone() {
     let client = HttpClient::new(ClientConfig::default()).unwrap();
-    let (snap, problems): (Snapshot, _) = Snapshot::build(&wire(), &client);
+    let (snap, problems): (Snapshot, _) = Snapshot::build(&wire(), &client, &Snapshot::empty());
     let resolved = snap.catalog.lookup("fast").unwrap();
     assert_eq!(&*resolved.route.name, "gpt-4o");
     assert_eq!(
