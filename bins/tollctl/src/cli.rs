@@ -1,5 +1,5 @@
-//! Commands of `tollctl` (`keys ...`, `budgets ...`, `models ...`, `usage`) and their
-//! output (table or JSON).
+//! Commands of `tollctl` (`keys ...`, `budgets ...`, `models ...`, `aliases ...`,
+//! `routing-policies ...`, `usage`) and their output (table or JSON).
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,6 +42,13 @@ enum Command {
     /// The model catalog and its prices.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Model aliases: other public names for models (one level deep).
+    #[command(subcommand)]
+    Aliases(AliasesCommand),
+    /// Routing policies: strategy, attempts, timeouts, backoff, retry_on and cooldown per
+    /// organization, team, project or key, or the default.
+    #[command(subcommand)]
+    RoutingPolicies(PoliciesCommand),
     /// Usage from the ledger: totals and groups, as `GET /api/v1/usage`.
     Usage {
         /// organization (org), team, project, principal, key (virtual_key), or tag (the
@@ -86,6 +93,54 @@ enum ModelsCommand {
         /// Per 1M prompt tokens written to the cache (default: the input price).
         #[arg(long = "cache-write-per-mtok", allow_hyphen_values = true)]
         cache_write_price: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AliasesCommand {
+    /// Make NAME another name for a model.
+    Create {
+        /// The alias.
+        name: String,
+        /// The model's public name (or id); never another alias.
+        #[arg(long)]
+        model: String,
+    },
+    /// List aliases.
+    List,
+    /// Delete an alias.
+    Delete {
+        /// The alias.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PoliciesCommand {
+    /// Attach a routing policy to a scope (one per scope).
+    Create {
+        /// organization, team, project, virtual_key or default.
+        #[arg(long)]
+        scope: String,
+        /// The target: an id, or for organization / team / project a name; none for default.
+        #[arg(long)]
+        scope_id: Option<String>,
+        /// The policy as JSON, e.g. '{"strategy":"weighted","max_attempts":3}'; fields left
+        /// out take the defaults.
+        #[arg(long, default_value = "{}")]
+        policy: String,
+    },
+    /// List routing policies.
+    List,
+    /// Show one routing policy, every field written out.
+    Get {
+        /// Policy id.
+        id: String,
+    },
+    /// Delete a routing policy; its scope falls back to the next level.
+    Delete {
+        /// Policy id.
+        id: String,
     },
 }
 
@@ -300,6 +355,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => cmd,
         Command::Budgets(cmd) => return budgets(&mut client, &token, cli.output, cmd).await,
         Command::Models(cmd) => return models(&mut client, &token, cli.output, cmd).await,
+        Command::Aliases(cmd) => return aliases(&mut client, &token, cli.output, cmd).await,
+        Command::RoutingPolicies(cmd) => return policies(&mut client, &token, cli.output, cmd).await,
         Command::Usage { scope, scope_id, window, from, to, group_by } => {
             let params = [("scope", scope), ("scope_id", scope_id), ("window", window), ("from", from), ("to", to)]
                 .into_iter()
@@ -605,7 +662,9 @@ fn model_json(m: &v1::ModelInfo) -> serde_json::Value {
     });
     json!({
         "id": m.id, "name": m.name,
-        "deployments": m.deployments.iter().map(|d| json!({"provider": d.provider, "model": d.model})).collect::<Vec<_>>(),
+        "deployments": m.deployments.iter().map(|d| json!({
+            "provider": d.provider, "model": d.model, "priority": d.priority, "weight": d.weight.unwrap_or(1),
+        })).collect::<Vec<_>>(),
         "pricing": pricing, "price_source": m.price_source, "max_output_tokens": m.max_output_tokens,
     })
 }
@@ -633,6 +692,122 @@ fn print_models(models: &[v1::ModelInfo]) {
                     usd(&m.cache_write_per_mtok)
                 },
                 m.price_source.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(&header, &rows);
+}
+
+async fn aliases(
+    client: &mut AdminServiceClient<Channel>,
+    token: &str,
+    output: Output,
+    cmd: AliasesCommand,
+) -> anyhow::Result<()> {
+    let aliases = match cmd {
+        AliasesCommand::Create { name, model } => {
+            let req = v1::CreateAliasRequest { name, model };
+            vec![client.create_alias(authed(req, token)?).await.map_err(status_error)?.into_inner()]
+        }
+        AliasesCommand::List => {
+            let req = authed(v1::ListAliasesRequest {}, token)?;
+            client.list_aliases(req).await.map_err(status_error)?.into_inner().aliases
+        }
+        AliasesCommand::Delete { name } => {
+            let req = v1::DeleteAliasRequest { name: name.clone() };
+            client.delete_alias(authed(req, token)?).await.map_err(status_error)?;
+            match output {
+                Output::Json => print_json(&json!({"name": name, "deleted": true})),
+                Output::Table => println!("deleted alias {name}"),
+            }
+            return Ok(());
+        }
+    };
+    match output {
+        Output::Json => print_json(&json!({"data": aliases.iter().map(alias_json).collect::<Vec<_>>()})),
+        Output::Table => {
+            let rows: Vec<[String; 3]> =
+                aliases.iter().map(|a| [a.name.clone(), a.model.clone(), a.created_at.clone()]).collect();
+            print_table(&["NAME", "MODEL", "CREATED"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// An alias in the same JSON shape as the REST API's.
+fn alias_json(a: &v1::AliasInfo) -> serde_json::Value {
+    json!({"name": a.name, "model": a.model, "created_at": a.created_at})
+}
+
+async fn policies(
+    client: &mut AdminServiceClient<Channel>,
+    token: &str,
+    output: Output,
+    cmd: PoliciesCommand,
+) -> anyhow::Result<()> {
+    let policies = match cmd {
+        PoliciesCommand::Create { scope, scope_id, policy } => {
+            let req = v1::CreateRoutingPolicyRequest { scope, scope_id, policy_json: policy };
+            vec![client.create_routing_policy(authed(req, token)?).await.map_err(status_error)?.into_inner()]
+        }
+        PoliciesCommand::List => {
+            let req = authed(v1::ListRoutingPoliciesRequest {}, token)?;
+            client.list_routing_policies(req).await.map_err(status_error)?.into_inner().policies
+        }
+        PoliciesCommand::Get { id } => {
+            let req = authed(v1::GetRoutingPolicyRequest { id }, token)?;
+            vec![client.get_routing_policy(req).await.map_err(status_error)?.into_inner()]
+        }
+        PoliciesCommand::Delete { id } => {
+            let req = v1::DeleteRoutingPolicyRequest { id: id.clone() };
+            client.delete_routing_policy(authed(req, token)?).await.map_err(status_error)?;
+            match output {
+                Output::Json => print_json(&json!({"id": id, "deleted": true})),
+                Output::Table => println!("deleted routing policy {id}"),
+            }
+            return Ok(());
+        }
+    };
+    match output {
+        Output::Json => print_json(&json!({"data": policies.iter().map(policy_json).collect::<Vec<_>>()})),
+        Output::Table => print_policies(&policies),
+    }
+    Ok(())
+}
+
+/// A routing policy in the same JSON shape as the REST API's (the policy as an object).
+fn policy_json(p: &v1::RoutingPolicyInfo) -> serde_json::Value {
+    let policy: serde_json::Value =
+        serde_json::from_str(&p.policy_json).unwrap_or_else(|_| serde_json::Value::String(p.policy_json.clone()));
+    json!({
+        "id": p.id, "scope": p.scope, "scope_id": p.scope_id, "policy": policy,
+        "created_at": p.created_at, "updated_at": p.updated_at,
+    })
+}
+
+fn print_policies(policies: &[v1::RoutingPolicyInfo]) {
+    let header = ["ID", "SCOPE", "SCOPE_ID", "STRATEGY", "ATTEMPTS", "ATTEMPT_MS", "OVERALL_MS", "RETRY_ON", "UPDATED"];
+    let rows: Vec<[String; 9]> = policies
+        .iter()
+        .map(|p| {
+            let v = &policy_json(p)["policy"];
+            let text = |v: &serde_json::Value| match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            let retry_on =
+                v["retry_on"].as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(",")).unwrap_or_default();
+            [
+                p.id.clone(),
+                p.scope.clone(),
+                p.scope_id.clone().unwrap_or_else(|| "-".into()),
+                text(&v["strategy"]),
+                text(&v["max_attempts"]),
+                text(&v["per_attempt_timeout_ms"]),
+                text(&v["overall_timeout_ms"]),
+                retry_on,
+                p.updated_at.clone(),
             ]
         })
         .collect();

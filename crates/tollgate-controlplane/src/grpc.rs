@@ -3,8 +3,9 @@
 
 use crate::ControlError;
 use crate::service::{
-    Actor, BudgetInput, BudgetView, CreateBudget, CreateKey, IncreaseBudget, KeyView, ListBudgets, ListKeys, ModelView,
-    PricingInput, RotateKey, Service, Threshold, UpdateBudget, UpdateModel, UsageFormat, UsageQuery,
+    Actor, AliasView, BudgetInput, BudgetView, CreateAlias, CreateBudget, CreateKey, CreateRoutingPolicy,
+    IncreaseBudget, KeyView, ListBudgets, ListKeys, ModelView, PricingInput, RotateKey, RoutingPolicyView, Service,
+    Threshold, UpdateBudget, UpdateModel, UpdateRoutingPolicy, UsageFormat, UsageQuery,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -293,7 +294,12 @@ fn model_info(m: ModelView) -> v1::ModelInfo {
         deployments: m
             .deployments
             .into_iter()
-            .map(|d| v1::Deployment { provider: d.provider, model: d.model })
+            .map(|d| v1::Deployment {
+                provider: d.provider,
+                model: d.model,
+                priority: d.priority,
+                weight: Some(d.weight),
+            })
             .collect(),
         input_per_mtok: p.map(|p| p.input_per_mtok.to_string()),
         output_per_mtok: p.map(|p| p.output_per_mtok.to_string()),
@@ -328,6 +334,34 @@ fn set_price_input(r: &v1::SetModelPriceRequest) -> Result<UpdateModel, ControlE
     })
 }
 
+fn alias_info(a: AliasView) -> v1::AliasInfo {
+    v1::AliasInfo { name: a.name, model: a.model, created_at: a.created_at.to_rfc3339() }
+}
+
+fn policy_info(p: RoutingPolicyView) -> v1::RoutingPolicyInfo {
+    v1::RoutingPolicyInfo {
+        id: p.id,
+        scope: p.scope.as_str().to_owned(),
+        scope_id: p.scope_id,
+        policy_json: p.policy.to_string(),
+        created_at: p.created_at.to_rfc3339(),
+        updated_at: p.updated_at.to_rfc3339(),
+    }
+}
+
+/// The policy JSON of a request; the service validates what is in it.
+fn policy_json(text: &str) -> Result<serde_json::Value, ControlError> {
+    serde_json::from_str(text).map_err(|e| ControlError::invalid("policy", format!("not JSON: {e}")))
+}
+
+fn create_policy_input(r: v1::CreateRoutingPolicyRequest) -> Result<CreateRoutingPolicy, ControlError> {
+    Ok(CreateRoutingPolicy {
+        scope: field("scope", &r.scope)?,
+        scope_id: r.scope_id.filter(|s| !s.is_empty()),
+        policy: policy_json(&r.policy_json)?,
+    })
+}
+
 #[tonic::async_trait]
 impl v1::admin_service_server::AdminService for AdminApi {
     async fn list_models(
@@ -359,6 +393,80 @@ impl v1::admin_service_server::AdminService for AdminApi {
         debug_assert_eq!(q.format, UsageFormat::Json);
         let report = self.svc.usage(&q).await.map_err(|e| e.grpc())?;
         Ok(Response::new(v1::GetUsageResponse { report_json: report.to_json().to_string() }))
+    }
+
+    async fn create_alias(&self, req: Request<v1::CreateAliasRequest>) -> Result<Response<v1::AliasInfo>, Status> {
+        let actor = actor(&self.svc, &req)?;
+        let r = req.into_inner();
+        let v =
+            self.svc.create_alias(&actor, CreateAlias { name: r.name, model: r.model }).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(alias_info(v)))
+    }
+
+    async fn list_aliases(
+        &self,
+        req: Request<v1::ListAliasesRequest>,
+    ) -> Result<Response<v1::ListAliasesResponse>, Status> {
+        actor(&self.svc, &req)?;
+        let aliases = self.svc.list_aliases().await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::ListAliasesResponse { aliases: aliases.into_iter().map(alias_info).collect() }))
+    }
+
+    async fn delete_alias(
+        &self,
+        req: Request<v1::DeleteAliasRequest>,
+    ) -> Result<Response<v1::DeleteAliasResponse>, Status> {
+        let actor = actor(&self.svc, &req)?;
+        self.svc.delete_alias(&actor, &req.get_ref().name).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::DeleteAliasResponse {}))
+    }
+
+    async fn create_routing_policy(
+        &self,
+        req: Request<v1::CreateRoutingPolicyRequest>,
+    ) -> Result<Response<v1::RoutingPolicyInfo>, Status> {
+        let actor = actor(&self.svc, &req)?;
+        let input = create_policy_input(req.into_inner()).map_err(|e| e.grpc())?;
+        let v = self.svc.create_routing_policy(&actor, input).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(policy_info(v)))
+    }
+
+    async fn list_routing_policies(
+        &self,
+        req: Request<v1::ListRoutingPoliciesRequest>,
+    ) -> Result<Response<v1::ListRoutingPoliciesResponse>, Status> {
+        actor(&self.svc, &req)?;
+        let policies = self.svc.list_routing_policies().await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::ListRoutingPoliciesResponse { policies: policies.into_iter().map(policy_info).collect() }))
+    }
+
+    async fn get_routing_policy(
+        &self,
+        req: Request<v1::GetRoutingPolicyRequest>,
+    ) -> Result<Response<v1::RoutingPolicyInfo>, Status> {
+        actor(&self.svc, &req)?;
+        let v = self.svc.get_routing_policy(&req.get_ref().id).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(policy_info(v)))
+    }
+
+    async fn update_routing_policy(
+        &self,
+        req: Request<v1::UpdateRoutingPolicyRequest>,
+    ) -> Result<Response<v1::RoutingPolicyInfo>, Status> {
+        let actor = actor(&self.svc, &req)?;
+        let r = req.into_inner();
+        let patch = UpdateRoutingPolicy { policy: policy_json(&r.policy_json).map_err(|e| e.grpc())? };
+        let v = self.svc.update_routing_policy(&actor, &r.id, patch).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(policy_info(v)))
+    }
+
+    async fn delete_routing_policy(
+        &self,
+        req: Request<v1::DeleteRoutingPolicyRequest>,
+    ) -> Result<Response<v1::DeleteRoutingPolicyResponse>, Status> {
+        let actor = actor(&self.svc, &req)?;
+        self.svc.delete_routing_policy(&actor, &req.get_ref().id).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::DeleteRoutingPolicyResponse {}))
     }
 
     async fn create_key(&self, req: Request<v1::CreateKeyRequest>) -> Result<Response<v1::CreateKeyResponse>, Status> {

@@ -180,7 +180,12 @@ mod demo {
         if store.find_model("demo").await?.is_none() {
             let input = CreateModel {
                 name: "demo".into(),
-                deployments: vec![DeploymentInput { provider: "mock".into(), model: "mock-1".into() }],
+                deployments: vec![DeploymentInput {
+                    provider: "mock".into(),
+                    model: "mock-1".into(),
+                    priority: 0,
+                    weight: 1,
+                }],
                 // Priced like gpt-4o-mini so metering has something to count.
                 pricing: Some(PricingInput {
                     input_per_mtok: Money::from_nanos(150_000_000),

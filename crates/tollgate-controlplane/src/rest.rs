@@ -2,8 +2,8 @@
 
 use crate::ControlError;
 use crate::service::{
-    Actor, CreateBudget, IncreaseBudget, LedgerQuery, ListBudgets, ListKeys, Service, UpdateBudget, UsageFormat,
-    UsageQuery,
+    Actor, CreateBudget, CreateRoutingPolicy, IncreaseBudget, LedgerQuery, ListBudgets, ListKeys, Service,
+    UpdateBudget, UpdateRoutingPolicy, UsageFormat, UsageQuery,
 };
 use axum::Router;
 use axum::body::Bytes;
@@ -81,6 +81,13 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         .route("/api/v1/budgets/{id}", get(get_budget).patch(update_budget).delete(delete_budget))
         .route("/api/v1/budgets/{id}/reset", post(reset_budget))
         .route("/api/v1/budgets/{id}/increase", post(increase_budget))
+        .route("/api/v1/aliases", post(create_alias).get(list_aliases))
+        .route("/api/v1/aliases/{name}", get(get_alias).delete(delete_alias))
+        .route("/api/v1/routing-policies", post(create_routing_policy).get(list_routing_policies))
+        .route(
+            "/api/v1/routing-policies/{id}",
+            get(get_routing_policy).patch(update_routing_policy).delete(delete_routing_policy),
+        )
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/ledger", get(ledger))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
@@ -289,6 +296,71 @@ async fn update_model(
     b: Body,
 ) -> Result<Response, ControlError> {
     Ok(ok(svc.update_model(&actor, &name, parse(&body(b)?)?).await?))
+}
+
+// ------------------------------------------------------------------ aliases and routing policies
+
+async fn create_alias(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
+    Ok(created(svc.create_alias(&actor, parse(&body(b)?)?).await?))
+}
+
+async fn list_aliases(State(svc): State<Arc<Service>>, Auth(_): Auth) -> Result<Response, ControlError> {
+    Ok(ok(serde_json::json!({"data": svc.list_aliases().await?})))
+}
+
+async fn get_alias(
+    State(svc): State<Arc<Service>>,
+    Auth(_): Auth,
+    Path(name): Path<String>,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.get_alias(&name).await?))
+}
+
+async fn delete_alias(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(name): Path<String>,
+) -> Result<Response, ControlError> {
+    svc.delete_alias(&actor, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn create_routing_policy(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    b: Body,
+) -> Result<Response, ControlError> {
+    Ok(created(svc.create_routing_policy(&actor, CreateRoutingPolicy::from_json(&body(b)?)?).await?))
+}
+
+async fn list_routing_policies(State(svc): State<Arc<Service>>, Auth(_): Auth) -> Result<Response, ControlError> {
+    Ok(ok(serde_json::json!({"data": svc.list_routing_policies().await?})))
+}
+
+async fn get_routing_policy(
+    State(svc): State<Arc<Service>>,
+    Auth(_): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.get_routing_policy(&id).await?))
+}
+
+async fn update_routing_policy(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    b: Body,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.update_routing_policy(&actor, &id, UpdateRoutingPolicy::from_json(&body(b)?)?).await?))
+}
+
+async fn delete_routing_policy(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ControlError> {
+    svc.delete_routing_policy(&actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ------------------------------------------------------------------ usage and ledger

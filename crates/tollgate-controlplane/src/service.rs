@@ -2,6 +2,7 @@
 
 mod budgets;
 mod models;
+mod routing;
 mod usage;
 
 pub use budgets::{
@@ -11,6 +12,9 @@ pub use budgets::{
 
 use models::Change;
 pub use models::{PRICE_EXPLICIT, UpdateModel};
+pub use routing::{
+    AliasView, CreateAlias, CreateRoutingPolicy, PolicyScopeKind, RoutingPolicyView, UpdateRoutingPolicy,
+};
 pub use usage::{LedgerQuery, UsageFormat, UsageQuery, UsageReport};
 
 use crate::ControlError;
@@ -89,6 +93,18 @@ pub struct DeploymentInput {
     pub provider: String,
     /// The upstream's model name.
     pub model: String,
+    /// Lower is tried first (default 0); deployments of equal priority keep their order
+    /// (strategy `priority`) or are drawn by weight (strategy `weighted`).
+    #[serde(default)]
+    pub priority: u32,
+    /// Relative share of traffic among deployments of one priority under the weighted
+    /// strategy (default 1, at most 1 000 000); 0 means fallback only.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    tollgate_routing::DeploymentOptions::default().weight
 }
 
 /// Prices in USD per 1M tokens.
@@ -629,8 +645,23 @@ impl Service {
         if input.deployments.is_empty() {
             return Err(ControlError::invalid("deployments", "at least one deployment is required"));
         }
+        if self.store.find_alias(&input.name).await?.is_some() {
+            return Err(ControlError::Conflict(format!("{:?} is an alias; a model cannot take its name", input.name)));
+        }
+        if input.deployments.len() > tollgate_routing::MAX_DEPLOYMENTS {
+            return Err(ControlError::invalid(
+                "deployments",
+                format!("at most {} deployments", tollgate_routing::MAX_DEPLOYMENTS),
+            ));
+        }
         for (i, d) in input.deployments.iter().enumerate() {
             check_name(&format!("deployments[{i}].model"), &d.model)?;
+            if d.weight > tollgate_routing::MAX_WEIGHT {
+                return Err(ControlError::invalid(
+                    format!("deployments[{i}].weight"),
+                    format!("must be at most {}", tollgate_routing::MAX_WEIGHT),
+                ));
+            }
             if self.store.find_provider(&d.provider).await?.is_none() {
                 return Err(ControlError::invalid(
                     format!("deployments[{i}].provider"),
@@ -648,7 +679,12 @@ impl Service {
             deployments: input
                 .deployments
                 .iter()
-                .map(|d| DeploymentRecord { provider: d.provider.clone(), model: d.model.clone() })
+                .map(|d| DeploymentRecord {
+                    provider: d.provider.clone(),
+                    model: d.model.clone(),
+                    priority: d.priority,
+                    weight: d.weight,
+                })
                 .collect(),
             input_per_mtok: None,
             output_per_mtok: None,
@@ -962,7 +998,12 @@ impl Service {
                 deployments: m
                     .deployments
                     .iter()
-                    .map(|d| v1::Deployment { provider: d.provider.clone(), model: d.model.clone() })
+                    .map(|d| v1::Deployment {
+                        provider: d.provider.clone(),
+                        model: d.model.clone(),
+                        priority: d.priority,
+                        weight: Some(d.weight),
+                    })
                     .collect(),
                 pricing: match (m.input_per_mtok, m.output_per_mtok) {
                     (Some(i), Some(o)) => Some(v1::Pricing {
@@ -1025,6 +1066,21 @@ impl Service {
                 temporary_increase_until_ms: b.temporary_increase_until.map(Timestamp::unix_millis),
             })
             .collect();
+        let aliases = data
+            .aliases
+            .iter()
+            .map(|a| v1::ModelAlias { name: a.name.clone(), target_model: a.target_model.clone() })
+            .collect();
+        let routing_policies = data
+            .routing_policies
+            .iter()
+            .map(|p| v1::RoutingPolicy {
+                id: p.id.clone(),
+                scope: p.scope.clone(),
+                scope_id: p.scope_id.clone(),
+                policy_json: p.policy.to_string(),
+            })
+            .collect();
         Ok(v1::Snapshot {
             revision: data.revision,
             key_pepper: self.secrets.pepper.expose().to_vec(),
@@ -1032,6 +1088,8 @@ impl Service {
             models,
             keys,
             budgets,
+            aliases,
+            routing_policies,
         })
     }
 }
@@ -1057,7 +1115,12 @@ fn model_view(r: &ModelRecord) -> ModelView {
         deployments: r
             .deployments
             .iter()
-            .map(|d| DeploymentInput { provider: d.provider.clone(), model: d.model.clone() })
+            .map(|d| DeploymentInput {
+                provider: d.provider.clone(),
+                model: d.model.clone(),
+                priority: d.priority,
+                weight: d.weight,
+            })
             .collect(),
         pricing: match (r.input_per_mtok, r.output_per_mtok) {
             (Some(i), Some(o)) => Some(PricingInput {

@@ -9,7 +9,7 @@ use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
 use tollgate_metering::PriceTable;
 use tollgate_proto::{convert, v1};
 use tollgate_providers::{HttpClient, Provider, ProviderConfig, build_provider};
-use tollgate_routing::{Catalog, Health, PolicySet};
+use tollgate_routing::{Catalog, Health, PolicyScope, PolicySet, RoutingPolicy};
 
 /// A provider ready to serve, with its configuration.
 #[derive(Clone)]
@@ -49,6 +49,10 @@ pub struct Snapshot {
     /// The routing policy of each request: the gateway's default, unless one is attached
     /// to its key, project, team or organization.
     pub(crate) policies: PolicySet,
+    /// The snapshot's routing policies as converted from the wire, in wire order; `None`
+    /// scope is the default policy. Raw material for the request path's `PolicySet`.
+    #[allow(dead_code)] // read once the request path resolves policies
+    pub(crate) wire_policies: Vec<(Option<PolicyScope>, RoutingPolicy)>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -79,6 +83,7 @@ impl Snapshot {
             no_budgets: Arc::from(Vec::new()),
             health: Health::new(&Catalog::new()),
             policies: PolicySet::new(),
+            wire_policies: Vec::new(),
         }
     }
 
@@ -129,9 +134,9 @@ impl Snapshot {
         let mut prices = PriceTable::new();
         for m in &wire.models {
             match convert::model(m) {
-                Ok((route, pricing)) => {
+                Ok((route, options, pricing)) => {
                     let name = route.name.clone();
-                    match catalog.insert(route) {
+                    match catalog.insert_with_options(route, options) {
                         Ok(()) => {
                             if let Some(p) = pricing {
                                 prices.insert(name, p);
@@ -140,6 +145,19 @@ impl Snapshot {
                         Err(e) => problems.push(e.to_string()),
                     }
                 }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        // After every model, so an alias only fails on its own account.
+        for a in &wire.aliases {
+            if let Err(e) = catalog.insert_alias(&a.name, &a.target_model) {
+                problems.push(e.to_string());
+            }
+        }
+        let mut wire_policies = Vec::with_capacity(wire.routing_policies.len());
+        for p in &wire.routing_policies {
+            match convert::routing_policy(p) {
+                Ok(scoped) => wire_policies.push(scoped),
                 Err(e) => problems.push(e.to_string()),
             }
         }
@@ -182,6 +200,7 @@ impl Snapshot {
             no_budgets: Arc::from(Vec::new()),
             health,
             policies: PolicySet::new(),
+            wire_policies,
         };
         (snap, problems)
     }
@@ -246,6 +265,10 @@ fn budgets_of(key: &VirtualKey, by_scope: &HashMap<(ScopeKind, &str), Vec<Arc<Bu
     scopes.push((ScopeKind::Organization, key.org.as_str()));
     scopes.iter().filter_map(|s| by_scope.get(s)).flatten().cloned().collect()
 }
+
+#[cfg(test)]
+#[path = "snapshot_routing_tests.rs"]
+mod routing_tests;
 
 #[cfg(test)]
 mod tests {

@@ -32,6 +32,8 @@ pub mod v1 {
                 .field("models", &self.models)
                 .field("keys", &self.keys.len())
                 .field("budgets", &self.budgets.len())
+                .field("aliases", &self.aliases.len())
+                .field("routing_policies", &self.routing_policies.len())
                 .finish()
         }
     }

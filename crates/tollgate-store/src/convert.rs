@@ -4,11 +4,14 @@
 //! used here); reading a row fails with [`StoreError::Corrupt`] when a stored JSON or
 //! enum column cannot be decoded.
 
-use crate::entity::{admin_token, audit_event, budget, model, organization, project, provider, team, virtual_key};
+use crate::entity::{
+    admin_token, audit_event, budget, model, model_alias, organization, project, provider, routing_policy, team,
+    virtual_key,
+};
 use crate::error::StoreError;
 use crate::records::{
-    AdminTokenRecord, AuditRecord, BudgetRecord, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord,
-    TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditRecord, BudgetRecord, KeyRecord, ModelRecord, OrgRecord, ProjectRecord,
+    ProviderRecord, RoutingPolicyRecord, TeamRecord,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -150,6 +153,41 @@ pub(crate) fn model_to_row(r: &ModelRecord) -> Result<model::Model, StoreError> 
         cache_write_per_mtok: r.cache_write_per_mtok,
         price_source: r.price_source.clone(),
         max_output_tokens: r.max_output_tokens,
+        created_at: r.created_at.unix_millis(),
+        updated_at: r.updated_at.unix_millis(),
+    })
+}
+
+pub(crate) fn alias_from_row(m: model_alias::Model) -> AliasRecord {
+    AliasRecord { name: m.name, target_model: m.target_model, created_at: ts(m.created_at) }
+}
+
+pub(crate) fn alias_to_row(r: &AliasRecord) -> model_alias::Model {
+    model_alias::Model {
+        name: r.name.clone(),
+        target_model: r.target_model.clone(),
+        created_at: r.created_at.unix_millis(),
+    }
+}
+
+pub(crate) fn routing_policy_from_row(m: routing_policy::Model) -> Result<RoutingPolicyRecord, StoreError> {
+    let policy = from_json("routing policy", &m.id, "policy_json", &m.policy_json)?;
+    Ok(RoutingPolicyRecord {
+        id: m.id,
+        scope: m.scope,
+        scope_id: m.scope_id,
+        policy,
+        created_at: ts(m.created_at),
+        updated_at: ts(m.updated_at),
+    })
+}
+
+pub(crate) fn routing_policy_to_row(r: &RoutingPolicyRecord) -> Result<routing_policy::Model, StoreError> {
+    Ok(routing_policy::Model {
+        id: r.id.clone(),
+        scope: r.scope.clone(),
+        scope_id: r.scope_id.clone(),
+        policy_json: to_json("routing policy", &r.policy)?,
         created_at: r.created_at.unix_millis(),
         updated_at: r.updated_at.unix_millis(),
     })

@@ -25,6 +25,8 @@
 //! - A budget's `epoch` only ever moves through [`Store::reset_budget`], by one, in SQL;
 //!   [`Store::update_budget`] never writes it, so an update racing a reset cannot undo it.
 //! - A broken uniqueness rule is [`StoreError::Conflict`] on every backend.
+//! - Models and aliases never share a name, and an alias always names a model: both are
+//!   checked inside the writing transaction.
 //! - Timestamps are stored as i64 unix milliseconds, money as i64 nano-dollars.
 #![forbid(unsafe_code)]
 
@@ -38,8 +40,8 @@ mod usage;
 
 pub use error::StoreError;
 pub use records::{
-    AdminTokenRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord,
-    OrgRecord, ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord,
+    ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
 };
 pub use repo::Store;
 pub use usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};

@@ -74,13 +74,57 @@ pub struct ProviderRecord {
     pub updated_at: Timestamp,
 }
 
-/// One upstream serving a public model: a provider (by name) and its model name there.
+/// One upstream serving a public model: a provider (by name), its model name there, and
+/// how it takes part in routing.
+///
+/// `priority` and `weight` were added after the first release: stored deployments without
+/// them read as priority 0, weight 1 (the routing defaults), so old rows keep their meaning.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeploymentRecord {
     /// The provider's name (not its id).
     pub provider: String,
     /// The model name the upstream expects.
     pub model: String,
+    /// Lower is tried first (0 when not stored).
+    #[serde(default)]
+    pub priority: u32,
+    /// Relative share of traffic under the weighted strategy; 0 means fallback only
+    /// (1 when not stored).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Another public name for a catalog model (`fast` → `gpt-4o-mini`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    /// The alias; unique across aliases and never a model's name.
+    pub name: String,
+    /// The public name of the model it stands for (never another alias).
+    pub target_model: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A routing policy attached to one scope, or the default policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingPolicyRecord {
+    /// Its id.
+    pub id: String,
+    /// `organization`, `team`, `project`, `virtual_key` or `default`; not checked here.
+    pub scope: String,
+    /// The id of the scope's entity; `None` for `default`. At most one policy per
+    /// `(scope, scope_id)`.
+    pub scope_id: Option<String>,
+    /// The policy as JSON (the routing crate's `RawRoutingPolicy`); opaque here.
+    pub policy: serde_json::Value,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
 }
 
 /// A public model in the catalog.
@@ -326,4 +370,8 @@ pub struct SnapshotData {
     pub keys: Vec<KeyRecord>,
     /// All budgets, by id.
     pub budgets: Vec<BudgetRecord>,
+    /// All model aliases, by name.
+    pub aliases: Vec<AliasRecord>,
+    /// All routing policies, by id.
+    pub routing_policies: Vec<RoutingPolicyRecord>,
 }

@@ -7,17 +7,19 @@
 //! numbers are committed in order.
 
 use crate::convert::{
-    admin_token_from_row, admin_token_to_row, audit_from_row, audit_to_active, budget_from_row, budget_to_row,
-    key_from_row, key_to_row, model_from_row, model_to_row, org_from_row, org_to_row, project_from_row, project_to_row,
-    provider_from_row, provider_to_row, team_from_row, team_to_row,
+    admin_token_from_row, admin_token_to_row, alias_from_row, alias_to_row, audit_from_row, audit_to_active,
+    budget_from_row, budget_to_row, key_from_row, key_to_row, model_from_row, model_to_row, org_from_row, org_to_row,
+    project_from_row, project_to_row, provider_from_row, provider_to_row, routing_policy_from_row,
+    routing_policy_to_row, team_from_row, team_to_row,
 };
 use crate::entity::{
-    admin_token, audit_event, budget, meta, model, organization, project, provider, team, virtual_key,
+    admin_token, audit_event, budget, meta, model, model_alias, organization, project, provider, routing_policy, team,
+    virtual_key,
 };
 use crate::error::{StoreError, write_err};
 use crate::records::{
-    AdminTokenRecord, AuditRecord, BudgetFilter, BudgetRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord,
-    ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditRecord, BudgetFilter, BudgetRecord, KeyFilter, KeyRecord, ModelRecord,
+    OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -375,11 +377,14 @@ impl Store {
 
     /// Stores a catalog model as given; returns the new revision.
     ///
-    /// [`StoreError::Conflict`] if its id or name is taken. Deployments are not checked
-    /// against the providers: the caller validates them.
+    /// [`StoreError::Conflict`] if its id or name is taken, by a model or an alias.
+    /// Deployments are not checked against the providers: the caller validates them.
     pub async fn create_model(&self, m: &ModelRecord) -> Result<i64, StoreError> {
         let row = model_to_row(m)?;
         let txn = self.begin_write().await?;
+        if model_alias::Entity::find_by_id(m.name.as_str()).one(&txn).await?.is_some() {
+            return Err(StoreError::Conflict { kind: "model", detail: format!("{:?} is an alias", m.name) });
+        }
         model::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await.map_err(|e| {
             let taken = format!("a model named {:?} already exists", m.name);
             write_err("model", e, &[(&["name"], taken)], format!("model id {} is taken", m.id))
@@ -426,6 +431,135 @@ impl Store {
             None => model::Entity::find().filter(model::Column::Name.eq(id_or_name)).one(&self.db).await?,
         };
         row.map(model_from_row).transpose()
+    }
+
+    /// Stores an alias; returns the new revision.
+    ///
+    /// [`StoreError::Conflict`] if the name is taken by an alias or a model;
+    /// [`StoreError::NotFound`] (kind `model`) if no model has the target's public name,
+    /// which also refuses an alias to an alias (aliases and models never share a name).
+    pub async fn create_alias(&self, a: &AliasRecord) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        let model_named = |name: &str| model::Entity::find().filter(model::Column::Name.eq(name)).one(&txn);
+        if model_named(&a.name).await?.is_some() {
+            return Err(StoreError::Conflict { kind: "alias", detail: format!("a model named {:?} exists", a.name) });
+        }
+        if model_named(&a.target_model).await?.is_none() {
+            return Err(StoreError::NotFound { kind: "model", id: a.target_model.clone() });
+        }
+        model_alias::Entity::insert(alias_to_row(a).into_active_model())
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|e| write_err("alias", e, &[], format!("an alias named {:?} already exists", a.name)))?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The alias named `name`.
+    pub async fn find_alias(&self, name: &str) -> Result<Option<AliasRecord>, StoreError> {
+        Ok(model_alias::Entity::find_by_id(name).one(&self.db).await?.map(alias_from_row))
+    }
+
+    /// Every alias, by name.
+    pub async fn list_aliases(&self) -> Result<Vec<AliasRecord>, StoreError> {
+        let rows = model_alias::Entity::find().order_by_asc(model_alias::Column::Name).all(&self.db).await?;
+        Ok(rows.into_iter().map(alias_from_row).collect())
+    }
+
+    /// Deletes the alias named `name`; returns the new revision.
+    ///
+    /// [`StoreError::NotFound`] if no such alias.
+    pub async fn delete_alias(&self, name: &str) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        let res = model_alias::Entity::delete_many().filter(model_alias::Column::Name.eq(name)).exec(&txn).await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound { kind: "alias", id: name.to_owned() });
+        }
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// Stores a routing policy as given; returns the new revision.
+    ///
+    /// [`StoreError::Conflict`] if its id is taken or its scope already has a policy. The
+    /// scope target is not checked: the caller validates it.
+    pub async fn create_routing_policy(&self, p: &RoutingPolicyRecord) -> Result<i64, StoreError> {
+        let row = routing_policy_to_row(p)?;
+        let txn = self.begin_write().await?;
+        routing_policy::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await.map_err(|e| {
+            let scope = match &p.scope_id {
+                Some(id) => format!("{} {id}", p.scope),
+                None => p.scope.clone(),
+            };
+            let taken = format!("{scope} already has a routing policy");
+            write_err("routing policy", e, &[(&["scope_id"], taken)], format!("routing policy id {} is taken", p.id))
+        })?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The routing policy with this id.
+    pub async fn get_routing_policy(&self, id: &str) -> Result<Option<RoutingPolicyRecord>, StoreError> {
+        routing_policy::Entity::find_by_id(id).one(&self.db).await?.map(routing_policy_from_row).transpose()
+    }
+
+    /// Every routing policy, by id.
+    pub async fn list_routing_policies(&self) -> Result<Vec<RoutingPolicyRecord>, StoreError> {
+        routing_policy::Entity::find()
+            .order_by_asc(routing_policy::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(routing_policy_from_row)
+            .collect()
+    }
+
+    /// Replaces the policy and `updated_at` of the routing policy with `p.id` (its scope
+    /// and `created_at` are never written); returns the stored policy and the new revision.
+    ///
+    /// [`StoreError::NotFound`] if no such policy.
+    pub async fn update_routing_policy(
+        &self,
+        p: &RoutingPolicyRecord,
+    ) -> Result<(RoutingPolicyRecord, i64), StoreError> {
+        let mut am = routing_policy_to_row(p)?.into_active_model().reset_all();
+        am.id = NotSet;
+        am.scope = NotSet;
+        am.scope_id = NotSet;
+        am.created_at = NotSet;
+        let txn = self.begin_write().await?;
+        let res = routing_policy::Entity::update_many()
+            .set(am)
+            .filter(routing_policy::Column::Id.eq(p.id.as_str()))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound { kind: "routing policy", id: p.id.clone() });
+        }
+        let row = routing_policy::Entity::find_by_id(p.id.as_str()).one(&txn).await?;
+        let stored = routing_policy_from_row(
+            row.ok_or_else(|| StoreError::NotFound { kind: "routing policy", id: p.id.clone() })?,
+        )?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok((stored, rev))
+    }
+
+    /// Deletes the routing policy with this id; returns the new revision.
+    ///
+    /// [`StoreError::NotFound`] if no such policy.
+    pub async fn delete_routing_policy(&self, id: &str) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        let res = routing_policy::Entity::delete_many().filter(routing_policy::Column::Id.eq(id)).exec(&txn).await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound { kind: "routing policy", id: id.to_owned() });
+        }
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
     }
 
     /// Stores a virtual key and, when given, its budget, in one transaction; returns the
@@ -828,8 +962,33 @@ impl Store {
             .into_iter()
             .map(budget_from_row)
             .collect::<Result<_, _>>()?;
+        let aliases = model_alias::Entity::find()
+            .order_by_asc(model_alias::Column::Name)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(alias_from_row)
+            .collect();
+        let routing_policies = routing_policy::Entity::find()
+            .order_by_asc(routing_policy::Column::Id)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(routing_policy_from_row)
+            .collect::<Result<_, _>>()?;
         txn.commit().await?;
-        Ok(SnapshotData { revision, orgs, teams, projects, providers, models, keys, budgets })
+        Ok(SnapshotData {
+            revision,
+            orgs,
+            teams,
+            projects,
+            providers,
+            models,
+            keys,
+            budgets,
+            aliases,
+            routing_policies,
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 mod budgets;
 mod grpc;
 mod models;
+mod routing;
 mod usage;
 
 use http::{Method, StatusCode};

@@ -80,4 +80,7 @@ conformance!(
     ledger_spend_sums_one_scope_over_a_half_open_range,
     usage_groups_sum_exactly_across_day_and_hour_boundaries,
     usage_by_tag_counts_each_entry_once_per_tag_and_replays_once,
+    aliases_never_share_a_name_with_a_model_and_always_name_one,
+    routing_policies_are_one_per_scope_and_update_only_the_policy,
+    deployments_stored_before_routing_options_read_with_the_defaults,
 );

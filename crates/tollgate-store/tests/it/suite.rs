@@ -9,8 +9,8 @@ use tollgate_core::{
 };
 use tollgate_metering::{Attempt, LedgerEntry, LedgerSink, SinkError, Usage, UsageSource};
 use tollgate_store::{
-    AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord,
-    ProjectRecord, ProviderRecord, Store, StoreError, TeamRecord,
+    AliasRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord,
+    OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, Store, StoreError, TeamRecord,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -112,8 +112,13 @@ fn model(id: &str, name: &str) -> ModelRecord {
         id: ModelId::new(id),
         name: name.to_owned(),
         deployments: vec![
-            DeploymentRecord { provider: "openai".to_owned(), model: "gpt-4o-2024-08-06".to_owned() },
-            DeploymentRecord { provider: "azure".to_owned(), model: "gpt-4o".to_owned() },
+            DeploymentRecord {
+                provider: "openai".to_owned(),
+                model: "gpt-4o-2024-08-06".to_owned(),
+                priority: 0,
+                weight: 70,
+            },
+            DeploymentRecord { provider: "azure".to_owned(), model: "gpt-4o".to_owned(), priority: 2, weight: 0 },
         ],
         input_per_mtok: Some(2_500_000_000),
         output_per_mtok: Some(10_000_000_000),
@@ -123,6 +128,22 @@ fn model(id: &str, name: &str) -> ModelRecord {
         max_output_tokens: Some(16_384),
         created_at: at(1_700_000_000_030),
         updated_at: at(1_700_000_000_040),
+    }
+}
+
+fn alias(name: &str, target: &str) -> AliasRecord {
+    AliasRecord { name: name.to_owned(), target_model: target.to_owned(), created_at: at(1_700_000_000_050) }
+}
+
+fn policy(id: &str, scope: &str, scope_id: Option<&str>) -> RoutingPolicyRecord {
+    RoutingPolicyRecord {
+        id: id.to_owned(),
+        scope: scope.to_owned(),
+        scope_id: scope_id.map(str::to_owned),
+        policy: json!({"strategy": "weighted", "max_attempts": 4, "backoff": {"base_ms": 10, "max_ms": 100},
+                       "retry_on": ["429", "5xx"]}),
+        created_at: at(1_700_000_000_060),
+        updated_at: at(1_700_000_000_070),
     }
 }
 
@@ -185,6 +206,7 @@ pub(crate) async fn fresh_database_is_empty_at_revision_zero(db: &TestDb) {
     assert!(snap.orgs.is_empty() && snap.teams.is_empty() && snap.projects.is_empty());
     assert!(snap.providers.is_empty() && snap.models.is_empty());
     assert!(snap.keys.is_empty() && snap.budgets.is_empty());
+    assert!(snap.aliases.is_empty() && snap.routing_policies.is_empty());
     assert!(store.last_audit().await.unwrap().is_none());
     assert!(store.list_providers().await.unwrap().is_empty());
 }
@@ -230,6 +252,17 @@ pub(crate) async fn every_record_round_trips_field_for_field(db: &TestDb) {
     assert_eq!(store.find_model("model_1").await.unwrap(), Some(m.clone()));
     assert_eq!(store.find_model("local").await.unwrap(), Some(unpriced.clone()));
     assert_eq!(store.list_models().await.unwrap(), vec![m.clone(), unpriced.clone()], "ordered by name");
+
+    store.create_alias(&alias("fast", "gpt-4o")).await.unwrap();
+    assert_eq!(store.find_alias("fast").await.unwrap(), Some(alias("fast", "gpt-4o")));
+    assert_eq!(store.find_alias("gpt-4o").await.unwrap(), None);
+    let team_policy = policy("rpol_2", "team", Some(team.id.as_str()));
+    let default_policy = RoutingPolicyRecord { policy: json!({}), ..policy("rpol_1", "default", None) };
+    store.create_routing_policy(&team_policy).await.unwrap();
+    store.create_routing_policy(&default_policy).await.unwrap();
+    assert_eq!(store.get_routing_policy("rpol_2").await.unwrap(), Some(team_policy.clone()));
+    assert_eq!(store.get_routing_policy("rpol_9").await.unwrap(), None);
+    assert_eq!(store.list_routing_policies().await.unwrap(), vec![default_policy.clone(), team_policy.clone()]);
 
     let full = full_key("key_full", &project.id, "aa11");
     let bare = bare_key("key_bare", &project.id, "bb22");
@@ -299,6 +332,8 @@ pub(crate) async fn every_record_round_trips_field_for_field(db: &TestDb) {
     assert_eq!(snap.models, vec![m, unpriced]);
     assert_eq!(snap.keys, vec![bare, full], "ordered by id");
     assert_eq!(snap.budgets, vec![key_budget, org_budget, team_budget]);
+    assert_eq!(snap.aliases, vec![alias("fast", "gpt-4o")]);
+    assert_eq!(snap.routing_policies, vec![default_policy, team_policy], "ordered by id");
 }
 
 pub(crate) async fn each_config_write_bumps_revision_by_exactly_one(db: &TestDb) {
@@ -346,6 +381,13 @@ pub(crate) async fn each_config_write_bumps_revision_by_exactly_one(db: &TestDb)
         store.create_admin_token("tok_1", "n", "th", &[], None, None).await.unwrap(),
         "create_admin_token",
     );
+    bumped(&mut rev, store.create_alias(&alias("fast", "gpt-4o")).await.unwrap(), "create_alias");
+    bumped(&mut rev, store.delete_alias("fast").await.unwrap(), "delete_alias");
+    let mut p = policy("rpol_1", "project", Some(project.id.as_str()));
+    bumped(&mut rev, store.create_routing_policy(&p).await.unwrap(), "create_routing_policy");
+    p.policy = json!({"max_attempts": 1});
+    bumped(&mut rev, store.update_routing_policy(&p).await.unwrap().1, "update_routing_policy");
+    bumped(&mut rev, store.delete_routing_policy("rpol_1").await.unwrap(), "delete_routing_policy");
     assert_eq!(store.revision().await.unwrap(), rev);
 
     store.append_audit(&audit("ev_1", 1, "key")).await.unwrap();
@@ -957,9 +999,11 @@ pub(crate) async fn budgets_written_before_the_upgrade_read_as_money_budgets_at_
     let Some(url) = &db.url else {
         return; // an in-memory database does not outlive its connection
     };
-    // Roll the schema back to m0001 (undoing m0004, m0003, then m0002) and write a budget row the way the old code did.
+    // Roll the schema back to m0001 (undoing every later migration, m0002 last) and write a
+    // budget row the way the old code did.
     let raw = Database::connect(url.as_str()).await.unwrap();
-    Migrator::down(&raw, Some(3)).await.unwrap();
+    let later = Migrator::migrations().len() as u32 - 1;
+    Migrator::down(&raw, Some(later)).await.unwrap();
     raw.execute_unprepared(
         "INSERT INTO budgets (id, scope, scope_id, limit_nanos, \"window\", on_breach, alert_thresholds_json, \
          created_at, updated_at) VALUES ('bud_old', 'team', 'team_1', 5000000000, 'day', 'warn', '[800]', 10, 20)",
@@ -1304,4 +1348,90 @@ pub(crate) async fn usage_by_tag_counts_each_entry_once_per_tag_and_replays_once
     );
     let page = store.ledger_page(&with_tag("env:prod"), None, 10).await.unwrap();
     assert_eq!(page.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(), ["t1", "t2"]);
+}
+
+// ---------------------------------------------------------------- routing configuration
+
+pub(crate) async fn aliases_never_share_a_name_with_a_model_and_always_name_one(db: &TestDb) {
+    let store = &db.store;
+    store.create_model(&model("model_1", "gpt-4o")).await.unwrap();
+    store.create_model(&model("model_2", "claude")).await.unwrap();
+    let rev = store.revision().await.unwrap();
+
+    let taken = assert_conflict(store.create_alias(&alias("gpt-4o", "claude")).await);
+    assert!(taken.contains("gpt-4o"), "{taken}");
+    assert_not_found(store.create_alias(&alias("fast", "nope")).await, "model");
+    store.create_alias(&alias("fast", "gpt-4o")).await.unwrap();
+    let again = assert_conflict(store.create_alias(&alias("fast", "claude")).await);
+    assert!(again.contains("fast"), "{again}");
+    assert_not_found(store.create_alias(&alias("faster", "fast")).await, "model");
+    let shadow = assert_conflict(store.create_model(&model("model_3", "fast")).await);
+    assert!(shadow.contains("alias"), "{shadow}");
+    assert_eq!(store.revision().await.unwrap(), rev + 1, "only the one alias was written");
+
+    store.create_alias(&alias("best", "claude")).await.unwrap();
+    let names: Vec<String> = store.list_aliases().await.unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["best", "fast"], "ordered by name");
+    store.delete_alias("fast").await.unwrap();
+    assert_not_found(store.delete_alias("fast").await, "alias");
+    assert_eq!(store.find_alias("fast").await.unwrap(), None);
+    store.create_model(&model("model_3", "fast")).await.unwrap();
+}
+
+pub(crate) async fn routing_policies_are_one_per_scope_and_update_only_the_policy(db: &TestDb) {
+    let store = &db.store;
+    store.create_routing_policy(&policy("rpol_1", "default", None)).await.unwrap();
+    store.create_routing_policy(&policy("rpol_2", "team", Some("team_1"))).await.unwrap();
+    store.create_routing_policy(&policy("rpol_3", "project", Some("team_1"))).await.unwrap();
+    let rev = store.revision().await.unwrap();
+
+    let second_default = assert_conflict(store.create_routing_policy(&policy("rpol_4", "default", None)).await);
+    assert!(second_default.contains("already has a routing policy"), "{second_default}");
+    let same_team = assert_conflict(store.create_routing_policy(&policy("rpol_5", "team", Some("team_1"))).await);
+    assert!(same_team.contains("team team_1"), "{same_team}");
+    assert_conflict(store.create_routing_policy(&policy("rpol_1", "team", Some("team_2"))).await);
+    assert_eq!(store.revision().await.unwrap(), rev, "failed writes do not bump");
+
+    let mut changed = policy("rpol_2", "organization", Some("org_9"));
+    changed.policy = json!({"max_attempts": 1});
+    changed.created_at = at(5);
+    changed.updated_at = at(1_800_000_000_000);
+    let (stored, r) = store.update_routing_policy(&changed).await.unwrap();
+    assert_eq!(r, rev + 1);
+    let want = RoutingPolicyRecord {
+        scope: "team".to_owned(),
+        scope_id: Some("team_1".to_owned()),
+        created_at: at(1_700_000_000_060),
+        ..changed.clone()
+    };
+    assert_eq!(stored, want, "scope and created_at are never written");
+    assert_eq!(store.get_routing_policy("rpol_2").await.unwrap(), Some(want));
+    assert_not_found(store.update_routing_policy(&policy("rpol_9", "default", None)).await, "routing policy");
+
+    store.delete_routing_policy("rpol_1").await.unwrap();
+    assert_not_found(store.delete_routing_policy("rpol_1").await, "routing policy");
+    store.create_routing_policy(&policy("rpol_6", "default", None)).await.unwrap();
+    let ids: Vec<String> = store.snapshot().await.unwrap().routing_policies.into_iter().map(|p| p.id).collect();
+    assert_eq!(ids, ["rpol_2", "rpol_3", "rpol_6"]);
+}
+
+pub(crate) async fn deployments_stored_before_routing_options_read_with_the_defaults(db: &TestDb) {
+    use sea_orm::{ConnectionTrait, Database};
+    let Some(url) = &db.url else {
+        return; // an in-memory database does not outlive its connection
+    };
+    db.store.revision().await.unwrap();
+    let raw = Database::connect(url.as_str()).await.unwrap();
+    raw.execute_unprepared(
+        "INSERT INTO models (id, name, deployments_json, created_at, updated_at) \
+         VALUES ('model_old', 'old', '[{\"provider\":\"p\",\"model\":\"m\"}]', 1, 2)",
+    )
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+    let old = db.store.find_model("old").await.unwrap().unwrap();
+    assert_eq!(
+        old.deployments,
+        vec![DeploymentRecord { provider: "p".to_owned(), model: "m".to_owned(), priority: 0, weight: 1 }]
+    );
 }
