@@ -52,7 +52,7 @@ use std::time::Duration;
 use tollgate_budgets::{Budgets, BudgetsConfig, RateLimiter};
 use tollgate_metering::LedgerWriter;
 use tollgate_providers::{ClientConfig, HttpClient, ProviderError};
-use tollgate_routing::{PolicySet, RoutingPolicy};
+use tollgate_routing::{PolicyScope, PolicySet, RoutingPolicy};
 
 /// Bounds and settings of the data plane.
 #[derive(Debug, Clone)]
@@ -93,6 +93,25 @@ impl Default for Config {
             breaker: BreakerConfig::default(),
         }
     }
+}
+
+/// The routing policies of a snapshot: those the control plane attached to keys,
+/// projects, teams and organizations, over a default — the control plane's when it set
+/// one (so every gateway routes alike), else this gateway's own from its flags.
+fn policy_set(gateway_default: RoutingPolicy, wire: Vec<(Option<PolicyScope>, RoutingPolicy)>) -> PolicySet {
+    let mut default = gateway_default;
+    let mut scoped = Vec::with_capacity(wire.len());
+    for (scope, policy) in wire {
+        match scope {
+            Some(scope) => scoped.push((scope, policy)),
+            None => default = policy,
+        }
+    }
+    let mut set = PolicySet::with_default(default);
+    for (scope, policy) in scoped {
+        set.insert(scope, policy);
+    }
+    set
 }
 
 /// The data plane: configuration, the live snapshot and the shared upstream client.
@@ -184,7 +203,7 @@ impl DataPlane {
         let (mut next, problems) = Snapshot::build(wire, &self.client, &current);
         // Breakers outlive configuration changes; the default policy is the gateway's.
         next.health = current.health.carry_over(&next.catalog);
-        next.policies = PolicySet::with_default(self.routing.clone());
+        next.policies = policy_set(self.routing.clone(), std::mem::take(&mut next.wire_policies));
         for p in &problems {
             tracing::warn!(revision = wire.revision, problem = %p, "skipped invalid item in snapshot");
         }

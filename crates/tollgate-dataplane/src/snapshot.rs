@@ -51,7 +51,6 @@ pub struct Snapshot {
     pub(crate) policies: PolicySet,
     /// The snapshot's routing policies as converted from the wire, in wire order; `None`
     /// scope is the default policy. Raw material for the request path's `PolicySet`.
-    #[allow(dead_code)] // read once the request path resolves policies
     pub(crate) wire_policies: Vec<(Option<PolicyScope>, RoutingPolicy)>,
 }
 

@@ -6,5 +6,6 @@ mod budgets;
 mod hostile;
 mod metering;
 mod observability;
+mod routing;
 mod sdk;
 mod standalone;
