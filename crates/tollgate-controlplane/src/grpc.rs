@@ -299,6 +299,12 @@ fn model_info(m: ModelView) -> v1::ModelInfo {
                 model: d.model,
                 priority: d.priority,
                 weight: Some(d.weight),
+                pricing: d.pricing.map(|p| v1::Pricing {
+                    input_per_mtok_nanos: p.input_per_mtok.nanos(),
+                    output_per_mtok_nanos: p.output_per_mtok.nanos(),
+                    cached_input_per_mtok_nanos: p.cached_input_per_mtok.map(tollgate_core::Money::nanos),
+                    cache_write_per_mtok_nanos: p.cache_write_per_mtok.map(tollgate_core::Money::nanos),
+                }),
             })
             .collect(),
         input_per_mtok: p.map(|p| p.input_per_mtok.to_string()),

@@ -185,6 +185,7 @@ mod demo {
                     model: "mock-1".into(),
                     priority: 0,
                     weight: 1,
+                    pricing: None,
                 }],
                 // Priced like gpt-4o-mini so metering has something to count.
                 pricing: Some(PricingInput {

@@ -33,8 +33,8 @@ use tollgate_keys::{KeyHash, KeyHasher, KeyStatus, mint_secret};
 use tollgate_proto::v1;
 use tollgate_providers::ProviderKind;
 use tollgate_store::{
-    BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, Store,
-    TeamRecord,
+    BudgetRecord, DeploymentPricing, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord,
+    ProviderRecord, Store, TeamRecord,
 };
 
 /// Name of the organization created at first start.
@@ -101,6 +101,42 @@ pub struct DeploymentInput {
     /// strategy (default 1, at most 1 000 000); 0 means fallback only.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// What a request this deployment serves is charged, when it differs from the
+    /// model's price (a fallback to another provider's model); absent: the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingInput>,
+}
+
+impl PricingInput {
+    /// As stored on a deployment (nano-dollars).
+    fn to_deployment(self) -> DeploymentPricing {
+        DeploymentPricing {
+            input_per_mtok: self.input_per_mtok.nanos(),
+            output_per_mtok: self.output_per_mtok.nanos(),
+            cached_input_per_mtok: self.cached_input_per_mtok.map(Money::nanos),
+            cache_write_per_mtok: self.cache_write_per_mtok.map(Money::nanos),
+        }
+    }
+
+    /// As stored on a deployment, for the API.
+    fn of_deployment(p: &DeploymentPricing) -> Self {
+        PricingInput {
+            input_per_mtok: Money::from_nanos(p.input_per_mtok),
+            output_per_mtok: Money::from_nanos(p.output_per_mtok),
+            cached_input_per_mtok: p.cached_input_per_mtok.map(Money::from_nanos),
+            cache_write_per_mtok: p.cache_write_per_mtok.map(Money::from_nanos),
+        }
+    }
+}
+
+/// A deployment's own price on the wire.
+fn deployment_pricing_wire(p: &DeploymentPricing) -> v1::Pricing {
+    v1::Pricing {
+        input_per_mtok_nanos: p.input_per_mtok,
+        output_per_mtok_nanos: p.output_per_mtok,
+        cached_input_per_mtok_nanos: p.cached_input_per_mtok,
+        cache_write_per_mtok_nanos: p.cache_write_per_mtok,
+    }
 }
 
 fn default_weight() -> u32 {
@@ -662,6 +698,9 @@ impl Service {
                     format!("must be at most {}", tollgate_routing::MAX_WEIGHT),
                 ));
             }
+            if let Some(p) = &d.pricing {
+                models::check_pricing(&format!("deployments[{i}].pricing."), p)?;
+            }
             if self.store.find_provider(&d.provider).await?.is_none() {
                 return Err(ControlError::invalid(
                     format!("deployments[{i}].provider"),
@@ -684,6 +723,7 @@ impl Service {
                     model: d.model.clone(),
                     priority: d.priority,
                     weight: d.weight,
+                    pricing: d.pricing.map(PricingInput::to_deployment),
                 })
                 .collect(),
             input_per_mtok: None,
@@ -1003,6 +1043,7 @@ impl Service {
                         model: d.model.clone(),
                         priority: d.priority,
                         weight: Some(d.weight),
+                        pricing: d.pricing.as_ref().map(deployment_pricing_wire),
                     })
                     .collect(),
                 pricing: match (m.input_per_mtok, m.output_per_mtok) {
@@ -1120,6 +1161,7 @@ fn model_view(r: &ModelRecord) -> ModelView {
                 model: d.model.clone(),
                 priority: d.priority,
                 weight: d.weight,
+                pricing: d.pricing.as_ref().map(PricingInput::of_deployment),
             })
             .collect(),
         pricing: match (r.input_per_mtok, r.output_per_mtok) {

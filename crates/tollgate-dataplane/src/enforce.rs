@@ -179,6 +179,12 @@ impl Admitted {
         }
     }
 
+    /// Charges the request at `pricing` (the deployment that served), in place of the
+    /// price it was reserved at (never lower than this one's worst case).
+    pub(crate) fn charge_at(&mut self, pricing: Option<Pricing>) {
+        self.pricing = pricing;
+    }
+
     /// The cost of `usage` at this request's price (zero when the model has no price,
     /// which only happens for keys without a money budget).
     pub(crate) fn cost(&self, usage: &Usage) -> Money {

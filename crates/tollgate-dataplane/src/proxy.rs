@@ -7,7 +7,7 @@
 //! translation otherwise) → dispatch → the answer in the caller's dialect (streams
 //! event by event) → settle the actual cost → ledger entry.
 
-use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens, usage_to_charge};
+use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens, input_token_bound, usage_to_charge};
 use crate::idle::IdleTimeout;
 use crate::ledger::Pending;
 use crate::metrics::{Metered, Metrics};
@@ -190,7 +190,6 @@ pub(crate) async fn proxy(
             plan.exclude(i);
         }
     }
-    let pricing = snap.prices.get(&route.name).copied();
     let budgets = snap.budgets_for(&key.id);
     let default_max = route.max_output_tokens;
     // Embeddings generate no output tokens; everything else may generate up to its cap.
@@ -199,6 +198,8 @@ pub(crate) async fn proxy(
         Endpoint::Embeddings => 0,
         _ => head.max_output_tokens.or(default_max).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
     };
+    let usable = candidates.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| i);
+    let pricing = snap.reservation_price(&route.name, usable, input_token_bound(body.len()), max_output_tokens);
     let upstream_body = |c: &Candidate| -> Result<Bytes, ApiError> {
         if c.upstream == caller {
             let spliced = rewrite_model(&body, &head, &c.deployment.upstream_model);
@@ -390,10 +391,12 @@ pub(crate) async fn proxy(
             return Err(capped.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model))));
         }
     };
+    let chosen_index = chosen;
     let Some(chosen) = candidates[chosen].as_ref() else {
         return Err(ApiError::NoUpstream(truncate(&head.model)));
     };
     let upstream = chosen.upstream;
+    admitted.charge_at(snap.price_of(&route.name, chosen_index));
     seen.provider = Some(chosen.deployment.provider.clone());
     if let Some(l) = ledger.as_mut() {
         l.served_by(chosen.deployment);

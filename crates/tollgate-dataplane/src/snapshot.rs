@@ -6,7 +6,7 @@ use std::time::Duration;
 use tollgate_budgets::{Budget, RateLimits};
 use tollgate_core::{KeyId, ScopeKind};
 use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
-use tollgate_metering::PriceTable;
+use tollgate_metering::{PriceTable, Pricing};
 use tollgate_proto::{convert, v1};
 use tollgate_providers::{HttpClient, Provider, ProviderConfig, build_provider};
 use tollgate_routing::{Catalog, Health, PolicyScope, PolicySet, RoutingPolicy};
@@ -35,6 +35,10 @@ pub struct Snapshot {
     pub(crate) keys: KeyIndex,
     pub(crate) catalog: Catalog,
     pub(crate) prices: PriceTable,
+    /// For models whose deployments have prices of their own: the price of each
+    /// deployment, in order (its own, else the model's). Other models are charged
+    /// [`Snapshot::prices`] whichever deployment serves.
+    pub(crate) deployment_prices: HashMap<Arc<str>, Box<[Option<Pricing>]>>,
     pub(crate) providers: HashMap<Arc<str>, ProviderEntry>,
     /// Every budget that applies to a key — its own, its principal's, project's, team's
     /// and organization's — resolved once per snapshot so a request does one probe.
@@ -76,6 +80,7 @@ impl Snapshot {
             keys: KeyIndex::new(),
             catalog: Catalog::new(),
             prices: PriceTable::new(),
+            deployment_prices: HashMap::new(),
             providers: HashMap::new(),
             key_budgets: HashMap::new(),
             budget_count: 0,
@@ -131,12 +136,17 @@ impl Snapshot {
         }
         let mut catalog = Catalog::new();
         let mut prices = PriceTable::new();
+        let mut deployment_prices = HashMap::new();
         for m in &wire.models {
             match convert::model(m) {
-                Ok((route, options, pricing)) => {
+                Ok(convert::ModelParts { route, options, pricing, deployment_pricing }) => {
                     let name = route.name.clone();
                     match catalog.insert_with_options(route, options) {
                         Ok(()) => {
+                            if deployment_pricing.iter().any(Option::is_some) {
+                                let each = deployment_pricing.into_iter().map(|d| d.or(pricing)).collect();
+                                deployment_prices.insert(name.clone(), each);
+                            }
                             if let Some(p) = pricing {
                                 prices.insert(name, p);
                             }
@@ -193,6 +203,7 @@ impl Snapshot {
             keys,
             catalog,
             prices,
+            deployment_prices,
             providers,
             key_budgets,
             budget_count,
@@ -202,6 +213,39 @@ impl Snapshot {
             wire_policies,
         };
         (snap, problems)
+    }
+
+    /// The price a request to `model` pays when its `deployment` (index into the route)
+    /// serves it: the deployment's own, else the model's.
+    pub(crate) fn price_of(&self, model: &str, deployment: usize) -> Option<Pricing> {
+        match self.deployment_prices.get(model) {
+            Some(each) => each.get(deployment).copied().flatten(),
+            None => self.prices.get(model).copied(),
+        }
+    }
+
+    /// The price to reserve a request to `model` at before it is known which of the
+    /// `usable` deployments serves: the one with the highest worst case for `input` and
+    /// `output` tokens, so the charge can never outgrow the reservation; `None` when any
+    /// of them is unpriced.
+    pub(crate) fn reservation_price(
+        &self,
+        model: &str,
+        usable: impl Iterator<Item = usize>,
+        input: u64,
+        output: u64,
+    ) -> Option<Pricing> {
+        let Some(each) = self.deployment_prices.get(model) else {
+            return self.prices.get(model).copied();
+        };
+        let mut worst: Option<Pricing> = None;
+        for i in usable {
+            let p = each.get(i).copied().flatten()?;
+            if worst.is_none_or(|w| p.worst_case(input, output) > w.worst_case(input, output)) {
+                worst = Some(p);
+            }
+        }
+        worst
     }
 
     /// The budgets that apply to a key (empty when none): a reference count, not a copy.

@@ -9,7 +9,8 @@ use tollgate_providers::{ClientConfig, HttpClient};
 use tollgate_routing::{DeploymentOptions, PolicyScope};
 
 fn wire() -> v1::Snapshot {
-    let deployment = |priority, weight| v1::Deployment { provider: "up".into(), model: "m".into(), priority, weight };
+    let deployment =
+        |priority, weight| v1::Deployment { provider: "up".into(), model: "m".into(), priority, weight, pricing: None };
     let policy = |id: &str, scope: &str, scope_id: Option<&str>, json: &str| v1::RoutingPolicy {
         id: id.into(),
         scope: scope.into(),

@@ -55,7 +55,42 @@ pub fn provider(p: &v1::Provider) -> Result<ProviderConfig, ConvertError> {
 
 /// A catalog model: its route, one [`DeploymentOptions`] per deployment (same order), and
 /// its price, if it has one. A deployment without a weight on the wire gets weight 1.
-pub fn model(m: &v1::Model) -> Result<(ModelRoute, Vec<DeploymentOptions>, Option<Pricing>), ConvertError> {
+/// A model from the wire: its route, one set of routing options per deployment, its price,
+/// and each deployment's own price where it has one.
+#[derive(Debug, Clone)]
+pub struct ModelParts {
+    /// Public name and deployments.
+    pub route: ModelRoute,
+    /// Priority and weight of each deployment, in the same order.
+    pub options: Vec<DeploymentOptions>,
+    /// The model's price (`None`: unpriced).
+    pub pricing: Option<Pricing>,
+    /// Each deployment's own price, in the same order (`None`: the model's).
+    pub deployment_pricing: Vec<Option<Pricing>>,
+}
+
+/// A price from the wire, refusing a negative rate.
+fn pricing_of(p: &v1::Pricing, id: &str) -> Result<Pricing, ConvertError> {
+    let pricing = Pricing {
+        input_per_mtok: Money::from_nanos(p.input_per_mtok_nanos),
+        output_per_mtok: Money::from_nanos(p.output_per_mtok_nanos),
+        cached_input_per_mtok: p.cached_input_per_mtok_nanos.map(Money::from_nanos),
+        cache_write_per_mtok: p.cache_write_per_mtok_nanos.map(Money::from_nanos),
+    };
+    let rates = [
+        Some(pricing.input_per_mtok),
+        Some(pricing.output_per_mtok),
+        pricing.cached_input_per_mtok,
+        pricing.cache_write_per_mtok,
+    ];
+    if rates.into_iter().flatten().any(Money::is_negative) {
+        return Err(err("model", id, "negative price"));
+    }
+    Ok(pricing)
+}
+
+/// Converts a model (see [`ModelParts`]).
+pub fn model(m: &v1::Model) -> Result<ModelParts, ConvertError> {
     if m.deployments.is_empty() {
         return Err(err("model", &m.id, "no deployments"));
     }
@@ -76,21 +111,13 @@ pub fn model(m: &v1::Model) -> Result<(ModelRoute, Vec<DeploymentOptions>, Optio
             weight: d.weight.unwrap_or(DeploymentOptions::default().weight),
         })
         .collect();
-    let pricing = m.pricing.as_ref().map(|p| Pricing {
-        input_per_mtok: Money::from_nanos(p.input_per_mtok_nanos),
-        output_per_mtok: Money::from_nanos(p.output_per_mtok_nanos),
-        cached_input_per_mtok: p.cached_input_per_mtok_nanos.map(Money::from_nanos),
-        cache_write_per_mtok: p.cache_write_per_mtok_nanos.map(Money::from_nanos),
-    });
-    if let Some(p) = &pricing
-        && [Some(p.input_per_mtok), Some(p.output_per_mtok), p.cached_input_per_mtok, p.cache_write_per_mtok]
-            .into_iter()
-            .flatten()
-            .any(Money::is_negative)
-    {
-        return Err(err("model", &m.id, "negative price"));
-    }
-    Ok((route, options, pricing))
+    let pricing = m.pricing.as_ref().map(|p| pricing_of(p, &m.id)).transpose()?;
+    let deployment_pricing = m
+        .deployments
+        .iter()
+        .map(|d| d.pricing.as_ref().map(|p| pricing_of(p, &m.id)).transpose())
+        .collect::<Result<_, _>>()?;
+    Ok(ModelParts { route, options, pricing, deployment_pricing })
 }
 
 /// A routing policy and where it applies: `None` for the default policy.
@@ -361,6 +388,7 @@ mod tests {
             model: "up".into(),
             priority,
             weight,
+            pricing: None,
         };
         let m = v1::Model {
             id: "model_1".into(),
@@ -368,7 +396,7 @@ mod tests {
             deployments: vec![d("a", 0, Some(70)), d("b", 2, Some(0)), d("c", 1, None)],
             ..Default::default()
         };
-        let (route, options, pricing) = model(&m).unwrap();
+        let ModelParts { route, options, pricing, .. } = model(&m).unwrap();
         assert_eq!(route.deployments.len(), 3);
         assert_eq!(
             options,

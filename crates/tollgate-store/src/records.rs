@@ -92,6 +92,25 @@ pub struct DeploymentRecord {
     /// (1 when not stored).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// What a request this deployment serves is charged, when it differs from the
+    /// model's price (a fallback to another provider's model); `None`: the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<DeploymentPricing>,
+}
+
+/// A deployment's own prices, nano-dollars per 1M tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeploymentPricing {
+    /// Per 1M prompt tokens.
+    pub input_per_mtok: i64,
+    /// Per 1M generated tokens.
+    pub output_per_mtok: i64,
+    /// Per 1M prompt tokens read from the provider's cache; the input price when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<i64>,
+    /// Per 1M prompt tokens written to the provider's cache; the input price when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<i64>,
 }
 
 fn default_weight() -> u32 {

@@ -34,7 +34,13 @@ async fn control_plane() -> (Arc<ControlPlane>, String) {
     svc.create_provider(&actor, provider).await.unwrap();
     let model = CreateModel {
         name: "gpt-4o".into(),
-        deployments: vec![DeploymentInput { provider: "up".into(), model: "m".into(), priority: 0, weight: 3 }],
+        deployments: vec![DeploymentInput {
+            provider: "up".into(),
+            model: "m".into(),
+            priority: 0,
+            weight: 3,
+            pricing: None,
+        }],
         pricing: None,
         max_output_tokens: None,
     };

@@ -103,7 +103,13 @@ async fn models_list_and_set_price_from_the_cli() {
     svc.create_provider(&actor, provider).await.unwrap();
     let model = |name: &str, upstream: &str| CreateModel {
         name: name.into(),
-        deployments: vec![DeploymentInput { provider: "up".into(), model: upstream.into(), priority: 0, weight: 1 }],
+        deployments: vec![DeploymentInput {
+            provider: "up".into(),
+            model: upstream.into(),
+            priority: 0,
+            weight: 1,
+            pricing: None,
+        }],
         pricing: None,
         max_output_tokens: None,
     };

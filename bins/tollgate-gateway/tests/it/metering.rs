@@ -238,3 +238,51 @@ async fn an_anthropic_stream_cut_after_it_started_is_charged_for_what_it_generat
         assert_ne!(e["status"], 200, "the ledger shows the stream did not finish: {e}");
     }
 }
+
+#[tokio::test]
+async fn the_charge_follows_the_deployment_that_served_at_its_own_price() {
+    let gw = Gateway::start().await;
+    let first = FakeUpstream::start().await;
+    let budget = json!({"limit_usd": "10", "window": "day", "on_breach": "block"});
+    let (_, secret) = gw.setup(&first, json!({"budget": budget, "models_allowed": ["pair"]})).await;
+    let (primary, fallback) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    for (name, up) in [("primary", &primary), ("fallback", &fallback)] {
+        gw.created(
+            "/api/v1/providers",
+            json!({"name": name, "kind": "openai-compatible", "base_url": up.base_url(), "api_key": UPSTREAM_KEY}),
+        )
+        .await;
+    }
+    // The model's price is $1 / $100 per 1M; the fallback deployment (another provider's
+    // model) costs $10 / $1000.
+    gw.created(
+        "/api/v1/models",
+        json!({"name": "pair", "pricing": {"input_per_mtok": "1", "output_per_mtok": "100"}, "deployments": [
+            {"provider": "primary", "model": "a"},
+            {"provider": "fallback", "model": "b", "priority": 1,
+             "pricing": {"input_per_mtok": "10", "output_per_mtok": "1000"}}]}),
+    )
+    .await;
+    let ask = json!({"model": "pair", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5});
+    eventually(Duration::from_secs(10), "the model routes", || async {
+        call(&gw, &secret, "/v1/chat/completions", "probe", &ask).await.status == StatusCode::OK
+    })
+    .await;
+
+    // The fake upstreams report 12 prompt and 5 completion tokens.
+    let r = call(&gw, &secret, "/v1/chat/completions", "served-by-primary", &ask).await;
+    assert_eq!(r.status, StatusCode::OK);
+    primary.set_reply(Reply::raw(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "down"));
+    let r = call(&gw, &secret, "/v1/chat/completions", "served-by-fallback", &ask).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    let ids = ["served-by-primary".to_owned(), "served-by-fallback".to_owned()];
+    let entries = ledger_entries(&gw, &ids).await;
+    let (p, f) = (&entries[0], &entries[1]);
+    assert_eq!((p["provider"].as_str(), p["served_model"].as_str()), (Some("primary"), Some("a")));
+    assert_eq!(p["cost_nanos"].as_i64(), Some(12 * 1_000 + 5 * 100_000), "the model's price: {p}");
+    assert_eq!((f["provider"].as_str(), f["served_model"].as_str()), (Some("fallback"), Some("b")));
+    assert_eq!(f["cost_nanos"].as_i64(), Some(12 * 10_000 + 5 * 1_000_000), "the fallback's own price: {f}");
+    let tried: Vec<&str> = f["attempts"].as_array().unwrap().iter().filter_map(|a| a["provider"].as_str()).collect();
+    assert_eq!(tried.first(), Some(&"primary"), "the failed attempt is listed: {f}");
+}

@@ -9,8 +9,8 @@ use tollgate_core::{
 };
 use tollgate_metering::{Attempt, LedgerEntry, LedgerSink, SinkError, Usage, UsageSource};
 use tollgate_store::{
-    AliasRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord,
-    OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, Store, StoreError, TeamRecord,
+    AliasRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing, DeploymentRecord, KeyFilter, KeyRecord,
+    ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, Store, StoreError, TeamRecord,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -117,8 +117,20 @@ fn model(id: &str, name: &str) -> ModelRecord {
                 model: "gpt-4o-2024-08-06".to_owned(),
                 priority: 0,
                 weight: 70,
+                pricing: None,
             },
-            DeploymentRecord { provider: "azure".to_owned(), model: "gpt-4o".to_owned(), priority: 2, weight: 0 },
+            DeploymentRecord {
+                provider: "azure".to_owned(),
+                model: "gpt-4o".to_owned(),
+                priority: 2,
+                weight: 0,
+                pricing: Some(DeploymentPricing {
+                    input_per_mtok: 2_000_000_000,
+                    output_per_mtok: 8_000_000_000,
+                    cached_input_per_mtok: None,
+                    cache_write_per_mtok: Some(1),
+                }),
+            },
         ],
         input_per_mtok: Some(2_500_000_000),
         output_per_mtok: Some(10_000_000_000),
@@ -1432,6 +1444,12 @@ pub(crate) async fn deployments_stored_before_routing_options_read_with_the_defa
     let old = db.store.find_model("old").await.unwrap().unwrap();
     assert_eq!(
         old.deployments,
-        vec![DeploymentRecord { provider: "p".to_owned(), model: "m".to_owned(), priority: 0, weight: 1 }]
+        vec![DeploymentRecord {
+            provider: "p".to_owned(),
+            model: "m".to_owned(),
+            priority: 0,
+            weight: 1,
+            pricing: None
+        }]
     );
 }
