@@ -19,6 +19,7 @@ mod m0002_budget_controls;
 mod m0003_ledger;
 mod m0004_prices;
 mod m0005_tags;
+mod m0006_token_lifecycle;
 
 /// Brings [`Migrator::up`] and friends into scope for crates that do not depend on
 /// sea-orm-migration themselves.
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_ledger::Migration),
             Box::new(m0004_prices::Migration),
             Box::new(m0005_tags::Migration),
+            Box::new(m0006_token_lifecycle::Migration),
         ]
     }
 }

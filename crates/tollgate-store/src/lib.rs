@@ -38,8 +38,8 @@ mod usage;
 
 pub use error::StoreError;
 pub use records::{
-    AdminTokenRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord,
-    OrgRecord, ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
+    AdminTokenRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord,
+    ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
 };
 pub use repo::Store;
 pub use usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};
