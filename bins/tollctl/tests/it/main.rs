@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
 
 mod budgets;
+mod security;
 mod usage;
 
 use http::StatusCode;
