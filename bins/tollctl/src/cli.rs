@@ -1,5 +1,6 @@
 //! Commands of `tollctl` (`keys ...`, `budgets ...`, `models ...`, `aliases ...`,
-//! `routing-policies ...`, `usage`) and their output (table or JSON).
+//! `routing-policies ...`, `usage`, `tokens ...`, `audit ...`) and their output (table or
+//! JSON).
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -26,7 +27,7 @@ pub(crate) struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Table,
     Json,
 }
@@ -49,6 +50,12 @@ enum Command {
     /// organization, team, project or key, or the default.
     #[command(subcommand)]
     RoutingPolicies(PoliciesCommand),
+    /// Admin tokens: scoped, optionally bound to a team or project.
+    #[command(subcommand)]
+    Tokens(crate::security::TokensCommand),
+    /// The audit trail of control-plane writes.
+    #[command(subcommand)]
+    Audit(crate::security::AuditCommand),
     /// Usage from the ledger: totals and groups, as `GET /api/v1/usage`.
     Usage {
         /// organization (org), team, project, principal, key (virtual_key), or tag (the
@@ -331,14 +338,14 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("expected K=V, got {s:?}"))
 }
 
-fn authed<T>(msg: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
+pub(crate) fn authed<T>(msg: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
     let mut req = tonic::Request::new(msg);
     let value = format!("Bearer {token}").parse().map_err(|_| anyhow!("the token is not a valid header value"))?;
     req.metadata_mut().insert("authorization", value);
     Ok(req)
 }
 
-fn status_error(s: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow!("{} ({:?})", s.message(), s.code())
 }
 
@@ -350,9 +357,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot connect to {}", cli.endpoint))?;
-    let mut client = AdminServiceClient::new(channel);
+    let mut client = AdminServiceClient::new(channel.clone());
     let cmd = match cli.command {
         Command::Keys(cmd) => cmd,
+        Command::Tokens(cmd) => return crate::security::tokens(channel, &token, cli.output, cmd).await,
+        Command::Audit(cmd) => return crate::security::audit(channel, &token, cli.output, cmd).await,
         Command::Budgets(cmd) => return budgets(&mut client, &token, cli.output, cmd).await,
         Command::Models(cmd) => return models(&mut client, &token, cli.output, cmd).await,
         Command::Aliases(cmd) => return aliases(&mut client, &token, cli.output, cmd).await,
@@ -853,7 +862,7 @@ fn print_usage(report: &serde_json::Value) {
     }
 }
 
-fn print_json(v: &serde_json::Value) {
+pub(crate) fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
 }
 
@@ -878,7 +887,7 @@ fn print_keys(keys: &[v1::KeyInfo]) {
     print_table(&header, &rows);
 }
 
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+pub(crate) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut widths: [usize; N] = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -20,9 +20,13 @@ pub enum ControlError {
     /// No or unknown admin token.
     #[error("missing or invalid admin token")]
     Unauthenticated,
-    /// The token may not do this.
+    /// The token lacks the scope the operation needs; names it.
     #[error("admin token lacks the scope {0}")]
-    Forbidden(&'static str),
+    InsufficientScope(&'static str),
+    /// The token holds the scope but may not use it here (a bound token on a global
+    /// resource, or minting more power than it has).
+    #[error("{0}")]
+    Forbidden(String),
     /// The resource does not exist.
     #[error("{kind} {id:?} not found")]
     NotFound {
@@ -64,6 +68,9 @@ impl ControlError {
     /// The REST status and `code` of this error.
     pub(crate) fn http(&self) -> (http::StatusCode, &'static str) {
         use http::StatusCode as S;
+        if let ControlError::InsufficientScope(_) = self {
+            return (S::FORBIDDEN, "insufficient_scope");
+        }
         match self.code() {
             ErrorCode::BadRequest | ErrorCode::PayloadTooLarge => (S::BAD_REQUEST, "invalid_request"),
             ErrorCode::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated"),
@@ -116,7 +123,7 @@ impl ServiceError for ControlError {
         match self {
             ControlError::Invalid { .. } | ControlError::BadBody(_) => ErrorCode::BadRequest,
             ControlError::Unauthenticated => ErrorCode::Unauthenticated,
-            ControlError::Forbidden(_) => ErrorCode::Forbidden,
+            ControlError::InsufficientScope(_) | ControlError::Forbidden(_) => ErrorCode::Forbidden,
             ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict(_) => ErrorCode::Conflict,
             ControlError::Config(_) | ControlError::Store(_) | ControlError::Internal(_) => ErrorCode::Internal,

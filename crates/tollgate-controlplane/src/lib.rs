@@ -112,6 +112,9 @@ impl ControlPlane {
                 .max_encoding_message_size(1 << 30),
             )
             .add_service(v1::admin_service_server::AdminServiceServer::new(grpc::AdminApi::new(self.service.clone())))
+            .add_service(v1::security_service_server::SecurityServiceServer::new(grpc::SecurityApi::new(
+                self.service.clone(),
+            )))
             .add_service(
                 v1::ledger_service_server::LedgerServiceServer::new(grpc::LedgerApi::new(self.service.clone()))
                     .max_decoding_message_size(64 << 20),
@@ -162,7 +165,7 @@ mod demo {
     use tollgate_core::{Money, OnBreach, Window};
 
     pub(super) async fn seed(svc: &Service) -> Result<String, ControlError> {
-        let actor = Actor { id: "demo".into() };
+        let actor = Actor::system("demo");
         let store = svc.store();
         if store.find_provider("mock").await?.is_none() {
             let input = CreateProvider {
@@ -211,7 +214,8 @@ mod demo {
                     .ok_or_else(|| ControlError::Internal("demo project vanished".into()))?
             }
         };
-        let page = svc.list_keys(ListKeys { project: Some(project.id.to_string()), ..Default::default() }).await?;
+        let page =
+            svc.list_keys(&actor, ListKeys { project: Some(project.id.to_string()), ..Default::default() }).await?;
         let existing = page.data.into_iter().find(|k| k.name.as_deref() == Some("demo") && k.status == "active");
         let secret = match existing {
             Some(k) => svc.rotate_key(&actor, k.id.as_str(), RotateKey { grace_period_s: Some(0) }).await?.key,

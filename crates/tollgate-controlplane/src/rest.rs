@@ -33,7 +33,10 @@ impl IntoResponse for ControlError {
     }
 }
 
-/// The caller, authenticated from `Authorization: Bearer <admin token>`.
+mod security;
+
+/// The caller, authenticated from `Authorization: Bearer <admin token>`. What it may do
+/// is checked by the service (`Service::authorize`), the same for REST and gRPC.
 struct Auth(Actor);
 
 impl FromRequestParts<Arc<Service>> for Auth {
@@ -45,7 +48,7 @@ impl FromRequestParts<Arc<Service>> for Auth {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| v[7..].trim()));
-        svc.authenticate(bearer).map(Auth)
+        svc.authenticate(bearer).await.map(Auth)
     }
 }
 
@@ -90,6 +93,7 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         )
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/ledger", get(ledger))
+        .merge(security::routes())
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .fallback(|| async { ControlError::NotFound { kind: "endpoint", id: String::new() } })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -110,8 +114,8 @@ async fn create_provider(
     Ok(created(svc.create_provider(&actor, parse(&body(b)?)?).await?))
 }
 
-async fn list_providers(State(svc): State<Arc<Service>>, Auth(_): Auth) -> Result<Response, ControlError> {
-    Ok(ok(serde_json::json!({"data": svc.list_providers().await?})))
+async fn list_providers(State(svc): State<Arc<Service>>, Auth(actor): Auth) -> Result<Response, ControlError> {
+    Ok(ok(serde_json::json!({"data": svc.list_providers(&actor).await?})))
 }
 
 async fn create_model(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
@@ -132,7 +136,7 @@ async fn create_key(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body)
 
 async fn list_keys(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ControlError> {
     let mut filter = ListKeys::default();
@@ -159,15 +163,15 @@ async fn list_keys(
         }
     }
     filter.metadata.sort();
-    Ok(ok(svc.list_keys(filter).await?))
+    Ok(ok(svc.list_keys(&actor, filter).await?))
 }
 
 async fn get_key(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
-    Ok(ok(svc.get_key(&id).await?))
+    Ok(ok(svc.get_key(&actor, &id).await?))
 }
 
 async fn update_key(
@@ -205,7 +209,7 @@ async fn create_budget(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Bo
 
 async fn list_budgets(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ControlError> {
     let mut filter = ListBudgets::default();
@@ -226,15 +230,15 @@ async fn list_budgets(
             }
         }
     }
-    Ok(ok(svc.list_budgets(filter).await?))
+    Ok(ok(svc.list_budgets(&actor, filter).await?))
 }
 
 async fn get_budget(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
-    Ok(ok(svc.get_budget(&id).await?))
+    Ok(ok(svc.get_budget(&actor, &id).await?))
 }
 
 async fn update_budget(
@@ -333,16 +337,16 @@ async fn create_routing_policy(
     Ok(created(svc.create_routing_policy(&actor, CreateRoutingPolicy::from_json(&body(b)?)?).await?))
 }
 
-async fn list_routing_policies(State(svc): State<Arc<Service>>, Auth(_): Auth) -> Result<Response, ControlError> {
-    Ok(ok(serde_json::json!({"data": svc.list_routing_policies().await?})))
+async fn list_routing_policies(State(svc): State<Arc<Service>>, Auth(actor): Auth) -> Result<Response, ControlError> {
+    Ok(ok(serde_json::json!({"data": svc.list_routing_policies(&actor).await?})))
 }
 
 async fn get_routing_policy(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
-    Ok(ok(svc.get_routing_policy(&id).await?))
+    Ok(ok(svc.get_routing_policy(&actor, &id).await?))
 }
 
 async fn update_routing_policy(
@@ -365,14 +369,13 @@ async fn delete_routing_policy(
 
 // ------------------------------------------------------------------ usage and ledger
 
-// Reading usage needs the admin token today; with scoped tokens this becomes `usage:read`.
 async fn usage(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ControlError> {
     let q = UsageQuery::parse(q, tollgate_core::Timestamp::now())?;
-    let report = svc.usage(&q).await?;
+    let report = svc.usage(&actor, &q).await?;
     Ok(match q.format {
         UsageFormat::Json => ok(report.to_json()),
         UsageFormat::Csv => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], report.to_csv()).into_response(),
@@ -381,8 +384,8 @@ async fn usage(
 
 async fn ledger(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ControlError> {
-    Ok(ok(svc.ledger(&LedgerQuery::parse(q, tollgate_core::Timestamp::now())?).await?))
+    Ok(ok(svc.ledger(&actor, &LedgerQuery::parse(q, tollgate_core::Timestamp::now())?).await?))
 }

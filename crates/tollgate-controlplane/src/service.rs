@@ -1,9 +1,17 @@
 //! The service layer: every management operation, shared by REST and gRPC.
 
+mod audit;
+mod auth;
 mod budgets;
 mod models;
 mod routing;
+mod tokens;
 mod usage;
+
+pub use audit::{AuditEventView, AuditPage, AuditQuery, AuditVerification, BrokenRow};
+use auth::Target;
+pub use auth::{Actor, Scope, Tenancy};
+pub use tokens::{CreateToken, TokenView, TokenWithSecret};
 
 pub use budgets::{
     BudgetAmount, BudgetPage, BudgetView, CreateBudget, IncreaseBudget, ListBudgets, MAX_INCREASE_DURATION_S,
@@ -18,7 +26,7 @@ pub use routing::{
 pub use usage::{LedgerQuery, UsageFormat, UsageQuery, UsageReport};
 
 use crate::ControlError;
-use crate::secrets::{Secrets, hashes_equal, token_hash};
+use crate::secrets::Secrets;
 use budgets::budget_view;
 pub(crate) use budgets::no_fields;
 use serde::{Deserialize, Serialize};
@@ -47,13 +55,6 @@ const MAX_PATTERNS: usize = 256;
 const DEFAULT_LIMIT: u64 = 100;
 /// The largest page size of list operations.
 const MAX_LIST_LIMIT: u64 = 1000;
-
-/// Who is making a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// Token id, or `bootstrap` for the bootstrap admin token.
-    pub id: String,
-}
 
 // ------------------------------------------------------------------ inputs
 
@@ -552,15 +553,6 @@ impl Service {
         &self.store
     }
 
-    /// Authenticates an admin bearer token.
-    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Actor, ControlError> {
-        let token = bearer.filter(|t| !t.is_empty()).ok_or(ControlError::Unauthenticated)?;
-        if hashes_equal(&token_hash(token), &self.secrets.bootstrap_token_hash) {
-            return Ok(Actor { id: "bootstrap".into() });
-        }
-        Err(ControlError::Unauthenticated)
-    }
-
     fn committed(&self, rev: i64) {
         self.revision.send_if_modified(|cur| {
             if rev > *cur {
@@ -610,6 +602,7 @@ impl Service {
 
     /// Creates a provider credential; the key is encrypted before it reaches the store.
     pub async fn create_provider(&self, actor: &Actor, input: CreateProvider) -> Result<ProviderView, ControlError> {
+        self.authorize(actor, Scope::ProvidersWrite, Target::Global).await?;
         check_name("name", &input.name)?;
         let kind: ProviderKind = input.kind.parse().map_err(|e| ControlError::invalid("kind", format!("{e}")))?;
         if !kind.is_supported() {
@@ -670,13 +663,15 @@ impl Service {
         Ok(view)
     }
 
-    /// Lists providers.
-    pub async fn list_providers(&self) -> Result<Vec<ProviderView>, ControlError> {
+    /// Lists providers (credentials only as hints).
+    pub async fn list_providers(&self, actor: &Actor) -> Result<Vec<ProviderView>, ControlError> {
+        self.authorize(actor, Scope::ProvidersWrite, Target::Global).await?;
         Ok(self.store.list_providers().await?.iter().map(provider_view).collect())
     }
 
     /// Adds a model to the catalog.
     pub async fn create_model(&self, actor: &Actor, input: CreateModel) -> Result<ModelView, ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         check_name("name", &input.name)?;
         if input.deployments.is_empty() {
             return Err(ControlError::invalid("deployments", "at least one deployment is required"));
@@ -753,6 +748,7 @@ impl Service {
 
     /// Creates a team in the default organization.
     pub async fn create_team(&self, actor: &Actor, input: CreateTeam) -> Result<TeamView, ControlError> {
+        self.authorize(actor, Scope::Admin, Target::Global).await?;
         check_name("name", &input.name)?;
         let (rec, rev) = self.store.create_team(&self.org.id, &input.name).await?;
         self.committed(rev);
@@ -764,6 +760,7 @@ impl Service {
 
     /// Creates a project in a team.
     pub async fn create_project(&self, actor: &Actor, input: CreateProject) -> Result<ProjectView, ControlError> {
+        self.authorize(actor, Scope::Admin, Target::TeamRef { field: "team", id_or_name: &input.team }).await?;
         check_name("name", &input.name)?;
         let team = self
             .store
@@ -793,6 +790,12 @@ impl Service {
 
     /// Mints a key; the secret is returned here and never again.
     pub async fn create_key(&self, actor: &Actor, input: CreateKey) -> Result<KeyWithSecret, ControlError> {
+        let target = Target::ProjectRef { field: "project", id_or_name: &input.project };
+        self.authorize(actor, Scope::KeysWrite, target).await?;
+        if input.budget.is_some() {
+            // The budget is on the new key, which is inside the project just checked.
+            self.authorize(actor, Scope::BudgetsWrite, Target::Filtered).await?;
+        }
         let project = self.project("project", &input.project).await?;
         if let Some(n) = &input.name {
             check_name("name", n)?;
@@ -879,16 +882,29 @@ impl Service {
     }
 
     /// Reads a key.
-    pub async fn get_key(&self, id: &str) -> Result<KeyView, ControlError> {
+    pub async fn get_key(&self, actor: &Actor, id: &str) -> Result<KeyView, ControlError> {
+        self.authorize(actor, Scope::KeysRead, Target::Key(id)).await?;
         let rec = self.key_record(id).await?;
         self.key_view_of(&rec).await
     }
 
-    /// Lists keys with filters and keyset pagination.
-    pub async fn list_keys(&self, q: ListKeys) -> Result<KeyPage, ControlError> {
+    /// Lists keys with filters and keyset pagination; a bound token sees only the keys
+    /// of its team or project.
+    pub async fn list_keys(&self, actor: &Actor, q: ListKeys) -> Result<KeyPage, ControlError> {
+        self.authorize(actor, Scope::KeysRead, Target::Filtered).await?;
         let project_id = match &q.project {
-            Some(p) => Some(self.project("project", p).await?.id),
-            None => None,
+            Some(p) => {
+                self.authorize(actor, Scope::KeysRead, Target::ProjectRef { field: "project", id_or_name: p }).await?;
+                Some(self.project("project", p).await?.id)
+            }
+            None => match actor.tenancy() {
+                Tenancy::Project { project, .. } => Some(project.clone()),
+                _ => None,
+            },
+        };
+        let team_id = match actor.tenancy() {
+            Tenancy::Team(t) => Some(t.clone()),
+            _ => None,
         };
         if let Some(s) = &q.status
             && KeyStatus::parse(s).is_none()
@@ -898,6 +914,7 @@ impl Service {
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIST_LIMIT);
         let filter = KeyFilter {
             project_id,
+            team_id,
             principal: q.principal,
             status: q.status,
             metadata: q.metadata,
@@ -913,6 +930,7 @@ impl Service {
 
     /// Updates a key's policy.
     pub async fn update_key(&self, actor: &Actor, id: &str, patch: UpdateKey) -> Result<KeyView, ControlError> {
+        self.authorize(actor, Scope::KeysWrite, Target::Key(id)).await?;
         let mut rec = self.key_record(id).await?;
         if let Some(name) = patch.name {
             if let Some(n) = &name {
@@ -958,6 +976,7 @@ impl Service {
 
     /// Issues a new secret; the old one works for `grace_period_s` more seconds.
     pub async fn rotate_key(&self, actor: &Actor, id: &str, input: RotateKey) -> Result<KeyWithSecret, ControlError> {
+        self.authorize(actor, Scope::KeysWrite, Target::Key(id)).await?;
         let mut rec = self.key_record(id).await?;
         if rec.status == KeyStatus::Revoked.as_str() {
             return Err(ControlError::Conflict(format!("key {id} is revoked and cannot be rotated")));
@@ -988,6 +1007,7 @@ impl Service {
 
     /// Revokes a key: every gateway refuses it once this change reaches it.
     pub async fn revoke_key(&self, actor: &Actor, id: &str) -> Result<KeyView, ControlError> {
+        self.authorize(actor, Scope::KeysWrite, Target::Key(id)).await?;
         let mut rec = self.key_record(id).await?;
         if rec.status != KeyStatus::Revoked.as_str() {
             let now = Timestamp::now();

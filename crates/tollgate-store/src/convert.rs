@@ -299,6 +299,8 @@ pub(crate) fn admin_token_from_row(m: admin_token::Model) -> Result<AdminTokenRe
         project_id: m.project_id.map(ProjectId::new),
         created_at: ts(m.created_at),
         revoked_at: ts_opt(m.revoked_at),
+        expires_at: ts_opt(m.expires_at),
+        hint: m.hint,
     })
 }
 
@@ -312,6 +314,8 @@ pub(crate) fn admin_token_to_row(r: &AdminTokenRecord) -> Result<admin_token::Mo
         project_id: r.project_id.as_ref().map(|p| p.as_str().to_owned()),
         created_at: r.created_at.unix_millis(),
         revoked_at: ms_opt(r.revoked_at),
+        expires_at: ms_opt(r.expires_at),
+        hint: r.hint.clone(),
     })
 }
 

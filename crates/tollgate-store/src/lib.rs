@@ -40,9 +40,9 @@ mod usage;
 
 pub use error::StoreError;
 pub use records::{
-    AdminTokenRecord, AliasRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing, DeploymentRecord,
-    KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, SnapshotData,
-    TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing,
+    DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord,
+    SnapshotData, TeamRecord,
 };
 pub use repo::Store;
 pub use usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};

@@ -277,6 +277,10 @@ pub struct AdminTokenRecord {
     pub created_at: Timestamp,
     /// When it was revoked; a revoked token must be refused.
     pub revoked_at: Option<Timestamp>,
+    /// When it stops working; an expired token must be refused.
+    pub expires_at: Option<Timestamp>,
+    /// The first characters of the token, to tell tokens apart in a list.
+    pub hint: String,
 }
 
 /// One entry of the hash-chained audit log.
@@ -309,6 +313,8 @@ pub struct AuditRecord {
 pub struct KeyFilter {
     /// Only keys of this project.
     pub project_id: Option<ProjectId>,
+    /// Only keys of the projects of this team.
+    pub team_id: Option<TeamId>,
     /// Only keys of this principal.
     pub principal: Option<String>,
     /// Only keys with this stored status (`active` or `revoked`).
@@ -334,6 +340,7 @@ impl Default for KeyFilter {
     fn default() -> Self {
         KeyFilter {
             project_id: None,
+            team_id: None,
             principal: None,
             status: None,
             metadata: Vec::new(),
@@ -342,6 +349,23 @@ impl Default for KeyFilter {
             after: None,
         }
     }
+}
+
+/// Which audit events [`crate::Store::query_audit`] returns: every set field must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// Only events about this kind of target (`key`, `budget`, ...).
+    pub target_kind: Option<String>,
+    /// Only events by this actor (an admin token id, or `bootstrap`).
+    pub actor: Option<String>,
+    /// Only events at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only events before this instant.
+    pub until: Option<Timestamp>,
+    /// Only events with a seq below this one (the last seq of the previous page).
+    pub before_seq: Option<i64>,
+    /// Page size; capped at 1000; 0 returns an empty page.
+    pub limit: u64,
 }
 
 /// Which budgets [`crate::Store::list_budgets`] returns: every set field must match.

@@ -18,8 +18,8 @@ use crate::entity::{
 };
 use crate::error::{StoreError, write_err};
 use crate::records::{
-    AdminTokenRecord, AliasRecord, AuditRecord, BudgetFilter, BudgetRecord, KeyFilter, KeyRecord, ModelRecord,
-    OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, KeyFilter, KeyRecord,
+    ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -126,6 +126,17 @@ fn key_query(f: &KeyFilter, after: Option<&str>) -> sea_orm::Select<virtual_key:
     let mut q = virtual_key::Entity::find();
     if let Some(p) = &f.project_id {
         q = q.filter(virtual_key::Column::ProjectId.eq(p.as_str()));
+    }
+    if let Some(t) = &f.team_id {
+        q = q.filter(
+            virtual_key::Column::ProjectId.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(project::Column::Id)
+                    .from(project::Entity)
+                    .and_where(project::Column::TeamId.eq(t.as_str()))
+                    .to_owned(),
+            ),
+        );
     }
     if let Some(p) = &f.principal {
         q = q.filter(virtual_key::Column::Principal.eq(p.as_str()));
@@ -793,49 +804,72 @@ impl Store {
         Ok(rev)
     }
 
-    /// Stores an admin token (its hash, never the token), created now; returns the new
-    /// revision.
+    /// Stores an admin token (its hash, never the token); returns the new revision.
     ///
     /// [`StoreError::NotFound`] if the team or project does not exist;
     /// [`StoreError::Conflict`] if the id or hash is taken.
-    pub async fn create_admin_token(
-        &self,
-        id: &str,
-        name: &str,
-        token_hash: &str,
-        scopes: &[String],
-        team_id: Option<&TeamId>,
-        project_id: Option<&ProjectId>,
-    ) -> Result<i64, StoreError> {
-        let rec = AdminTokenRecord {
-            id: TokenId::new(id),
-            name: name.to_owned(),
-            token_hash: token_hash.to_owned(),
-            scopes: scopes.to_vec(),
-            team_id: team_id.cloned(),
-            project_id: project_id.cloned(),
-            created_at: Timestamp::now(),
-            revoked_at: None,
-        };
-        let row = admin_token_to_row(&rec)?;
+    pub async fn create_admin_token(&self, rec: &AdminTokenRecord) -> Result<i64, StoreError> {
+        let row = admin_token_to_row(rec)?;
         let txn = self.begin_write().await?;
-        if let Some(t) = team_id
+        if let Some(t) = &rec.team_id
             && team::Entity::find_by_id(t.as_str()).one(&txn).await?.is_none()
         {
             return Err(StoreError::NotFound { kind: "team", id: t.to_string() });
         }
-        if let Some(p) = project_id
+        if let Some(p) = &rec.project_id
             && project::Entity::find_by_id(p.as_str()).one(&txn).await?.is_none()
         {
             return Err(StoreError::NotFound { kind: "project", id: p.to_string() });
         }
         admin_token::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await.map_err(|e| {
             let taken = "an admin token with this hash already exists".to_owned();
-            write_err("admin token", e, &[(&["token_hash"], taken)], format!("admin token id {id} is taken"))
+            write_err("admin token", e, &[(&["token_hash"], taken)], format!("admin token id {} is taken", rec.id))
         })?;
         let rev = bump_revision(&txn).await?;
         txn.commit().await?;
         Ok(rev)
+    }
+
+    /// The admin token with this id, revoked or not.
+    pub async fn get_admin_token(&self, id: &TokenId) -> Result<Option<AdminTokenRecord>, StoreError> {
+        admin_token::Entity::find_by_id(id.as_str()).one(&self.db).await?.map(admin_token_from_row).transpose()
+    }
+
+    /// Every admin token, revoked ones included, ordered by id (oldest first: ids are
+    /// time-ordered). Tokens are few (one per backend or operator), so there is no paging.
+    pub async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
+        admin_token::Entity::find()
+            .order_by_asc(admin_token::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(admin_token_from_row)
+            .collect()
+    }
+
+    /// Marks the token revoked at `at` unless it already is; returns the stored token and
+    /// the new revision (`None` when it was already revoked and nothing changed).
+    ///
+    /// [`StoreError::NotFound`] if no such token.
+    pub async fn revoke_admin_token(
+        &self,
+        id: &TokenId,
+        at: Timestamp,
+    ) -> Result<(AdminTokenRecord, Option<i64>), StoreError> {
+        let txn = self.begin_write().await?;
+        let res = admin_token::Entity::update_many()
+            .col_expr(admin_token::Column::RevokedAt, Expr::value(at.unix_millis()))
+            .filter(admin_token::Column::Id.eq(id.as_str()))
+            .filter(admin_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        let row = admin_token::Entity::find_by_id(id.as_str())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { kind: "admin token", id: id.to_string() })?;
+        let rev = if res.rows_affected > 0 { Some(bump_revision(&txn).await?) } else { None };
+        txn.commit().await?;
+        Ok((admin_token_from_row(row)?, rev))
     }
 
     /// The admin token with this hash, revoked or not (the caller checks `revoked_at`).
@@ -882,22 +916,57 @@ impl Store {
         limit: u64,
         before_seq: Option<i64>,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let limit = limit.min(AUDIT_PAGE_MAX);
+        let f = AuditFilter {
+            target_kind: target_kind.map(str::to_owned),
+            since,
+            before_seq,
+            limit,
+            ..AuditFilter::default()
+        };
+        self.query_audit(&f).await
+    }
+
+    /// Audit events matching every set field of `f`, newest first (descending seq); at
+    /// most `f.limit`, capped at 1000.
+    pub async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = f.limit.min(AUDIT_PAGE_MAX);
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut q = audit_event::Entity::find();
-        if let Some(k) = target_kind {
-            q = q.filter(audit_event::Column::TargetKind.eq(k));
+        if let Some(k) = &f.target_kind {
+            q = q.filter(audit_event::Column::TargetKind.eq(k.as_str()));
         }
-        if let Some(t) = since {
+        if let Some(a) = &f.actor {
+            q = q.filter(audit_event::Column::Actor.eq(a.as_str()));
+        }
+        if let Some(t) = f.since {
             q = q.filter(audit_event::Column::At.gte(t.unix_millis()));
         }
-        if let Some(s) = before_seq {
+        if let Some(t) = f.until {
+            q = q.filter(audit_event::Column::At.lt(t.unix_millis()));
+        }
+        if let Some(s) = f.before_seq {
             q = q.filter(audit_event::Column::Seq.lt(s));
         }
         q.order_by_desc(audit_event::Column::Seq)
             .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    /// The audit chain in stored order: at most `limit` events (capped at 1000) with seq
+    /// above `after_seq`, oldest first. Walk it page by page to verify the whole chain.
+    pub async fn audit_chain(&self, after_seq: Option<i64>, limit: u64) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut q = audit_event::Entity::find();
+        if let Some(s) = after_seq {
+            q = q.filter(audit_event::Column::Seq.gt(s));
+        }
+        q.order_by_asc(audit_event::Column::Seq)
+            .limit(limit.min(AUDIT_PAGE_MAX))
             .all(&self.db)
             .await?
             .into_iter()
@@ -989,6 +1058,15 @@ impl Store {
             aliases,
             routing_policies,
         })
+    }
+}
+
+#[cfg(feature = "test-util")]
+impl Store {
+    /// Runs SQL as is and returns the rows it touched: for tests that tamper with stored
+    /// rows (the audit chain) behind the store's back.
+    pub async fn execute_unchecked(&self, sql: &str) -> Result<u64, StoreError> {
+        Ok(self.db.execute_unprepared(sql).await?.rows_affected())
     }
 }
 

@@ -33,6 +33,9 @@ pub struct UsageFilter {
     pub scope: Option<(ScopeKind, String)>,
     /// Only entries whose key carried this tag (exact match).
     pub tag: Option<String>,
+    /// Only entries inside this team or project (`(Team, id)` or `(Project, id)`), on
+    /// top of `scope`: how a tenant-bound admin token is confined to its tenancy.
+    pub within: Option<(ScopeKind, String)>,
     /// First instant covered.
     pub from: Timestamp,
     /// First instant no longer covered.
@@ -134,7 +137,7 @@ fn filtered(f: &UsageFilter) -> Select<ledger_entry::Entity> {
     let mut q = ledger_entry::Entity::find()
         .filter(ledger_entry::Column::AtMs.gte(f.from.unix_millis()))
         .filter(ledger_entry::Column::AtMs.lt(f.to.unix_millis()));
-    if let Some((kind, id)) = &f.scope {
+    for (kind, id) in [&f.scope, &f.within].into_iter().flatten() {
         q = q.filter(scope_column(*kind).eq(id.as_str()));
     }
     if let Some(tag) = &f.tag {

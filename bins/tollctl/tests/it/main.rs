@@ -4,6 +4,7 @@
 
 mod budgets;
 mod routing;
+mod security;
 mod usage;
 
 use http::StatusCode;

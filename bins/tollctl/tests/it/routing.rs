@@ -20,7 +20,7 @@ async fn control_plane() -> (Arc<ControlPlane>, String) {
     };
     let cp = Arc::new(ControlPlane::start(&cfg).await.unwrap());
     let svc = cp.service();
-    let actor = Actor { id: "test".into() };
+    let actor = Actor::system("test");
     let provider = CreateProvider {
         name: "up".into(),
         kind: "mock".into(),

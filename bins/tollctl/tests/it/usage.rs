@@ -88,7 +88,7 @@ async fn usage_prints_the_ledger_sums_as_a_table_and_as_json() {
 #[tokio::test]
 async fn models_list_and_set_price_from_the_cli() {
     let (cp, endpoint) = control_plane().await;
-    let actor = Actor { id: "test".into() };
+    let actor = Actor::system("test");
     let svc = cp.service();
     let provider = CreateProvider {
         name: "up".into(),

@@ -10,6 +10,7 @@
 //! Every write bumps the revision (the next snapshot carries it to the gateways) and
 //! leaves an audit event with the caller's token as actor.
 
+use super::auth::{Scope, Target};
 use super::budgets::Fields;
 use super::{Actor, Service, check_name, new_id};
 use crate::ControlError;
@@ -277,6 +278,7 @@ impl Service {
     /// Adds an alias for a model. 409 when the name is taken by a model or an alias; 400
     /// (`model`) when the target is unknown or is itself an alias.
     pub async fn create_alias(&self, actor: &Actor, input: CreateAlias) -> Result<AliasView, ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         check_name("name", &input.name)?;
         check_name("model", &input.model)?;
         if self.store.find_model(&input.name).await?.is_some_and(|m| m.name == input.name) {
@@ -317,6 +319,7 @@ impl Service {
 
     /// Deletes an alias; gateways stop answering to it with the next snapshot.
     pub async fn delete_alias(&self, actor: &Actor, name: &str) -> Result<(), ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         let view = self.get_alias(name).await?;
         let rev = self.store.delete_alias(name).await?;
         self.committed(rev);
@@ -357,6 +360,7 @@ impl Service {
         actor: &Actor,
         input: CreateRoutingPolicy,
     ) -> Result<RoutingPolicyView, ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         let policy = parse_policy(input.policy)?;
         let scope_id = self.policy_target(input.scope, input.scope_id.as_deref()).await?;
         let now = Timestamp::now();
@@ -383,12 +387,14 @@ impl Service {
     }
 
     /// Every routing policy, by id.
-    pub async fn list_routing_policies(&self) -> Result<Vec<RoutingPolicyView>, ControlError> {
+    pub async fn list_routing_policies(&self, actor: &Actor) -> Result<Vec<RoutingPolicyView>, ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         self.store.list_routing_policies().await?.iter().map(policy_view).collect()
     }
 
     /// Reads a routing policy.
-    pub async fn get_routing_policy(&self, id: &str) -> Result<RoutingPolicyView, ControlError> {
+    pub async fn get_routing_policy(&self, actor: &Actor, id: &str) -> Result<RoutingPolicyView, ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         policy_view(&self.store.get_routing_policy(id).await?.ok_or_else(|| policy_not_found(id))?)
     }
 
@@ -399,6 +405,7 @@ impl Service {
         id: &str,
         patch: UpdateRoutingPolicy,
     ) -> Result<RoutingPolicyView, ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         let policy = parse_policy(patch.policy)?;
         let mut rec = self.store.get_routing_policy(id).await?.ok_or_else(|| policy_not_found(id))?;
         rec.policy = policy;
@@ -420,7 +427,8 @@ impl Service {
     /// Deletes a routing policy; its scope falls back to the next level with the next
     /// snapshot.
     pub async fn delete_routing_policy(&self, actor: &Actor, id: &str) -> Result<(), ControlError> {
-        let view = self.get_routing_policy(id).await?;
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
+        let view = self.get_routing_policy(actor, id).await?;
         let rev = self.store.delete_routing_policy(id).await?;
         self.committed(rev);
         self.audit(

@@ -5,6 +5,7 @@
 //! shown as exact USD decimal strings; nothing here goes through floating point.
 
 use super::Service;
+use super::auth::{Actor, Target};
 use crate::ControlError;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -126,7 +127,9 @@ fn take_filter(q: &mut HashMap<String, String>, now: Timestamp) -> Result<UsageF
                 "24h" => 24,
                 "7d" => 7 * 24,
                 "30d" => 30 * 24,
-                "mtd" | "month-to-date" => return Ok(UsageFilter { scope, tag, from: month_start(now), to: now }),
+                "mtd" | "month-to-date" => {
+                    return Ok(UsageFilter { scope, tag, within: None, from: month_start(now), to: now });
+                }
                 _ => {
                     return Err(ControlError::invalid(
                         "window",
@@ -140,7 +143,7 @@ fn take_filter(q: &mut HashMap<String, String>, now: Timestamp) -> Result<UsageF
     if from >= to {
         return Err(ControlError::invalid("from", "must be before to"));
     }
-    Ok(UsageFilter { scope, tag, from, to })
+    Ok(UsageFilter { scope, tag, within: None, from, to })
 }
 
 impl UsageQuery {
@@ -294,20 +297,29 @@ fn csv_field(s: &str) -> String {
 }
 
 impl Service {
-    /// The usage report of `q`.
-    pub async fn usage(&self, q: &UsageQuery) -> Result<UsageReport, ControlError> {
-        let summary = self.store.usage_totals(&q.filter).await?;
+    /// Confines a ledger filter to the actor's tenancy. A scope outside it then matches
+    /// nothing and reads as zero, exactly like a scope that does not exist.
+    async fn confined(&self, actor: &Actor, filter: &UsageFilter) -> Result<UsageFilter, ControlError> {
+        self.authorize(actor, super::Scope::UsageRead, Target::Filtered).await?;
+        Ok(UsageFilter { within: actor.tenancy().ledger_scope(), ..filter.clone() })
+    }
+
+    /// The usage report of `q`, inside the actor's tenancy.
+    pub async fn usage(&self, actor: &Actor, q: &UsageQuery) -> Result<UsageReport, ControlError> {
+        let filter = self.confined(actor, &q.filter).await?;
+        let summary = self.store.usage_totals(&filter).await?;
         let mut groups = Vec::with_capacity(q.group_by.len());
         for g in &q.group_by {
-            groups.push((*g, self.store.usage_by(&q.filter, *g).await?));
+            groups.push((*g, self.store.usage_by(&filter, *g).await?));
         }
         Ok(UsageReport { from: q.filter.from, to: q.filter.to, summary, groups })
     }
 
     /// One page of ledger entries: `{"entries": [...], "next_cursor": "..." | null}`.
     /// `next_cursor` is null once a page comes back short.
-    pub async fn ledger(&self, q: &LedgerQuery) -> Result<Value, ControlError> {
-        let entries = self.store.ledger_page(&q.filter, q.cursor.as_ref(), q.limit).await?;
+    pub async fn ledger(&self, actor: &Actor, q: &LedgerQuery) -> Result<Value, ControlError> {
+        let filter = self.confined(actor, &q.filter).await?;
+        let entries = self.store.ledger_page(&filter, q.cursor.as_ref(), q.limit).await?;
         let next = match entries.last() {
             Some(last) if entries.len() as u64 == q.limit => {
                 Some(encode_cursor(&LedgerCursor { at: last.at, request_id: last.request_id.clone() }))

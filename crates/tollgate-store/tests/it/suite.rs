@@ -9,8 +9,9 @@ use tollgate_core::{
 };
 use tollgate_metering::{Attempt, LedgerEntry, LedgerSink, SinkError, Usage, UsageSource};
 use tollgate_store::{
-    AliasRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing, DeploymentRecord, KeyFilter, KeyRecord,
-    ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, Store, StoreError, TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing,
+    DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord,
+    Store, StoreError, TeamRecord,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -174,6 +175,28 @@ fn audit(id: &str, at_ms: i64, target_kind: &str) -> AuditRecord {
     }
 }
 
+fn admin_token(
+    id: &str,
+    name: &str,
+    hash: &str,
+    scopes: &[String],
+    team: Option<&TeamId>,
+    project: Option<&ProjectId>,
+) -> AdminTokenRecord {
+    AdminTokenRecord {
+        id: TokenId::new(id),
+        name: name.to_owned(),
+        token_hash: hash.to_owned(),
+        scopes: scopes.to_vec(),
+        team_id: team.cloned(),
+        project_id: project.cloned(),
+        created_at: Timestamp::now(),
+        revoked_at: None,
+        expires_at: None,
+        hint: String::new(),
+    }
+}
+
 /// An org, a team in it and a project in that team.
 async fn tenancy(store: &Store, suffix: &str) -> (OrgRecord, TeamRecord, ProjectRecord) {
     let org = store.ensure_org(&format!("org-{suffix}")).await.unwrap();
@@ -312,10 +335,17 @@ pub(crate) async fn every_record_round_trips_field_for_field(db: &TestDb) {
     let scopes = vec!["keys:write".to_owned(), "usage:read".to_owned()];
     let before = Timestamp::now();
     store
-        .create_admin_token("tok_1", "billing backend", "cafe01", &scopes, Some(&team.id), Some(&project.id))
+        .create_admin_token(&admin_token(
+            "tok_1",
+            "billing backend",
+            "cafe01",
+            &scopes,
+            Some(&team.id),
+            Some(&project.id),
+        ))
         .await
         .unwrap();
-    store.create_admin_token("tok_2", "root", "cafe02", &[], None, None).await.unwrap();
+    store.create_admin_token(&admin_token("tok_2", "root", "cafe02", &[], None, None)).await.unwrap();
     let tok = store.find_admin_token_by_hash("cafe01").await.unwrap().unwrap();
     assert_eq!(tok.id, TokenId::new("tok_1"));
     assert_eq!(tok.name, "billing backend");
@@ -390,7 +420,7 @@ pub(crate) async fn each_config_write_bumps_revision_by_exactly_one(db: &TestDb)
     bumped(&mut rev, store.delete_budget(&BudgetId::new("bud_1")).await.unwrap(), "delete_budget");
     bumped(
         &mut rev,
-        store.create_admin_token("tok_1", "n", "th", &[], None, None).await.unwrap(),
+        store.create_admin_token(&admin_token("tok_1", "n", "th", &[], None, None)).await.unwrap(),
         "create_admin_token",
     );
     bumped(&mut rev, store.create_alias(&alias("fast", "gpt-4o")).await.unwrap(), "create_alias");
@@ -521,9 +551,9 @@ pub(crate) async fn unique_violations_are_conflicts(db: &TestDb) {
     store.create_budget(&budget("bud_1", ScopeKind::Team, team.id.as_str())).await.unwrap();
     assert_conflict(store.create_budget(&budget("bud_1", ScopeKind::Project, "x")).await);
 
-    store.create_admin_token("tok_1", "a", "th1", &[], None, None).await.unwrap();
-    assert_conflict(store.create_admin_token("tok_2", "b", "th1", &[], None, None).await);
-    assert_conflict(store.create_admin_token("tok_1", "c", "th3", &[], None, None).await);
+    store.create_admin_token(&admin_token("tok_1", "a", "th1", &[], None, None)).await.unwrap();
+    assert_conflict(store.create_admin_token(&admin_token("tok_2", "b", "th1", &[], None, None)).await);
+    assert_conflict(store.create_admin_token(&admin_token("tok_1", "c", "th3", &[], None, None)).await);
 
     store.append_audit(&audit("ev_1", 1, "key")).await.unwrap();
     assert_conflict(store.append_audit(&audit("ev_1", 2, "key")).await);
@@ -537,11 +567,13 @@ pub(crate) async fn missing_parents_are_not_found(db: &TestDb) {
     let k = bare_key("key_1", &ProjectId::new("proj_missing"), "h");
     assert_not_found(store.create_key(&k, None).await, "project");
     assert_not_found(
-        store.create_admin_token("tok_1", "n", "h", &[], Some(&TeamId::new("team_missing")), None).await,
+        store.create_admin_token(&admin_token("tok_1", "n", "h", &[], Some(&TeamId::new("team_missing")), None)).await,
         "team",
     );
     assert_not_found(
-        store.create_admin_token("tok_1", "n", "h", &[], None, Some(&ProjectId::new("proj_missing"))).await,
+        store
+            .create_admin_token(&admin_token("tok_1", "n", "h", &[], None, Some(&ProjectId::new("proj_missing"))))
+            .await,
         "project",
     );
     assert_eq!(store.revision().await.unwrap(), rev);
@@ -790,6 +822,67 @@ pub(crate) async fn audit_is_listed_newest_first_with_filters_and_pages(db: &Tes
     assert_eq!(keys_before.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["ev_2", "ev_0"]);
     assert!(store.list_audit(None, None, 0, None).await.unwrap().is_empty());
     assert!(store.list_audit(Some("org"), None, 10, None).await.unwrap().is_empty());
+}
+
+pub(crate) async fn audit_is_filtered_by_actor_and_until_and_walked_oldest_first(db: &TestDb) {
+    let store = &db.store;
+    let mut appended = Vec::new();
+    for (i, actor) in ["tok_a", "tok_b", "tok_a", "bootstrap"].iter().enumerate() {
+        let mut e = audit(&format!("ev_{i}"), 1_000 + i as i64 * 10, "key");
+        e.actor = (*actor).to_owned();
+        e.seq = store.append_audit(&e).await.unwrap();
+        appended.push(e);
+    }
+    let ids = |v: Vec<AuditRecord>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let by_a = AuditFilter { actor: Some("tok_a".into()), limit: 100, ..AuditFilter::default() };
+    assert_eq!(ids(store.query_audit(&by_a).await.unwrap()), ["ev_2", "ev_0"]);
+    let window = AuditFilter { since: Some(at(1_010)), until: Some(at(1_030)), limit: 100, ..AuditFilter::default() };
+    assert_eq!(ids(store.query_audit(&window).await.unwrap()), ["ev_2", "ev_1"], "until is exclusive");
+
+    assert_eq!(store.audit_chain(None, 100).await.unwrap(), appended, "oldest first");
+    let rest = store.audit_chain(Some(appended[1].seq), 1).await.unwrap();
+    assert_eq!(ids(rest), ["ev_2"]);
+    assert!(store.audit_chain(Some(appended[3].seq), 100).await.unwrap().is_empty());
+}
+
+pub(crate) async fn admin_tokens_are_listed_and_revoked_once(db: &TestDb) {
+    let store = &db.store;
+    let (_, team, _) = tenancy(store, "tok").await;
+    let mut t1 = admin_token("tok_1", "billing", "h1", &["keys:read".to_owned()], Some(&team.id), None);
+    t1.expires_at = Some(at(9_000_000_000_000));
+    t1.hint = "tga_AbCd…".into();
+    t1.created_at = at(1_000);
+    let mut t2 = admin_token("tok_2", "ops", "h2", &[], None, None);
+    t2.created_at = at(2_000);
+    store.create_admin_token(&t1).await.unwrap();
+    store.create_admin_token(&t2).await.unwrap();
+    assert_eq!(store.list_admin_tokens().await.unwrap(), vec![t1.clone(), t2.clone()]);
+    assert_eq!(store.get_admin_token(&t1.id).await.unwrap(), Some(t1.clone()));
+    assert!(store.get_admin_token(&TokenId::new("tok_x")).await.unwrap().is_none());
+
+    let rev = store.revision().await.unwrap();
+    let (revoked, bumped) = store.revoke_admin_token(&t1.id, at(5_000)).await.unwrap();
+    assert_eq!((revoked.revoked_at, bumped), (Some(at(5_000)), Some(rev + 1)));
+    let (again, bumped) = store.revoke_admin_token(&t1.id, at(6_000)).await.unwrap();
+    assert_eq!((again.revoked_at, bumped), (Some(at(5_000)), None), "the first revocation stands");
+    assert_not_found(store.revoke_admin_token(&TokenId::new("tok_x"), at(1)).await.map(|_| ()), "admin token");
+    assert_eq!(store.find_admin_token_by_hash("h1").await.unwrap().unwrap().revoked_at, Some(at(5_000)));
+}
+
+pub(crate) async fn list_keys_filters_by_team(db: &TestDb) {
+    let store = &db.store;
+    let (_, team_a, proj_a) = tenancy(store, "a").await;
+    let (_, team_b, proj_b) = tenancy(store, "b").await;
+    let (second_a, _) = store.create_project(&team_a.id, "a2").await.unwrap();
+    for (id, p) in [("key_1", &proj_a.id), ("key_2", &proj_b.id), ("key_3", &second_a.id)] {
+        store.create_key(&bare_key(id, p, &format!("h{id}")), None).await.unwrap();
+    }
+    let ids = |v: Vec<KeyRecord>| v.into_iter().map(|k| k.id.to_string()).collect::<Vec<_>>();
+    let of = |t: &TeamId| KeyFilter { team_id: Some(t.clone()), ..KeyFilter::default() };
+    assert_eq!(ids(store.list_keys(&of(&team_a.id)).await.unwrap()), ["key_1", "key_3"]);
+    assert_eq!(ids(store.list_keys(&of(&team_b.id)).await.unwrap()), ["key_2"]);
+    let both = KeyFilter { project_id: Some(proj_b.id.clone()), ..of(&team_a.id) };
+    assert!(store.list_keys(&both).await.unwrap().is_empty(), "the filters add up");
 }
 
 pub(crate) async fn reconnecting_keeps_data_and_reruns_no_migration(db: &TestDb) {
@@ -1241,7 +1334,7 @@ pub(crate) async fn usage_groups_sum_exactly_across_day_and_hour_boundaries(db: 
         model_entry("u6", MAR1 + 2 * DAY_MS, "k1", Some("alice"), "claude", 6), // at `to`
     ];
     write(store, &batch).await.unwrap();
-    let all = UsageFilter { scope: None, tag: None, from: at(MAR1), to: at(MAR1 + 2 * DAY_MS) };
+    let all = UsageFilter { scope: None, tag: None, within: None, from: at(MAR1), to: at(MAR1 + 2 * DAY_MS) };
     let t = |requests, cost| UsageTotals {
         requests,
         input_tokens: 10 * requests,
@@ -1321,7 +1414,7 @@ pub(crate) async fn usage_by_tag_counts_each_entry_once_per_tag_and_replays_once
     assert_eq!(store.ledger_count().await.unwrap(), 5);
     assert_eq!(store.ledger_entry("t2").await.unwrap(), Some(t2));
 
-    let all = UsageFilter { scope: None, tag: None, from: at(MAR1), to: at(MAR1 + DAY_MS) };
+    let all = UsageFilter { scope: None, tag: None, within: None, from: at(MAR1), to: at(MAR1 + DAY_MS) };
     let t = |requests: u64, cost| UsageTotals {
         requests,
         input_tokens: 10 * requests,
