@@ -41,6 +41,17 @@ pub enum ControlError {
     /// Start-up configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The master key given is not the one the stored provider credentials are
+    /// encrypted under; both are named by fingerprint, never by value.
+    #[error(
+        "the master key in use (fingerprint {given}) is not the one the stored provider credentials are encrypted under (fingerprint {expected}); start with that key, or rotate to a new one with `tollgate-control --rotate-master-key`"
+    )]
+    MasterKeyMismatch {
+        /// Fingerprint recorded in the database.
+        expected: String,
+        /// Fingerprint of the key given.
+        given: String,
+    },
     /// The store failed.
     #[error("storage error")]
     Store(#[source] StoreError),
@@ -126,7 +137,10 @@ impl ServiceError for ControlError {
             ControlError::InsufficientScope(_) | ControlError::Forbidden(_) => ErrorCode::Forbidden,
             ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict(_) => ErrorCode::Conflict,
-            ControlError::Config(_) | ControlError::Store(_) | ControlError::Internal(_) => ErrorCode::Internal,
+            ControlError::Config(_)
+            | ControlError::MasterKeyMismatch { .. }
+            | ControlError::Store(_)
+            | ControlError::Internal(_) => ErrorCode::Internal,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! (`ConfigService.Watch` and `LedgerService.PushLedger` for gateways, `AdminService`
 //! for `tollctl`), the control
 //! plane's own secrets (master key for provider credentials at rest, key pepper,
-//! bootstrap admin token), and the snapshot publisher that turns each new revision into
+//! bootstrap admin token) and master-key rotation ([`rotate_master_key`]), and the
+//! snapshot publisher that turns each new revision into
 //! one complete configuration for every gateway.
 //!
 //! Does not own: the request path (data plane), persistence details (store), or wire
@@ -19,10 +20,12 @@
 mod error;
 mod grpc;
 mod rest;
+pub mod rotation;
 pub mod secrets;
 pub mod service;
 
 pub use error::ControlError;
+pub use rotation::{RotationKeys, RotationReport, rotate_master_key, rotate_master_key_at};
 pub use secrets::{SecretSources, Secrets};
 pub use service::Service;
 

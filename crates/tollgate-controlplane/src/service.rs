@@ -519,6 +519,43 @@ fn check_tags(tags: &[String]) -> Result<(), ControlError> {
     tollgate_keys::validate_tags(tags).map_err(|e| ControlError::invalid("tags", e.to_string()))
 }
 
+/// Appends one audit event to the chain in `store`. Callers in one process serialize
+/// through [`Service`]'s audit lock.
+pub(crate) async fn append_audit(
+    store: &Store,
+    actor: &str,
+    action: &str,
+    kind: &str,
+    id: &str,
+    metadata: serde_json::Value,
+) -> Result<i64, tollgate_store::StoreError> {
+    let prev = store.last_audit().await?.map(|a| a.hash).unwrap_or_else(|| tollgate_audit::GENESIS.to_owned());
+    let event = AuditEvent {
+        id: new_id("aud"),
+        at: Timestamp::now(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target_kind: kind.to_owned(),
+        target_id: id.to_owned(),
+        metadata: redact(metadata),
+    };
+    let hash = chain_hash(&prev, &event);
+    store
+        .append_audit(&tollgate_store::AuditRecord {
+            seq: 0,
+            id: event.id,
+            at: event.at,
+            actor: event.actor,
+            action: event.action,
+            target_kind: event.target_kind,
+            target_id: event.target_id,
+            metadata: event.metadata,
+            prev_hash: prev,
+            hash,
+        })
+        .await
+}
+
 fn mask(api_key: &str) -> String {
     let n = api_key.chars().count();
     if n == 0 {
@@ -535,7 +572,12 @@ fn mask(api_key: &str) -> String {
 impl Service {
     /// Opens the service over a store: ensures the default organization exists and reads
     /// the current revision.
+    ///
+    /// Refuses a master key other than the one the stored credentials are encrypted under
+    /// ([`ControlError::MasterKeyMismatch`]). A database that predates key ids adopts the
+    /// key, once it has decrypted a stored credential.
     pub async fn new(store: Store, secrets: Secrets) -> Result<Arc<Self>, ControlError> {
+        crate::rotation::check_master_key(&store, &secrets.master_key).await?;
         let org = store.ensure_org(DEFAULT_ORG).await?;
         let rev = store.revision().await?;
         let hasher = KeyHasher::new(&secrets.pepper);
@@ -566,35 +608,7 @@ impl Service {
 
     async fn audit(&self, actor: &Actor, action: &str, kind: &str, id: &str, metadata: serde_json::Value) {
         let _guard = self.audit_lock.lock().await;
-        let result = async {
-            let prev =
-                self.store.last_audit().await?.map(|a| a.hash).unwrap_or_else(|| tollgate_audit::GENESIS.to_owned());
-            let event = AuditEvent {
-                id: new_id("aud"),
-                at: Timestamp::now(),
-                actor: actor.id.clone(),
-                action: action.to_owned(),
-                target_kind: kind.to_owned(),
-                target_id: id.to_owned(),
-                metadata: redact(metadata),
-            };
-            let hash = chain_hash(&prev, &event);
-            self.store
-                .append_audit(&tollgate_store::AuditRecord {
-                    seq: 0,
-                    id: event.id,
-                    at: event.at,
-                    actor: event.actor,
-                    action: event.action,
-                    target_kind: event.target_kind,
-                    target_id: event.target_id,
-                    metadata: event.metadata,
-                    prev_hash: prev,
-                    hash,
-                })
-                .await
-        }
-        .await;
+        let result = append_audit(&self.store, &actor.id, action, kind, id, metadata).await;
         if let Err(e) = result {
             tracing::error!(error = %e, action, "could not append audit event");
         }
@@ -634,6 +648,9 @@ impl Service {
         if !(extra.is_null() || extra.is_object()) {
             return Err(ControlError::invalid("extra", "must be an object"));
         }
+        // A control plane left running across a rotation must not add a credential under
+        // the retired key.
+        crate::rotation::check_master_key(&self.store, &self.secrets.master_key).await?;
         let now = Timestamp::now();
         let rec = ProviderRecord {
             id: ProviderId::new(new_id(ProviderId::PREFIX)),
@@ -1032,6 +1049,9 @@ impl Service {
             let api_key = match self.secrets.master_key.decrypt(&p.api_key_ciphertext) {
                 Ok(k) => k,
                 Err(e) => {
+                    // After a rotation under a running control plane every credential is
+                    // unreadable: keep the previous snapshot rather than drop them all.
+                    crate::rotation::check_master_key(&self.store, &self.secrets.master_key).await?;
                     // One unreadable credential must not take the whole fleet down.
                     tracing::error!(provider = %p.name, error = %e, "skipping provider whose credential cannot be decrypted");
                     continue;

@@ -28,6 +28,8 @@
 //! - Models and aliases never share a name, and an alias always names a model: both are
 //!   checked inside the writing transaction.
 //! - Timestamps are stored as i64 unix milliseconds, money as i64 nano-dollars.
+//! - [`Store::reencrypt_provider_credentials`] rewrites every provider ciphertext and
+//!   the recorded master key id in one transaction: all rows or none.
 #![forbid(unsafe_code)]
 
 mod convert;

@@ -34,6 +34,9 @@ use tollgate_migrations::{Migrator, MigratorTrait};
 
 /// The key of the configuration revision in the `meta` table.
 const REVISION: &str = "revision";
+/// The key in `meta` of the id of the master key every provider credential is encrypted
+/// under (absent on a database that predates it).
+const MASTER_KEY_ID: &str = "master_key_id";
 /// Connections to a SQLite file: WAL lets readers run beside the single writer.
 const SQLITE_FILE_POOL: u32 = 4;
 /// How long a SQLite statement waits for another connection's lock.
@@ -384,6 +387,80 @@ impl Store {
             .into_iter()
             .map(provider_from_row)
             .collect()
+    }
+
+    /// The id of the master key the provider credentials are encrypted under, if one was
+    /// recorded. The store does not interpret it.
+    pub async fn master_key_id(&self) -> Result<Option<i64>, StoreError> {
+        Ok(meta::Entity::find_by_id(MASTER_KEY_ID).one(&self.db).await?.map(|m| m.value))
+    }
+
+    /// Records `id` as the master key id unless one is recorded already; returns the one
+    /// recorded afterwards. Not a configuration change: the revision stays.
+    pub async fn adopt_master_key_id(&self, id: i64) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        if let Some(m) = meta::Entity::find_by_id(MASTER_KEY_ID).one(&txn).await? {
+            return Ok(m.value);
+        }
+        meta::Entity::insert(meta::Model { name: MASTER_KEY_ID.to_owned(), value: id }.into_active_model())
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+
+    /// Replaces every provider's `api_key_ciphertext` with what `reencrypt` makes of it
+    /// and records `new_key_id` as the master key id, all in one transaction that also
+    /// bumps the revision: either every row moves to the new key or none does.
+    ///
+    /// `check_key_id` sees the recorded master key id (inside the transaction, so no
+    /// writer can slip in between) and refuses by returning an error; any error from it
+    /// or from `reencrypt` rolls everything back. Returns the number of rows rewritten and
+    /// the new revision.
+    pub async fn reencrypt_provider_credentials<E, C, F>(
+        &self,
+        new_key_id: i64,
+        check_key_id: C,
+        mut reencrypt: F,
+    ) -> Result<(u64, i64), E>
+    where
+        E: From<StoreError>,
+        C: FnOnce(Option<i64>) -> Result<(), E>,
+        F: FnMut(&ProviderRecord) -> Result<String, E>,
+    {
+        let txn = self.begin_write().await?;
+        // First, so that on PostgreSQL the row lock on `meta` serializes this with every
+        // other writer before anything is read.
+        let rev = bump_revision(&txn).await?;
+        let recorded = meta::Entity::find_by_id(MASTER_KEY_ID).one(&txn).await.map_err(StoreError::from)?;
+        check_key_id(recorded.as_ref().map(|m| m.value))?;
+        let rows =
+            provider::Entity::find().order_by_asc(provider::Column::Id).all(&txn).await.map_err(StoreError::from)?;
+        let mut count = 0u64;
+        for row in rows {
+            let id = row.id.clone();
+            let ciphertext = reencrypt(&provider_from_row(row)?)?;
+            let res = provider::Entity::update_many()
+                .col_expr(provider::Column::ApiKeyCiphertext, Expr::value(ciphertext))
+                .filter(provider::Column::Id.eq(id.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(StoreError::from)?;
+            count += res.rows_affected;
+        }
+        if recorded.is_some() {
+            meta::Entity::update_many()
+                .col_expr(meta::Column::Value, Expr::value(new_key_id))
+                .filter(meta::Column::Name.eq(MASTER_KEY_ID))
+                .exec(&txn)
+                .await
+                .map_err(StoreError::from)?;
+        } else {
+            let row = meta::Model { name: MASTER_KEY_ID.to_owned(), value: new_key_id }.into_active_model();
+            meta::Entity::insert(row).exec_without_returning(&txn).await.map_err(StoreError::from)?;
+        }
+        txn.commit().await.map_err(StoreError::from)?;
+        Ok((count, rev))
     }
 
     /// Stores a catalog model as given; returns the new revision.
@@ -1067,6 +1144,32 @@ impl Store {
     /// rows (the audit chain) behind the store's back.
     pub async fn execute_unchecked(&self, sql: &str) -> Result<u64, StoreError> {
         Ok(self.db.execute_unprepared(sql).await?.rows_affected())
+    }
+
+    /// Creates an empty PostgreSQL database with a fresh name on the server of
+    /// `admin_url` and returns its URL, for tests that need a database of their own.
+    /// Drop it with [`Store::drop_postgres_database`].
+    pub async fn create_postgres_database(admin_url: &str) -> Result<String, StoreError> {
+        let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = Database::connect(admin_url).await?;
+        admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+        admin.close().await?;
+        let (base, query) = admin_url.split_once('?').map_or((admin_url, None), |(b, q)| (b, Some(q)));
+        let host_start = base.find("://").map_or(0, |i| i + 3);
+        let base = base[host_start..].find('/').map_or(base, |i| &base[..host_start + i]);
+        Ok(match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        })
+    }
+
+    /// Drops the database at `url` made by [`Store::create_postgres_database`].
+    pub async fn drop_postgres_database(admin_url: &str, url: &str) -> Result<(), StoreError> {
+        let name = url.split('?').next().and_then(|b| b.rsplit('/').next()).unwrap_or_default();
+        let admin = Database::connect(admin_url).await?;
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+        admin.close().await?;
+        Ok(())
     }
 }
 

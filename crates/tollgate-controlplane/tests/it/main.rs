@@ -8,6 +8,7 @@ mod audit;
 mod budgets;
 mod grpc;
 mod models;
+mod rotation;
 mod routing;
 mod tokens;
 mod usage;

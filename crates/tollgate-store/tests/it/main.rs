@@ -86,4 +86,5 @@ conformance!(
     aliases_never_share_a_name_with_a_model_and_always_name_one,
     routing_policies_are_one_per_scope_and_update_only_the_policy,
     deployments_stored_before_routing_options_read_with_the_defaults,
+    provider_credentials_are_reencrypted_all_or_nothing,
 );
