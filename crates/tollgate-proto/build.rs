@@ -3,8 +3,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let file = root.join("tollgate/control/v1/control.proto");
-    println!("cargo:rerun-if-changed={}", file.display());
+    let files = [root.join("tollgate/control/v1/control.proto"), root.join("tollgate/control/v1/security.proto")];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
@@ -14,7 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".tollgate.control.v1.Provider",
             ".tollgate.control.v1.CreateKeyResponse",
             ".tollgate.control.v1.RotateKeyResponse",
+            ".tollgate.control.v1.CreateTokenResponse",
         ])
-        .compile_with_config(config, &[file], &[root])?;
+        .compile_with_config(config, &files, &[root])?;
     Ok(())
 }

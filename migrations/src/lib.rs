@@ -18,6 +18,9 @@ mod m0001_initial;
 mod m0002_budget_controls;
 mod m0003_ledger;
 mod m0004_prices;
+mod m0005_tags;
+mod m0006_routing;
+mod m0007_token_lifecycle;
 
 /// Brings [`Migrator::up`] and friends into scope for crates that do not depend on
 /// sea-orm-migration themselves.
@@ -34,6 +37,9 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_budget_controls::Migration),
             Box::new(m0003_ledger::Migration),
             Box::new(m0004_prices::Migration),
+            Box::new(m0005_tags::Migration),
+            Box::new(m0006_routing::Migration),
+            Box::new(m0007_token_lifecycle::Migration),
         ]
     }
 }

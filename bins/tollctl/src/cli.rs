@@ -1,5 +1,6 @@
-//! Commands of `tollctl` (`keys ...`, `budgets ...`, `models ...`, `usage`) and their
-//! output (table or JSON).
+//! Commands of `tollctl` (`keys ...`, `budgets ...`, `models ...`, `aliases ...`,
+//! `routing-policies ...`, `usage`, `tokens ...`, `audit ...`) and their output (table or
+//! JSON).
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -26,7 +27,7 @@ pub(crate) struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Table,
     Json,
 }
@@ -42,9 +43,23 @@ enum Command {
     /// The model catalog and its prices.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Model aliases: other public names for models (one level deep).
+    #[command(subcommand)]
+    Aliases(AliasesCommand),
+    /// Routing policies: strategy, attempts, timeouts, backoff, retry_on and cooldown per
+    /// organization, team, project or key, or the default.
+    #[command(subcommand)]
+    RoutingPolicies(PoliciesCommand),
+    /// Admin tokens: scoped, optionally bound to a team or project.
+    #[command(subcommand)]
+    Tokens(crate::security::TokensCommand),
+    /// The audit trail of control-plane writes.
+    #[command(subcommand)]
+    Audit(crate::security::AuditCommand),
     /// Usage from the ledger: totals and groups, as `GET /api/v1/usage`.
     Usage {
-        /// organization (org), team, project, principal or key (virtual_key).
+        /// organization (org), team, project, principal, key (virtual_key), or tag (the
+        /// requests of keys carrying the tag given as --scope-id).
         #[arg(long, requires = "scope_id")]
         scope: Option<String>,
         /// The scope's id (a principal is free-form).
@@ -59,7 +74,7 @@ enum Command {
         /// End (RFC 3339, exclusive; default now).
         #[arg(long, requires = "from")]
         to: Option<String>,
-        /// Comma list of model, day, hour, key, principal.
+        /// Comma list of model, day, hour, key, principal, tag.
         #[arg(long)]
         group_by: Option<String>,
     },
@@ -85,6 +100,54 @@ enum ModelsCommand {
         /// Per 1M prompt tokens written to the cache (default: the input price).
         #[arg(long = "cache-write-per-mtok", allow_hyphen_values = true)]
         cache_write_price: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AliasesCommand {
+    /// Make NAME another name for a model.
+    Create {
+        /// The alias.
+        name: String,
+        /// The model's public name (or id); never another alias.
+        #[arg(long)]
+        model: String,
+    },
+    /// List aliases.
+    List,
+    /// Delete an alias.
+    Delete {
+        /// The alias.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PoliciesCommand {
+    /// Attach a routing policy to a scope (one per scope).
+    Create {
+        /// organization, team, project, virtual_key or default.
+        #[arg(long)]
+        scope: String,
+        /// The target: an id, or for organization / team / project a name; none for default.
+        #[arg(long)]
+        scope_id: Option<String>,
+        /// The policy as JSON, e.g. '{"strategy":"weighted","max_attempts":3}'; fields left
+        /// out take the defaults.
+        #[arg(long, default_value = "{}")]
+        policy: String,
+    },
+    /// List routing policies.
+    List,
+    /// Show one routing policy, every field written out.
+    Get {
+        /// Policy id.
+        id: String,
+    },
+    /// Delete a routing policy; its scope falls back to the next level.
+    Delete {
+        /// Policy id.
+        id: String,
     },
 }
 
@@ -116,6 +179,9 @@ enum KeysCommand {
         /// Metadata as K=V; repeat for several.
         #[arg(long = "metadata", value_parser = parse_kv)]
         metadata: Vec<(String, String)>,
+        /// A tag copied to the key's ledger entries (e.g. env:prod); repeat for several.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
         /// Expiry (RFC 3339).
         #[arg(long)]
         expires_at: Option<String>,
@@ -137,6 +203,9 @@ enum KeysCommand {
         /// active or revoked.
         #[arg(long)]
         status: Option<String>,
+        /// Only keys carrying this tag.
+        #[arg(long)]
+        tag: Option<String>,
         /// Page size.
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -269,14 +338,14 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("expected K=V, got {s:?}"))
 }
 
-fn authed<T>(msg: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
+pub(crate) fn authed<T>(msg: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
     let mut req = tonic::Request::new(msg);
     let value = format!("Bearer {token}").parse().map_err(|_| anyhow!("the token is not a valid header value"))?;
     req.metadata_mut().insert("authorization", value);
     Ok(req)
 }
 
-fn status_error(s: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow!("{} ({:?})", s.message(), s.code())
 }
 
@@ -288,11 +357,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot connect to {}", cli.endpoint))?;
-    let mut client = AdminServiceClient::new(channel);
+    let mut client = AdminServiceClient::new(channel.clone());
     let cmd = match cli.command {
         Command::Keys(cmd) => cmd,
+        Command::Tokens(cmd) => return crate::security::tokens(channel, &token, cli.output, cmd).await,
+        Command::Audit(cmd) => return crate::security::audit(channel, &token, cli.output, cmd).await,
         Command::Budgets(cmd) => return budgets(&mut client, &token, cli.output, cmd).await,
         Command::Models(cmd) => return models(&mut client, &token, cli.output, cmd).await,
+        Command::Aliases(cmd) => return aliases(&mut client, &token, cli.output, cmd).await,
+        Command::RoutingPolicies(cmd) => return policies(&mut client, &token, cli.output, cmd).await,
         Command::Usage { scope, scope_id, window, from, to, group_by } => {
             let params = [("scope", scope), ("scope_id", scope_id), ("window", window), ("from", from), ("to", to)]
                 .into_iter()
@@ -323,6 +396,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             tpm,
             max_concurrency,
             metadata,
+            tags,
             expires_at,
             budget_usd,
             budget_window,
@@ -336,6 +410,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 tpm,
                 max_concurrency,
                 metadata: metadata.into_iter().collect(),
+                tags,
                 expires_at,
                 budget: budget_usd.map(|limit_usd| v1::BudgetSpec {
                     limit_usd,
@@ -353,8 +428,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        KeysCommand::List { project, principal, status, limit, after } => {
-            let req = v1::ListKeysRequest { project, principal, status, limit, after };
+        KeysCommand::List { project, principal, status, tag, limit, after } => {
+            let req = v1::ListKeysRequest { project, principal, status, limit, after, tag };
             let resp = client.list_keys(authed(req, &token)?).await.map_err(status_error)?.into_inner();
             match cli.output {
                 Output::Json => print_json(&json!({
@@ -548,7 +623,7 @@ fn key_json(k: &v1::KeyInfo) -> serde_json::Value {
         "id": k.id, "name": k.name, "project_id": k.project_id, "principal": k.principal,
         "status": k.status, "key_hint": k.hint, "models_allowed": k.models_allowed,
         "rpm": k.rpm, "tpm": k.tpm, "max_concurrency": k.max_concurrency,
-        "metadata": k.metadata, "expires_at": k.expires_at, "created_at": k.created_at,
+        "metadata": k.metadata, "tags": k.tags, "expires_at": k.expires_at, "created_at": k.created_at,
         "rotated_at": k.rotated_at, "revoked_at": k.revoked_at,
     })
 }
@@ -596,7 +671,9 @@ fn model_json(m: &v1::ModelInfo) -> serde_json::Value {
     });
     json!({
         "id": m.id, "name": m.name,
-        "deployments": m.deployments.iter().map(|d| json!({"provider": d.provider, "model": d.model})).collect::<Vec<_>>(),
+        "deployments": m.deployments.iter().map(|d| json!({
+            "provider": d.provider, "model": d.model, "priority": d.priority, "weight": d.weight.unwrap_or(1),
+        })).collect::<Vec<_>>(),
         "pricing": pricing, "price_source": m.price_source, "max_output_tokens": m.max_output_tokens,
     })
 }
@@ -624,6 +701,122 @@ fn print_models(models: &[v1::ModelInfo]) {
                     usd(&m.cache_write_per_mtok)
                 },
                 m.price_source.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(&header, &rows);
+}
+
+async fn aliases(
+    client: &mut AdminServiceClient<Channel>,
+    token: &str,
+    output: Output,
+    cmd: AliasesCommand,
+) -> anyhow::Result<()> {
+    let aliases = match cmd {
+        AliasesCommand::Create { name, model } => {
+            let req = v1::CreateAliasRequest { name, model };
+            vec![client.create_alias(authed(req, token)?).await.map_err(status_error)?.into_inner()]
+        }
+        AliasesCommand::List => {
+            let req = authed(v1::ListAliasesRequest {}, token)?;
+            client.list_aliases(req).await.map_err(status_error)?.into_inner().aliases
+        }
+        AliasesCommand::Delete { name } => {
+            let req = v1::DeleteAliasRequest { name: name.clone() };
+            client.delete_alias(authed(req, token)?).await.map_err(status_error)?;
+            match output {
+                Output::Json => print_json(&json!({"name": name, "deleted": true})),
+                Output::Table => println!("deleted alias {name}"),
+            }
+            return Ok(());
+        }
+    };
+    match output {
+        Output::Json => print_json(&json!({"data": aliases.iter().map(alias_json).collect::<Vec<_>>()})),
+        Output::Table => {
+            let rows: Vec<[String; 3]> =
+                aliases.iter().map(|a| [a.name.clone(), a.model.clone(), a.created_at.clone()]).collect();
+            print_table(&["NAME", "MODEL", "CREATED"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// An alias in the same JSON shape as the REST API's.
+fn alias_json(a: &v1::AliasInfo) -> serde_json::Value {
+    json!({"name": a.name, "model": a.model, "created_at": a.created_at})
+}
+
+async fn policies(
+    client: &mut AdminServiceClient<Channel>,
+    token: &str,
+    output: Output,
+    cmd: PoliciesCommand,
+) -> anyhow::Result<()> {
+    let policies = match cmd {
+        PoliciesCommand::Create { scope, scope_id, policy } => {
+            let req = v1::CreateRoutingPolicyRequest { scope, scope_id, policy_json: policy };
+            vec![client.create_routing_policy(authed(req, token)?).await.map_err(status_error)?.into_inner()]
+        }
+        PoliciesCommand::List => {
+            let req = authed(v1::ListRoutingPoliciesRequest {}, token)?;
+            client.list_routing_policies(req).await.map_err(status_error)?.into_inner().policies
+        }
+        PoliciesCommand::Get { id } => {
+            let req = authed(v1::GetRoutingPolicyRequest { id }, token)?;
+            vec![client.get_routing_policy(req).await.map_err(status_error)?.into_inner()]
+        }
+        PoliciesCommand::Delete { id } => {
+            let req = v1::DeleteRoutingPolicyRequest { id: id.clone() };
+            client.delete_routing_policy(authed(req, token)?).await.map_err(status_error)?;
+            match output {
+                Output::Json => print_json(&json!({"id": id, "deleted": true})),
+                Output::Table => println!("deleted routing policy {id}"),
+            }
+            return Ok(());
+        }
+    };
+    match output {
+        Output::Json => print_json(&json!({"data": policies.iter().map(policy_json).collect::<Vec<_>>()})),
+        Output::Table => print_policies(&policies),
+    }
+    Ok(())
+}
+
+/// A routing policy in the same JSON shape as the REST API's (the policy as an object).
+fn policy_json(p: &v1::RoutingPolicyInfo) -> serde_json::Value {
+    let policy: serde_json::Value =
+        serde_json::from_str(&p.policy_json).unwrap_or_else(|_| serde_json::Value::String(p.policy_json.clone()));
+    json!({
+        "id": p.id, "scope": p.scope, "scope_id": p.scope_id, "policy": policy,
+        "created_at": p.created_at, "updated_at": p.updated_at,
+    })
+}
+
+fn print_policies(policies: &[v1::RoutingPolicyInfo]) {
+    let header = ["ID", "SCOPE", "SCOPE_ID", "STRATEGY", "ATTEMPTS", "ATTEMPT_MS", "OVERALL_MS", "RETRY_ON", "UPDATED"];
+    let rows: Vec<[String; 9]> = policies
+        .iter()
+        .map(|p| {
+            let v = &policy_json(p)["policy"];
+            let text = |v: &serde_json::Value| match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            let retry_on =
+                v["retry_on"].as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(",")).unwrap_or_default();
+            [
+                p.id.clone(),
+                p.scope.clone(),
+                p.scope_id.clone().unwrap_or_else(|| "-".into()),
+                text(&v["strategy"]),
+                text(&v["max_attempts"]),
+                text(&v["per_attempt_timeout_ms"]),
+                text(&v["overall_timeout_ms"]),
+                retry_on,
+                p.updated_at.clone(),
             ]
         })
         .collect();
@@ -669,13 +862,13 @@ fn print_usage(report: &serde_json::Value) {
     }
 }
 
-fn print_json(v: &serde_json::Value) {
+pub(crate) fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
 }
 
 fn print_keys(keys: &[v1::KeyInfo]) {
-    let header = ["ID", "NAME", "PROJECT", "PRINCIPAL", "STATUS", "HINT", "MODELS", "CREATED"];
-    let rows: Vec<[String; 8]> = keys
+    let header = ["ID", "NAME", "PROJECT", "PRINCIPAL", "STATUS", "HINT", "MODELS", "TAGS", "CREATED"];
+    let rows: Vec<[String; 9]> = keys
         .iter()
         .map(|k| {
             [
@@ -686,6 +879,7 @@ fn print_keys(keys: &[v1::KeyInfo]) {
                 k.status.clone(),
                 k.hint.clone(),
                 if k.models_allowed.is_empty() { "*".into() } else { k.models_allowed.join(",") },
+                k.tags.join(","),
                 k.created_at.clone(),
             ]
         })
@@ -693,7 +887,7 @@ fn print_keys(keys: &[v1::KeyInfo]) {
     print_table(&header, &rows);
 }
 
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+pub(crate) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut widths: [usize; N] = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)] // a CLI's output is stdout
 
 mod cli;
+mod security;
 
 use clap::Parser;
 

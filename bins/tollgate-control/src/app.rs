@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tollgate_controlplane::{ControlPlane, SecretSources};
+use tollgate_controlplane::{ControlPlane, RotationKeys, SecretSources};
 
 /// Flags; each also reads a `TOLLGATE_*` environment variable.
 #[derive(Debug, Parser)]
@@ -29,6 +29,12 @@ pub(crate) struct Args {
     /// gRPC listen address.
     #[arg(long, env = "TOLLGATE_GRPC_LISTEN", default_value = "127.0.0.1:4002")]
     grpc_listen: SocketAddr,
+    /// Re-encrypt every provider credential under the key in `TOLLGATE_NEW_MASTER_KEY`
+    /// (never a flag: flags show in `ps`), print a summary and exit. The key in use comes
+    /// from `TOLLGATE_MASTER_KEY`, else from `master.key` in the data dir, which is then
+    /// replaced (the old one kept as `master.key.previous`). Stop the control plane first.
+    #[arg(long)]
+    rotate_master_key: bool,
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -36,6 +42,38 @@ pub(crate) struct Args {
     /// http://otel-collector:4317. Off when unset.
     #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+}
+
+/// A non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// `--rotate-master-key`: one transaction, a summary on stdout, exit.
+async fn rotate(args: &Args) -> anyhow::Result<()> {
+    use std::io::Write;
+    let new = env("TOLLGATE_NEW_MASTER_KEY").context(
+        "--rotate-master-key reads the new key from TOLLGATE_NEW_MASTER_KEY (base64 of 32 bytes); it is not set",
+    )?;
+    let keys = RotationKeys { current: env("TOLLGATE_MASTER_KEY"), new };
+    let report = tollgate_controlplane::rotate_master_key_at(&args.database_url, &args.data_dir, &keys)
+        .await
+        .context("master key rotation failed; nothing was changed")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "master key rotated: {} provider credential(s) re-encrypted, fingerprint {} -> {} (revision {})",
+        report.reencrypted, report.old_fingerprint, report.new_fingerprint, report.revision
+    )?;
+    if let Some(path) = &report.key_file {
+        writeln!(out, "new key written to {} (old key kept as master.key.previous)", path.display())?;
+    } else {
+        writeln!(out, "start the control plane with TOLLGATE_MASTER_KEY set to the new key")?;
+    }
+    if !report.audited {
+        writeln!(out, "warning: the audit event could not be written; see the log")?;
+    }
+    Ok(())
 }
 
 /// Logs on stderr; spans over OTLP too when an endpoint is given. Keep the returned
@@ -52,15 +90,18 @@ fn init_tracing(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<tol
 /// Runs the control plane until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let _telemetry = init_tracing(&args.log_format, args.otlp_endpoint.as_deref())?;
+    if args.rotate_master_key {
+        return rotate(&args).await;
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let cfg = tollgate_controlplane::Config {
         database_url: args.database_url.clone(),
         data_dir: args.data_dir.clone(),
         secrets: SecretSources {
-            master_key: std::env::var("TOLLGATE_MASTER_KEY").ok().filter(|s| !s.is_empty()),
-            key_pepper: std::env::var("TOLLGATE_KEY_PEPPER").ok().filter(|s| !s.is_empty()),
-            admin_token: std::env::var("TOLLGATE_ADMIN_TOKEN").ok().filter(|s| !s.is_empty()),
+            master_key: env("TOLLGATE_MASTER_KEY"),
+            key_pepper: env("TOLLGATE_KEY_PEPPER"),
+            admin_token: env("TOLLGATE_ADMIN_TOKEN"),
         },
     };
     let cp = Arc::new(ControlPlane::start(&cfg).await.context("cannot start the control plane")?);

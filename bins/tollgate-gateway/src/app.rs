@@ -2,7 +2,6 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,8 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tollgate_budgets::{Amount, Budgets, BudgetsConfig, RateLimiter, RedisStore};
 use tollgate_controlplane::{ControlPlane, SecretSources};
-use tollgate_core::Timestamp;
-use tollgate_dataplane::{DataPlane, WatchConfig};
+use tollgate_core::{BudgetId, Timestamp};
+use tollgate_dataplane::{BudgetSeeder, DataPlane, SpendFuture, SpendSource, WatchConfig};
 use tollgate_metering::{LedgerConfig, LedgerSink, LedgerWriter};
 
 /// Flags; each also reads a `TOLLGATE_*` environment variable.
@@ -62,6 +61,10 @@ pub(crate) struct Args {
     /// Seconds allowed for an upstream's response head.
     #[arg(long, env = "TOLLGATE_UPSTREAM_TIMEOUT_S", default_value_t = 300)]
     upstream_timeout_s: u64,
+    /// PEM file of certificate authorities to trust for upstreams, besides the public
+    /// ones (e.g. a self-hosted model server behind a private CA).
+    #[arg(long, env = "TOLLGATE_UPSTREAM_CA_FILE")]
+    upstream_ca_file: Option<std::path::PathBuf>,
 
     /// Seconds an upstream may stay silent while its answer is streaming before the
     /// gateway gives up on it.
@@ -154,11 +157,26 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
 }
 
 /// Runs the gateway until a shutdown signal.
+/// The certificates of a PEM file (at least one).
+fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read the upstream CA file {}", path.display()))?;
+    if certs.is_empty() {
+        bail!("the upstream CA file {} holds no PEM certificate", path.display());
+    }
+    Ok(certs)
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let telemetry = init_tracing(&args.log_format, args.otlp_endpoint.as_deref())?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = tollgate_dataplane::Config { max_body_bytes: args.max_body_bytes, ..Default::default() };
     config.upstream.request_timeout = Duration::from_secs(args.upstream_timeout_s);
+    if let Some(path) = &args.upstream_ca_file {
+        config.upstream.extra_roots = read_ca_file(path)?;
+    }
     config.stream_idle_timeout = Duration::from_secs(args.stream_idle_timeout_s.max(1));
     config.metrics_key_labels = args.metrics_key_labels.min(10_000);
     config.metrics_principal_labels = args.metrics_principal_labels.min(10_000);
@@ -246,14 +264,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 _ => break,
             }
         }
-        let mut seeded = HashSet::new();
-        seed_new_budgets(&cp, &dp, &first, &mut seeded).await;
+        let mut seeder = BudgetSeeder::new(Arc::new(LocalLedger(cp.clone())));
+        seeder.seed_new(&dp, &first).await;
         dp.apply(&first);
-        let (feed_dp, feed_cp) = (dp.clone(), cp.clone());
+        let feed_dp = dp.clone();
         tokio::spawn(async move {
             while snapshots.changed().await.is_ok() {
                 let snap = snapshots.borrow_and_update().clone();
-                seed_new_budgets(&feed_cp, &feed_dp, &snap, &mut seeded).await;
+                seeder.seed_new(&feed_dp, &snap).await;
                 feed_dp.apply(&snap);
             }
         });
@@ -277,16 +295,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
         let spool = args.data_dir.join("ledger.spool");
-        let sink: Arc<dyn LedgerSink> = Arc::new(
+        let grpc_ledger = Arc::new(
             tollgate_dataplane::GrpcLedgerSink::new(&endpoint, &token)
                 .context("cannot set up the ledger stream to the control plane")?,
         );
+        let sink: Arc<dyn LedgerSink> = grpc_ledger.clone();
         let (ledger, _) = LedgerWriter::start(sink, LedgerConfig::new(&spool))
             .with_context(|| format!("cannot open the ledger spool {}", spool.display()))?;
         dp.set_ledger(ledger.clone());
         ledger_to_close = Some(ledger);
+        // Budget counters are seeded from the control plane's ledger exactly as in
+        // standalone mode, before each snapshot that brings a new budget (or epoch).
+        let seeder = BudgetSeeder::new(grpc_ledger);
         let cfg = WatchConfig { endpoint: endpoint.clone(), token, max_backoff: Duration::from_secs(5) };
-        tokio::spawn(tollgate_dataplane::watch_control_plane(dp.clone(), cfg));
+        tokio::spawn(tollgate_dataplane::watch_control_plane(dp.clone(), cfg, seeder));
         tracing::info!(data = %args.listen, control_plane = %endpoint, spool = %spool.display(), "tollgate gateway listening");
     } else {
         bail!("choose a mode: --standalone, or --control-plane http://HOST:4002");
@@ -319,29 +341,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-/// Seeds the counters of every budget (id and epoch) not seen before with its current
-/// window's spend from the ledger. A budget whose spend cannot be read starts at zero
-/// and says so in the log.
-async fn seed_new_budgets(
-    cp: &ControlPlane,
-    dp: &DataPlane,
-    snapshot: &tollgate_proto::v1::Snapshot,
-    seen: &mut HashSet<(String, u32)>,
-) {
-    let now = Timestamp::now();
-    for wire in &snapshot.budgets {
-        if !seen.insert((wire.id.clone(), wire.epoch)) {
-            continue;
-        }
-        let Ok(budget) = tollgate_proto::convert::budget(wire) else { continue };
-        match cp.service().budget_spend(&budget.id, now).await {
-            Ok((money, tokens)) if money.nanos() > 0 || tokens > 0 => {
-                if let Err(e) = dp.budgets().seed(&budget, Some(now), Amount { money, tokens }).await {
-                    tracing::error!(budget = %budget.id, error = %e, "could not seed budget counters from the ledger");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(budget = %budget.id, error = %e, "could not read budget spend from the ledger"),
-        }
+/// Standalone mode's spend source: the embedded control plane reads its own ledger.
+struct LocalLedger(Arc<ControlPlane>);
+
+impl SpendSource for LocalLedger {
+    fn budget_spend<'a>(&'a self, id: &'a BudgetId, at: Timestamp) -> SpendFuture<'a> {
+        Box::pin(async move {
+            let (money, tokens) = self.0.service().budget_spend(id, at).await?;
+            Ok(Amount { money, tokens })
+        })
     }
 }

@@ -96,25 +96,67 @@ pub struct ChainError {
     /// Its event id.
     pub id: String,
     /// What does not match.
-    pub reason: &'static str,
+    pub reason: String,
 }
 
-/// Verifies events in ascending order from the start of the chain.
-pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a ChainedEvent>) -> Result<usize, ChainError> {
-    let mut prev = GENESIS.to_owned();
-    let mut n = 0;
-    for e in events {
-        let fail = |reason| ChainError { seq: e.seq, id: e.event.id.clone(), reason };
-        if e.prev_hash != prev {
-            return Err(fail("previous hash does not match the row before it"));
-        }
-        if chain_hash(&prev, &e.event) != e.hash {
-            return Err(fail("content does not match its hash"));
-        }
-        prev = e.hash.clone();
-        n += 1;
+/// Verifies a chain one event at a time, in ascending order from its start, so a long
+/// chain can be read page by page.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    prev_hash: String,
+    prev_seq: i64,
+    checked: usize,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier { prev_hash: GENESIS.to_owned(), prev_seq: 0, checked: 0 }
     }
-    Ok(n)
+}
+
+impl ChainVerifier {
+    /// A verifier at the start of a chain (sequence numbers start at 1).
+    pub fn new() -> Self {
+        ChainVerifier::default()
+    }
+
+    /// Checks the next event. A row whose previous hash does not match, after a hole in
+    /// the sequence numbers, is named as following deleted rows.
+    pub fn push(&mut self, e: &ChainedEvent) -> Result<(), ChainError> {
+        let fail = |reason: String| ChainError { seq: e.seq, id: e.event.id.clone(), reason };
+        if e.prev_hash != self.prev_hash {
+            let expected_seq = self.prev_seq + 1;
+            return Err(fail(if e.seq > expected_seq {
+                format!(
+                    "rows are missing before it (seq {expected_seq}..{}): its previous hash matches no row before it",
+                    e.seq - 1
+                )
+            } else {
+                "previous hash does not match the row before it".to_owned()
+            }));
+        }
+        if chain_hash(&self.prev_hash, &e.event) != e.hash {
+            return Err(fail("content does not match its hash".to_owned()));
+        }
+        self.prev_hash.clone_from(&e.hash);
+        self.prev_seq = e.seq;
+        self.checked += 1;
+        Ok(())
+    }
+
+    /// How many events have verified so far.
+    pub fn checked(&self) -> usize {
+        self.checked
+    }
+}
+
+/// Verifies events in ascending order from the start of the chain; the number checked.
+pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a ChainedEvent>) -> Result<usize, ChainError> {
+    let mut v = ChainVerifier::new();
+    for e in events {
+        v.push(e)?;
+    }
+    Ok(v.checked())
 }
 
 #[cfg(test)]
@@ -155,7 +197,13 @@ mod tests {
         assert_eq!(verify_chain(&c).unwrap_err().seq, 3);
         let mut c = chain(5);
         c.remove(1);
-        assert_eq!(verify_chain(&c).unwrap_err().seq, 3);
+        let err = verify_chain(&c).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert!(err.reason.contains("missing") && err.reason.contains("seq 2..2"), "{err}");
+        let mut c = chain(5);
+        c[3].prev_hash = c[1].hash.clone();
+        let err = verify_chain(&c).unwrap_err();
+        assert_eq!((err.seq, err.reason.contains("missing")), (4, false), "{err}");
     }
 
     #[test]

@@ -20,9 +20,13 @@ pub enum ControlError {
     /// No or unknown admin token.
     #[error("missing or invalid admin token")]
     Unauthenticated,
-    /// The token may not do this.
+    /// The token lacks the scope the operation needs; names it.
     #[error("admin token lacks the scope {0}")]
-    Forbidden(&'static str),
+    InsufficientScope(&'static str),
+    /// The token holds the scope but may not use it here (a bound token on a global
+    /// resource, or minting more power than it has).
+    #[error("{0}")]
+    Forbidden(String),
     /// The resource does not exist.
     #[error("{kind} {id:?} not found")]
     NotFound {
@@ -37,6 +41,17 @@ pub enum ControlError {
     /// Start-up configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The master key given is not the one the stored provider credentials are
+    /// encrypted under; both are named by fingerprint, never by value.
+    #[error(
+        "the master key in use (fingerprint {given}) is not the one the stored provider credentials are encrypted under (fingerprint {expected}); start with that key, or rotate to a new one with `tollgate-control --rotate-master-key`"
+    )]
+    MasterKeyMismatch {
+        /// Fingerprint recorded in the database.
+        expected: String,
+        /// Fingerprint of the key given.
+        given: String,
+    },
     /// The store failed.
     #[error("storage error")]
     Store(#[source] StoreError),
@@ -64,6 +79,9 @@ impl ControlError {
     /// The REST status and `code` of this error.
     pub(crate) fn http(&self) -> (http::StatusCode, &'static str) {
         use http::StatusCode as S;
+        if let ControlError::InsufficientScope(_) = self {
+            return (S::FORBIDDEN, "insufficient_scope");
+        }
         match self.code() {
             ErrorCode::BadRequest | ErrorCode::PayloadTooLarge => (S::BAD_REQUEST, "invalid_request"),
             ErrorCode::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated"),
@@ -116,10 +134,13 @@ impl ServiceError for ControlError {
         match self {
             ControlError::Invalid { .. } | ControlError::BadBody(_) => ErrorCode::BadRequest,
             ControlError::Unauthenticated => ErrorCode::Unauthenticated,
-            ControlError::Forbidden(_) => ErrorCode::Forbidden,
+            ControlError::InsufficientScope(_) | ControlError::Forbidden(_) => ErrorCode::Forbidden,
             ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict(_) => ErrorCode::Conflict,
-            ControlError::Config(_) | ControlError::Store(_) | ControlError::Internal(_) => ErrorCode::Internal,
+            ControlError::Config(_)
+            | ControlError::MasterKeyMismatch { .. }
+            | ControlError::Store(_)
+            | ControlError::Internal(_) => ErrorCode::Internal,
         }
     }
 }

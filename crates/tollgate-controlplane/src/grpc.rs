@@ -3,8 +3,9 @@
 
 use crate::ControlError;
 use crate::service::{
-    Actor, BudgetInput, BudgetView, CreateBudget, CreateKey, IncreaseBudget, KeyView, ListBudgets, ListKeys, ModelView,
-    PricingInput, RotateKey, Service, Threshold, UpdateBudget, UpdateModel, UsageFormat, UsageQuery,
+    Actor, AliasView, BudgetInput, BudgetView, CreateAlias, CreateBudget, CreateKey, CreateRoutingPolicy,
+    IncreaseBudget, KeyView, ListBudgets, ListKeys, ModelView, PricingInput, RotateKey, RoutingPolicyView, Service,
+    Threshold, UpdateBudget, UpdateModel, UpdateRoutingPolicy, UsageFormat, UsageQuery,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,13 +15,26 @@ use tollgate_core::{Money, Timestamp};
 use tollgate_proto::v1;
 use tonic::{Request, Response, Status};
 
-fn actor<T>(svc: &Service, req: &Request<T>) -> Result<Actor, Status> {
+mod security;
+
+pub(crate) use security::SecurityApi;
+
+/// The caller, authenticated from the `authorization: Bearer <admin token>` metadata.
+/// What it may do is checked by the service (`Service::authorize`).
+async fn actor<T>(svc: &Service, req: &Request<T>) -> Result<Actor, Status> {
     let bearer = req
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| v[7..].trim()));
-    svc.authenticate(bearer).map_err(|e| e.grpc())
+    svc.authenticate(bearer).await.map_err(|e| e.grpc())
+}
+
+/// A gateway's call: it receives every tenant's configuration (credentials and the key
+/// pepper included) or writes every tenant's ledger, so it needs an unbound `admin` token.
+async fn gateway<T>(svc: &Service, req: &Request<T>) -> Result<(), Status> {
+    let actor = actor(svc, req).await?;
+    svc.authorize_gateway(&actor).await.map_err(|e| e.grpc())
 }
 
 /// `ConfigService`: streams snapshots to gateways.
@@ -43,7 +57,7 @@ impl v1::config_service_server::ConfigService for ConfigApi {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        actor(&self.svc, &req)?;
+        gateway(&self.svc, &req).await?;
         let mut since = req.get_ref().since_revision;
         let mut rx = self.snapshots.clone();
         let stream = async_stream(move |tx| async move {
@@ -100,8 +114,7 @@ impl v1::ledger_service_server::LedgerService for LedgerApi {
         &self,
         req: Request<tonic::Streaming<v1::LedgerBatch>>,
     ) -> Result<Response<v1::PushLedgerAck>, Status> {
-        // Scoped tokens will need `ledger:write` here.
-        actor(&self.svc, &req)?;
+        gateway(&self.svc, &req).await?;
         let mut stream = req.into_inner();
         let mut entries = Vec::new();
         while let Some(batch) = stream.message().await? {
@@ -135,7 +148,7 @@ impl v1::ledger_service_server::LedgerService for LedgerApi {
         &self,
         req: Request<v1::GetBudgetSpendRequest>,
     ) -> Result<Response<v1::GetBudgetSpendResponse>, Status> {
-        actor(&self.svc, &req)?;
+        gateway(&self.svc, &req).await?;
         let r = req.into_inner();
         let at = if r.at_ms == 0 { Timestamp::now() } else { Timestamp::from_unix_millis(r.at_ms) };
         let (money, tokens) =
@@ -173,6 +186,7 @@ fn key_info(v: KeyView) -> v1::KeyInfo {
         created_at: v.created_at.to_rfc3339(),
         rotated_at: v.rotated_at.map(|t| t.to_rfc3339()),
         revoked_at: v.revoked_at.map(|t| t.to_rfc3339()),
+        tags: v.tags,
     }
 }
 
@@ -206,6 +220,7 @@ fn create_input(r: v1::CreateKeyRequest) -> Result<CreateKey, ControlError> {
         tpm: r.tpm,
         max_concurrency: r.max_concurrency,
         metadata: r.metadata.into_iter().collect(),
+        tags: r.tags,
         expires_at,
         budget,
     })
@@ -293,7 +308,18 @@ fn model_info(m: ModelView) -> v1::ModelInfo {
         deployments: m
             .deployments
             .into_iter()
-            .map(|d| v1::Deployment { provider: d.provider, model: d.model })
+            .map(|d| v1::Deployment {
+                provider: d.provider,
+                model: d.model,
+                priority: d.priority,
+                weight: Some(d.weight),
+                pricing: d.pricing.map(|p| v1::Pricing {
+                    input_per_mtok_nanos: p.input_per_mtok.nanos(),
+                    output_per_mtok_nanos: p.output_per_mtok.nanos(),
+                    cached_input_per_mtok_nanos: p.cached_input_per_mtok.map(tollgate_core::Money::nanos),
+                    cache_write_per_mtok_nanos: p.cache_write_per_mtok.map(tollgate_core::Money::nanos),
+                }),
+            })
             .collect(),
         input_per_mtok: p.map(|p| p.input_per_mtok.to_string()),
         output_per_mtok: p.map(|p| p.output_per_mtok.to_string()),
@@ -328,19 +354,47 @@ fn set_price_input(r: &v1::SetModelPriceRequest) -> Result<UpdateModel, ControlE
     })
 }
 
+fn alias_info(a: AliasView) -> v1::AliasInfo {
+    v1::AliasInfo { name: a.name, model: a.model, created_at: a.created_at.to_rfc3339() }
+}
+
+fn policy_info(p: RoutingPolicyView) -> v1::RoutingPolicyInfo {
+    v1::RoutingPolicyInfo {
+        id: p.id,
+        scope: p.scope.as_str().to_owned(),
+        scope_id: p.scope_id,
+        policy_json: p.policy.to_string(),
+        created_at: p.created_at.to_rfc3339(),
+        updated_at: p.updated_at.to_rfc3339(),
+    }
+}
+
+/// The policy JSON of a request; the service validates what is in it.
+fn policy_json(text: &str) -> Result<serde_json::Value, ControlError> {
+    serde_json::from_str(text).map_err(|e| ControlError::invalid("policy", format!("not JSON: {e}")))
+}
+
+fn create_policy_input(r: v1::CreateRoutingPolicyRequest) -> Result<CreateRoutingPolicy, ControlError> {
+    Ok(CreateRoutingPolicy {
+        scope: field("scope", &r.scope)?,
+        scope_id: r.scope_id.filter(|s| !s.is_empty()),
+        policy: policy_json(&r.policy_json)?,
+    })
+}
+
 #[tonic::async_trait]
 impl v1::admin_service_server::AdminService for AdminApi {
     async fn list_models(
         &self,
         req: Request<v1::ListModelsRequest>,
     ) -> Result<Response<v1::ListModelsResponse>, Status> {
-        actor(&self.svc, &req)?;
+        actor(&self.svc, &req).await?;
         let models = self.svc.list_models().await.map_err(|e| e.grpc())?;
         Ok(Response::new(v1::ListModelsResponse { models: models.into_iter().map(model_info).collect() }))
     }
 
     async fn set_model_price(&self, req: Request<v1::SetModelPriceRequest>) -> Result<Response<v1::ModelInfo>, Status> {
-        let actor = actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let r = req.into_inner();
         let patch = set_price_input(&r).map_err(|e| e.grpc())?;
         let v = self.svc.update_model(&actor, &r.model, patch).await.map_err(|e| e.grpc())?;
@@ -348,8 +402,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     }
 
     async fn get_usage(&self, req: Request<v1::GetUsageRequest>) -> Result<Response<v1::GetUsageResponse>, Status> {
-        // Scoped tokens will need `usage:read` here.
-        actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let mut params = req.into_inner().params;
         if params.get("format").is_some_and(|f| f != "json") {
             return Err(ControlError::invalid("format", "GetUsage answers JSON; use REST for CSV").grpc());
@@ -357,29 +410,104 @@ impl v1::admin_service_server::AdminService for AdminApi {
         params.remove("format");
         let q = UsageQuery::parse(params.into_iter().collect(), Timestamp::now()).map_err(|e| e.grpc())?;
         debug_assert_eq!(q.format, UsageFormat::Json);
-        let report = self.svc.usage(&q).await.map_err(|e| e.grpc())?;
+        let report = self.svc.usage(&actor, &q).await.map_err(|e| e.grpc())?;
         Ok(Response::new(v1::GetUsageResponse { report_json: report.to_json().to_string() }))
     }
 
+    async fn create_alias(&self, req: Request<v1::CreateAliasRequest>) -> Result<Response<v1::AliasInfo>, Status> {
+        let actor = actor(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let v =
+            self.svc.create_alias(&actor, CreateAlias { name: r.name, model: r.model }).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(alias_info(v)))
+    }
+
+    async fn list_aliases(
+        &self,
+        req: Request<v1::ListAliasesRequest>,
+    ) -> Result<Response<v1::ListAliasesResponse>, Status> {
+        actor(&self.svc, &req).await?;
+        let aliases = self.svc.list_aliases().await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::ListAliasesResponse { aliases: aliases.into_iter().map(alias_info).collect() }))
+    }
+
+    async fn delete_alias(
+        &self,
+        req: Request<v1::DeleteAliasRequest>,
+    ) -> Result<Response<v1::DeleteAliasResponse>, Status> {
+        let actor = actor(&self.svc, &req).await?;
+        self.svc.delete_alias(&actor, &req.get_ref().name).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::DeleteAliasResponse {}))
+    }
+
+    async fn create_routing_policy(
+        &self,
+        req: Request<v1::CreateRoutingPolicyRequest>,
+    ) -> Result<Response<v1::RoutingPolicyInfo>, Status> {
+        let actor = actor(&self.svc, &req).await?;
+        let input = create_policy_input(req.into_inner()).map_err(|e| e.grpc())?;
+        let v = self.svc.create_routing_policy(&actor, input).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(policy_info(v)))
+    }
+
+    async fn list_routing_policies(
+        &self,
+        req: Request<v1::ListRoutingPoliciesRequest>,
+    ) -> Result<Response<v1::ListRoutingPoliciesResponse>, Status> {
+        let actor = actor(&self.svc, &req).await?;
+        let policies = self.svc.list_routing_policies(&actor).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::ListRoutingPoliciesResponse { policies: policies.into_iter().map(policy_info).collect() }))
+    }
+
+    async fn get_routing_policy(
+        &self,
+        req: Request<v1::GetRoutingPolicyRequest>,
+    ) -> Result<Response<v1::RoutingPolicyInfo>, Status> {
+        let actor = actor(&self.svc, &req).await?;
+        let v = self.svc.get_routing_policy(&actor, &req.get_ref().id).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(policy_info(v)))
+    }
+
+    async fn update_routing_policy(
+        &self,
+        req: Request<v1::UpdateRoutingPolicyRequest>,
+    ) -> Result<Response<v1::RoutingPolicyInfo>, Status> {
+        let actor = actor(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let patch = UpdateRoutingPolicy { policy: policy_json(&r.policy_json).map_err(|e| e.grpc())? };
+        let v = self.svc.update_routing_policy(&actor, &r.id, patch).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(policy_info(v)))
+    }
+
+    async fn delete_routing_policy(
+        &self,
+        req: Request<v1::DeleteRoutingPolicyRequest>,
+    ) -> Result<Response<v1::DeleteRoutingPolicyResponse>, Status> {
+        let actor = actor(&self.svc, &req).await?;
+        self.svc.delete_routing_policy(&actor, &req.get_ref().id).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(v1::DeleteRoutingPolicyResponse {}))
+    }
+
     async fn create_key(&self, req: Request<v1::CreateKeyRequest>) -> Result<Response<v1::CreateKeyResponse>, Status> {
-        let actor = actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let input = create_input(req.into_inner()).map_err(|e| e.grpc())?;
         let out = self.svc.create_key(&actor, input).await.map_err(|e| e.grpc())?;
         Ok(Response::new(v1::CreateKeyResponse { key: Some(key_info(out.view)), secret: out.key }))
     }
 
     async fn list_keys(&self, req: Request<v1::ListKeysRequest>) -> Result<Response<v1::ListKeysResponse>, Status> {
-        actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let r = req.into_inner();
         let q = ListKeys {
             project: r.project,
             principal: r.principal,
             status: r.status,
             metadata: Vec::new(),
+            tag: r.tag,
             limit: (r.limit > 0).then_some(u64::from(r.limit)),
             after: r.after,
         };
-        let page = self.svc.list_keys(q).await.map_err(|e| e.grpc())?;
+        let page = self.svc.list_keys(&actor, q).await.map_err(|e| e.grpc())?;
         Ok(Response::new(v1::ListKeysResponse {
             keys: page.data.into_iter().map(key_info).collect(),
             next_after: page.next_after.map(|k| k.to_string()),
@@ -387,13 +515,13 @@ impl v1::admin_service_server::AdminService for AdminApi {
     }
 
     async fn get_key(&self, req: Request<v1::GetKeyRequest>) -> Result<Response<v1::KeyInfo>, Status> {
-        actor(&self.svc, &req)?;
-        let v = self.svc.get_key(&req.get_ref().id).await.map_err(|e| e.grpc())?;
+        let actor = actor(&self.svc, &req).await?;
+        let v = self.svc.get_key(&actor, &req.get_ref().id).await.map_err(|e| e.grpc())?;
         Ok(Response::new(key_info(v)))
     }
 
     async fn rotate_key(&self, req: Request<v1::RotateKeyRequest>) -> Result<Response<v1::RotateKeyResponse>, Status> {
-        let actor = actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let r = req.into_inner();
         let out = self
             .svc
@@ -404,13 +532,13 @@ impl v1::admin_service_server::AdminService for AdminApi {
     }
 
     async fn revoke_key(&self, req: Request<v1::RevokeKeyRequest>) -> Result<Response<v1::KeyInfo>, Status> {
-        let actor = actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let v = self.svc.revoke_key(&actor, &req.get_ref().id).await.map_err(|e| e.grpc())?;
         Ok(Response::new(key_info(v)))
     }
 
     async fn create_budget(&self, req: Request<v1::CreateBudgetRequest>) -> Result<Response<v1::BudgetInfo>, Status> {
-        let actor = actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let input = create_budget_input(req.into_inner()).map_err(|e| e.grpc())?;
         let v = self.svc.create_budget(&actor, input).await.map_err(|e| e.grpc())?;
         Ok(Response::new(budget_info(v)))
@@ -420,7 +548,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<v1::ListBudgetsRequest>,
     ) -> Result<Response<v1::ListBudgetsResponse>, Status> {
-        actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let r = req.into_inner();
         let q = ListBudgets {
             scope: opt_field("scope", r.scope).map_err(|e| e.grpc())?,
@@ -428,7 +556,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             limit: (r.limit > 0).then_some(u64::from(r.limit)),
             after: r.after,
         };
-        let page = self.svc.list_budgets(q).await.map_err(|e| e.grpc())?;
+        let page = self.svc.list_budgets(&actor, q).await.map_err(|e| e.grpc())?;
         Ok(Response::new(v1::ListBudgetsResponse {
             budgets: page.data.into_iter().map(budget_info).collect(),
             next_after: page.next_after.map(|b| b.to_string()),
@@ -436,13 +564,13 @@ impl v1::admin_service_server::AdminService for AdminApi {
     }
 
     async fn get_budget(&self, req: Request<v1::GetBudgetRequest>) -> Result<Response<v1::BudgetInfo>, Status> {
-        actor(&self.svc, &req)?;
-        let v = self.svc.get_budget(&req.get_ref().id).await.map_err(|e| e.grpc())?;
+        let actor = actor(&self.svc, &req).await?;
+        let v = self.svc.get_budget(&actor, &req.get_ref().id).await.map_err(|e| e.grpc())?;
         Ok(Response::new(budget_info(v)))
     }
 
     async fn update_budget(&self, req: Request<v1::UpdateBudgetRequest>) -> Result<Response<v1::BudgetInfo>, Status> {
-        let actor = actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let r = req.into_inner();
         let id = r.id.clone();
         let patch = update_budget_input(r).map_err(|e| e.grpc())?;
@@ -454,13 +582,13 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<v1::DeleteBudgetRequest>,
     ) -> Result<Response<v1::DeleteBudgetResponse>, Status> {
-        let actor = actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         self.svc.delete_budget(&actor, &req.get_ref().id).await.map_err(|e| e.grpc())?;
         Ok(Response::new(v1::DeleteBudgetResponse {}))
     }
 
     async fn reset_budget(&self, req: Request<v1::ResetBudgetRequest>) -> Result<Response<v1::BudgetInfo>, Status> {
-        let actor = actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let v = self.svc.reset_budget(&actor, &req.get_ref().id).await.map_err(|e| e.grpc())?;
         Ok(Response::new(budget_info(v)))
     }
@@ -469,7 +597,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<v1::IncreaseBudgetRequest>,
     ) -> Result<Response<v1::BudgetInfo>, Status> {
-        let actor = actor(&self.svc, &req)?;
+        let actor = actor(&self.svc, &req).await?;
         let r = req.into_inner();
         let id = r.id.clone();
         let input = increase_budget_input(r).map_err(|e| e.grpc())?;

@@ -5,7 +5,8 @@
 //! (`ConfigService.Watch` and `LedgerService.PushLedger` for gateways, `AdminService`
 //! for `tollctl`), the control
 //! plane's own secrets (master key for provider credentials at rest, key pepper,
-//! bootstrap admin token), and the snapshot publisher that turns each new revision into
+//! bootstrap admin token) and master-key rotation ([`rotate_master_key`]), and the
+//! snapshot publisher that turns each new revision into
 //! one complete configuration for every gateway.
 //!
 //! Does not own: the request path (data plane), persistence details (store), or wire
@@ -20,10 +21,12 @@ mod error;
 mod grpc;
 mod metrics;
 mod rest;
+pub mod rotation;
 pub mod secrets;
 pub mod service;
 
 pub use error::ControlError;
+pub use rotation::{RotationKeys, RotationReport, rotate_master_key, rotate_master_key_at};
 pub use secrets::{SecretSources, Secrets};
 pub use service::Service;
 
@@ -116,6 +119,9 @@ impl ControlPlane {
                 .max_encoding_message_size(1 << 30),
             )
             .add_service(v1::admin_service_server::AdminServiceServer::new(grpc::AdminApi::new(self.service.clone())))
+            .add_service(v1::security_service_server::SecurityServiceServer::new(grpc::SecurityApi::new(
+                self.service.clone(),
+            )))
             .add_service(
                 v1::ledger_service_server::LedgerServiceServer::new(grpc::LedgerApi::new(
                     self.service.clone(),
@@ -169,7 +175,7 @@ mod demo {
     use tollgate_core::{Money, OnBreach, Window};
 
     pub(super) async fn seed(svc: &Service) -> Result<String, ControlError> {
-        let actor = Actor { id: "demo".into() };
+        let actor = Actor::system("demo");
         let store = svc.store();
         if store.find_provider("mock").await?.is_none() {
             let input = CreateProvider {
@@ -187,7 +193,13 @@ mod demo {
         if store.find_model("demo").await?.is_none() {
             let input = CreateModel {
                 name: "demo".into(),
-                deployments: vec![DeploymentInput { provider: "mock".into(), model: "mock-1".into() }],
+                deployments: vec![DeploymentInput {
+                    provider: "mock".into(),
+                    model: "mock-1".into(),
+                    priority: 0,
+                    weight: 1,
+                    pricing: None,
+                }],
                 // Priced like gpt-4o-mini so metering has something to count.
                 pricing: Some(PricingInput {
                     input_per_mtok: Money::from_nanos(150_000_000),
@@ -212,7 +224,8 @@ mod demo {
                     .ok_or_else(|| ControlError::Internal("demo project vanished".into()))?
             }
         };
-        let page = svc.list_keys(ListKeys { project: Some(project.id.to_string()), ..Default::default() }).await?;
+        let page =
+            svc.list_keys(&actor, ListKeys { project: Some(project.id.to_string()), ..Default::default() }).await?;
         let existing = page.data.into_iter().find(|k| k.name.as_deref() == Some("demo") && k.status == "active");
         let secret = match existing {
             Some(k) => svc.rotate_key(&actor, k.id.as_str(), RotateKey { grace_period_s: Some(0) }).await?.key,

@@ -2,8 +2,8 @@
 
 use crate::ControlError;
 use crate::service::{
-    Actor, CreateBudget, IncreaseBudget, LedgerQuery, ListBudgets, ListKeys, Service, UpdateBudget, UsageFormat,
-    UsageQuery,
+    Actor, CreateBudget, CreateRoutingPolicy, IncreaseBudget, LedgerQuery, ListBudgets, ListKeys, Service,
+    UpdateBudget, UpdateRoutingPolicy, UsageFormat, UsageQuery,
 };
 use axum::Router;
 use axum::body::Bytes;
@@ -33,7 +33,10 @@ impl IntoResponse for ControlError {
     }
 }
 
-/// The caller, authenticated from `Authorization: Bearer <admin token>`.
+mod security;
+
+/// The caller, authenticated from `Authorization: Bearer <admin token>`. What it may do
+/// is checked by the service (`Service::authorize`), the same for REST and gRPC.
 struct Auth(Actor);
 
 impl FromRequestParts<Arc<Service>> for Auth {
@@ -45,7 +48,7 @@ impl FromRequestParts<Arc<Service>> for Auth {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| v[7..].trim()));
-        svc.authenticate(bearer).map(Auth)
+        svc.authenticate(bearer).await.map(Auth)
     }
 }
 
@@ -81,8 +84,16 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         .route("/api/v1/budgets/{id}", get(get_budget).patch(update_budget).delete(delete_budget))
         .route("/api/v1/budgets/{id}/reset", post(reset_budget))
         .route("/api/v1/budgets/{id}/increase", post(increase_budget))
+        .route("/api/v1/aliases", post(create_alias).get(list_aliases))
+        .route("/api/v1/aliases/{name}", get(get_alias).delete(delete_alias))
+        .route("/api/v1/routing-policies", post(create_routing_policy).get(list_routing_policies))
+        .route(
+            "/api/v1/routing-policies/{id}",
+            get(get_routing_policy).patch(update_routing_policy).delete(delete_routing_policy),
+        )
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/ledger", get(ledger))
+        .merge(security::routes())
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .fallback(|| async { ControlError::NotFound { kind: "endpoint", id: String::new() } })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -103,8 +114,8 @@ async fn create_provider(
     Ok(created(svc.create_provider(&actor, parse(&body(b)?)?).await?))
 }
 
-async fn list_providers(State(svc): State<Arc<Service>>, Auth(_): Auth) -> Result<Response, ControlError> {
-    Ok(ok(serde_json::json!({"data": svc.list_providers().await?})))
+async fn list_providers(State(svc): State<Arc<Service>>, Auth(actor): Auth) -> Result<Response, ControlError> {
+    Ok(ok(serde_json::json!({"data": svc.list_providers(&actor).await?})))
 }
 
 async fn create_model(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
@@ -125,7 +136,7 @@ async fn create_key(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body)
 
 async fn list_keys(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ControlError> {
     let mut filter = ListKeys::default();
@@ -134,6 +145,7 @@ async fn list_keys(
             "project" => filter.project = Some(v),
             "principal" => filter.principal = Some(v),
             "status" => filter.status = Some(v),
+            "tag" => filter.tag = Some(v),
             "after" => filter.after = Some(v),
             "limit" => {
                 filter.limit =
@@ -151,15 +163,15 @@ async fn list_keys(
         }
     }
     filter.metadata.sort();
-    Ok(ok(svc.list_keys(filter).await?))
+    Ok(ok(svc.list_keys(&actor, filter).await?))
 }
 
 async fn get_key(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
-    Ok(ok(svc.get_key(&id).await?))
+    Ok(ok(svc.get_key(&actor, &id).await?))
 }
 
 async fn update_key(
@@ -197,7 +209,7 @@ async fn create_budget(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Bo
 
 async fn list_budgets(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ControlError> {
     let mut filter = ListBudgets::default();
@@ -218,15 +230,15 @@ async fn list_budgets(
             }
         }
     }
-    Ok(ok(svc.list_budgets(filter).await?))
+    Ok(ok(svc.list_budgets(&actor, filter).await?))
 }
 
 async fn get_budget(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
-    Ok(ok(svc.get_budget(&id).await?))
+    Ok(ok(svc.get_budget(&actor, &id).await?))
 }
 
 async fn update_budget(
@@ -290,16 +302,80 @@ async fn update_model(
     Ok(ok(svc.update_model(&actor, &name, parse(&body(b)?)?).await?))
 }
 
-// ------------------------------------------------------------------ usage and ledger
+// ------------------------------------------------------------------ aliases and routing policies
 
-// Reading usage needs the admin token today; with scoped tokens this becomes `usage:read`.
-async fn usage(
+async fn create_alias(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
+    Ok(created(svc.create_alias(&actor, parse(&body(b)?)?).await?))
+}
+
+async fn list_aliases(State(svc): State<Arc<Service>>, Auth(_): Auth) -> Result<Response, ControlError> {
+    Ok(ok(serde_json::json!({"data": svc.list_aliases().await?})))
+}
+
+async fn get_alias(
     State(svc): State<Arc<Service>>,
     Auth(_): Auth,
+    Path(name): Path<String>,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.get_alias(&name).await?))
+}
+
+async fn delete_alias(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(name): Path<String>,
+) -> Result<Response, ControlError> {
+    svc.delete_alias(&actor, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn create_routing_policy(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    b: Body,
+) -> Result<Response, ControlError> {
+    Ok(created(svc.create_routing_policy(&actor, CreateRoutingPolicy::from_json(&body(b)?)?).await?))
+}
+
+async fn list_routing_policies(State(svc): State<Arc<Service>>, Auth(actor): Auth) -> Result<Response, ControlError> {
+    Ok(ok(serde_json::json!({"data": svc.list_routing_policies(&actor).await?})))
+}
+
+async fn get_routing_policy(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.get_routing_policy(&actor, &id).await?))
+}
+
+async fn update_routing_policy(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    b: Body,
+) -> Result<Response, ControlError> {
+    Ok(ok(svc.update_routing_policy(&actor, &id, UpdateRoutingPolicy::from_json(&body(b)?)?).await?))
+}
+
+async fn delete_routing_policy(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ControlError> {
+    svc.delete_routing_policy(&actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ------------------------------------------------------------------ usage and ledger
+
+async fn usage(
+    State(svc): State<Arc<Service>>,
+    Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ControlError> {
     let q = UsageQuery::parse(q, tollgate_core::Timestamp::now())?;
-    let report = svc.usage(&q).await?;
+    let report = svc.usage(&actor, &q).await?;
     Ok(match q.format {
         UsageFormat::Json => ok(report.to_json()),
         UsageFormat::Csv => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], report.to_csv()).into_response(),
@@ -308,8 +384,8 @@ async fn usage(
 
 async fn ledger(
     State(svc): State<Arc<Service>>,
-    Auth(_): Auth,
+    Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ControlError> {
-    Ok(ok(svc.ledger(&LedgerQuery::parse(q, tollgate_core::Timestamp::now())?).await?))
+    Ok(ok(svc.ledger(&actor, &LedgerQuery::parse(q, tollgate_core::Timestamp::now())?).await?))
 }

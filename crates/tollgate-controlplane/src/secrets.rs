@@ -11,14 +11,22 @@ use std::path::Path;
 use subtle::ConstantTimeEq;
 use tollgate_keys::Pepper;
 
-/// AES-256-GCM key for provider credentials. `Debug` is redacted.
+/// AES-256-GCM key for provider credentials. `Debug` shows only the fingerprint.
 #[derive(Clone)]
-pub struct MasterKey(Aes256Gcm);
+pub struct MasterKey {
+    cipher: Aes256Gcm,
+    id: [u8; 8],
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(<redacted>)")
+        write!(f, "MasterKey({})", self.fingerprint())
     }
+}
+
+/// The printed form of a master key id: 16 lower-case hex digits.
+pub fn fingerprint_of(key_id: i64) -> String {
+    key_id.to_be_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 const CIPHERTEXT_VERSION: &str = "v1:";
@@ -26,19 +34,38 @@ const CIPHERTEXT_VERSION: &str = "v1:";
 impl MasterKey {
     /// From 32 raw bytes.
     pub fn new(bytes: &[u8; 32]) -> Self {
-        MasterKey(Aes256Gcm::new(bytes.into()))
+        let digest = Sha256::digest(bytes);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        MasterKey { cipher: Aes256Gcm::new(bytes.into()), id }
+    }
+
+    /// The key's id: the first 8 bytes of SHA-256 of the key, as stored in the database
+    /// next to the credentials it encrypts. Identifies the key without revealing it.
+    pub fn key_id(&self) -> i64 {
+        i64::from_be_bytes(self.id)
+    }
+
+    /// [`MasterKey::key_id`] as 16 hex digits, the form shown to operators.
+    pub fn fingerprint(&self) -> String {
+        fingerprint_of(self.key_id())
     }
 
     /// From base64 text (the `TOLLGATE_MASTER_KEY` format).
     pub fn from_base64(text: &str) -> Result<Self, ControlError> {
-        Ok(MasterKey::new(&decode32(text, "TOLLGATE_MASTER_KEY")?))
+        MasterKey::from_base64_named(text, "TOLLGATE_MASTER_KEY")
+    }
+
+    /// From base64 text; errors name it `what` (a variable or file name).
+    pub fn from_base64_named(text: &str, what: &str) -> Result<Self, ControlError> {
+        Ok(MasterKey::new(&decode32(text, what)?))
     }
 
     /// Encrypts with a fresh random nonce: `v1:` + base64(nonce ‖ ciphertext ‖ tag).
     pub fn encrypt(&self, plaintext: &str) -> Result<String, ControlError> {
         let nonce_bytes: [u8; 12] = rand::random();
         let ct = self
-            .0
+            .cipher
             .encrypt(Nonce::from_slice(&nonce_bytes), plaintext.as_bytes())
             .map_err(|_| ControlError::Internal("encryption failed".into()))?;
         let mut out = nonce_bytes.to_vec();
@@ -56,7 +83,7 @@ impl MasterKey {
             return Err(bad());
         }
         let (nonce, ct) = raw.split_at(12);
-        let pt = self.0.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| bad())?;
+        let pt = self.cipher.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| bad())?;
         String::from_utf8(pt).map_err(|_| bad())
     }
 }
@@ -69,6 +96,26 @@ fn decode32(text: &str, what: &str) -> Result<[u8; 32], ControlError> {
 /// SHA-256 of an admin token: the only form in which tokens are kept.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// What an admin token's keyed hash is computed over, before the token: keeps it apart
+/// from every other HMAC under the same pepper (virtual-key hashes).
+const ADMIN_TOKEN_DOMAIN: &[u8] = b"tollgate admin token v1\0";
+
+impl Secrets {
+    /// The keyed hash (hex HMAC-SHA256 under the pepper) under which an admin token
+    /// minted through the API is stored: without the pepper a leaked table cannot even
+    /// be checked against a guess.
+    pub fn admin_token_hash(&self, token: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(self.pepper.expose()) else {
+            // HMAC takes a key of any length; this arm is unreachable.
+            return String::new();
+        };
+        mac.update(ADMIN_TOKEN_DOMAIN);
+        mac.update(token.as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// Compares two token hashes in constant time.
@@ -126,9 +173,10 @@ impl Secrets {
             .map_err(|e| ControlError::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
         let master_key = match &sources.master_key {
             Some(v) => MasterKey::from_base64(v)?,
-            None => {
-                MasterKey::new(&decode32(&read_or_create(&data_dir.join("master.key"), random_b64)?, "master.key")?)
-            }
+            None => MasterKey::from_base64_named(
+                &read_or_create(&data_dir.join(MASTER_KEY_FILE), random_b64)?,
+                "master.key",
+            )?,
         };
         let pepper = match &sources.key_pepper {
             Some(v) => Pepper::new(decode32(v, "TOLLGATE_KEY_PEPPER")?),
@@ -147,6 +195,45 @@ impl Secrets {
         };
         Ok(Secrets { master_key, pepper, bootstrap_token_hash: token_hash(&token), generated_admin_token: generated })
     }
+}
+
+/// The file in a data directory that holds the generated master key.
+pub const MASTER_KEY_FILE: &str = "master.key";
+/// Where [`install_master_key_file`] keeps the key it replaced.
+pub const PREVIOUS_MASTER_KEY_FILE: &str = "master.key.previous";
+
+/// Whether `data_dir` holds a generated master key file.
+pub fn has_master_key_file(data_dir: &Path) -> bool {
+    data_dir.join(MASTER_KEY_FILE).exists()
+}
+
+/// Replaces the data directory's master key file with `new_key_b64` after a rotation
+/// committed: the old file is kept as `master.key.previous`, and the new one is written
+/// to a temporary file (mode 0600, synced) renamed over `master.key`, so a crash leaves
+/// either the whole old key or the whole new one in place.
+pub fn install_master_key_file(data_dir: &Path, new_key_b64: &str) -> Result<(), ControlError> {
+    decode32(new_key_b64, "the new master key")?;
+    let current = data_dir.join(MASTER_KEY_FILE);
+    let previous = data_dir.join(PREVIOUS_MASTER_KEY_FILE);
+    let tmp = data_dir.join("master.key.tmp");
+    let old = std::fs::read_to_string(&current)
+        .map_err(|e| ControlError::Config(format!("cannot read {}: {e}", current.display())))?;
+    for path in [&previous, &tmp] {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ControlError::Config(format!("cannot remove {}: {e}", path.display()))),
+        }
+    }
+    read_or_create(&previous, || old.trim().to_owned())?;
+    read_or_create(&tmp, || new_key_b64.trim().to_owned())?;
+    std::fs::rename(&tmp, &current)
+        .map_err(|e| ControlError::Config(format!("cannot move {} to {}: {e}", tmp.display(), current.display())))?;
+    // The rename is durable only once the directory is synced.
+    if let Ok(dir) = std::fs::File::open(data_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 fn random_b64() -> String {
@@ -190,6 +277,41 @@ mod tests {
         assert!(MasterKey::new(&[8; 32]).decrypt(&a).is_err());
         assert!(k.decrypt("v1:AAAA").is_err());
         assert!(k.decrypt("plain").is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_first_eight_bytes_of_the_key_hash() {
+        let k = MasterKey::new(&[7; 32]);
+        let hash = Sha256::digest([7u8; 32]);
+        let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(k.fingerprint(), hex);
+        assert_eq!(fingerprint_of(k.key_id()), hex);
+        assert_ne!(MasterKey::new(&[8; 32]).key_id(), k.key_id());
+        assert_eq!(format!("{k:?}"), format!("MasterKey({hex})"));
+    }
+
+    #[test]
+    fn installing_a_new_key_file_keeps_the_old_one_as_previous() {
+        let dir = std::env::temp_dir().join(format!("tollgate-secrets-{}", rand::random::<u64>()));
+        Secrets::load(&dir, &SecretSources::default()).unwrap();
+        let old = std::fs::read_to_string(dir.join(MASTER_KEY_FILE)).unwrap();
+        let new = random_b64();
+        assert!(install_master_key_file(&dir, "short").is_err());
+        install_master_key_file(&dir, &new).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join(MASTER_KEY_FILE)).unwrap(), new);
+        assert_eq!(std::fs::read_to_string(dir.join(PREVIOUS_MASTER_KEY_FILE)).unwrap(), old.trim());
+        assert!(!dir.join("master.key.tmp").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for f in [MASTER_KEY_FILE, PREVIOUS_MASTER_KEY_FILE] {
+                let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{f}");
+            }
+        }
+        let loaded = Secrets::load(&dir, &SecretSources::default()).unwrap();
+        assert_eq!(loaded.master_key.key_id(), MasterKey::from_base64(&new).unwrap().key_id());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

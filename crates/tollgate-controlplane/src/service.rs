@@ -1,8 +1,17 @@
 //! The service layer: every management operation, shared by REST and gRPC.
 
+mod audit;
+mod auth;
 mod budgets;
 mod models;
+mod routing;
+mod tokens;
 mod usage;
+
+pub use audit::{AuditEventView, AuditPage, AuditQuery, AuditVerification, BrokenRow};
+use auth::Target;
+pub use auth::{Actor, Scope, Tenancy};
+pub use tokens::{CreateToken, TokenView, TokenWithSecret};
 
 pub use budgets::{
     BudgetAmount, BudgetPage, BudgetView, CreateBudget, IncreaseBudget, ListBudgets, MAX_INCREASE_DURATION_S,
@@ -11,10 +20,13 @@ pub use budgets::{
 
 use models::Change;
 pub use models::{PRICE_EXPLICIT, UpdateModel};
+pub use routing::{
+    AliasView, CreateAlias, CreateRoutingPolicy, PolicyScopeKind, RoutingPolicyView, UpdateRoutingPolicy,
+};
 pub use usage::{LedgerQuery, UsageFormat, UsageQuery, UsageReport};
 
 use crate::ControlError;
-use crate::secrets::{Secrets, hashes_equal, token_hash};
+use crate::secrets::Secrets;
 use budgets::budget_view;
 pub(crate) use budgets::no_fields;
 use serde::{Deserialize, Serialize};
@@ -29,8 +41,8 @@ use tollgate_keys::{KeyHash, KeyHasher, KeyStatus, mint_secret};
 use tollgate_proto::v1;
 use tollgate_providers::ProviderKind;
 use tollgate_store::{
-    BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, Store,
-    TeamRecord,
+    BudgetRecord, DeploymentPricing, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord,
+    ProviderRecord, Store, TeamRecord,
 };
 
 /// Name of the organization created at first start.
@@ -43,13 +55,6 @@ const MAX_PATTERNS: usize = 256;
 const DEFAULT_LIMIT: u64 = 100;
 /// The largest page size of list operations.
 const MAX_LIST_LIMIT: u64 = 1000;
-
-/// Who is making a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// Token id, or `bootstrap` for the bootstrap admin token.
-    pub id: String,
-}
 
 // ------------------------------------------------------------------ inputs
 
@@ -89,6 +94,54 @@ pub struct DeploymentInput {
     pub provider: String,
     /// The upstream's model name.
     pub model: String,
+    /// Lower is tried first (default 0); deployments of equal priority keep their order
+    /// (strategy `priority`) or are drawn by weight (strategy `weighted`).
+    #[serde(default)]
+    pub priority: u32,
+    /// Relative share of traffic among deployments of one priority under the weighted
+    /// strategy (default 1, at most 1 000 000); 0 means fallback only.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// What a request this deployment serves is charged, when it differs from the
+    /// model's price (a fallback to another provider's model); absent: the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingInput>,
+}
+
+impl PricingInput {
+    /// As stored on a deployment (nano-dollars).
+    fn to_deployment(self) -> DeploymentPricing {
+        DeploymentPricing {
+            input_per_mtok: self.input_per_mtok.nanos(),
+            output_per_mtok: self.output_per_mtok.nanos(),
+            cached_input_per_mtok: self.cached_input_per_mtok.map(Money::nanos),
+            cache_write_per_mtok: self.cache_write_per_mtok.map(Money::nanos),
+        }
+    }
+
+    /// As stored on a deployment, for the API.
+    fn of_deployment(p: &DeploymentPricing) -> Self {
+        PricingInput {
+            input_per_mtok: Money::from_nanos(p.input_per_mtok),
+            output_per_mtok: Money::from_nanos(p.output_per_mtok),
+            cached_input_per_mtok: p.cached_input_per_mtok.map(Money::from_nanos),
+            cache_write_per_mtok: p.cache_write_per_mtok.map(Money::from_nanos),
+        }
+    }
+}
+
+/// A deployment's own price on the wire.
+fn deployment_pricing_wire(p: &DeploymentPricing) -> v1::Pricing {
+    v1::Pricing {
+        input_per_mtok_nanos: p.input_per_mtok,
+        output_per_mtok_nanos: p.output_per_mtok,
+        cached_input_per_mtok_nanos: p.cached_input_per_mtok,
+        cache_write_per_mtok_nanos: p.cache_write_per_mtok,
+    }
+}
+
+fn default_weight() -> u32 {
+    tollgate_routing::DeploymentOptions::default().weight
 }
 
 /// Prices in USD per 1M tokens.
@@ -191,6 +244,9 @@ pub struct CreateKey {
     /// Free-form metadata, copied to ledger entries.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Tags (`env:prod`), copied to ledger entries; usage can be filtered and grouped by them.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// When the key stops working.
     #[serde(default)]
     pub expires_at: Option<Timestamp>,
@@ -226,6 +282,9 @@ pub struct UpdateKey {
     /// Metadata (replaces the map).
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Tags (replaces the list).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
     /// Expiry.
     #[serde(default, deserialize_with = "double_option")]
     pub expires_at: Option<Option<Timestamp>>,
@@ -251,6 +310,8 @@ pub struct ListKeys {
     pub status: Option<String>,
     /// `metadata.K=V` pairs, all of which must match.
     pub metadata: Vec<(String, String)>,
+    /// Only keys carrying this tag.
+    pub tag: Option<String>,
     /// Page size (default 100, at most 1000).
     pub limit: Option<u64>,
     /// Cursor: the last id of the previous page.
@@ -354,6 +415,8 @@ pub struct KeyView {
     pub max_concurrency: Option<i64>,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: Vec<String>,
     /// Expiry.
     pub expires_at: Option<Timestamp>,
     /// Created.
@@ -452,6 +515,47 @@ fn check_metadata(m: &BTreeMap<String, String>) -> Result<(), ControlError> {
     Ok(())
 }
 
+fn check_tags(tags: &[String]) -> Result<(), ControlError> {
+    tollgate_keys::validate_tags(tags).map_err(|e| ControlError::invalid("tags", e.to_string()))
+}
+
+/// Appends one audit event to the chain in `store`. Callers in one process serialize
+/// through [`Service`]'s audit lock.
+pub(crate) async fn append_audit(
+    store: &Store,
+    actor: &str,
+    action: &str,
+    kind: &str,
+    id: &str,
+    metadata: serde_json::Value,
+) -> Result<i64, tollgate_store::StoreError> {
+    let prev = store.last_audit().await?.map(|a| a.hash).unwrap_or_else(|| tollgate_audit::GENESIS.to_owned());
+    let event = AuditEvent {
+        id: new_id("aud"),
+        at: Timestamp::now(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target_kind: kind.to_owned(),
+        target_id: id.to_owned(),
+        metadata: redact(metadata),
+    };
+    let hash = chain_hash(&prev, &event);
+    store
+        .append_audit(&tollgate_store::AuditRecord {
+            seq: 0,
+            id: event.id,
+            at: event.at,
+            actor: event.actor,
+            action: event.action,
+            target_kind: event.target_kind,
+            target_id: event.target_id,
+            metadata: event.metadata,
+            prev_hash: prev,
+            hash,
+        })
+        .await
+}
+
 fn mask(api_key: &str) -> String {
     let n = api_key.chars().count();
     if n == 0 {
@@ -468,7 +572,12 @@ fn mask(api_key: &str) -> String {
 impl Service {
     /// Opens the service over a store: ensures the default organization exists and reads
     /// the current revision.
+    ///
+    /// Refuses a master key other than the one the stored credentials are encrypted under
+    /// ([`ControlError::MasterKeyMismatch`]). A database that predates key ids adopts the
+    /// key, once it has decrypted a stored credential.
     pub async fn new(store: Store, secrets: Secrets) -> Result<Arc<Self>, ControlError> {
+        crate::rotation::check_master_key(&store, &secrets.master_key).await?;
         let org = store.ensure_org(DEFAULT_ORG).await?;
         let rev = store.revision().await?;
         let hasher = KeyHasher::new(&secrets.pepper);
@@ -486,15 +595,6 @@ impl Service {
         &self.store
     }
 
-    /// Authenticates an admin bearer token.
-    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Actor, ControlError> {
-        let token = bearer.filter(|t| !t.is_empty()).ok_or(ControlError::Unauthenticated)?;
-        if hashes_equal(&token_hash(token), &self.secrets.bootstrap_token_hash) {
-            return Ok(Actor { id: "bootstrap".into() });
-        }
-        Err(ControlError::Unauthenticated)
-    }
-
     fn committed(&self, rev: i64) {
         self.revision.send_if_modified(|cur| {
             if rev > *cur {
@@ -508,35 +608,7 @@ impl Service {
 
     async fn audit(&self, actor: &Actor, action: &str, kind: &str, id: &str, metadata: serde_json::Value) {
         let _guard = self.audit_lock.lock().await;
-        let result = async {
-            let prev =
-                self.store.last_audit().await?.map(|a| a.hash).unwrap_or_else(|| tollgate_audit::GENESIS.to_owned());
-            let event = AuditEvent {
-                id: new_id("aud"),
-                at: Timestamp::now(),
-                actor: actor.id.clone(),
-                action: action.to_owned(),
-                target_kind: kind.to_owned(),
-                target_id: id.to_owned(),
-                metadata: redact(metadata),
-            };
-            let hash = chain_hash(&prev, &event);
-            self.store
-                .append_audit(&tollgate_store::AuditRecord {
-                    seq: 0,
-                    id: event.id,
-                    at: event.at,
-                    actor: event.actor,
-                    action: event.action,
-                    target_kind: event.target_kind,
-                    target_id: event.target_id,
-                    metadata: event.metadata,
-                    prev_hash: prev,
-                    hash,
-                })
-                .await
-        }
-        .await;
+        let result = append_audit(&self.store, &actor.id, action, kind, id, metadata).await;
         if let Err(e) = result {
             tracing::error!(error = %e, action, "could not append audit event");
         }
@@ -544,6 +616,7 @@ impl Service {
 
     /// Creates a provider credential; the key is encrypted before it reaches the store.
     pub async fn create_provider(&self, actor: &Actor, input: CreateProvider) -> Result<ProviderView, ControlError> {
+        self.authorize(actor, Scope::ProvidersWrite, Target::Global).await?;
         check_name("name", &input.name)?;
         let kind: ProviderKind = input.kind.parse().map_err(|e| ControlError::invalid("kind", format!("{e}")))?;
         if !kind.is_supported() {
@@ -575,6 +648,9 @@ impl Service {
         if !(extra.is_null() || extra.is_object()) {
             return Err(ControlError::invalid("extra", "must be an object"));
         }
+        // A control plane left running across a rotation must not add a credential under
+        // the retired key.
+        crate::rotation::check_master_key(&self.store, &self.secrets.master_key).await?;
         let now = Timestamp::now();
         let rec = ProviderRecord {
             id: ProviderId::new(new_id(ProviderId::PREFIX)),
@@ -604,19 +680,39 @@ impl Service {
         Ok(view)
     }
 
-    /// Lists providers.
-    pub async fn list_providers(&self) -> Result<Vec<ProviderView>, ControlError> {
+    /// Lists providers (credentials only as hints).
+    pub async fn list_providers(&self, actor: &Actor) -> Result<Vec<ProviderView>, ControlError> {
+        self.authorize(actor, Scope::ProvidersWrite, Target::Global).await?;
         Ok(self.store.list_providers().await?.iter().map(provider_view).collect())
     }
 
     /// Adds a model to the catalog.
     pub async fn create_model(&self, actor: &Actor, input: CreateModel) -> Result<ModelView, ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         check_name("name", &input.name)?;
         if input.deployments.is_empty() {
             return Err(ControlError::invalid("deployments", "at least one deployment is required"));
         }
+        if self.store.find_alias(&input.name).await?.is_some() {
+            return Err(ControlError::Conflict(format!("{:?} is an alias; a model cannot take its name", input.name)));
+        }
+        if input.deployments.len() > tollgate_routing::MAX_DEPLOYMENTS {
+            return Err(ControlError::invalid(
+                "deployments",
+                format!("at most {} deployments", tollgate_routing::MAX_DEPLOYMENTS),
+            ));
+        }
         for (i, d) in input.deployments.iter().enumerate() {
             check_name(&format!("deployments[{i}].model"), &d.model)?;
+            if d.weight > tollgate_routing::MAX_WEIGHT {
+                return Err(ControlError::invalid(
+                    format!("deployments[{i}].weight"),
+                    format!("must be at most {}", tollgate_routing::MAX_WEIGHT),
+                ));
+            }
+            if let Some(p) = &d.pricing {
+                models::check_pricing(&format!("deployments[{i}].pricing."), p)?;
+            }
             if self.store.find_provider(&d.provider).await?.is_none() {
                 return Err(ControlError::invalid(
                     format!("deployments[{i}].provider"),
@@ -634,7 +730,13 @@ impl Service {
             deployments: input
                 .deployments
                 .iter()
-                .map(|d| DeploymentRecord { provider: d.provider.clone(), model: d.model.clone() })
+                .map(|d| DeploymentRecord {
+                    provider: d.provider.clone(),
+                    model: d.model.clone(),
+                    priority: d.priority,
+                    weight: d.weight,
+                    pricing: d.pricing.map(PricingInput::to_deployment),
+                })
                 .collect(),
             input_per_mtok: None,
             output_per_mtok: None,
@@ -663,6 +765,7 @@ impl Service {
 
     /// Creates a team in the default organization.
     pub async fn create_team(&self, actor: &Actor, input: CreateTeam) -> Result<TeamView, ControlError> {
+        self.authorize(actor, Scope::Admin, Target::Global).await?;
         check_name("name", &input.name)?;
         let (rec, rev) = self.store.create_team(&self.org.id, &input.name).await?;
         self.committed(rev);
@@ -674,6 +777,7 @@ impl Service {
 
     /// Creates a project in a team.
     pub async fn create_project(&self, actor: &Actor, input: CreateProject) -> Result<ProjectView, ControlError> {
+        self.authorize(actor, Scope::Admin, Target::TeamRef { field: "team", id_or_name: &input.team }).await?;
         check_name("name", &input.name)?;
         let team = self
             .store
@@ -703,6 +807,12 @@ impl Service {
 
     /// Mints a key; the secret is returned here and never again.
     pub async fn create_key(&self, actor: &Actor, input: CreateKey) -> Result<KeyWithSecret, ControlError> {
+        let target = Target::ProjectRef { field: "project", id_or_name: &input.project };
+        self.authorize(actor, Scope::KeysWrite, target).await?;
+        if input.budget.is_some() {
+            // The budget is on the new key, which is inside the project just checked.
+            self.authorize(actor, Scope::BudgetsWrite, Target::Filtered).await?;
+        }
         let project = self.project("project", &input.project).await?;
         if let Some(n) = &input.name {
             check_name("name", n)?;
@@ -712,6 +822,7 @@ impl Service {
         }
         check_patterns(&input.models_allowed)?;
         check_metadata(&input.metadata)?;
+        check_tags(&input.tags)?;
         let now = Timestamp::now();
         if input.expires_at.is_some_and(|e| e <= now) {
             return Err(ControlError::invalid("expires_at", "must be in the future"));
@@ -734,6 +845,7 @@ impl Service {
             tpm: input.tpm.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
             max_concurrency: input.max_concurrency.map(i64::from),
             metadata: input.metadata,
+            tags: input.tags,
             created_at: now,
             updated_at: now,
             rotated_at: None,
@@ -787,16 +899,29 @@ impl Service {
     }
 
     /// Reads a key.
-    pub async fn get_key(&self, id: &str) -> Result<KeyView, ControlError> {
+    pub async fn get_key(&self, actor: &Actor, id: &str) -> Result<KeyView, ControlError> {
+        self.authorize(actor, Scope::KeysRead, Target::Key(id)).await?;
         let rec = self.key_record(id).await?;
         self.key_view_of(&rec).await
     }
 
-    /// Lists keys with filters and keyset pagination.
-    pub async fn list_keys(&self, q: ListKeys) -> Result<KeyPage, ControlError> {
+    /// Lists keys with filters and keyset pagination; a bound token sees only the keys
+    /// of its team or project.
+    pub async fn list_keys(&self, actor: &Actor, q: ListKeys) -> Result<KeyPage, ControlError> {
+        self.authorize(actor, Scope::KeysRead, Target::Filtered).await?;
         let project_id = match &q.project {
-            Some(p) => Some(self.project("project", p).await?.id),
-            None => None,
+            Some(p) => {
+                self.authorize(actor, Scope::KeysRead, Target::ProjectRef { field: "project", id_or_name: p }).await?;
+                Some(self.project("project", p).await?.id)
+            }
+            None => match actor.tenancy() {
+                Tenancy::Project { project, .. } => Some(project.clone()),
+                _ => None,
+            },
+        };
+        let team_id = match actor.tenancy() {
+            Tenancy::Team(t) => Some(t.clone()),
+            _ => None,
         };
         if let Some(s) = &q.status
             && KeyStatus::parse(s).is_none()
@@ -806,9 +931,11 @@ impl Service {
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIST_LIMIT);
         let filter = KeyFilter {
             project_id,
+            team_id,
             principal: q.principal,
             status: q.status,
             metadata: q.metadata,
+            tag: q.tag,
             limit,
             after: q.after.map(KeyId::new),
         };
@@ -820,6 +947,7 @@ impl Service {
 
     /// Updates a key's policy.
     pub async fn update_key(&self, actor: &Actor, id: &str, patch: UpdateKey) -> Result<KeyView, ControlError> {
+        self.authorize(actor, Scope::KeysWrite, Target::Key(id)).await?;
         let mut rec = self.key_record(id).await?;
         if let Some(name) = patch.name {
             if let Some(n) = &name {
@@ -845,6 +973,10 @@ impl Service {
             check_metadata(&m)?;
             rec.metadata = m;
         }
+        if let Some(t) = patch.tags {
+            check_tags(&t)?;
+            rec.tags = t;
+        }
         if let Some(e) = patch.expires_at {
             rec.expires_at = e;
         }
@@ -861,6 +993,7 @@ impl Service {
 
     /// Issues a new secret; the old one works for `grace_period_s` more seconds.
     pub async fn rotate_key(&self, actor: &Actor, id: &str, input: RotateKey) -> Result<KeyWithSecret, ControlError> {
+        self.authorize(actor, Scope::KeysWrite, Target::Key(id)).await?;
         let mut rec = self.key_record(id).await?;
         if rec.status == KeyStatus::Revoked.as_str() {
             return Err(ControlError::Conflict(format!("key {id} is revoked and cannot be rotated")));
@@ -891,6 +1024,7 @@ impl Service {
 
     /// Revokes a key: every gateway refuses it once this change reaches it.
     pub async fn revoke_key(&self, actor: &Actor, id: &str) -> Result<KeyView, ControlError> {
+        self.authorize(actor, Scope::KeysWrite, Target::Key(id)).await?;
         let mut rec = self.key_record(id).await?;
         if rec.status != KeyStatus::Revoked.as_str() {
             let now = Timestamp::now();
@@ -915,6 +1049,9 @@ impl Service {
             let api_key = match self.secrets.master_key.decrypt(&p.api_key_ciphertext) {
                 Ok(k) => k,
                 Err(e) => {
+                    // After a rotation under a running control plane every credential is
+                    // unreadable: keep the previous snapshot rather than drop them all.
+                    crate::rotation::check_master_key(&self.store, &self.secrets.master_key).await?;
                     // One unreadable credential must not take the whole fleet down.
                     tracing::error!(provider = %p.name, error = %e, "skipping provider whose credential cannot be decrypted");
                     continue;
@@ -941,7 +1078,13 @@ impl Service {
                 deployments: m
                     .deployments
                     .iter()
-                    .map(|d| v1::Deployment { provider: d.provider.clone(), model: d.model.clone() })
+                    .map(|d| v1::Deployment {
+                        provider: d.provider.clone(),
+                        model: d.model.clone(),
+                        priority: d.priority,
+                        weight: Some(d.weight),
+                        pricing: d.pricing.as_ref().map(deployment_pricing_wire),
+                    })
                     .collect(),
                 pricing: match (m.input_per_mtok, m.output_per_mtok) {
                     (Some(i), Some(o)) => Some(v1::Pricing {
@@ -980,6 +1123,7 @@ impl Service {
                 tpm: k.tpm.and_then(|v| u64::try_from(v).ok()),
                 max_concurrency: k.max_concurrency.and_then(|v| u32::try_from(v).ok()),
                 metadata: k.metadata.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+                tags: k.tags.clone(),
                 key_hash: hash.0.to_vec(),
                 hint: k.key_hint.clone(),
                 previous_key_hash: previous.map(|h| h.0.to_vec()),
@@ -1003,6 +1147,21 @@ impl Service {
                 temporary_increase_until_ms: b.temporary_increase_until.map(Timestamp::unix_millis),
             })
             .collect();
+        let aliases = data
+            .aliases
+            .iter()
+            .map(|a| v1::ModelAlias { name: a.name.clone(), target_model: a.target_model.clone() })
+            .collect();
+        let routing_policies = data
+            .routing_policies
+            .iter()
+            .map(|p| v1::RoutingPolicy {
+                id: p.id.clone(),
+                scope: p.scope.clone(),
+                scope_id: p.scope_id.clone(),
+                policy_json: p.policy.to_string(),
+            })
+            .collect();
         Ok(v1::Snapshot {
             revision: data.revision,
             key_pepper: self.secrets.pepper.expose().to_vec(),
@@ -1010,6 +1169,8 @@ impl Service {
             models,
             keys,
             budgets,
+            aliases,
+            routing_policies,
         })
     }
 }
@@ -1035,7 +1196,13 @@ fn model_view(r: &ModelRecord) -> ModelView {
         deployments: r
             .deployments
             .iter()
-            .map(|d| DeploymentInput { provider: d.provider.clone(), model: d.model.clone() })
+            .map(|d| DeploymentInput {
+                provider: d.provider.clone(),
+                model: d.model.clone(),
+                priority: d.priority,
+                weight: d.weight,
+                pricing: d.pricing.as_ref().map(PricingInput::of_deployment),
+            })
             .collect(),
         pricing: match (r.input_per_mtok, r.output_per_mtok) {
             (Some(i), Some(o)) => Some(PricingInput {
@@ -1084,6 +1251,7 @@ fn key_view(r: &KeyRecord, budgets: Vec<BudgetView>, now: Timestamp) -> KeyView 
         tpm: r.tpm,
         max_concurrency: r.max_concurrency,
         metadata: r.metadata.clone(),
+        tags: r.tags.clone(),
         expires_at: r.expires_at,
         created_at: r.created_at,
         updated_at: r.updated_at,

@@ -32,8 +32,6 @@ pub(crate) struct Ask<'a> {
     pub(crate) key_id: &'a str,
     pub(crate) key_limits: RateLimits,
     /// The provider credential's rate-limit counter key (see the snapshot).
-    pub(crate) provider_counter: &'a str,
-    pub(crate) provider_limits: RateLimits,
     pub(crate) budgets: &'a [Arc<Budget>],
     pub(crate) pricing: Option<Pricing>,
     /// Size of the request body in bytes.
@@ -48,10 +46,13 @@ pub(crate) struct Ask<'a> {
 pub(crate) struct Admitted {
     reservation: Option<Reservation>,
     key_permit: Permit,
-    provider_permit: Permit,
-    pricing: Option<Pricing>,
-    /// The prompt's estimated tokens, charged only when the upstream reports no usage.
+    /// The permit of the provider credential tried last, and its counter key: taken per
+    /// attempt ([`Enforcement::acquire_provider`]), so a fallback counts against the
+    /// credential that serves.
+    provider_permit: Option<(Arc<str>, Permit)>,
+    /// The prompt's estimated tokens, what each rate limit is first charged.
     input_estimate: u64,
+    pricing: Option<Pricing>,
     alerts: Alerts,
 }
 
@@ -62,6 +63,30 @@ pub(crate) struct Admitted {
 /// actual usage at commit.
 pub(crate) fn input_token_bound(body_len: usize) -> u64 {
     body_len as u64
+}
+
+/// The usage to charge for an answer — never zero because the upstream said nothing or
+/// was cut short:
+/// - a finished answer's reported usage, as reported;
+/// - an unfinished one's reported usage with at least the output counted from what
+///   passed (a partial report, like Anthropic's `message_start` with `output_tokens: 1`,
+///   undercounts what was generated before the cut), marked estimated when raised;
+/// - no report at all: `prompt_tokens()` (the model's tokenizer over the request) and the
+///   counted output, marked estimated.
+pub(crate) fn usage_to_charge(
+    reported: Option<Usage>,
+    finished: bool,
+    counted_output: u64,
+    prompt_tokens: impl FnOnce() -> u64,
+) -> (Usage, UsageSource) {
+    match reported {
+        Some(u) if finished || u.output_tokens >= counted_output => (u, UsageSource::Reported),
+        Some(u) => (Usage { output_tokens: counted_output, ..u }, UsageSource::Estimated),
+        None => (
+            Usage { input_tokens: prompt_tokens(), output_tokens: counted_output, ..Usage::default() },
+            UsageSource::Estimated,
+        ),
+    }
 }
 
 /// A rough count of tokens in `bytes` of generated text (about four bytes a token for
@@ -80,14 +105,6 @@ impl Enforcement {
         let input_estimate = estimate_tokens(ask.body_len as u64);
         let input_bound = input_token_bound(ask.body_len);
         let key_permit = self.limiter.acquire(ask.key_id, &ask.key_limits, input_estimate, ask.now).await?;
-        let provider_permit =
-            self.limiter.acquire(ask.provider_counter, &ask.provider_limits, input_estimate, ask.now).await.map_err(
-                |e| match ApiError::from(e) {
-                    ApiError::RateLimited(r, _) => ApiError::RateLimited(r, true),
-                    other => other,
-                },
-            )?;
-
         let reservation = if ask.budgets.is_empty() {
             None
         } else {
@@ -103,11 +120,37 @@ impl Enforcement {
         Ok(Admitted {
             reservation,
             key_permit,
-            provider_permit,
-            pricing: ask.pricing,
+            provider_permit: None,
             input_estimate,
+            pricing: ask.pricing,
             alerts: self.alerts.clone(),
         })
+    }
+
+    /// Takes the rate-limit permit of the provider credential an attempt is about to use
+    /// (the platform's rpm / tpm at that provider, shared by every gateway on the same
+    /// counters), unless the request already holds it. A refusal is 429 with
+    /// `limit_of: provider`; the caller may try another deployment.
+    pub(crate) async fn acquire_provider(
+        &self,
+        admitted: &mut Admitted,
+        counter: &Arc<str>,
+        limits: &RateLimits,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        if admitted.provider_permit.as_ref().is_some_and(|(held, _)| held == counter) {
+            return Ok(());
+        }
+        let permit =
+            self.limiter.acquire(counter, limits, admitted.input_estimate, now).await.map_err(
+                |e| match ApiError::from(e) {
+                    ApiError::RateLimited(r, _) => ApiError::RateLimited(r, true),
+                    other => other,
+                },
+            )?;
+        // The credential tried before keeps what it was charged: it did get a request.
+        admitted.provider_permit = Some((Arc::clone(counter), permit));
+        Ok(())
     }
 }
 
@@ -136,21 +179,16 @@ impl Admitted {
         }
     }
 
+    /// Charges the request at `pricing` (the deployment that served), in place of the
+    /// price it was reserved at (never lower than this one's worst case).
+    pub(crate) fn charge_at(&mut self, pricing: Option<Pricing>) {
+        self.pricing = pricing;
+    }
+
     /// The cost of `usage` at this request's price (zero when the model has no price,
     /// which only happens for keys without a money budget).
     pub(crate) fn cost(&self, usage: &Usage) -> Money {
         self.pricing.map(|p| p.cost(usage)).unwrap_or(Money::ZERO)
-    }
-
-    /// The usage to charge: the reported one, or an estimate from what passed — never
-    /// zero because the upstream said nothing.
-    pub(crate) fn usage_or_estimate(&self, reported: Option<Usage>, output_tokens: u64) -> (Usage, UsageSource) {
-        match reported {
-            Some(u) => (u, UsageSource::Reported),
-            None => {
-                (Usage { input_tokens: self.input_estimate, output_tokens, ..Usage::default() }, UsageSource::Estimated)
-            }
-        }
     }
 
     /// Commits the actual cost and tokens in place of the reservation, settles the
@@ -160,7 +198,9 @@ impl Admitted {
         let cost = self.cost(usage);
         let tokens = usage.total_tokens();
         self.key_permit.settle_tokens(tokens).await;
-        self.provider_permit.settle_tokens(tokens).await;
+        if let Some((_, p)) = &self.provider_permit {
+            p.settle_tokens(tokens).await;
+        }
         if let Some(r) = self.reservation {
             match r.commit(Amount { money: cost, tokens }).await {
                 Ok(outcome) => self.alerts.notify(outcome.alerts),
@@ -181,6 +221,30 @@ const BUDGET_WARNING: HeaderName = HeaderName::from_static("x-tollgate-budget-wa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_is_never_charged_short_of_what_passed() {
+        let reported = |input, output| Some(Usage { input_tokens: input, output_tokens: output, ..Usage::default() });
+        let no_prompt = || -> u64 { panic!("the prompt is only counted when nothing was reported") };
+        let cases = [
+            // (reported, finished, counted output) -> (input, output, source)
+            (reported(10, 42), true, 900, (10, 42, UsageSource::Reported)),
+            (reported(10, 42), false, 30, (10, 42, UsageSource::Reported)),
+            // Cut after Anthropic's message_start (output 1): what passed counts.
+            (reported(10, 1), false, 30, (10, 30, UsageSource::Estimated)),
+        ];
+        for (r, finished, counted, (input, output, source)) in cases {
+            let (u, s) = usage_to_charge(r, finished, counted, no_prompt);
+            assert_eq!((u.input_tokens, u.output_tokens, s), (input, output, source), "{r:?} {finished} {counted}");
+        }
+        let cut = Usage { cached_input_tokens: 300, ..reported(10, 1).unwrap() };
+        let (u, _) = usage_to_charge(Some(cut), false, 5, no_prompt);
+        assert_eq!(u.cached_input_tokens, 300, "the reported input side is kept whole");
+        for finished in [true, false] {
+            let (u, s) = usage_to_charge(None, finished, 7, || 123);
+            assert_eq!((u.input_tokens, u.output_tokens, s), (123, 7, UsageSource::Estimated));
+        }
+    }
 
     #[test]
     fn estimates_round_up_and_bounds_never_undercount_text() {

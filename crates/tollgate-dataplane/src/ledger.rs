@@ -1,5 +1,5 @@
 //! One ledger entry per request that reached an upstream: who (key, principal, project,
-//! team, org), what (requested and served model, provider), how much (usage, its
+//! team, org, and the key's tags), what (requested and served model, provider), how much (usage, its
 //! source, cost) and how it went (status, latency, stream). Handed to the metering
 //! crate's `LedgerWriter`, which batches it off the request path and spools it while
 //! the sink is down.
@@ -35,6 +35,7 @@ impl Pending {
             .with_served_by(&*deployment.provider, &*deployment.upstream_model)
             .with_metadata(key.metadata.clone())
             .with_stream(stream);
+        entry.tags.clone_from(&key.tags);
         if let Some(name) = &key.name {
             entry = entry.with_key_name(name.as_str());
         }

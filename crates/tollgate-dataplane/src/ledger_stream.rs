@@ -18,6 +18,8 @@
 //! stored once.
 
 use std::time::Duration;
+use tollgate_budgets::Amount;
+use tollgate_core::{BudgetId, Money, Timestamp};
 use tollgate_metering::{LedgerEntry, LedgerSink, SinkError, SinkFuture};
 use tollgate_proto::convert::ledger_entry_to_wire;
 use tollgate_proto::v1::ledger_service_client::LedgerServiceClient;
@@ -120,6 +122,17 @@ impl GrpcLedgerSink {
             .map_err(|s| LedgerStreamError::Call { code: s.code(), message: s.message().to_owned() })?
             .into_inner();
         Ok((resp.cost_nanos, resp.tokens))
+    }
+}
+
+/// Split mode's [`crate::SpendSource`]: the control plane's `GetBudgetSpend`, so a
+/// gateway seeds its counters from the same ledger a standalone one does.
+impl crate::SpendSource for GrpcLedgerSink {
+    fn budget_spend<'a>(&'a self, id: &'a BudgetId, at: Timestamp) -> crate::SpendFuture<'a> {
+        Box::pin(async move {
+            let (nanos, tokens) = GrpcLedgerSink::budget_spend(self, id.as_str(), at.unix_millis()).await?;
+            Ok(Amount { money: Money::from_nanos(nanos), tokens })
+        })
     }
 }
 

@@ -39,10 +39,11 @@ mod watch;
 pub use alerts::AlertConfig;
 pub use error::{ApiError, ErrorShape};
 pub use health::BreakerConfig;
+use health::default_policy;
 pub use ledger_stream::{GrpcLedgerSink, LedgerStreamError};
 pub use server::serve;
 pub use snapshot::Snapshot;
-pub use watch::{WatchConfig, watch_control_plane};
+pub use watch::{BudgetSeeder, SpendFuture, SpendSource, WatchConfig, watch_control_plane};
 
 use alerts::Alerts;
 use arc_swap::ArcSwap;
@@ -52,6 +53,7 @@ use std::time::Duration;
 use tollgate_budgets::{Budgets, BudgetsConfig, RateLimiter};
 use tollgate_metering::LedgerWriter;
 use tollgate_providers::{ClientConfig, HttpClient, ProviderError};
+use tollgate_routing::{PolicyScope, PolicySet, RoutingPolicy};
 
 /// Bounds and settings of the data plane.
 #[derive(Debug, Clone)]
@@ -103,6 +105,25 @@ impl Default for Config {
     }
 }
 
+/// The routing policies of a snapshot: those the control plane attached to keys,
+/// projects, teams and organizations, over a default — the control plane's when it set
+/// one (so every gateway routes alike), else this gateway's own from its flags.
+fn policy_set(gateway_default: RoutingPolicy, wire: Vec<(Option<PolicyScope>, RoutingPolicy)>) -> PolicySet {
+    let mut default = gateway_default;
+    let mut scoped = Vec::with_capacity(wire.len());
+    for (scope, policy) in wire {
+        match scope {
+            Some(scope) => scoped.push((scope, policy)),
+            None => default = policy,
+        }
+    }
+    let mut set = PolicySet::with_default(default);
+    for (scope, policy) in scoped {
+        set.insert(scope, policy);
+    }
+    set
+}
+
 /// The data plane: configuration, the live snapshot and the shared upstream client.
 /// Cheap to share behind an `Arc`.
 pub struct DataPlane {
@@ -112,7 +133,8 @@ pub struct DataPlane {
     enforcement: Enforcement,
     ledger: OnceLock<LedgerWriter>,
     metrics: Arc<metrics::Metrics>,
-    health: health::Health,
+    /// The routing policy of requests with none attached (from [`Config::breaker`]).
+    routing: RoutingPolicy,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -146,7 +168,7 @@ impl DataPlane {
             enforcement,
             ledger: OnceLock::new(),
             metrics: Arc::new(metrics::Metrics::new(config.metrics_key_labels, config.metrics_principal_labels)),
-            health: health::Health::new(config.breaker),
+            routing: default_policy(config.breaker),
             config,
         }))
     }
@@ -174,6 +196,12 @@ impl DataPlane {
         self.snapshot.load()
     }
 
+    /// The current snapshot as an owned reference count, for a request that holds it
+    /// across awaits (an `ArcSwap` guard must not be).
+    pub(crate) fn snapshot_arc(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
     /// Applies a full snapshot from the control plane and swaps it in atomically.
     /// Invalid items are skipped on their own and returned as problems; a snapshot older
     /// than the current one is ignored.
@@ -182,7 +210,10 @@ impl DataPlane {
         if current.loaded && wire.revision < current.revision {
             return vec![format!("ignored snapshot at revision {} older than {}", wire.revision, current.revision)];
         }
-        let (next, problems) = Snapshot::build(wire, &self.client);
+        let (mut next, problems) = Snapshot::build(wire, &self.client, &current);
+        // Breakers outlive configuration changes; the default policy is the gateway's.
+        next.health = current.health.carry_over(&next.catalog);
+        next.policies = policy_set(self.routing.clone(), std::mem::take(&mut next.wire_policies));
         for p in &problems {
             tracing::warn!(revision = wire.revision, problem = %p, "skipped invalid item in snapshot");
         }

@@ -199,7 +199,8 @@ pub(crate) struct Metrics {
     budget_refusals: RwLock<HashMap<&'static str, AtomicU64>>,
     rate_refusals: RwLock<HashMap<(&'static str, &'static str), AtomicU64>>,
     upstream_errors: RwLock<HashMap<SeriesKey, AtomicU64>>,
-    /// Failed attempts handed to the model's next deployment, by (model, provider).
+    /// Failed attempts followed by another (a retry or the model's next deployment), by
+    /// (model, provider).
     fallbacks: RwLock<HashMap<SeriesKey, AtomicU64>>,
     key_requests: Capped,
     principal_requests: Capped,
@@ -313,7 +314,8 @@ impl Metrics {
         bump(&self.upstream_errors, SeriesRef { endpoint: kind, model: "", provider }, SeriesKey::from);
     }
 
-    /// A failed attempt at `provider` handed a request for `model` to the next deployment.
+    /// A failed attempt at `provider` for `model` is followed by another (a retry or the
+    /// next deployment).
     pub(crate) fn fallback(&self, model: &str, from_provider: &str) {
         bump(&self.fallbacks, SeriesRef { endpoint: "", model, provider: from_provider }, SeriesKey::from);
     }
@@ -436,7 +438,7 @@ impl Metrics {
             &mut out,
             "tollgate_upstream_fallbacks_total",
             "counter",
-            "Failed attempts handed to the model's next deployment, by model and the provider that failed.",
+            "Failed upstream attempts followed by another (retry or next deployment), by model and the provider that failed.",
         );
         for (k, c) in read(&self.fallbacks).iter() {
             let (m, p) = (esc(&k.model), esc(&k.provider));

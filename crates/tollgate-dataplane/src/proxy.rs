@@ -7,7 +7,7 @@
 //! translation otherwise) → dispatch → the answer in the caller's dialect (streams
 //! event by event) → settle the actual cost → ledger entry.
 
-use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens};
+use crate::enforce::{Admitted, Ask, DEFAULT_MAX_OUTPUT_TOKENS, estimate_tokens, input_token_bound, usage_to_charge};
 use crate::idle::IdleTimeout;
 use crate::ledger::Pending;
 use crate::metrics::{Metered, Metrics};
@@ -28,9 +28,10 @@ use tollgate_metering::{Attempt, Usage, UsageSource};
 use tollgate_providers::openai::{RequestHead, request_stream_usage, rewrite_model};
 use tollgate_providers::translate;
 use tollgate_providers::{
-    Dialect, Operation, ProviderError, ProviderErrorKind, ResponseBody, StreamOptions, UpstreamRequest,
-    UpstreamResponse, stream_adapter, usage_of,
+    Dialect, Operation, ProviderError, ProviderErrorKind, ResponseBody, StreamOptions, UpstreamRequest, stream_adapter,
+    usage_of,
 };
+use tollgate_routing::{Next, Outcome, Plan, PolicySubject};
 
 pub(crate) type Resp = Response<ResponseBody>;
 
@@ -142,63 +143,72 @@ pub(crate) async fn proxy(
     let now = Timestamp::now();
     let caller = endpoint.dialect();
 
-    // Everything the request needs from the snapshot is taken here, at one revision.
-    let (key, head, candidates, provider_counter, provider_limits, pricing, budgets, default_max) = {
-        let snap = dp.snapshot();
-        if !snap.loaded {
-            return Err(ApiError::NotReady);
-        }
-        let key = snap.keys.authenticate(&snap.hasher, crate::server::presented_key(&parts.headers), now)?.clone();
-        seen.key = Some(key.id.clone());
-        if dp.metrics.principal_labels() {
-            seen.principal = key.principal.clone();
-        }
-        let head = RequestHead::parse(&body)?;
-        key.check_model(&head.model)?;
-        let route = snap.catalog.get(&head.model).ok_or_else(|| ApiError::ModelNotFound(truncate(&head.model)))?;
-        seen.model = Some(route.name.clone());
-        // The deployments that can serve this endpoint, in order: the first is tried
-        // first, the others only when it fails before answering.
-        let mut unsupported = false;
-        let mut candidates = Vec::with_capacity(route.deployments.len().min(MAX_ATTEMPTS));
-        for d in &route.deployments {
-            let Some(entry) = snap.providers.get(&d.provider) else { continue };
+    // Everything the request needs comes from one snapshot, held (a reference count)
+    // until dispatch ends: the routing plan borrows its breakers and policy.
+    let snap = dp.snapshot_arc();
+    if !snap.loaded {
+        return Err(ApiError::NotReady);
+    }
+    let key = snap.keys.authenticate(&snap.hasher, crate::server::presented_key(&parts.headers), now)?.clone();
+    seen.key = Some(key.id.clone());
+    if dp.metrics.principal_labels() {
+        seen.principal = key.principal.clone();
+    }
+    let head = RequestHead::parse(&body)?;
+    // An alias resolves to the model that serves it; the key may name either.
+    let resolved = snap.catalog.lookup(&head.model).ok_or_else(|| ApiError::ModelNotFound(truncate(&head.model)))?;
+    let route = resolved.route;
+    if let Err(e) = key.check_model(&head.model)
+        && (resolved.alias.is_none() || key.check_model(&route.name).is_err())
+    {
+        return Err(e.into());
+    }
+    seen.model = Some(route.name.clone());
+    // The deployments that can serve this endpoint (by index into the route); the plan
+    // leaves the others out.
+    let mut unsupported = false;
+    let candidates: Vec<Option<Candidate>> = route
+        .deployments
+        .iter()
+        .map(|d| {
+            let entry = snap.providers.get(&d.provider)?;
             let kind = entry.provider.kind();
             let upstream = match endpoint.operation() {
                 Operation::ChatCompletions => kind.chat_dialect(),
                 op if kind.serves(op) => caller,
                 _ => {
                     unsupported = true;
-                    continue;
+                    return None;
                 }
             };
-            candidates.push(Candidate { deployment: d.clone(), provider: entry.clone(), upstream });
-            if candidates.len() == MAX_ATTEMPTS {
-                break;
-            }
+            Some(Candidate { deployment: d, provider: entry, upstream })
+        })
+        .collect();
+    if candidates.iter().all(Option::is_none) {
+        return Err(if unsupported {
+            ApiError::Unsupported { model: truncate(&head.model), endpoint: endpoint.path() }
+        } else {
+            ApiError::NoUpstream(truncate(&head.model))
+        });
+    }
+    let policy =
+        snap.policies.resolve(PolicySubject { key: &key.id, project: &key.project, team: &key.team, org: &key.org });
+    let mut plan = Plan::for_resolved(policy, resolved, &snap.health, started);
+    for (i, c) in candidates.iter().enumerate() {
+        if c.is_none() {
+            plan.exclude(i);
         }
-        let Some(first) = candidates.first() else {
-            return Err(if unsupported {
-                ApiError::Unsupported { model: truncate(&head.model), endpoint: endpoint.path() }
-            } else {
-                ApiError::NoUpstream(truncate(&head.model))
-            });
-        };
-        seen.provider = Some(first.deployment.provider.clone());
-        let (counter, limits) = (first.provider.counter.clone(), first.provider.limits);
-        let pricing = snap.prices.get(&head.model).copied();
-        let budgets = snap.budgets_for(&key.id);
-        (key, head, candidates, counter, limits, pricing, budgets, route.max_output_tokens)
-    };
+    }
+    let budgets = snap.budgets_for(&key.id);
+    let default_max = route.max_output_tokens;
     // Embeddings generate no output tokens; everything else may generate up to its cap.
     let stream = head.stream && endpoint != Endpoint::Embeddings;
     let max_output_tokens = match endpoint {
         Endpoint::Embeddings => 0,
         _ => head.max_output_tokens.or(default_max).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
     };
-
-    // Translate before admission: a body the upstream's dialect cannot express is the
-    // caller's error and must not cost a rate-limit slot.
+    let usable = candidates.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| i);
+    let pricing = snap.reservation_price(&route.name, usable, input_token_bound(body.len()), max_output_tokens);
     let upstream_body = |c: &Candidate| -> Result<Bytes, ApiError> {
         if c.upstream == caller {
             let spliced = rewrite_model(&body, &head, &c.deployment.upstream_model);
@@ -210,9 +220,33 @@ pub(crate) async fn proxy(
         }
         Ok(translate::chat_request(caller, c.upstream, &body, &c.deployment.upstream_model)?)
     };
-    let mut first_body = Some(upstream_body(&candidates[0])?);
 
-    let admitted = dp
+    // The first try, and its body, before admission: a body no usable upstream's dialect
+    // can express is the caller's error and must not cost a rate-limit slot; no healthy
+    // upstream at all is a 503 that reserves nothing.
+    let mut next = plan.first(Instant::now(), &mut rand::rng());
+    let mut untranslatable = None;
+    let (mut attempt, first_body) = loop {
+        match next {
+            Next::Try(a) => match candidates[a.deployment].as_ref().map(upstream_body) {
+                Some(Ok(b)) => break (a, b),
+                Some(Err(e)) => {
+                    untranslatable.get_or_insert(e);
+                    next = plan.skip(Instant::now(), &mut rand::rng());
+                }
+                None => next = plan.skip(Instant::now(), &mut rand::rng()),
+            },
+            Next::GiveUp(_) => {
+                return Err(untranslatable.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model))));
+            }
+        }
+    };
+    let Some(first) = candidates[attempt.deployment].as_ref() else {
+        return Err(ApiError::NoUpstream(truncate(&head.model)));
+    };
+    seen.provider = Some(first.deployment.provider.clone());
+
+    let mut admitted = dp
         .enforcement
         .admit(Ask {
             key_id: key.id.as_str(),
@@ -221,8 +255,6 @@ pub(crate) async fn proxy(
                 tpm: key.limits.tpm,
                 max_concurrency: key.limits.max_concurrency,
             },
-            provider_counter: &provider_counter,
-            provider_limits,
             budgets: &budgets,
             pricing,
             body_len: body.len(),
@@ -236,101 +268,154 @@ pub(crate) async fn proxy(
         request_id.to_str().unwrap_or("req_unknown"),
         &key,
         &head.model,
-        &candidates[0].deployment,
+        first.deployment,
         stream,
         started,
     );
-    // Ordered fallback: a deployment that fails before answering (connect error,
-    // timeout, 429, 5xx) hands the request to the next one. Nothing has reached the
-    // caller yet, so a stream can fall back too. A request error (4xx) is final.
+    // Tries as the plan says: the next deployment at once after a retryable failure
+    // (connect error, timeout, 429, 5xx, an answer that is not the API), the same ones
+    // again after a jittered backoff and the upstream's retry-after, each try with its
+    // timeout, never past the policy's deadline. A request error (4xx) is final. A stream
+    // is only committed to the caller once its first bytes are in, so it can fall back
+    // until then.
     let dispatched = Instant::now();
-    let now_ms = u64::try_from(now.unix_millis()).unwrap_or(0);
-    // Deployments whose provider is in cooldown are skipped (admission is taken right
-    // before each call, so a probe slot is never held by a call that is not made);
-    // none left is a 503.
-    let mut served: Option<(UpstreamResponse, usize)> = None;
-    // The most recent failed answer (429 / 5xx / 401 / 403), given to the caller when no
-    // deployment does better; older ones are dropped, closing their connections.
-    let mut fallback_answer: Option<(UpstreamResponse, usize)> = None;
-    let mut last_error: Option<(ProviderError, usize)> = None;
-    for (i, c) in candidates.iter().enumerate() {
-        let Some(admission) = dp.health.admit(&c.deployment.provider, now_ms) else { continue };
-        // The body built before admission was for the first deployment only.
-        let body = match if i == 0 { first_body.take() } else { None } {
-            Some(b) => b,
-            None => match upstream_body(c) {
-                Ok(b) => b,
-                // This deployment cannot take the request; another may.
-                Err(_) => continue,
-            },
+    let mut prebuilt = Some(first_body);
+    let mut last: Option<(Result<Answered, ProviderError>, usize)> = None;
+    // A credential whose rate limit refused: the caller's 429 if no deployment answers.
+    let mut capped: Option<ApiError> = None;
+    let served = loop {
+        let i = attempt.deployment;
+        let body = match (prebuilt.take(), candidates[i].as_ref()) {
+            (Some(b), Some(c)) => Some((b, c)),
+            (None, Some(c)) => upstream_body(c).ok().map(|b| (b, c)),
+            (_, None) => None,
         };
-        let sent = c
-            .provider
-            .provider
-            .send(UpstreamRequest {
+        // The credential's own rate limits (the platform's rpm / tpm at that provider).
+        let body = match body {
+            Some((b, c)) => {
+                match dp.enforcement.acquire_provider(&mut admitted, &c.provider.counter, &c.provider.limits, now).await
+                {
+                    Ok(()) => Some((b, c)),
+                    Err(e @ ApiError::RateLimited(..)) => {
+                        capped.get_or_insert(e);
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => None,
+        };
+        let Some((req_body, c)) = body else {
+            // This deployment cannot take the request after all; another may.
+            match plan.skip(Instant::now(), &mut rand::rng()) {
+                Next::Try(a) => {
+                    attempt = a;
+                    continue;
+                }
+                Next::GiveUp(_) => break None,
+            }
+        };
+        if !attempt.after.is_zero() {
+            tokio::time::sleep(attempt.after).await;
+        }
+        let sent = tokio::time::timeout(
+            attempt.timeout,
+            c.provider.provider.send(UpstreamRequest {
                 operation: endpoint.operation(),
-                body,
+                body: req_body,
                 upstream_model: c.deployment.upstream_model.clone(),
                 stream,
-            })
-            .await;
-        let failure = match &sent {
-            Err(e) => Some(error_kind(e)),
-            Ok(a) => failed_answer(a.status),
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| Err(ProviderError::new(ProviderErrorKind::Timeout, "the upstream did not answer in time")));
+        let (outcome, result) = match sent {
+            Err(e) => (outcome_of(&e), Err(e)),
+            Ok(a) => {
+                let retry_after = a.retry_after.as_ref().and_then(retry_after_secs).map(Duration::from_secs);
+                let outcome = Outcome::from_status(a.status.as_u16(), retry_after);
+                let mut answered = Answered {
+                    status: a.status,
+                    content_type: a.content_type,
+                    retry_after: a.retry_after,
+                    body: IdleTimeout::new(a.body, dp.config.stream_idle_timeout).boxed(),
+                    event_stream: false,
+                };
+                if stream && outcome.is_success() {
+                    // The caller's 200 waits for the upstream's first bytes (the first
+                    // token cannot come sooner): an answer that is not an event stream is
+                    // a failure of this upstream, never a 200 with a page inside.
+                    match first_data(&mut answered.body).await {
+                        Err(e) => (Outcome::StreamBroken { after_first_byte: false }, Err(e)),
+                        Ok(first) => {
+                            answered.event_stream = first.as_deref().is_some_and(could_be_sse);
+                            answered.body = Prepend::new(first, answered.body).boxed();
+                            let outcome = if answered.event_stream { outcome } else { Outcome::Malformed };
+                            (outcome, Ok(answered))
+                        }
+                    }
+                } else {
+                    (outcome, Ok(answered))
+                }
+            }
         };
-        if let Some(kind) = failure {
+        if outcome.is_success() {
+            plan.served(Instant::now());
+            break result.ok().map(|a| (a, i));
+        }
+        // A request error (a 4xx other than 401, 403, 408, 429) is the caller's answer,
+        // not the upstream failing.
+        if let Some(kind) = failure_label(&outcome) {
             dp.metrics.upstream_error(&c.deployment.provider, kind);
-            if i + 1 < candidates.len() && !matches!(&sent, Err(e) if !e.retryable) {
-                dp.metrics.fallback(&head.model, &c.deployment.provider);
+            if let Some(l) = ledger.as_mut() {
+                l.attempt(Attempt::new(&*c.deployment.provider, &*c.deployment.upstream_model, kind));
             }
         }
-        // A request error (4xx other than 429, 401, 403) says nothing about the upstream's health.
-        admission.record(failure.is_none(), now_ms);
-        if let (Some(l), Some(kind)) = (ledger.as_mut(), failure) {
-            l.attempt(Attempt::new(&*c.deployment.provider, &*c.deployment.upstream_model, kind));
-        }
-        match sent {
-            Ok(a) if failure.is_none() => {
-                served = Some((a, i));
-                break;
+        // The latest failure is what the caller gets if nothing does better; an earlier
+        // answer is dropped here, closing its connection.
+        last = Some((result, i));
+        match plan.after_failure(outcome, Instant::now(), &mut rand::rng()) {
+            Next::Try(a) => {
+                dp.metrics.fallback(&route.name, &c.deployment.provider);
+                attempt = a;
             }
-            Ok(a) => fallback_answer = Some((a, i)),
-            // A request the upstream can never take (a bad configuration) is final.
-            Err(e) if !e.retryable => {
-                last_error = Some((e, i));
-                break;
-            }
-            Err(e) => last_error = Some((e, i)),
+            Next::GiveUp(_) => break None,
         }
-    }
-    let served = served.or_else(|| fallback_answer.filter(|_| last_error.as_ref().is_none_or(|(e, _)| e.retryable)));
-    let (answer, chosen) = match (served, last_error) {
-        (Some(s), _) => s,
-        (None, Some((e, _))) => {
-            // A failed dispatch drops `admitted`: the reservation and permits go back.
+    };
+    seen.upstream = dispatched.elapsed();
+    let (answer, chosen) = match (served, last) {
+        (Some(served), _) => served,
+        // The upstream's last answer (a 429, a 5xx, a 4xx request error, a page that is
+        // not the API) goes to the response phase, which says it in the caller's terms.
+        (None, Some((Ok(answer), i))) => (answer, i),
+        // Nothing answered: the reservation and permits go back (dropping `admitted`).
+        (None, Some((Err(e), _))) => {
             drop(admitted);
             if let Some(l) = ledger {
                 l.finish(&Usage::default(), UsageSource::Reported, Money::ZERO, status_of(&e));
             }
-            seen.upstream = dispatched.elapsed();
             return Err(ApiError::Provider(e));
         }
         (None, None) => {
+            // No upstream was called (every credential capped, or none healthy): like any
+            // refusal before dispatch, nothing is charged and nothing reaches the ledger.
             drop(admitted);
-            return Err(ApiError::NoUpstream(truncate(&head.model)));
+            return Err(capped.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model))));
         }
     };
-    drop(body);
-    seen.upstream = dispatched.elapsed();
-    let chosen = &candidates[chosen];
+    let chosen_index = chosen;
+    let Some(chosen) = candidates[chosen].as_ref() else {
+        return Err(ApiError::NoUpstream(truncate(&head.model)));
+    };
     let upstream = chosen.upstream;
+    admitted.charge_at(snap.price_of(&route.name, chosen_index));
     seen.provider = Some(chosen.deployment.provider.clone());
     if dp.config.trace_attributes {
         seen.served_model = Some(chosen.deployment.upstream_model.clone());
         seen.system = Some(crate::trace::gen_ai_system(chosen.provider.provider.kind()));
     }
     if let Some(l) = ledger.as_mut() {
-        l.served_by(&chosen.deployment);
+        l.served_by(chosen.deployment);
     }
 
     let exchange = Exchange {
@@ -339,6 +424,8 @@ pub(crate) async fn proxy(
         public_model: Arc::from(head.model.as_str()),
         served_model: chosen.deployment.upstream_model.clone(),
         provider: chosen.deployment.provider.clone(),
+        // Kept (a reference count, not a copy) for a tokenizer count if no usage comes back.
+        prompt: body.clone(),
         endpoint,
         started,
         metrics: dp.metrics.clone(),
@@ -346,27 +433,26 @@ pub(crate) async fn proxy(
         admitted,
         ledger,
     };
-    let mut body = IdleTimeout::new(answer.body, dp.config.stream_idle_timeout).boxed();
-    let upstream_answer = UpstreamAnswer { status: answer.status, retry_after: answer.retry_after, stream };
-    if stream && answer.status.is_success() {
-        // The caller's 200 waits for the upstream's first bytes (the first token cannot
-        // come sooner): an answer that is not an event stream becomes a 502, not a 200
-        // with an HTML page or a JSON body inside.
-        let first = match first_data(&mut body).await {
-            Ok(first) => first,
-            Err(e) => return Err(exchange.broken(e, 502).await),
-        };
-        if first.as_deref().is_some_and(could_be_sse) {
-            let strip_usage_chunk = caller == Dialect::OpenAiChat && !head.include_usage;
-            let body = Prepend::new(first, body).boxed();
-            return exchange.stream(body, answer.content_type, strip_usage_chunk, &key.id);
-        }
-        body = Prepend::new(first, body).boxed();
+    if answer.event_stream {
+        let strip_usage_chunk = caller == Dialect::OpenAiChat && !head.include_usage;
+        return exchange.stream(answer.body, answer.content_type, strip_usage_chunk, &key.id);
     }
+    let upstream_answer = UpstreamAnswer { status: answer.status, retry_after: answer.retry_after, stream };
     let deadline = dp.config.upstream.request_timeout;
-    let resp = exchange.whole(upstream_answer, body, dp.config.max_response_bytes, deadline).await;
+    let resp = exchange.whole(upstream_answer, answer.body, dp.config.max_response_bytes, deadline).await;
     seen.upstream = dispatched.elapsed();
     resp
+}
+
+/// An upstream's answer as the dispatch loop keeps it: the head, and the body wrapped in
+/// the idle timeout (for a stream, with its first bytes already read back in front).
+struct Answered {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    retry_after: Option<HeaderValue>,
+    body: ResponseBody,
+    /// A stream whose first bytes open an event stream: forwarded event by event.
+    event_stream: bool,
 }
 
 /// What the upstream's answer head said, for the whole-body path.
@@ -377,14 +463,49 @@ struct UpstreamAnswer {
     stream: bool,
 }
 
-/// Most deployments one request is tried on.
-const MAX_ATTEMPTS: usize = 3;
-
 /// A deployment that can serve the request, with its provider and dialect.
-struct Candidate {
-    deployment: tollgate_routing::Deployment,
-    provider: ProviderEntry,
+struct Candidate<'a> {
+    deployment: &'a tollgate_routing::Deployment,
+    provider: &'a ProviderEntry,
     upstream: Dialect,
+}
+
+/// The routing engine's view of a failed call.
+fn outcome_of(e: &ProviderError) -> Outcome {
+    match e.kind {
+        ProviderErrorKind::Connect => Outcome::ConnectError,
+        ProviderErrorKind::Timeout | ProviderErrorKind::IdleTimeout => Outcome::Timeout,
+        // The connection broke before any of the answer reached the caller.
+        ProviderErrorKind::Io => Outcome::StreamBroken { after_first_byte: false },
+        ProviderErrorKind::Malformed => Outcome::Malformed,
+        // The request cannot be built for this upstream (its configuration is wrong): it
+        // fails like a 5xx, so another deployment serves and its breaker opens.
+        ProviderErrorKind::Config => Outcome::Status(500, None),
+    }
+}
+
+/// The `kind` label of a failed attempt (metrics and the ledger's attempt list), or `None`
+/// for a request error, which is an answer rather than a failure. The labels predate the
+/// routing engine and dashboards depend on them.
+fn failure_label(outcome: &Outcome) -> Option<&'static str> {
+    Some(match *outcome {
+        Outcome::Success => return None,
+        Outcome::ConnectError => "connect",
+        Outcome::Timeout => "timeout",
+        Outcome::Malformed => "malformed",
+        Outcome::StreamBroken { .. } => "io",
+        Outcome::Status(429, _) => "rate_limited",
+        Outcome::Status(408, _) => "timeout",
+        Outcome::Status(401 | 403, _) => "credential_refused",
+        Outcome::Status(s, _) if s >= 500 => "upstream_5xx",
+        Outcome::Status(..) => return None,
+    })
+}
+
+/// Whole seconds of a `retry-after` given in seconds (an HTTP date is passed on to the
+/// caller but not waited for here).
+fn retry_after_secs(v: &HeaderValue) -> Option<u64> {
+    v.to_str().ok()?.trim().parse().ok()
 }
 
 /// What the response phase needs: dialects, the caller's model name, the admission to
@@ -396,6 +517,8 @@ struct Exchange {
     /// The upstream's name for the model (picks the tokenizer for estimates).
     served_model: Arc<str>,
     provider: Arc<str>,
+    /// The caller's request body.
+    prompt: Bytes,
     endpoint: Endpoint,
     started: Instant,
     metrics: Arc<Metrics>,
@@ -403,6 +526,12 @@ struct Exchange {
     trace: bool,
     admitted: Admitted,
     ledger: Option<Pending>,
+}
+
+/// The prompt's tokens counted with the model's tokenizer: only when the upstream
+/// reported no usage.
+fn prompt_tokens(model: &str, prompt: &[u8]) -> u64 {
+    tollgate_metering::tokens::estimate_prompt_tokens(model, prompt)
 }
 
 impl Exchange {
@@ -450,6 +579,7 @@ impl Exchange {
             public_model,
             served_model,
             provider,
+            prompt,
             endpoint,
             started,
             metrics,
@@ -472,12 +602,15 @@ impl Exchange {
             }
             // The body is done (or the caller left): charge off the response path.
             let charge = async move {
-                // No usage reported: count what was generated with the model's tokenizer.
+                // Count what was generated with the model's tokenizer, for when nothing
+                // (or, for a cut stream, too little) was reported.
                 let output = match &o.generated_text {
                     Some(text) if !text.is_empty() => tollgate_metering::tokens::count_tokens(&served_model, text),
+                    Some(_) if o.usage.is_some() => 0,
                     _ => estimate_tokens(o.bytes_forwarded),
                 };
-                let (usage, source) = admitted.usage_or_estimate(o.usage, output);
+                let (usage, source) =
+                    usage_to_charge(o.usage, o.completed, output, || prompt_tokens(&served_model, &prompt));
                 let cost = admitted.settle(&usage).await;
                 Exchange::metered(&metrics, trace, endpoint, &public_model, &provider, &usage, cost);
                 if let Some(l) = ledger {
@@ -510,8 +643,8 @@ impl Exchange {
     /// charged at the estimate of the reservation's prompt (the output is unknown), never
     /// zero, and the ledger records `status`.
     async fn broken(self, e: ProviderError, status: u16) -> ApiError {
-        let Exchange { admitted, ledger, .. } = self;
-        let (usage, source) = admitted.usage_or_estimate(None, 0);
+        let Exchange { admitted, ledger, served_model, prompt, .. } = self;
+        let (usage, source) = usage_to_charge(None, false, 0, || prompt_tokens(&served_model, &prompt));
         let cost = admitted.settle(&usage).await;
         if let Some(l) = ledger {
             l.finish(&usage, source, cost, status);
@@ -545,8 +678,25 @@ impl Exchange {
                 });
             }
         };
-        let Exchange { caller, upstream, public_model, provider, endpoint, metrics, trace, admitted, ledger, .. } =
-            self;
+        let Exchange {
+            caller,
+            upstream,
+            public_model,
+            served_model,
+            provider,
+            prompt,
+            endpoint,
+            metrics,
+            trace,
+            admitted,
+            ledger,
+            ..
+        } = self;
+        // Only when the upstream reported no usage: the prompt and the answer counted with
+        // the model's tokenizer.
+        let prompt_tokens = || prompt_tokens(&served_model, &prompt);
+        let answer_tokens =
+            |b: &[u8]| tollgate_metering::tokens::count_tokens(&served_model, &String::from_utf8_lossy(b));
         // A JSON object, checked whole (serde skims it without building values): a 200
         // that is not valid JSON must never reach the caller as if it were an answer.
         let looks_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
@@ -585,7 +735,7 @@ impl Exchange {
         }
         if !looks_json {
             // A 200 with garbage may still have cost the platform a generation.
-            let (usage, source) = admitted.usage_or_estimate(None, estimate_tokens(bytes.len() as u64));
+            let (usage, source) = usage_to_charge(None, true, answer_tokens(&bytes), prompt_tokens);
             let cost = admitted.settle(&usage).await;
             if let Some(l) = ledger {
                 l.finish(&usage, source, cost, 502);
@@ -594,7 +744,8 @@ impl Exchange {
             return Err(ApiError::UpstreamGarbage(what.into()));
         }
         let reported = usage_of(upstream, &bytes);
-        let (usage, source) = admitted.usage_or_estimate(reported, estimate_tokens(bytes.len() as u64));
+        let counted = if reported.is_some() { 0 } else { answer_tokens(&bytes) };
+        let (usage, source) = usage_to_charge(reported, true, counted, prompt_tokens);
         let out = if answer.stream {
             // The upstream ignored `stream` and answered whole: what it generated is
             // charged, but a caller reading events cannot take a JSON body.
@@ -624,29 +775,6 @@ impl Exchange {
         }
         tracing::debug!(model = %public_model, input = usage.input_tokens, output = usage.output_tokens, ?source, %cost, "metered");
         Ok(resp)
-    }
-}
-
-/// Whether an upstream's answer is a failure another deployment may do better on, and
-/// its metrics label: rate limited, a server error, or the platform's credential refused.
-fn failed_answer(status: StatusCode) -> Option<&'static str> {
-    match status {
-        StatusCode::TOO_MANY_REQUESTS => Some("rate_limited"),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Some("credential_refused"),
-        s if s.is_server_error() => Some("upstream_5xx"),
-        _ => None,
-    }
-}
-
-/// The metrics label of a failed upstream call.
-fn error_kind(e: &ProviderError) -> &'static str {
-    match e.kind {
-        ProviderErrorKind::Connect => "connect",
-        ProviderErrorKind::Timeout => "timeout",
-        ProviderErrorKind::IdleTimeout => "idle_timeout",
-        ProviderErrorKind::Io => "io",
-        ProviderErrorKind::Malformed => "malformed",
-        ProviderErrorKind::Config => "config",
     }
 }
 

@@ -270,7 +270,13 @@ fn models(dp: &DataPlane, headers: &HeaderMap) -> Result<Resp, ApiError> {
         return Err(ApiError::NotReady);
     }
     let key = snap.keys.authenticate(&snap.hasher, presented_key(headers), Timestamp::now())?;
-    let mut names: Vec<&str> = snap.catalog.iter().map(|r| &*r.name).filter(|n| key.models_allowed.allows(n)).collect();
+    // Models and aliases; an alias is listed when the key may use it or the model behind it.
+    let mut names: Vec<&str> = snap
+        .catalog
+        .iter_names()
+        .filter(|(n, r)| key.models_allowed.allows(n) || key.models_allowed.allows(&r.name))
+        .map(|(n, _)| &**n)
+        .collect();
     names.sort_unstable();
     let data: Vec<serde_json::Value> = names
         .into_iter()

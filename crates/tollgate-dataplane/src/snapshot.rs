@@ -6,10 +6,10 @@ use std::time::Duration;
 use tollgate_budgets::{Budget, RateLimits};
 use tollgate_core::{KeyId, ScopeKind};
 use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
-use tollgate_metering::PriceTable;
+use tollgate_metering::{PriceTable, Pricing};
 use tollgate_proto::{convert, v1};
 use tollgate_providers::{HttpClient, Provider, ProviderConfig, build_provider};
-use tollgate_routing::Catalog;
+use tollgate_routing::{Catalog, Health, PolicyScope, PolicySet, RoutingPolicy};
 
 /// A provider ready to serve, with its configuration.
 #[derive(Clone)]
@@ -21,6 +21,8 @@ pub(crate) struct ProviderEntry {
     /// Its rate-limit counter key (`provider:<name>`), built once per snapshot so the
     /// hot path does not format it per request; the prefix keeps it apart from key ids.
     pub(crate) counter: Arc<str>,
+    /// The wire configuration it was built from, to reuse it while that is unchanged.
+    pub(crate) source: Arc<v1::Provider>,
 }
 
 /// A complete, immutable configuration: keys, catalog, prices and providers.
@@ -33,6 +35,10 @@ pub struct Snapshot {
     pub(crate) keys: KeyIndex,
     pub(crate) catalog: Catalog,
     pub(crate) prices: PriceTable,
+    /// For models whose deployments have prices of their own: the price of each
+    /// deployment, in order (its own, else the model's). Other models are charged
+    /// [`Snapshot::prices`] whichever deployment serves.
+    pub(crate) deployment_prices: HashMap<Arc<str>, Box<[Option<Pricing>]>>,
     pub(crate) providers: HashMap<Arc<str>, ProviderEntry>,
     /// Every budget that applies to a key — its own, its principal's, project's, team's
     /// and organization's — resolved once per snapshot so a request does one probe.
@@ -41,6 +47,15 @@ pub struct Snapshot {
     pub(crate) budget_count: usize,
     /// Shared by every key without budgets, so the hot path never allocates for them.
     no_budgets: Arc<[Arc<Budget>]>,
+    /// One circuit breaker per deployment, carried over from the snapshot before (see
+    /// [`crate::DataPlane::apply`]) so a configuration change forgets no failing upstream.
+    pub(crate) health: Health,
+    /// The routing policy of each request: the gateway's default, unless one is attached
+    /// to its key, project, team or organization.
+    pub(crate) policies: PolicySet,
+    /// The snapshot's routing policies as converted from the wire, in wire order; `None`
+    /// scope is the default policy. Raw material for the request path's `PolicySet`.
+    pub(crate) wire_policies: Vec<(Option<PolicyScope>, RoutingPolicy)>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -65,16 +80,24 @@ impl Snapshot {
             keys: KeyIndex::new(),
             catalog: Catalog::new(),
             prices: PriceTable::new(),
+            deployment_prices: HashMap::new(),
             providers: HashMap::new(),
             key_budgets: HashMap::new(),
             budget_count: 0,
             no_budgets: Arc::from(Vec::new()),
+            health: Health::new(&Catalog::new()),
+            policies: PolicySet::new(),
+            wire_policies: Vec::new(),
         }
     }
 
     /// Builds a snapshot from the wire. Each item converts on its own; the ones that fail
     /// are left out and described in the returned problems.
-    pub(crate) fn build(wire: &v1::Snapshot, client: &HttpClient) -> (Snapshot, Vec<String>) {
+    ///
+    /// A provider whose wire configuration is the same as in `previous` keeps its entry
+    /// (and with it its upstream connection pool): minting a key does not reconnect to
+    /// every upstream.
+    pub(crate) fn build(wire: &v1::Snapshot, client: &HttpClient, previous: &Snapshot) -> (Snapshot, Vec<String>) {
         let mut problems = Vec::new();
         let hasher = match convert::pepper(&wire.key_pepper) {
             Ok(p) => KeyHasher::new(&p),
@@ -87,6 +110,10 @@ impl Snapshot {
         };
         let mut providers = HashMap::new();
         for p in &wire.providers {
+            if let Some(same) = previous.providers.get(p.name.as_str()).filter(|e| *e.source == *p) {
+                providers.insert(same.config.name.clone(), same.clone());
+                continue;
+            }
             let built = convert::provider(p).map_err(|e| e.to_string()).and_then(|cfg| {
                 let cfg = Arc::new(cfg);
                 let client = client_for(&cfg, client).map_err(|e| format!("provider {:?}: {e}", p.name))?;
@@ -96,6 +123,7 @@ impl Snapshot {
                         counter: provider_counter(&cfg.name),
                         config: cfg,
                         provider,
+                        source: Arc::new(p.clone()),
                     })
                     .map_err(|e| format!("provider {:?}: {e}", p.name))
             });
@@ -108,12 +136,17 @@ impl Snapshot {
         }
         let mut catalog = Catalog::new();
         let mut prices = PriceTable::new();
+        let mut deployment_prices = HashMap::new();
         for m in &wire.models {
             match convert::model(m) {
-                Ok((route, pricing)) => {
+                Ok(convert::ModelParts { route, options, pricing, deployment_pricing }) => {
                     let name = route.name.clone();
-                    match catalog.insert(route) {
+                    match catalog.insert_with_options(route, options) {
                         Ok(()) => {
+                            if deployment_pricing.iter().any(Option::is_some) {
+                                let each = deployment_pricing.into_iter().map(|d| d.or(pricing)).collect();
+                                deployment_prices.insert(name.clone(), each);
+                            }
                             if let Some(p) = pricing {
                                 prices.insert(name, p);
                             }
@@ -121,6 +154,19 @@ impl Snapshot {
                         Err(e) => problems.push(e.to_string()),
                     }
                 }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        // After every model, so an alias only fails on its own account.
+        for a in &wire.aliases {
+            if let Err(e) = catalog.insert_alias(&a.name, &a.target_model) {
+                problems.push(e.to_string());
+            }
+        }
+        let mut wire_policies = Vec::with_capacity(wire.routing_policies.len());
+        for p in &wire.routing_policies {
+            match convert::routing_policy(p) {
+                Ok(scoped) => wire_policies.push(scoped),
                 Err(e) => problems.push(e.to_string()),
             }
         }
@@ -149,6 +195,7 @@ impl Snapshot {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        let health = Health::new(&catalog);
         let snap = Snapshot {
             revision: wire.revision,
             loaded: true,
@@ -156,12 +203,49 @@ impl Snapshot {
             keys,
             catalog,
             prices,
+            deployment_prices,
             providers,
             key_budgets,
             budget_count,
             no_budgets: Arc::from(Vec::new()),
+            health,
+            policies: PolicySet::new(),
+            wire_policies,
         };
         (snap, problems)
+    }
+
+    /// The price a request to `model` pays when its `deployment` (index into the route)
+    /// serves it: the deployment's own, else the model's.
+    pub(crate) fn price_of(&self, model: &str, deployment: usize) -> Option<Pricing> {
+        match self.deployment_prices.get(model) {
+            Some(each) => each.get(deployment).copied().flatten(),
+            None => self.prices.get(model).copied(),
+        }
+    }
+
+    /// The price to reserve a request to `model` at before it is known which of the
+    /// `usable` deployments serves: the one with the highest worst case for `input` and
+    /// `output` tokens, so the charge can never outgrow the reservation; `None` when any
+    /// of them is unpriced.
+    pub(crate) fn reservation_price(
+        &self,
+        model: &str,
+        usable: impl Iterator<Item = usize>,
+        input: u64,
+        output: u64,
+    ) -> Option<Pricing> {
+        let Some(each) = self.deployment_prices.get(model) else {
+            return self.prices.get(model).copied();
+        };
+        let mut worst: Option<Pricing> = None;
+        for i in usable {
+            let p = each.get(i).copied().flatten()?;
+            if worst.is_none_or(|w| p.worst_case(input, output) > w.worst_case(input, output)) {
+                worst = Some(p);
+            }
+        }
+        worst
     }
 
     /// The budgets that apply to a key (empty when none): a reference count, not a copy.
@@ -185,7 +269,8 @@ impl Snapshot {
 
 /// The upstream client of one provider: the shared pool, unless the provider sets its
 /// own `extra.connect_timeout_s` / `extra.timeout_s` (time to the response head), which
-/// get a client of their own (its pool is rebuilt with each snapshot).
+/// get a client of their own (kept from snapshot to snapshot while the provider's
+/// configuration is unchanged).
 fn client_for(cfg: &ProviderConfig, shared: &HttpClient) -> Result<HttpClient, String> {
     let secs = |name: &str| -> Result<Option<Duration>, String> {
         match cfg.extra.get(name) {
@@ -225,11 +310,41 @@ fn budgets_of(key: &VirtualKey, by_scope: &HashMap<(ScopeKind, &str), Vec<Arc<Bu
 }
 
 #[cfg(test)]
+#[path = "snapshot_routing_tests.rs"]
+mod routing_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn provider_counters_are_prefixed_apart_from_key_ids() {
         assert_eq!(&*provider_counter("openai"), "provider:openai");
+    }
+
+    fn wire(revision: i64, api_key: &str) -> v1::Snapshot {
+        let provider = v1::Provider {
+            id: "prv_1".into(),
+            name: "up".into(),
+            kind: "openai-compatible".into(),
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: api_key.into(),
+            extra_json: r#"{"timeout_s": 5}"#.into(),
+            ..v1::Provider::default()
+        };
+        v1::Snapshot { revision, key_pepper: vec![7; 32], providers: vec![provider], ..v1::Snapshot::default() }
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_provider_keeps_its_client_across_snapshots() {
+        let client = HttpClient::new(tollgate_providers::ClientConfig::default()).unwrap();
+        let (first, problems) = Snapshot::build(&wire(1, "sk-a"), &client, &Snapshot::empty());
+        assert!(problems.is_empty(), "{problems:?}");
+        let (second, _) = Snapshot::build(&wire(2, "sk-a"), &client, &first);
+        let provider = |s: &Snapshot| Arc::clone(&s.providers["up"].provider);
+        assert!(Arc::ptr_eq(&provider(&first), &provider(&second)), "same configuration, same provider and pool");
+        let (third, _) = Snapshot::build(&wire(3, "sk-b"), &client, &second);
+        assert!(!Arc::ptr_eq(&provider(&second), &provider(&third)), "a new credential builds a new provider");
+        assert_eq!(third.providers["up"].source.api_key, "sk-b");
     }
 }

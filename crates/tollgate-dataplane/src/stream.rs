@@ -20,7 +20,7 @@ pub(crate) struct StreamOutcome {
     /// Bytes of event data forwarded to the caller.
     pub(crate) bytes_forwarded: u64,
     /// The generated text (content and tool-call arguments) seen, kept only when the
-    /// upstream reported no usage, for a tokenizer count.
+    /// upstream reported no usage or the stream did not finish, for a tokenizer count.
     pub(crate) generated_text: Option<String>,
     /// When the first event reached the caller, if one did.
     pub(crate) first_event: Option<std::time::Instant>,
@@ -63,7 +63,9 @@ impl SseStream {
                 usage,
                 completed,
                 bytes_forwarded: self.forwarded,
-                generated_text: usage.is_none().then(|| self.adapter.generated_text().to_owned()),
+                // Needed for a count when nothing (or, for a cut stream, maybe not all)
+                // was reported.
+                generated_text: (usage.is_none() || !completed).then(|| self.adapter.generated_text().to_owned()),
                 first_event: self.first_event,
             });
         }

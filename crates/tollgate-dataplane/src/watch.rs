@@ -1,10 +1,102 @@
-//! Keeps the snapshot in step with a remote control plane over gRPC `Watch`.
+//! Keeps the snapshot in step with a remote control plane over gRPC `Watch`, and seeds
+//! budget counters from the ledger before a snapshot brings a budget they have not
+//! counted yet ([`BudgetSeeder`], shared by standalone and split mode).
 
 use crate::DataPlane;
+use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate_proto::v1::WatchRequest;
+use tollgate_budgets::Amount;
+use tollgate_core::{BudgetId, Timestamp};
 use tollgate_proto::v1::config_service_client::ConfigServiceClient;
+use tollgate_proto::v1::{Snapshot as WireSnapshot, WatchRequest};
+
+/// The answer of a [`SpendSource`]: what counts against a budget in its current window.
+pub type SpendFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Amount, Box<dyn std::error::Error + Send + Sync>>> + Send + 'a>>;
+
+/// Where a budget's spend so far comes from: the ledger, read by the control plane (in
+/// process for a standalone gateway, over gRPC `GetBudgetSpend` in split mode).
+pub trait SpendSource: Send + Sync {
+    /// What counts against budget `id` in its window containing `at` (money and tokens),
+    /// from the ledger; reset-aware on the control plane's side.
+    fn budget_spend<'a>(&'a self, id: &'a BudgetId, at: Timestamp) -> SpendFuture<'a>;
+}
+
+/// Longest wait for one spend answer; past it the snapshot is applied without waiting
+/// for the rest, so a slow ledger never stalls configuration changes.
+const SPEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Budget counters are a cache of the ledger (design §5): each budget, and each reset
+/// epoch of it, is seeded with its window's spend the first time a snapshot brings it,
+/// before that snapshot is applied, so no request is admitted against a counter that
+/// starts from zero after a restart.
+///
+/// A counter that already holds spend or reservations is left alone: with counters
+/// shared in Redis another gateway is already counting that window, and its counter
+/// also holds spend still on its way to the ledger, so overwriting it with the ledger's
+/// (smaller) figure would lose spend. Seeding sets the committed value rather than
+/// adding to it, so two gateways seeding the same empty counter at once count it once.
+///
+/// When the spend cannot be read (control plane unreachable, timeout), the budget is
+/// logged and counted from zero on this gateway rather than holding the snapshot back.
+pub struct BudgetSeeder {
+    source: Arc<dyn SpendSource>,
+    seen: HashSet<(String, u32)>,
+}
+
+impl std::fmt::Debug for BudgetSeeder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetSeeder").field("seen", &self.seen.len()).finish_non_exhaustive()
+    }
+}
+
+impl BudgetSeeder {
+    /// A seeder that has seen no budget yet, reading spend from `source`.
+    pub fn new(source: Arc<dyn SpendSource>) -> Self {
+        BudgetSeeder { source, seen: HashSet::new() }
+    }
+
+    /// Seeds the counters of every budget (id and epoch) of `snapshot` not seen before
+    /// with its current window's spend. Call it before `dp.apply(snapshot)`.
+    pub async fn seed_new(&mut self, dp: &DataPlane, snapshot: &WireSnapshot) {
+        let now = Timestamp::now();
+        let mut unreachable = false;
+        for wire in &snapshot.budgets {
+            if !self.seen.insert((wire.id.clone(), wire.epoch)) || unreachable {
+                continue;
+            }
+            let Ok(budget) = tollgate_proto::convert::budget(wire) else { continue };
+            let spent = match tokio::time::timeout(SPEND_TIMEOUT, self.source.budget_spend(&budget.id, now)).await {
+                Ok(Ok(spent)) => spent,
+                Ok(Err(e)) => {
+                    tracing::warn!(budget = %budget.id, error = %e, "could not read budget spend from the ledger; counting from zero");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(budget = %budget.id, "budget spend query timed out; applying the snapshot without seeding the rest");
+                    unreachable = true;
+                    continue;
+                }
+            };
+            if spent == Amount::ZERO {
+                continue;
+            }
+            match dp.budgets().usage(&budget, now).await {
+                Ok(u) if u.committed != Amount::ZERO || u.reserved != Amount::ZERO => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(budget = %budget.id, error = %e, "could not read budget counters; not seeding");
+                    continue;
+                }
+            }
+            if let Err(e) = dp.budgets().seed(&budget, Some(now), spent).await {
+                tracing::error!(budget = %budget.id, error = %e, "could not seed budget counters from the ledger");
+            }
+        }
+    }
+}
 
 /// Where the control plane is and how to authenticate to it.
 #[derive(Clone)]
@@ -24,13 +116,14 @@ impl std::fmt::Debug for WatchConfig {
 }
 
 /// Follows the control plane forever: connects, resumes from the current revision,
-/// applies every snapshot it sends, and reconnects with jittered exponential backoff
-/// when the stream breaks. The gateway keeps serving its last snapshot meanwhile.
-pub async fn watch_control_plane(dp: Arc<DataPlane>, cfg: WatchConfig) {
+/// applies every snapshot it sends (after `seeder` has seeded the budgets it brings),
+/// and reconnects with jittered exponential backoff when the stream breaks. The gateway
+/// keeps serving its last snapshot meanwhile.
+pub async fn watch_control_plane(dp: Arc<DataPlane>, cfg: WatchConfig, mut seeder: BudgetSeeder) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let before = dp.snapshot().revision;
-        match follow(&dp, &cfg).await {
+        match follow(&dp, &cfg, &mut seeder).await {
             Ok(()) => tracing::warn!("control plane closed the watch stream; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "control plane watch failed; retrying"),
         }
@@ -45,7 +138,11 @@ pub async fn watch_control_plane(dp: Arc<DataPlane>, cfg: WatchConfig) {
     }
 }
 
-async fn follow(dp: &DataPlane, cfg: &WatchConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn follow(
+    dp: &DataPlane,
+    cfg: &WatchConfig,
+    seeder: &mut BudgetSeeder,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let channel = tonic::transport::Endpoint::from_shared(cfg.endpoint.clone())?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
@@ -66,6 +163,7 @@ async fn follow(dp: &DataPlane, cfg: &WatchConfig) -> Result<(), Box<dyn std::er
     tracing::info!(endpoint = %cfg.endpoint, since, "watching control plane");
     while let Some(msg) = stream.message().await? {
         if let Some(snapshot) = msg.snapshot {
+            seeder.seed_new(dp, &snapshot).await;
             dp.apply(&snapshot);
         }
     }

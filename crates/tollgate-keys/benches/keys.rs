@@ -37,6 +37,7 @@ fn virtual_key(i: usize) -> Arc<VirtualKey> {
         models_allowed: ModelAllowlist::new(["gpt-4o-mini", "gpt-4o*", "claude-*"]),
         limits: RateLimits { rpm: Some(600), tpm: Some(1_000_000), max_concurrency: None },
         metadata: BTreeMap::new(),
+        tags: vec!["env:prod".to_owned()],
         hint: "tg_…0000".into(),
     })
 }

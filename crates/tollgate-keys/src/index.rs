@@ -73,6 +73,9 @@ pub struct VirtualKey {
     pub limits: RateLimits,
     /// Free-form metadata chosen at creation; copied to ledger entries.
     pub metadata: BTreeMap<String, String>,
+    /// Tags (`env:prod`, …), copied to ledger entries; shared with the rest of the key
+    /// behind the index's `Arc`, so a request only clones them into its entry.
+    pub tags: Vec<String>,
     /// Display hint of the current secret (`tg_…a1b2`).
     pub hint: String,
 }
@@ -228,6 +231,7 @@ mod tests {
             models_allowed: ModelAllowlist::new(["gpt-4o*"]),
             limits: RateLimits::default(),
             metadata: BTreeMap::new(),
+            tags: Vec::new(),
             hint: "tg_…0000".into(),
         })
     }

@@ -3,7 +3,8 @@
 //! Owns the key format (`tg_` + 43 base62 characters of secret (≥256 bits) + a 6
 //! character CRC32 checksum), minting, the keyed hash (HMAC-SHA256 under a server pepper)
 //! that is the only thing ever stored, the in-memory [`KeyIndex`] the data plane probes
-//! once per request, and the per-key policy checks (status, expiry, model allowlist).
+//! once per request, the per-key policy checks (status, expiry, model allowlist), and
+//! the shape of key tags ([`validate_tags`]).
 //!
 //! Does not own: storage (the store crate), rate limits and budgets (the budgets crate),
 //! or how keys reach the gateway (the snapshot in the data plane).
@@ -17,8 +18,10 @@ mod allowlist;
 mod format;
 mod hash;
 mod index;
+mod tags;
 
 pub use allowlist::ModelAllowlist;
 pub use format::{KEY_LEN, KEY_PREFIX, KeyFormatError, KeySecret, mint_secret, parse_presented};
 pub use hash::{KeyHash, KeyHashParseError, KeyHasher, Pepper};
 pub use index::{AuthError, KeyIndex, KeyStatus, RateLimits, VirtualKey};
+pub use tags::{MAX_TAG_LEN, MAX_TAGS, TagError, validate_tags};

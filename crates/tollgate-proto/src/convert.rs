@@ -8,7 +8,7 @@ use tollgate_core::{BudgetId, KeyId, Money, OrgId, ProjectId, ProviderId, TeamId
 use tollgate_keys::{KeyHash, KeyStatus, ModelAllowlist, Pepper, RateLimits, VirtualKey};
 use tollgate_metering::{Attempt, LedgerEntry, Pricing, UsageSource};
 use tollgate_providers::{ApiKey, ProviderConfig, ProviderKind};
-use tollgate_routing::{Deployment, ModelRoute};
+use tollgate_routing::{Deployment, DeploymentOptions, ModelRoute, PolicyScope, RawRoutingPolicy, RoutingPolicy};
 
 /// A wire message that does not describe a valid resource.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,8 +53,44 @@ pub fn provider(p: &v1::Provider) -> Result<ProviderConfig, ConvertError> {
     })
 }
 
-/// A catalog model and its price, if it has one.
-pub fn model(m: &v1::Model) -> Result<(ModelRoute, Option<Pricing>), ConvertError> {
+/// A catalog model: its route, one [`DeploymentOptions`] per deployment (same order), and
+/// its price, if it has one. A deployment without a weight on the wire gets weight 1.
+/// A model from the wire: its route, one set of routing options per deployment, its price,
+/// and each deployment's own price where it has one.
+#[derive(Debug, Clone)]
+pub struct ModelParts {
+    /// Public name and deployments.
+    pub route: ModelRoute,
+    /// Priority and weight of each deployment, in the same order.
+    pub options: Vec<DeploymentOptions>,
+    /// The model's price (`None`: unpriced).
+    pub pricing: Option<Pricing>,
+    /// Each deployment's own price, in the same order (`None`: the model's).
+    pub deployment_pricing: Vec<Option<Pricing>>,
+}
+
+/// A price from the wire, refusing a negative rate.
+fn pricing_of(p: &v1::Pricing, id: &str) -> Result<Pricing, ConvertError> {
+    let pricing = Pricing {
+        input_per_mtok: Money::from_nanos(p.input_per_mtok_nanos),
+        output_per_mtok: Money::from_nanos(p.output_per_mtok_nanos),
+        cached_input_per_mtok: p.cached_input_per_mtok_nanos.map(Money::from_nanos),
+        cache_write_per_mtok: p.cache_write_per_mtok_nanos.map(Money::from_nanos),
+    };
+    let rates = [
+        Some(pricing.input_per_mtok),
+        Some(pricing.output_per_mtok),
+        pricing.cached_input_per_mtok,
+        pricing.cache_write_per_mtok,
+    ];
+    if rates.into_iter().flatten().any(Money::is_negative) {
+        return Err(err("model", id, "negative price"));
+    }
+    Ok(pricing)
+}
+
+/// Converts a model (see [`ModelParts`]).
+pub fn model(m: &v1::Model) -> Result<ModelParts, ConvertError> {
     if m.deployments.is_empty() {
         return Err(err("model", &m.id, "no deployments"));
     }
@@ -67,21 +103,58 @@ pub fn model(m: &v1::Model) -> Result<(ModelRoute, Option<Pricing>), ConvertErro
             .collect(),
         max_output_tokens: m.max_output_tokens,
     };
-    let pricing = m.pricing.as_ref().map(|p| Pricing {
-        input_per_mtok: Money::from_nanos(p.input_per_mtok_nanos),
-        output_per_mtok: Money::from_nanos(p.output_per_mtok_nanos),
-        cached_input_per_mtok: p.cached_input_per_mtok_nanos.map(Money::from_nanos),
-        cache_write_per_mtok: p.cache_write_per_mtok_nanos.map(Money::from_nanos),
-    });
-    if let Some(p) = &pricing
-        && [Some(p.input_per_mtok), Some(p.output_per_mtok), p.cached_input_per_mtok, p.cache_write_per_mtok]
-            .into_iter()
-            .flatten()
-            .any(Money::is_negative)
-    {
-        return Err(err("model", &m.id, "negative price"));
+    let options = m
+        .deployments
+        .iter()
+        .map(|d| DeploymentOptions {
+            priority: d.priority,
+            weight: d.weight.unwrap_or(DeploymentOptions::default().weight),
+        })
+        .collect();
+    let pricing = m.pricing.as_ref().map(|p| pricing_of(p, &m.id)).transpose()?;
+    let deployment_pricing = m
+        .deployments
+        .iter()
+        .map(|d| d.pricing.as_ref().map(|p| pricing_of(p, &m.id)).transpose())
+        .collect::<Result<_, _>>()?;
+    Ok(ModelParts { route, options, pricing, deployment_pricing })
+}
+
+/// A routing policy and where it applies: `None` for the default policy.
+///
+/// The policy JSON goes through [`RawRoutingPolicy`], so an error names the field
+/// (`policy_json: routing policy backoff.base_ms: ...`, or serde's unknown-field message).
+pub fn routing_policy(p: &v1::RoutingPolicy) -> Result<(Option<PolicyScope>, RoutingPolicy), ConvertError> {
+    let bad = |reason: String| err("routing policy", &p.id, reason);
+    let scope_id = || match p.scope_id.as_deref() {
+        Some(id) if !id.is_empty() => Ok(id),
+        _ => Err(bad(format!("scope_id is required for scope {:?}", p.scope))),
+    };
+    let scope = match p.scope.as_str() {
+        "default" => {
+            if p.scope_id.as_deref().is_some_and(|id| !id.is_empty()) {
+                return Err(bad("scope_id must be unset for scope \"default\"".into()));
+            }
+            None
+        }
+        "organization" => Some(PolicyScope::Organization(OrgId::new(scope_id()?))),
+        "team" => Some(PolicyScope::Team(TeamId::new(scope_id()?))),
+        "project" => Some(PolicyScope::Project(ProjectId::new(scope_id()?))),
+        "virtual_key" => Some(PolicyScope::Key(KeyId::new(scope_id()?))),
+        other => {
+            let shown: String = other.chars().take(32).filter(|c| !c.is_control()).collect();
+            return Err(bad(format!("unknown scope {shown:?} (organization, team, project, virtual_key or default)")));
+        }
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&p.policy_json).map_err(|e| bad(format!("policy_json: {e}")))?;
+    if !value.is_object() {
+        // serde's derived structs would also read a positional array.
+        return Err(bad("policy_json: must be a JSON object".into()));
     }
-    Ok((route, pricing))
+    let raw: RawRoutingPolicy = serde_json::from_value(value).map_err(|e| bad(format!("policy_json: {e}")))?;
+    let policy = RoutingPolicy::try_from(raw).map_err(|e| bad(format!("policy_json: {e}")))?;
+    Ok((scope, policy))
 }
 
 /// A virtual key with its hash and, during a rotation grace, its previous hash.
@@ -120,6 +193,7 @@ pub fn key(k: &v1::Key) -> Result<KeyParts, ConvertError> {
         models_allowed: ModelAllowlist::new(&k.models_allowed),
         limits: RateLimits { rpm: k.rpm, tpm: k.tpm, max_concurrency: k.max_concurrency },
         metadata: k.metadata.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+        tags: k.tags.clone(),
         hint: k.hint.clone(),
     };
     Ok(KeyParts { key: Arc::new(key), hash: hash(&k.key_hash, &k.id)?, previous })
@@ -252,9 +326,11 @@ mod tests {
             previous_valid_until_ms: Some(5),
             models_allowed: vec!["gpt-*".into()],
             rpm: Some(60),
+            tags: vec!["env:prod".into(), "feature:chat".into()],
             ..Default::default()
         };
         let parts = key(&k).unwrap();
+        assert_eq!(parts.key.tags, ["env:prod", "feature:chat"]);
         assert_eq!(parts.hash, KeyHash([1; 32]));
         assert_eq!(parts.previous, Some((KeyHash([2; 32]), Timestamp::from_unix_millis(5))));
         assert!(parts.key.models_allowed.allows("gpt-4o"));
@@ -303,6 +379,61 @@ mod tests {
         let m = v1::Model { id: "model_1".into(), name: "m".into(), ..Default::default() };
         assert_eq!(model(&m).unwrap_err().reason, "no deployments");
         assert!(pepper(&[0; 31]).is_err());
+    }
+
+    #[test]
+    fn models_carry_their_deployment_options_and_unset_weights_are_one() {
+        let d = |provider: &str, priority, weight| v1::Deployment {
+            provider: provider.into(),
+            model: "up".into(),
+            priority,
+            weight,
+            pricing: None,
+        };
+        let m = v1::Model {
+            id: "model_1".into(),
+            name: "gpt-4o".into(),
+            deployments: vec![d("a", 0, Some(70)), d("b", 2, Some(0)), d("c", 1, None)],
+            ..Default::default()
+        };
+        let ModelParts { route, options, pricing, .. } = model(&m).unwrap();
+        assert_eq!(route.deployments.len(), 3);
+        assert_eq!(
+            options,
+            [
+                DeploymentOptions { priority: 0, weight: 70 },
+                DeploymentOptions { priority: 2, weight: 0 },
+                DeploymentOptions { priority: 1, weight: 1 },
+            ]
+        );
+        assert_eq!(pricing, None);
+    }
+
+    #[test]
+    fn routing_policies_convert_with_their_scope_and_name_the_bad_field() {
+        let p = |scope: &str, scope_id: Option<&str>, json: &str| v1::RoutingPolicy {
+            id: "rpol_1".into(),
+            scope: scope.into(),
+            scope_id: scope_id.map(Into::into),
+            policy_json: json.into(),
+        };
+        let (scope, policy) = routing_policy(&p("team", Some("team_1"), r#"{"max_attempts": 5}"#)).unwrap();
+        assert_eq!(scope, Some(PolicyScope::Team(TeamId::new("team_1"))));
+        assert_eq!(policy.max_attempts(), 5);
+        let (scope, policy) = routing_policy(&p("default", None, "{}")).unwrap();
+        assert_eq!((scope, policy), (None, RoutingPolicy::default()));
+        let (scope, _) = routing_policy(&p("virtual_key", Some("key_1"), "{}")).unwrap();
+        assert_eq!(scope, Some(PolicyScope::Key(KeyId::new("key_1"))));
+
+        let e = routing_policy(&p("team", Some("t"), r#"{"backoff": {"base_ms": 9000, "max_ms": 10}}"#)).unwrap_err();
+        assert_eq!(e.id, "rpol_1");
+        assert!(e.reason.contains("backoff.base_ms"), "{e}");
+        let e = routing_policy(&p("team", Some("t"), r#"{"retries": 2}"#)).unwrap_err();
+        assert!(e.reason.contains("retries"), "{e}");
+        assert!(routing_policy(&p("team", None, "{}")).unwrap_err().reason.contains("scope_id"));
+        assert!(routing_policy(&p("default", Some("x"), "{}")).unwrap_err().reason.contains("scope_id"));
+        assert!(routing_policy(&p("principal", Some("x"), "{}")).unwrap_err().reason.contains("principal"));
+        assert!(routing_policy(&p("default", None, "not json")).unwrap_err().reason.contains("policy_json"));
     }
 
     #[test]

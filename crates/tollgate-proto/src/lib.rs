@@ -32,6 +32,8 @@ pub mod v1 {
                 .field("models", &self.models)
                 .field("keys", &self.keys.len())
                 .field("budgets", &self.budgets.len())
+                .field("aliases", &self.aliases.len())
+                .field("routing_policies", &self.routing_policies.len())
                 .finish()
         }
     }
@@ -59,6 +61,12 @@ pub mod v1 {
             f.debug_struct("RotateKeyResponse").field("key", &self.key).field("secret", &"<redacted>").finish()
         }
     }
+
+    impl fmt::Debug for CreateTokenResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateTokenResponse").field("token", &self.token).field("secret", &"<redacted>").finish()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +86,8 @@ mod tests {
         let resp = v1::CreateKeyResponse { key: None, secret: "tg_SECRET".into() };
         assert!(!format!("{resp:?}").contains("SECRET"));
         let resp = v1::RotateKeyResponse { key: None, secret: "tg_SECRET".into() };
+        assert!(!format!("{resp:?}").contains("SECRET"));
+        let resp = v1::CreateTokenResponse { token: None, secret: "tga_SECRET".into() };
         assert!(!format!("{resp:?}").contains("SECRET"));
     }
 }

@@ -21,6 +21,9 @@ pub struct ClientConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Certificate authorities trusted besides the public web PKI (webpki roots): for
+    /// upstreams behind a private CA, e.g. a self-hosted model server.
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for ClientConfig {
@@ -30,11 +33,13 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(300),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 256,
+            extra_roots: Vec::new(),
         }
     }
 }
 
-/// A pooled HTTP/1.1 + HTTP/2 client with rustls (webpki roots). Cheap to clone.
+/// A pooled HTTP/1.1 + HTTP/2 client with rustls (webpki roots, plus any extra CA);
+/// HTTP/2 is used when a TLS upstream offers it (ALPN). Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -54,13 +59,27 @@ impl HttpClient {
         http.enforce_http(false);
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| ProviderError::new(ProviderErrorKind::Config, format!("TLS setup failed: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let tls_error =
+            |e: &dyn std::fmt::Display| ProviderError::new(ProviderErrorKind::Config, format!("TLS setup failed: {e}"));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = if cfg.extra_roots.is_empty() {
+            builder
+                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+                .map_err(|e| tls_error(&e))?
+        } else {
+            let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            for cert in &cfg.extra_roots {
+                roots.add(cert.clone()).map_err(|e| tls_error(&e))?;
+            }
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| tls_error(&e))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            // ALPN (h2, http/1.1) is set by the builder below.
+            builder.with_tls_config(tls)
+        };
+        let https = builder.https_or_http().enable_http1().enable_http2().wrap_connector(http);
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)

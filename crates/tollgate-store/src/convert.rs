@@ -4,11 +4,14 @@
 //! used here); reading a row fails with [`StoreError::Corrupt`] when a stored JSON or
 //! enum column cannot be decoded.
 
-use crate::entity::{admin_token, audit_event, budget, model, organization, project, provider, team, virtual_key};
+use crate::entity::{
+    admin_token, audit_event, budget, model, model_alias, organization, project, provider, routing_policy, team,
+    virtual_key,
+};
 use crate::error::StoreError;
 use crate::records::{
-    AdminTokenRecord, AuditRecord, BudgetRecord, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord,
-    TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditRecord, BudgetRecord, KeyRecord, ModelRecord, OrgRecord, ProjectRecord,
+    ProviderRecord, RoutingPolicyRecord, TeamRecord,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -155,9 +158,45 @@ pub(crate) fn model_to_row(r: &ModelRecord) -> Result<model::Model, StoreError> 
     })
 }
 
+pub(crate) fn alias_from_row(m: model_alias::Model) -> AliasRecord {
+    AliasRecord { name: m.name, target_model: m.target_model, created_at: ts(m.created_at) }
+}
+
+pub(crate) fn alias_to_row(r: &AliasRecord) -> model_alias::Model {
+    model_alias::Model {
+        name: r.name.clone(),
+        target_model: r.target_model.clone(),
+        created_at: r.created_at.unix_millis(),
+    }
+}
+
+pub(crate) fn routing_policy_from_row(m: routing_policy::Model) -> Result<RoutingPolicyRecord, StoreError> {
+    let policy = from_json("routing policy", &m.id, "policy_json", &m.policy_json)?;
+    Ok(RoutingPolicyRecord {
+        id: m.id,
+        scope: m.scope,
+        scope_id: m.scope_id,
+        policy,
+        created_at: ts(m.created_at),
+        updated_at: ts(m.updated_at),
+    })
+}
+
+pub(crate) fn routing_policy_to_row(r: &RoutingPolicyRecord) -> Result<routing_policy::Model, StoreError> {
+    Ok(routing_policy::Model {
+        id: r.id.clone(),
+        scope: r.scope.clone(),
+        scope_id: r.scope_id.clone(),
+        policy_json: to_json("routing policy", &r.policy)?,
+        created_at: r.created_at.unix_millis(),
+        updated_at: r.updated_at.unix_millis(),
+    })
+}
+
 pub(crate) fn key_from_row(m: virtual_key::Model) -> Result<KeyRecord, StoreError> {
     let models_allowed = from_json("key", &m.id, "models_allowed_json", &m.models_allowed_json)?;
     let metadata = from_json("key", &m.id, "metadata_json", &m.metadata_json)?;
+    let tags = from_json("key", &m.id, "tags_json", &m.tags_json)?;
     Ok(KeyRecord {
         id: KeyId::new(m.id),
         project_id: ProjectId::new(m.project_id),
@@ -174,6 +213,7 @@ pub(crate) fn key_from_row(m: virtual_key::Model) -> Result<KeyRecord, StoreErro
         tpm: m.tpm,
         max_concurrency: m.max_concurrency,
         metadata,
+        tags,
         created_at: ts(m.created_at),
         updated_at: ts(m.updated_at),
         rotated_at: ts_opt(m.rotated_at),
@@ -198,6 +238,7 @@ pub(crate) fn key_to_row(r: &KeyRecord) -> Result<virtual_key::Model, StoreError
         tpm: r.tpm,
         max_concurrency: r.max_concurrency,
         metadata_json: to_json("key", &r.metadata)?,
+        tags_json: to_json("key", &r.tags)?,
         created_at: r.created_at.unix_millis(),
         updated_at: r.updated_at.unix_millis(),
         rotated_at: ms_opt(r.rotated_at),
@@ -258,6 +299,8 @@ pub(crate) fn admin_token_from_row(m: admin_token::Model) -> Result<AdminTokenRe
         project_id: m.project_id.map(ProjectId::new),
         created_at: ts(m.created_at),
         revoked_at: ts_opt(m.revoked_at),
+        expires_at: ts_opt(m.expires_at),
+        hint: m.hint,
     })
 }
 
@@ -271,6 +314,8 @@ pub(crate) fn admin_token_to_row(r: &AdminTokenRecord) -> Result<admin_token::Mo
         project_id: r.project_id.as_ref().map(|p| p.as_str().to_owned()),
         created_at: r.created_at.unix_millis(),
         revoked_at: ms_opt(r.revoked_at),
+        expires_at: ms_opt(r.expires_at),
+        hint: r.hint.clone(),
     })
 }
 

@@ -3,13 +3,15 @@
 //!
 //! Ledger writes are not configuration: they never bump `meta.revision`. A batch is one
 //! transaction of `INSERT ... ON CONFLICT (request_id) DO NOTHING`, so a replayed entry,
-//! or one repeated inside a batch, is stored once and the first stored copy wins.
+//! or one repeated inside a batch, is stored once and the first stored copy wins. The
+//! entry's tags also go to `ledger_tags` (one row per distinct tag) in that transaction,
+//! `ON CONFLICT (request_id, tag) DO NOTHING`, so a replay adds no row there either.
 //! Entries the database could never take (a count above `i64::MAX`, a NUL byte in a
 //! string, a value the database refuses as data) are checked up front or recognised by
 //! their error code, and reported as [`SinkError::Rejected`] on both backends alike;
 //! anything else is [`SinkError::Unavailable`], so the writer retries it.
 
-use crate::entity::ledger_entry;
+use crate::entity::{ledger_entry, ledger_tag};
 use crate::error::StoreError;
 use crate::repo::Store;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -23,6 +25,9 @@ use tollgate_metering::{Attempt, LedgerEntry, LedgerSink, SinkError, SinkFuture,
 /// Rows per `INSERT` statement: 24 bound values each keeps a statement far below the
 /// bind-parameter limits of SQLite (32766) and PostgreSQL (65535).
 const INSERT_CHUNK: usize = 200;
+
+/// Rows per `INSERT` into `ledger_tags` (two bound values each).
+const TAG_INSERT_CHUNK: usize = 2000;
 
 /// Why an entry cannot be stored; the text names the request, never a secret.
 fn refuse(e: &LedgerEntry, what: &str) -> SinkError {
@@ -60,7 +65,7 @@ fn entry_to_row(e: &LedgerEntry) -> Result<ledger_entry::Model, SinkError> {
     ];
     // PostgreSQL refuses NUL in text; refuse it on SQLite too, so both backends agree.
     // (Inside the JSON columns serde_json escapes it as \u0000.)
-    if strings.into_iter().flatten().any(|s| s.contains('\0')) {
+    if strings.into_iter().flatten().chain(e.tags.iter().map(String::as_str)).any(|s| s.contains('\0')) {
         return Err(refuse(e, "a text field holds a NUL byte"));
     }
     Ok(ledger_entry::Model {
@@ -184,9 +189,16 @@ impl Store {
     async fn write_ledger(&self, entries: &[LedgerEntry]) -> Result<(), SinkError> {
         let mut seen = HashSet::with_capacity(entries.len());
         let mut rows = Vec::with_capacity(entries.len());
+        let mut tag_rows = Vec::new();
         for e in entries {
             if seen.insert(e.request_id.as_str()) {
                 rows.push(entry_to_row(e)?);
+                let mut tags: Vec<&String> = e.tags.iter().collect();
+                tags.sort();
+                tags.dedup();
+                tag_rows.extend(
+                    tags.into_iter().map(|t| ledger_tag::Model { request_id: e.request_id.clone(), tag: t.clone() }),
+                );
             }
         }
         if rows.is_empty() {
@@ -200,6 +212,17 @@ impl Store {
         for chunk in rows.chunks(INSERT_CHUNK) {
             ledger_entry::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
                 .on_conflict(OnConflict::column(ledger_entry::Column::RequestId).do_nothing().to_owned())
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|e| sink_err(backend, e))?;
+        }
+        for chunk in tag_rows.chunks(TAG_INSERT_CHUNK) {
+            ledger_tag::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+                .on_conflict(
+                    OnConflict::columns([ledger_tag::Column::RequestId, ledger_tag::Column::Tag])
+                        .do_nothing()
+                        .to_owned(),
+                )
                 .exec_without_returning(&txn)
                 .await
                 .map_err(|e| sink_err(backend, e))?;

@@ -25,7 +25,11 @@
 //! - A budget's `epoch` only ever moves through [`Store::reset_budget`], by one, in SQL;
 //!   [`Store::update_budget`] never writes it, so an update racing a reset cannot undo it.
 //! - A broken uniqueness rule is [`StoreError::Conflict`] on every backend.
+//! - Models and aliases never share a name, and an alias always names a model: both are
+//!   checked inside the writing transaction.
 //! - Timestamps are stored as i64 unix milliseconds, money as i64 nano-dollars.
+//! - [`Store::reencrypt_provider_credentials`] rewrites every provider ciphertext and
+//!   the recorded master key id in one transaction: all rows or none.
 #![forbid(unsafe_code)]
 
 mod convert;
@@ -38,8 +42,9 @@ mod usage;
 
 pub use error::StoreError;
 pub use records::{
-    AdminTokenRecord, AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord,
-    OrgRecord, ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing,
+    DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord,
+    SnapshotData, TeamRecord,
 };
 pub use repo::Store;
 pub use usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};

@@ -74,13 +74,76 @@ pub struct ProviderRecord {
     pub updated_at: Timestamp,
 }
 
-/// One upstream serving a public model: a provider (by name) and its model name there.
+/// One upstream serving a public model: a provider (by name), its model name there, and
+/// how it takes part in routing.
+///
+/// `priority` and `weight` were added after the first release: stored deployments without
+/// them read as priority 0, weight 1 (the routing defaults), so old rows keep their meaning.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeploymentRecord {
     /// The provider's name (not its id).
     pub provider: String,
     /// The model name the upstream expects.
     pub model: String,
+    /// Lower is tried first (0 when not stored).
+    #[serde(default)]
+    pub priority: u32,
+    /// Relative share of traffic under the weighted strategy; 0 means fallback only
+    /// (1 when not stored).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// What a request this deployment serves is charged, when it differs from the
+    /// model's price (a fallback to another provider's model); `None`: the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<DeploymentPricing>,
+}
+
+/// A deployment's own prices, nano-dollars per 1M tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeploymentPricing {
+    /// Per 1M prompt tokens.
+    pub input_per_mtok: i64,
+    /// Per 1M generated tokens.
+    pub output_per_mtok: i64,
+    /// Per 1M prompt tokens read from the provider's cache; the input price when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<i64>,
+    /// Per 1M prompt tokens written to the provider's cache; the input price when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<i64>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Another public name for a catalog model (`fast` → `gpt-4o-mini`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    /// The alias; unique across aliases and never a model's name.
+    pub name: String,
+    /// The public name of the model it stands for (never another alias).
+    pub target_model: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A routing policy attached to one scope, or the default policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingPolicyRecord {
+    /// Its id.
+    pub id: String,
+    /// `organization`, `team`, `project`, `virtual_key` or `default`; not checked here.
+    pub scope: String,
+    /// The id of the scope's entity; `None` for `default`. At most one policy per
+    /// `(scope, scope_id)`.
+    pub scope_id: Option<String>,
+    /// The policy as JSON (the routing crate's `RawRoutingPolicy`); opaque here.
+    pub policy: serde_json::Value,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
 }
 
 /// A public model in the catalog.
@@ -145,6 +208,8 @@ pub struct KeyRecord {
     pub max_concurrency: Option<i64>,
     /// Free-form labels set by the platform.
     pub metadata: BTreeMap<String, String>,
+    /// Tags (`env:prod`, `feature:chat`), copied to every ledger entry the key makes.
+    pub tags: Vec<String>,
     /// When it was minted.
     pub created_at: Timestamp,
     /// When it was last changed.
@@ -212,6 +277,10 @@ pub struct AdminTokenRecord {
     pub created_at: Timestamp,
     /// When it was revoked; a revoked token must be refused.
     pub revoked_at: Option<Timestamp>,
+    /// When it stops working; an expired token must be refused.
+    pub expires_at: Option<Timestamp>,
+    /// The first characters of the token, to tell tokens apart in a list.
+    pub hint: String,
 }
 
 /// One entry of the hash-chained audit log.
@@ -244,12 +313,16 @@ pub struct AuditRecord {
 pub struct KeyFilter {
     /// Only keys of this project.
     pub project_id: Option<ProjectId>,
+    /// Only keys of the projects of this team.
+    pub team_id: Option<TeamId>,
     /// Only keys of this principal.
     pub principal: Option<String>,
     /// Only keys with this stored status (`active` or `revoked`).
     pub status: Option<String>,
     /// Only keys whose metadata has every one of these pairs, exactly.
     pub metadata: Vec<(String, String)>,
+    /// Only keys carrying this tag.
+    pub tag: Option<String>,
     /// Page size; capped at [`KeyFilter::MAX_LIMIT`]; 0 returns an empty page.
     pub limit: u64,
     /// Keyset pagination: only keys whose id sorts after this one.
@@ -267,13 +340,32 @@ impl Default for KeyFilter {
     fn default() -> Self {
         KeyFilter {
             project_id: None,
+            team_id: None,
             principal: None,
             status: None,
             metadata: Vec::new(),
+            tag: None,
             limit: Self::DEFAULT_LIMIT,
             after: None,
         }
     }
+}
+
+/// Which audit events [`crate::Store::query_audit`] returns: every set field must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// Only events about this kind of target (`key`, `budget`, ...).
+    pub target_kind: Option<String>,
+    /// Only events by this actor (an admin token id, or `bootstrap`).
+    pub actor: Option<String>,
+    /// Only events at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only events before this instant.
+    pub until: Option<Timestamp>,
+    /// Only events with a seq below this one (the last seq of the previous page).
+    pub before_seq: Option<i64>,
+    /// Page size; capped at 1000; 0 returns an empty page.
+    pub limit: u64,
 }
 
 /// Which budgets [`crate::Store::list_budgets`] returns: every set field must match.
@@ -321,4 +413,8 @@ pub struct SnapshotData {
     pub keys: Vec<KeyRecord>,
     /// All budgets, by id.
     pub budgets: Vec<BudgetRecord>,
+    /// All model aliases, by name.
+    pub aliases: Vec<AliasRecord>,
+    /// All routing policies, by id.
+    pub routing_policies: Vec<RoutingPolicyRecord>,
 }

@@ -7,17 +7,19 @@
 //! numbers are committed in order.
 
 use crate::convert::{
-    admin_token_from_row, admin_token_to_row, audit_from_row, audit_to_active, budget_from_row, budget_to_row,
-    key_from_row, key_to_row, model_from_row, model_to_row, org_from_row, org_to_row, project_from_row, project_to_row,
-    provider_from_row, provider_to_row, team_from_row, team_to_row,
+    admin_token_from_row, admin_token_to_row, alias_from_row, alias_to_row, audit_from_row, audit_to_active,
+    budget_from_row, budget_to_row, key_from_row, key_to_row, model_from_row, model_to_row, org_from_row, org_to_row,
+    project_from_row, project_to_row, provider_from_row, provider_to_row, routing_policy_from_row,
+    routing_policy_to_row, team_from_row, team_to_row,
 };
 use crate::entity::{
-    admin_token, audit_event, budget, meta, model, organization, project, provider, team, virtual_key,
+    admin_token, audit_event, budget, meta, model, model_alias, organization, project, provider, routing_policy, team,
+    virtual_key,
 };
 use crate::error::{StoreError, write_err};
 use crate::records::{
-    AdminTokenRecord, AuditRecord, BudgetFilter, BudgetRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord,
-    ProjectRecord, ProviderRecord, SnapshotData, TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, KeyFilter, KeyRecord,
+    ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -32,6 +34,9 @@ use tollgate_migrations::{Migrator, MigratorTrait};
 
 /// The key of the configuration revision in the `meta` table.
 const REVISION: &str = "revision";
+/// The key in `meta` of the id of the master key every provider credential is encrypted
+/// under (absent on a database that predates it).
+const MASTER_KEY_ID: &str = "master_key_id";
 /// Connections to a SQLite file: WAL lets readers run beside the single writer.
 const SQLITE_FILE_POOL: u32 = 4;
 /// How long a SQLite statement waits for another connection's lock.
@@ -124,6 +129,17 @@ fn key_query(f: &KeyFilter, after: Option<&str>) -> sea_orm::Select<virtual_key:
     let mut q = virtual_key::Entity::find();
     if let Some(p) = &f.project_id {
         q = q.filter(virtual_key::Column::ProjectId.eq(p.as_str()));
+    }
+    if let Some(t) = &f.team_id {
+        q = q.filter(
+            virtual_key::Column::ProjectId.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(project::Column::Id)
+                    .from(project::Entity)
+                    .and_where(project::Column::TeamId.eq(t.as_str()))
+                    .to_owned(),
+            ),
+        );
     }
     if let Some(p) = &f.principal {
         q = q.filter(virtual_key::Column::Principal.eq(p.as_str()));
@@ -373,13 +389,90 @@ impl Store {
             .collect()
     }
 
+    /// The id of the master key the provider credentials are encrypted under, if one was
+    /// recorded. The store does not interpret it.
+    pub async fn master_key_id(&self) -> Result<Option<i64>, StoreError> {
+        Ok(meta::Entity::find_by_id(MASTER_KEY_ID).one(&self.db).await?.map(|m| m.value))
+    }
+
+    /// Records `id` as the master key id unless one is recorded already; returns the one
+    /// recorded afterwards. Not a configuration change: the revision stays.
+    pub async fn adopt_master_key_id(&self, id: i64) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        if let Some(m) = meta::Entity::find_by_id(MASTER_KEY_ID).one(&txn).await? {
+            return Ok(m.value);
+        }
+        meta::Entity::insert(meta::Model { name: MASTER_KEY_ID.to_owned(), value: id }.into_active_model())
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+
+    /// Replaces every provider's `api_key_ciphertext` with what `reencrypt` makes of it
+    /// and records `new_key_id` as the master key id, all in one transaction that also
+    /// bumps the revision: either every row moves to the new key or none does.
+    ///
+    /// `check_key_id` sees the recorded master key id (inside the transaction, so no
+    /// writer can slip in between) and refuses by returning an error; any error from it
+    /// or from `reencrypt` rolls everything back. Returns the number of rows rewritten and
+    /// the new revision.
+    pub async fn reencrypt_provider_credentials<E, C, F>(
+        &self,
+        new_key_id: i64,
+        check_key_id: C,
+        mut reencrypt: F,
+    ) -> Result<(u64, i64), E>
+    where
+        E: From<StoreError>,
+        C: FnOnce(Option<i64>) -> Result<(), E>,
+        F: FnMut(&ProviderRecord) -> Result<String, E>,
+    {
+        let txn = self.begin_write().await?;
+        // First, so that on PostgreSQL the row lock on `meta` serializes this with every
+        // other writer before anything is read.
+        let rev = bump_revision(&txn).await?;
+        let recorded = meta::Entity::find_by_id(MASTER_KEY_ID).one(&txn).await.map_err(StoreError::from)?;
+        check_key_id(recorded.as_ref().map(|m| m.value))?;
+        let rows =
+            provider::Entity::find().order_by_asc(provider::Column::Id).all(&txn).await.map_err(StoreError::from)?;
+        let mut count = 0u64;
+        for row in rows {
+            let id = row.id.clone();
+            let ciphertext = reencrypt(&provider_from_row(row)?)?;
+            let res = provider::Entity::update_many()
+                .col_expr(provider::Column::ApiKeyCiphertext, Expr::value(ciphertext))
+                .filter(provider::Column::Id.eq(id.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(StoreError::from)?;
+            count += res.rows_affected;
+        }
+        if recorded.is_some() {
+            meta::Entity::update_many()
+                .col_expr(meta::Column::Value, Expr::value(new_key_id))
+                .filter(meta::Column::Name.eq(MASTER_KEY_ID))
+                .exec(&txn)
+                .await
+                .map_err(StoreError::from)?;
+        } else {
+            let row = meta::Model { name: MASTER_KEY_ID.to_owned(), value: new_key_id }.into_active_model();
+            meta::Entity::insert(row).exec_without_returning(&txn).await.map_err(StoreError::from)?;
+        }
+        txn.commit().await.map_err(StoreError::from)?;
+        Ok((count, rev))
+    }
+
     /// Stores a catalog model as given; returns the new revision.
     ///
-    /// [`StoreError::Conflict`] if its id or name is taken. Deployments are not checked
-    /// against the providers: the caller validates them.
+    /// [`StoreError::Conflict`] if its id or name is taken, by a model or an alias.
+    /// Deployments are not checked against the providers: the caller validates them.
     pub async fn create_model(&self, m: &ModelRecord) -> Result<i64, StoreError> {
         let row = model_to_row(m)?;
         let txn = self.begin_write().await?;
+        if model_alias::Entity::find_by_id(m.name.as_str()).one(&txn).await?.is_some() {
+            return Err(StoreError::Conflict { kind: "model", detail: format!("{:?} is an alias", m.name) });
+        }
         model::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await.map_err(|e| {
             let taken = format!("a model named {:?} already exists", m.name);
             write_err("model", e, &[(&["name"], taken)], format!("model id {} is taken", m.id))
@@ -428,6 +521,135 @@ impl Store {
         row.map(model_from_row).transpose()
     }
 
+    /// Stores an alias; returns the new revision.
+    ///
+    /// [`StoreError::Conflict`] if the name is taken by an alias or a model;
+    /// [`StoreError::NotFound`] (kind `model`) if no model has the target's public name,
+    /// which also refuses an alias to an alias (aliases and models never share a name).
+    pub async fn create_alias(&self, a: &AliasRecord) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        let model_named = |name: &str| model::Entity::find().filter(model::Column::Name.eq(name)).one(&txn);
+        if model_named(&a.name).await?.is_some() {
+            return Err(StoreError::Conflict { kind: "alias", detail: format!("a model named {:?} exists", a.name) });
+        }
+        if model_named(&a.target_model).await?.is_none() {
+            return Err(StoreError::NotFound { kind: "model", id: a.target_model.clone() });
+        }
+        model_alias::Entity::insert(alias_to_row(a).into_active_model())
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|e| write_err("alias", e, &[], format!("an alias named {:?} already exists", a.name)))?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The alias named `name`.
+    pub async fn find_alias(&self, name: &str) -> Result<Option<AliasRecord>, StoreError> {
+        Ok(model_alias::Entity::find_by_id(name).one(&self.db).await?.map(alias_from_row))
+    }
+
+    /// Every alias, by name.
+    pub async fn list_aliases(&self) -> Result<Vec<AliasRecord>, StoreError> {
+        let rows = model_alias::Entity::find().order_by_asc(model_alias::Column::Name).all(&self.db).await?;
+        Ok(rows.into_iter().map(alias_from_row).collect())
+    }
+
+    /// Deletes the alias named `name`; returns the new revision.
+    ///
+    /// [`StoreError::NotFound`] if no such alias.
+    pub async fn delete_alias(&self, name: &str) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        let res = model_alias::Entity::delete_many().filter(model_alias::Column::Name.eq(name)).exec(&txn).await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound { kind: "alias", id: name.to_owned() });
+        }
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// Stores a routing policy as given; returns the new revision.
+    ///
+    /// [`StoreError::Conflict`] if its id is taken or its scope already has a policy. The
+    /// scope target is not checked: the caller validates it.
+    pub async fn create_routing_policy(&self, p: &RoutingPolicyRecord) -> Result<i64, StoreError> {
+        let row = routing_policy_to_row(p)?;
+        let txn = self.begin_write().await?;
+        routing_policy::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await.map_err(|e| {
+            let scope = match &p.scope_id {
+                Some(id) => format!("{} {id}", p.scope),
+                None => p.scope.clone(),
+            };
+            let taken = format!("{scope} already has a routing policy");
+            write_err("routing policy", e, &[(&["scope_id"], taken)], format!("routing policy id {} is taken", p.id))
+        })?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The routing policy with this id.
+    pub async fn get_routing_policy(&self, id: &str) -> Result<Option<RoutingPolicyRecord>, StoreError> {
+        routing_policy::Entity::find_by_id(id).one(&self.db).await?.map(routing_policy_from_row).transpose()
+    }
+
+    /// Every routing policy, by id.
+    pub async fn list_routing_policies(&self) -> Result<Vec<RoutingPolicyRecord>, StoreError> {
+        routing_policy::Entity::find()
+            .order_by_asc(routing_policy::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(routing_policy_from_row)
+            .collect()
+    }
+
+    /// Replaces the policy and `updated_at` of the routing policy with `p.id` (its scope
+    /// and `created_at` are never written); returns the stored policy and the new revision.
+    ///
+    /// [`StoreError::NotFound`] if no such policy.
+    pub async fn update_routing_policy(
+        &self,
+        p: &RoutingPolicyRecord,
+    ) -> Result<(RoutingPolicyRecord, i64), StoreError> {
+        let mut am = routing_policy_to_row(p)?.into_active_model().reset_all();
+        am.id = NotSet;
+        am.scope = NotSet;
+        am.scope_id = NotSet;
+        am.created_at = NotSet;
+        let txn = self.begin_write().await?;
+        let res = routing_policy::Entity::update_many()
+            .set(am)
+            .filter(routing_policy::Column::Id.eq(p.id.as_str()))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound { kind: "routing policy", id: p.id.clone() });
+        }
+        let row = routing_policy::Entity::find_by_id(p.id.as_str()).one(&txn).await?;
+        let stored = routing_policy_from_row(
+            row.ok_or_else(|| StoreError::NotFound { kind: "routing policy", id: p.id.clone() })?,
+        )?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok((stored, rev))
+    }
+
+    /// Deletes the routing policy with this id; returns the new revision.
+    ///
+    /// [`StoreError::NotFound`] if no such policy.
+    pub async fn delete_routing_policy(&self, id: &str) -> Result<i64, StoreError> {
+        let txn = self.begin_write().await?;
+        let res = routing_policy::Entity::delete_many().filter(routing_policy::Column::Id.eq(id)).exec(&txn).await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound { kind: "routing policy", id: id.to_owned() });
+        }
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
     /// Stores a virtual key and, when given, its budget, in one transaction; returns the
     /// new revision (bumped once).
     ///
@@ -468,7 +690,7 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        if f.metadata.is_empty() {
+        if f.metadata.is_empty() && f.tag.is_none() {
             return key_query(f, f.after.as_ref().map(KeyId::as_str))
                 .limit(limit)
                 .all(&self.db)
@@ -477,8 +699,8 @@ impl Store {
                 .map(key_from_row)
                 .collect();
         }
-        // Metadata is a JSON column whose query syntax differs per backend: scan in id
-        // order and filter here, resuming after the last row seen, until the page is full.
+        // Metadata and tags are JSON columns whose query syntax differs per backend: scan in
+        // id order and filter here, resuming after the last row seen, until the page is full.
         let batch = limit.max(KEY_SCAN_BATCH);
         let mut out = Vec::new();
         let mut cursor = f.after.as_ref().map(|a| a.as_str().to_owned());
@@ -488,7 +710,9 @@ impl Store {
             for row in rows {
                 cursor = Some(row.id.clone());
                 let rec = key_from_row(row)?;
-                if f.metadata.iter().all(|(k, v)| rec.metadata.get(k) == Some(v)) {
+                if f.metadata.iter().all(|(k, v)| rec.metadata.get(k) == Some(v))
+                    && f.tag.as_ref().is_none_or(|t| rec.tags.contains(t))
+                {
                     out.push(rec);
                     if out.len() as u64 == limit {
                         return Ok(out);
@@ -657,49 +881,72 @@ impl Store {
         Ok(rev)
     }
 
-    /// Stores an admin token (its hash, never the token), created now; returns the new
-    /// revision.
+    /// Stores an admin token (its hash, never the token); returns the new revision.
     ///
     /// [`StoreError::NotFound`] if the team or project does not exist;
     /// [`StoreError::Conflict`] if the id or hash is taken.
-    pub async fn create_admin_token(
-        &self,
-        id: &str,
-        name: &str,
-        token_hash: &str,
-        scopes: &[String],
-        team_id: Option<&TeamId>,
-        project_id: Option<&ProjectId>,
-    ) -> Result<i64, StoreError> {
-        let rec = AdminTokenRecord {
-            id: TokenId::new(id),
-            name: name.to_owned(),
-            token_hash: token_hash.to_owned(),
-            scopes: scopes.to_vec(),
-            team_id: team_id.cloned(),
-            project_id: project_id.cloned(),
-            created_at: Timestamp::now(),
-            revoked_at: None,
-        };
-        let row = admin_token_to_row(&rec)?;
+    pub async fn create_admin_token(&self, rec: &AdminTokenRecord) -> Result<i64, StoreError> {
+        let row = admin_token_to_row(rec)?;
         let txn = self.begin_write().await?;
-        if let Some(t) = team_id
+        if let Some(t) = &rec.team_id
             && team::Entity::find_by_id(t.as_str()).one(&txn).await?.is_none()
         {
             return Err(StoreError::NotFound { kind: "team", id: t.to_string() });
         }
-        if let Some(p) = project_id
+        if let Some(p) = &rec.project_id
             && project::Entity::find_by_id(p.as_str()).one(&txn).await?.is_none()
         {
             return Err(StoreError::NotFound { kind: "project", id: p.to_string() });
         }
         admin_token::Entity::insert(row.into_active_model()).exec_without_returning(&txn).await.map_err(|e| {
             let taken = "an admin token with this hash already exists".to_owned();
-            write_err("admin token", e, &[(&["token_hash"], taken)], format!("admin token id {id} is taken"))
+            write_err("admin token", e, &[(&["token_hash"], taken)], format!("admin token id {} is taken", rec.id))
         })?;
         let rev = bump_revision(&txn).await?;
         txn.commit().await?;
         Ok(rev)
+    }
+
+    /// The admin token with this id, revoked or not.
+    pub async fn get_admin_token(&self, id: &TokenId) -> Result<Option<AdminTokenRecord>, StoreError> {
+        admin_token::Entity::find_by_id(id.as_str()).one(&self.db).await?.map(admin_token_from_row).transpose()
+    }
+
+    /// Every admin token, revoked ones included, ordered by id (oldest first: ids are
+    /// time-ordered). Tokens are few (one per backend or operator), so there is no paging.
+    pub async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
+        admin_token::Entity::find()
+            .order_by_asc(admin_token::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(admin_token_from_row)
+            .collect()
+    }
+
+    /// Marks the token revoked at `at` unless it already is; returns the stored token and
+    /// the new revision (`None` when it was already revoked and nothing changed).
+    ///
+    /// [`StoreError::NotFound`] if no such token.
+    pub async fn revoke_admin_token(
+        &self,
+        id: &TokenId,
+        at: Timestamp,
+    ) -> Result<(AdminTokenRecord, Option<i64>), StoreError> {
+        let txn = self.begin_write().await?;
+        let res = admin_token::Entity::update_many()
+            .col_expr(admin_token::Column::RevokedAt, Expr::value(at.unix_millis()))
+            .filter(admin_token::Column::Id.eq(id.as_str()))
+            .filter(admin_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        let row = admin_token::Entity::find_by_id(id.as_str())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { kind: "admin token", id: id.to_string() })?;
+        let rev = if res.rows_affected > 0 { Some(bump_revision(&txn).await?) } else { None };
+        txn.commit().await?;
+        Ok((admin_token_from_row(row)?, rev))
     }
 
     /// The admin token with this hash, revoked or not (the caller checks `revoked_at`).
@@ -746,22 +993,57 @@ impl Store {
         limit: u64,
         before_seq: Option<i64>,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let limit = limit.min(AUDIT_PAGE_MAX);
+        let f = AuditFilter {
+            target_kind: target_kind.map(str::to_owned),
+            since,
+            before_seq,
+            limit,
+            ..AuditFilter::default()
+        };
+        self.query_audit(&f).await
+    }
+
+    /// Audit events matching every set field of `f`, newest first (descending seq); at
+    /// most `f.limit`, capped at 1000.
+    pub async fn query_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = f.limit.min(AUDIT_PAGE_MAX);
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut q = audit_event::Entity::find();
-        if let Some(k) = target_kind {
-            q = q.filter(audit_event::Column::TargetKind.eq(k));
+        if let Some(k) = &f.target_kind {
+            q = q.filter(audit_event::Column::TargetKind.eq(k.as_str()));
         }
-        if let Some(t) = since {
+        if let Some(a) = &f.actor {
+            q = q.filter(audit_event::Column::Actor.eq(a.as_str()));
+        }
+        if let Some(t) = f.since {
             q = q.filter(audit_event::Column::At.gte(t.unix_millis()));
         }
-        if let Some(s) = before_seq {
+        if let Some(t) = f.until {
+            q = q.filter(audit_event::Column::At.lt(t.unix_millis()));
+        }
+        if let Some(s) = f.before_seq {
             q = q.filter(audit_event::Column::Seq.lt(s));
         }
         q.order_by_desc(audit_event::Column::Seq)
             .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    /// The audit chain in stored order: at most `limit` events (capped at 1000) with seq
+    /// above `after_seq`, oldest first. Walk it page by page to verify the whole chain.
+    pub async fn audit_chain(&self, after_seq: Option<i64>, limit: u64) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut q = audit_event::Entity::find();
+        if let Some(s) = after_seq {
+            q = q.filter(audit_event::Column::Seq.gt(s));
+        }
+        q.order_by_asc(audit_event::Column::Seq)
+            .limit(limit.min(AUDIT_PAGE_MAX))
             .all(&self.db)
             .await?
             .into_iter()
@@ -826,8 +1108,68 @@ impl Store {
             .into_iter()
             .map(budget_from_row)
             .collect::<Result<_, _>>()?;
+        let aliases = model_alias::Entity::find()
+            .order_by_asc(model_alias::Column::Name)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(alias_from_row)
+            .collect();
+        let routing_policies = routing_policy::Entity::find()
+            .order_by_asc(routing_policy::Column::Id)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(routing_policy_from_row)
+            .collect::<Result<_, _>>()?;
         txn.commit().await?;
-        Ok(SnapshotData { revision, orgs, teams, projects, providers, models, keys, budgets })
+        Ok(SnapshotData {
+            revision,
+            orgs,
+            teams,
+            projects,
+            providers,
+            models,
+            keys,
+            budgets,
+            aliases,
+            routing_policies,
+        })
+    }
+}
+
+#[cfg(feature = "test-util")]
+impl Store {
+    /// Runs SQL as is and returns the rows it touched: for tests that tamper with stored
+    /// rows (the audit chain) behind the store's back.
+    pub async fn execute_unchecked(&self, sql: &str) -> Result<u64, StoreError> {
+        Ok(self.db.execute_unprepared(sql).await?.rows_affected())
+    }
+
+    /// Creates an empty PostgreSQL database with a fresh name on the server of
+    /// `admin_url` and returns its URL, for tests that need a database of their own.
+    /// Drop it with [`Store::drop_postgres_database`].
+    pub async fn create_postgres_database(admin_url: &str) -> Result<String, StoreError> {
+        let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = Database::connect(admin_url).await?;
+        admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+        admin.close().await?;
+        let (base, query) = admin_url.split_once('?').map_or((admin_url, None), |(b, q)| (b, Some(q)));
+        let host_start = base.find("://").map_or(0, |i| i + 3);
+        let base = base[host_start..].find('/').map_or(base, |i| &base[..host_start + i]);
+        Ok(match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        })
+    }
+
+    /// Drops the database at `url` made by [`Store::create_postgres_database`].
+    pub async fn drop_postgres_database(admin_url: &str, url: &str) -> Result<(), StoreError> {
+        let name = url.split('?').next().and_then(|b| b.rsplit('/').next()).unwrap_or_default();
+        let admin = Database::connect(admin_url).await?;
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+        admin.close().await?;
+        Ok(())
     }
 }
 

@@ -1,17 +1,23 @@
 //! Usage reports over the ledger: totals and per-group sums (model, UTC day, UTC hour,
-//! key, principal) of one scope over a half-open time range, and raw entries in pages.
+//! key, principal, tag) of one scope or one tag over a half-open time range, and raw
+//! entries in pages.
+//!
+//! Tags are read through the `ledger_tags` side table (one row per distinct tag of an
+//! entry): a tag filter is `request_id IN (SELECT request_id FROM ledger_tags WHERE tag
+//! = ?)`, and grouping by tag is an inner join, so an entry without tags falls in no tag
+//! group and an entry with two tags counts once in each of them.
 //!
 //! Every sum is an integer computed in SQL and cast back to BIGINT (PostgreSQL sums a
 //! BIGINT as NUMERIC). Days and hours are buckets of `at_ms` by integer division, so they
 //! are UTC and identical on every backend. Groups come back sorted bytewise by their key
 //! in Rust, so the order does not depend on the database's collation.
 
-use crate::entity::ledger_entry;
+use crate::entity::{ledger_entry, ledger_tag};
 use crate::error::StoreError;
 use crate::ledger::{entry_from_row, scope_column};
 use crate::repo::Store;
-use sea_orm::sea_query::{Condition, Expr, SimpleExpr};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::sea_query::{Condition, Expr, Query, SimpleExpr};
+use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Select};
 use tollgate_core::{Money, ScopeKind, Timestamp};
 use tollgate_metering::LedgerEntry;
 
@@ -19,11 +25,17 @@ const MS_PER_HOUR: i64 = 3_600_000;
 const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 
 /// Which ledger entries a usage query covers: those accepted in `[from, to)`, of one
-/// scope target when `scope` is set, of everything otherwise.
+/// scope target when `scope` is set, carrying `tag` when it is set, of everything
+/// otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageFilter {
     /// The scope kind and the id of its target (`key_…`, a principal, `prj_…`, …).
     pub scope: Option<(ScopeKind, String)>,
+    /// Only entries whose key carried this tag (exact match).
+    pub tag: Option<String>,
+    /// Only entries inside this team or project (`(Team, id)` or `(Project, id)`), on
+    /// top of `scope`: how a tenant-bound admin token is confined to its tenancy.
+    pub within: Option<(ScopeKind, String)>,
     /// First instant covered.
     pub from: Timestamp,
     /// First instant no longer covered.
@@ -43,12 +55,15 @@ pub enum UsageGroup {
     Key,
     /// The principal (end user) the key names; entries without one group under `None`.
     Principal,
+    /// Each tag of the key; an entry counts once in every one of its tags and, when it
+    /// has none, in no group.
+    Tag,
 }
 
 impl UsageGroup {
     /// Every group, in the order reports show them.
-    pub const ALL: [UsageGroup; 5] =
-        [UsageGroup::Model, UsageGroup::Day, UsageGroup::Hour, UsageGroup::Key, UsageGroup::Principal];
+    pub const ALL: [UsageGroup; 6] =
+        [UsageGroup::Model, UsageGroup::Day, UsageGroup::Hour, UsageGroup::Key, UsageGroup::Principal, UsageGroup::Tag];
 
     /// The name used in queries and reports (`model`, `day`, …).
     pub fn as_str(self) -> &'static str {
@@ -58,6 +73,7 @@ impl UsageGroup {
             UsageGroup::Hour => "hour",
             UsageGroup::Key => "key",
             UsageGroup::Principal => "principal",
+            UsageGroup::Tag => "tag",
         }
     }
 
@@ -68,6 +84,7 @@ impl UsageGroup {
             UsageGroup::Hour => Expr::cust(format!("(at_ms / {MS_PER_HOUR})")),
             UsageGroup::Key => Expr::col(ledger_entry::Column::KeyId),
             UsageGroup::Principal => Expr::col(ledger_entry::Column::Principal),
+            UsageGroup::Tag => Expr::col((ledger_tag::Entity, ledger_tag::Column::Tag)),
         }
     }
 }
@@ -90,7 +107,7 @@ pub struct UsageTotals {
 /// The key of one group.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum UsageKey {
-    /// A model, key id or principal (`None`: entries without a principal).
+    /// A model, key id, principal (`None`: entries without a principal) or tag.
     Name(Option<String>),
     /// The first instant of a UTC day or hour bucket.
     Start(Timestamp),
@@ -120,8 +137,19 @@ fn filtered(f: &UsageFilter) -> Select<ledger_entry::Entity> {
     let mut q = ledger_entry::Entity::find()
         .filter(ledger_entry::Column::AtMs.gte(f.from.unix_millis()))
         .filter(ledger_entry::Column::AtMs.lt(f.to.unix_millis()));
-    if let Some((kind, id)) = &f.scope {
+    for (kind, id) in [&f.scope, &f.within].into_iter().flatten() {
         q = q.filter(scope_column(*kind).eq(id.as_str()));
+    }
+    if let Some(tag) = &f.tag {
+        q = q.filter(
+            ledger_entry::Column::RequestId.in_subquery(
+                Query::select()
+                    .column(ledger_tag::Column::RequestId)
+                    .from(ledger_tag::Entity)
+                    .and_where(ledger_tag::Column::Tag.eq(tag.as_str()))
+                    .to_owned(),
+            ),
+        );
     }
     q
 }
@@ -164,7 +192,11 @@ impl Store {
     /// (names bytewise, `None` first; buckets oldest first). Groups without entries are
     /// absent.
     pub async fn usage_by(&self, f: &UsageFilter, group: UsageGroup) -> Result<Vec<UsageRow>, StoreError> {
-        let q = with_sums(filtered(f).select_only().column_as(group.expr(), "g")).group_by(group.expr());
+        let mut q = filtered(f).select_only();
+        if group == UsageGroup::Tag {
+            q = q.join(JoinType::InnerJoin, ledger_tag::Relation::Entry.def().rev());
+        }
+        let q = with_sums(q.column_as(group.expr(), "g")).group_by(group.expr());
         let mut rows = match group {
             UsageGroup::Day | UsageGroup::Hour => {
                 let width = if group == UsageGroup::Day { MS_PER_DAY } else { MS_PER_HOUR };

@@ -31,18 +31,52 @@ impl TestResponse {
     }
 }
 
-/// Sends one request. `headers` are `(name, value)` pairs.
-pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> TestResponse {
+/// Sends one request and returns the response head and its unread body.
+async fn request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (http::response::Parts, hyper::body::Incoming) {
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(body.into())).expect("valid request");
+    let req = req.body(Full::new(body)).expect("valid request");
     let resp = client.request(req).await.unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
-    let (parts, body) = resp.into_parts();
+    resp.into_parts()
+}
+
+/// Sends one request. `headers` are `(name, value)` pairs.
+pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> TestResponse {
+    let (parts, body) = request(method, url, headers, body.into()).await;
     let body = body.collect().await.expect("read body").to_bytes();
     TestResponse { status: parts.status, headers: parts.headers, body }
+}
+
+/// Sends one request whose body may break off (a stream the server cuts): returns what
+/// arrived, and whether the body ended cleanly.
+pub async fn send_cut(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (TestResponse, bool) {
+    let (parts, mut incoming) = request(method, url, headers, body.into()).await;
+    let mut got = Vec::new();
+    let complete = loop {
+        match incoming.frame().await {
+            None => break true,
+            Some(Err(_)) => break false,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    got.extend_from_slice(&data);
+                }
+            }
+        }
+    };
+    (TestResponse { status: parts.status, headers: parts.headers, body: Bytes::from(got) }, complete)
 }
 
 /// POSTs a JSON value with a bearer token (when given).

@@ -5,7 +5,8 @@
 //! programmable [`Reply`]: fixed bodies, every dialect's recorded answer chosen by path
 //! ([`Reply::auto`]: OpenAI chat / Responses / embeddings, Anthropic Messages, Gemini),
 //! and faults (delays, slow trickles, connections reset or stalled mid-body, queued
-//! one-off replies for fallback tests); and small helpers to talk HTTP to the binaries
+//! one-off replies for fallback tests), over plain HTTP or TLS with HTTP/2 offered; and
+//! small helpers to talk HTTP to the binaries
 //! under test without pulling in a full client crate.
 //!
 //! Does not own: anything shipped in a release binary.
@@ -29,6 +30,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// The throwaway certificate authority that signed the TLS fake upstream's certificate
+/// (PEM). Trust it in tests only.
+pub const TEST_CA_PEM: &str = include_str!("../data/test-ca.pem");
+const TEST_SERVER_CERT_PEM: &str = include_str!("../data/test-server.pem");
+const TEST_SERVER_KEY_PEM: &str = include_str!("../data/test-server.key");
+
 /// One request as the fake upstream received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -40,6 +47,8 @@ pub struct Recorded {
     pub headers: HeaderMap,
     /// The body, exactly as received.
     pub body: Bytes,
+    /// The HTTP version the request came in (HTTP/2 only over TLS, by ALPN).
+    pub version: http::Version,
 }
 
 impl Recorded {
@@ -282,6 +291,30 @@ impl FakeUpstream {
 
     /// Starts a fake upstream with a given reply.
     pub async fn start_with(reply: Reply) -> Self {
+        Self::serve(reply, None).await
+    }
+
+    /// Starts a fake upstream over TLS, offering HTTP/2 and HTTP/1.1 (ALPN), with a
+    /// certificate for `127.0.0.1` and `localhost` signed by [`TEST_CA_PEM`]: a client
+    /// that trusts that CA can reach it at [`FakeUpstream::tls_base_url`].
+    pub async fn start_tls(reply: Reply) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(TEST_SERVER_CERT_PEM.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("test server certificate");
+        let key = PrivateKeyDer::from_pem_slice(TEST_SERVER_KEY_PEM.as_bytes()).expect("test server key");
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("test server TLS config");
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self::serve(reply, Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))).await
+    }
+
+    async fn serve(reply: Reply, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake upstream");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State {
@@ -294,16 +327,26 @@ impl FakeUpstream {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let st = st.clone();
+                let (st, tls) = (st.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| answer(req, st.clone()));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = match tls {
+                        None => server.serve_connection(TokioIo::new(stream), svc).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => server.serve_connection(TokioIo::new(stream), svc).await,
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
         FakeUpstream { addr, state, task }
+    }
+
+    /// `https://127.0.0.1:PORT/v1`, the base URL of a [`FakeUpstream::start_tls`] upstream.
+    pub fn tls_base_url(&self) -> String {
+        format!("https://{}/v1", self.addr)
     }
 
     /// `http://127.0.0.1:PORT/v1`, the base URL to configure as an OpenAI provider.
@@ -376,6 +419,7 @@ async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fa
         path: path.clone(),
         headers: parts.headers,
         body: body.clone(),
+        version: parts.version,
     });
     let queued = state.queued.lock().expect("lock").pop_front();
     let reply = queued.unwrap_or_else(|| state.reply.lock().expect("lock").clone());

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
 
 mod budgets;
+mod routing;
+mod security;
 mod usage;
 
 use http::StatusCode;
@@ -92,6 +94,10 @@ async fn keys_can_be_created_listed_rotated_and_revoked_from_the_cli() {
             "demo",
             "--metadata",
             "tier=gold",
+            "--tag",
+            "env:prod",
+            "--tag",
+            "feature:chat",
             "--budget-usd",
             "5.00",
         ],
@@ -100,17 +106,21 @@ async fn keys_can_be_created_listed_rotated_and_revoked_from_the_cli() {
     let secret = created["key"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("tg_"));
     assert_eq!(created["info"]["metadata"]["tier"], "gold");
+    assert_eq!(created["info"]["tags"], json!(["env:prod", "feature:chat"]));
     eventually(Duration::from_secs(10), "key works", || async { chat(&env, &secret).await == StatusCode::OK }).await;
 
     let listed = json_of(&env, &["keys", "list", "--principal", "acme:7"]);
     let ids: Vec<&str> = listed["data"].as_array().unwrap().iter().filter_map(|k| k["id"].as_str()).collect();
     assert_eq!(ids, [id.as_str()]);
     assert!(!listed.to_string().contains(&secret), "list never returns the secret");
+    let by_tag = json_of(&env, &["keys", "list", "--tag", "feature:chat"]);
+    assert_eq!(by_tag["data"].as_array().map(Vec::len), Some(1), "{by_tag}");
+    assert_eq!(by_tag["data"][0]["id"], id.as_str());
 
     let (ok, table, _) = tollctl(&env, ADMIN, &["keys", "get", &id]);
     assert!(ok);
     assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
-    assert!(table.contains(&id) && table.contains("active"), "{table}");
+    assert!(table.contains(&id) && table.contains("active") && table.contains("env:prod,feature:chat"), "{table}");
 
     let rotated = json_of(&env, &["keys", "rotate", &id]);
     let new_secret = rotated["key"].as_str().unwrap().to_owned();

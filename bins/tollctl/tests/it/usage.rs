@@ -88,7 +88,7 @@ async fn usage_prints_the_ledger_sums_as_a_table_and_as_json() {
 #[tokio::test]
 async fn models_list_and_set_price_from_the_cli() {
     let (cp, endpoint) = control_plane().await;
-    let actor = Actor { id: "test".into() };
+    let actor = Actor::system("test");
     let svc = cp.service();
     let provider = CreateProvider {
         name: "up".into(),
@@ -103,7 +103,13 @@ async fn models_list_and_set_price_from_the_cli() {
     svc.create_provider(&actor, provider).await.unwrap();
     let model = |name: &str, upstream: &str| CreateModel {
         name: name.into(),
-        deployments: vec![DeploymentInput { provider: "up".into(), model: upstream.into() }],
+        deployments: vec![DeploymentInput {
+            provider: "up".into(),
+            model: upstream.into(),
+            priority: 0,
+            weight: 1,
+            pricing: None,
+        }],
         pricing: None,
         max_output_tokens: None,
     };

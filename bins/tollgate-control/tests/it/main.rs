@@ -304,3 +304,145 @@ async fn every_request_reaches_the_control_planes_ledger_once_across_an_outage()
     assert_eq!(upstream.requests().len(), total as usize);
     gw.assert_running();
 }
+
+/// Split mode rebuilds budget counters from the control plane's ledger, as standalone
+/// does: a gateway started after spend was recorded (a restart, a new replica) starts
+/// from that spend, not from zero, and refuses at the same point.
+#[tokio::test]
+async fn a_restarted_split_gateway_seeds_its_budget_counters_from_the_ledger() {
+    let dir = temp_dir("split-seed");
+    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
+    let (mut control, admin, grpc) = start_control(&dir, &db);
+    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let (mut gw, url) = start_gateway(&grpc);
+    wait_ready(&mut gw, &format!("{url}/readyz"), Duration::from_secs(30)).await;
+    let upstream = FakeUpstream::start().await;
+    // $1 / $100 per 1M tokens: the fake's 12 + 5 tokens cost 512,000 nano-dollars.
+    catalog(&admin, &upstream, Some(json!({"input_per_mtok": "1", "output_per_mtok": "100"}))).await;
+    let key = created(
+        &admin,
+        "/api/v1/keys",
+        json!({"project": "p", "budget": {"limit_usd": "0.003", "window": "month", "on_breach": "block"}}),
+    )
+    .await;
+    let (id, secret) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5});
+    let call = |url: String| {
+        let (secret, body) = (secret.clone(), body.clone());
+        async move { post_json(&format!("{url}/v1/chat/completions"), Some(&secret), &body).await.status }
+    };
+    let spent = |url: String| {
+        let secret = secret.clone();
+        async move {
+            let v = get(&format!("{url}/v1/key"), Some(&secret)).await.json();
+            let usd = v["budgets"][0]["spent"]["usd"].as_str().map(str::to_owned);
+            usd.map(|s| tollgate_core::Money::parse_usd(&s).unwrap().nanos())
+        }
+    };
+    eventually(Duration::from_secs(10), "key reaches the gateway", || async {
+        get(&format!("{url}/v1/key"), Some(&secret)).await.status == StatusCode::OK
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(call(url.clone()).await, StatusCode::OK);
+    }
+    let before = 3 * 512_000;
+    assert_eq!(spent(url.clone()).await, Some(before));
+    eventually(Duration::from_secs(20), "3 entries in the ledger", || async {
+        ledger_requests(&admin).await == Some(3)
+    })
+    .await;
+    let ledger = get(&format!("{admin}/api/v1/usage?window=1h&scope=key&scope_id={id}"), Some(ADMIN)).await.json();
+    assert_eq!(ledger["summary"]["cost_usd"], "0.001536", "{ledger}");
+
+    // The gateway restarts (memory counters lost) and comes back from the control plane.
+    gw.kill();
+    let (mut gw, url) = start_gateway(&grpc);
+    wait_ready(&mut gw, &format!("{url}/readyz"), Duration::from_secs(30)).await;
+    assert_eq!(spent(url.clone()).await, Some(before), "counters are rebuilt from the ledger");
+    // $0.003 - $0.001536 leaves room for exactly two more calls (each reserves about
+    // $0.00058 and costs $0.000512); counters that started from zero would serve five.
+    let mut served = 0;
+    for _ in 0..6 {
+        match call(url.clone()).await {
+            StatusCode::OK => served += 1,
+            StatusCode::PAYMENT_REQUIRED => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(served, 2, "calls served after the restart");
+    assert_eq!(spent(url.clone()).await, Some(before + served * 512_000));
+    assert_eq!(upstream.requests().len() as i64, 3 + served);
+    gw.assert_running();
+}
+
+/// Runs `tollgate-control --rotate-master-key` to completion with `env` added.
+fn rotate(dir: &Path, database_url: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let bin = Path::new(env!("CARGO_BIN_EXE_tollgate-control"));
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["--rotate-master-key", "--database-url", database_url, "--data-dir", &dir.to_string_lossy()]);
+    cmd.env_remove("TOLLGATE_MASTER_KEY").env_remove("TOLLGATE_NEW_MASTER_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test]
+async fn rotating_the_master_key_replaces_the_key_file_and_the_control_plane_starts_with_the_new_key() {
+    let dir = temp_dir("rotate");
+    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
+    let (mut control, admin, _) = start_control(&dir, &db);
+    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let body =
+        json!({"name": "up", "kind": "openai-compatible", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-up"});
+    created(&admin, "/api/v1/providers", body).await;
+    control.kill();
+    let old_key = std::fs::read_to_string(dir.join("master.key")).unwrap();
+    let new_key = "IiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI="; // 32 bytes of 0x22
+
+    // No new key: refused, nothing touched.
+    let out = rotate(&dir, &db, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOLLGATE_NEW_MASTER_KEY"));
+    // A wrong current key: refused by fingerprint, the key file stays.
+    let wrong = "MzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM=";
+    let out = rotate(&dir, &db, &[("TOLLGATE_MASTER_KEY", wrong), ("TOLLGATE_NEW_MASTER_KEY", new_key)]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("fingerprint") && !stderr.contains(wrong), "{stderr}");
+    assert_eq!(std::fs::read_to_string(dir.join("master.key")).unwrap(), old_key);
+
+    // The key in use comes from the data dir's master.key, which is replaced.
+    let out = rotate(&dir, &db, &[("TOLLGATE_NEW_MASTER_KEY", new_key)]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 provider credential(s) re-encrypted"), "{stdout}");
+    assert!(!stdout.contains(new_key) && !stdout.contains(old_key.trim()), "no key material in the summary");
+    assert_eq!(std::fs::read_to_string(dir.join("master.key")).unwrap(), new_key);
+    assert_eq!(std::fs::read_to_string(dir.join("master.key.previous")).unwrap(), old_key.trim());
+
+    // The old key is refused at start-up, naming the fingerprint the database expects.
+    let bin = Path::new(env!("CARGO_BIN_EXE_tollgate-control"));
+    let (a, g) = (free_port(), free_port());
+    let out = std::process::Command::new(bin)
+        .args(["--database-url", &db, "--data-dir", &dir.to_string_lossy()])
+        .args(["--admin-listen", &format!("127.0.0.1:{a}"), "--grpc-listen", &format!("127.0.0.1:{g}")])
+        .env("TOLLGATE_MASTER_KEY", old_key.trim())
+        .env("TOLLGATE_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && stderr.contains("is not the one the stored provider credentials"), "{stderr}");
+    let new_fingerprint = stdout.split("-> ").nth(1).unwrap().split(' ').next().unwrap();
+    assert!(stderr.contains(new_fingerprint), "{stderr}");
+
+    // Started normally (the new master.key), it serves the provider.
+    let (mut control, admin, _) = start_control(&dir, &db);
+    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let r = get(&format!("{admin}/api/v1/providers"), Some(ADMIN)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let names: Vec<String> =
+        r.json()["data"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["up"]);
+}

@@ -347,3 +347,43 @@ async fn spend_survives_a_restart_because_counters_are_rebuilt_from_the_ledger()
     assert!((before + served * JSON_COST) <= 3_000_000);
     assert_eq!(upstream.requests().len() as i64, 3 + served);
 }
+
+#[tokio::test]
+async fn a_tagged_keys_requests_carry_its_tags_into_the_ledger_and_usage() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start_with(Reply::chat_either()).await;
+    catalog(&gw, &upstream).await;
+    let (id, secret) = key(&gw, json!({"tags": ["env:prod", "feature:chat"]})).await;
+    let (_, untagged) = key(&gw, json!({})).await;
+    for (secret, stream) in [(&secret, false), (&secret, true), (&untagged, false)] {
+        let r = gw.chat(Some(secret), &ask(stream)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let ledger = |query: &'static str| {
+        let admin = gw.admin.clone();
+        async move {
+            let r = get(&format!("{admin}/api/v1/ledger?window=1h{query}"), Some(crate::standalone::ADMIN)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            r.json()["entries"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    eventually(Duration::from_secs(10), "three entries in the ledger", || async { ledger("").await.len() == 3 }).await;
+    let tagged = ledger("&scope=tag&scope_id=feature:chat").await;
+    assert_eq!(tagged.len(), 2, "{tagged:?}");
+    for e in &tagged {
+        assert_eq!(e["key_id"], id.as_str());
+        assert_eq!(e["tags"], json!(["env:prod", "feature:chat"]));
+    }
+    let all = ledger("").await;
+    assert!(all.iter().any(|e| e["key_id"] != id.as_str() && e["tags"] == json!([])), "{all:?}");
+    let usage = get(&format!("{}/api/v1/usage?window=1h&group_by=tag", gw.admin), Some(crate::standalone::ADMIN)).await;
+    assert_eq!(usage.status, StatusCode::OK, "{}", usage.text());
+    let usage = usage.json();
+    let by_tag: Vec<(&str, u64)> = usage["by_tag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["tag"].as_str().unwrap(), g["requests"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(by_tag, [("env:prod", 2), ("feature:chat", 2)], "{usage}");
+}

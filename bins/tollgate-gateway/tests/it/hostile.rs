@@ -174,7 +174,9 @@ async fn a_caller_that_hangs_up_cancels_the_upstream_call() {
 
 #[tokio::test]
 async fn slow_trickles_are_served_and_broken_json_is_a_502_without_echo() {
-    let gw = Gateway::start().await;
+    // Garbage counts against an upstream's health; the breaker is off here so each case
+    // reaches the upstream.
+    let gw = Gateway::start_with_env(&[("TOLLGATE_COOLDOWN_FAILURES", "0")]).await;
     let upstream = FakeUpstream::start().await;
     let (_, secret) = gw.setup(&upstream, json!({})).await;
 
@@ -242,11 +244,11 @@ async fn the_platforms_refused_credential_is_a_502_and_an_upstream_429_keeps_its
             StatusCode::TOO_MANY_REQUESTS,
             r#"{"error":{"message":"Rate limit reached for gpt-4o-mini","type":"requests","code":"rate_limit_exceeded"}}"#,
         )
-        .with_header("retry-after", "7"),
+        .with_header("retry-after", "900"),
     );
     let r = gw.chat(Some(&secret), &hello()).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
-    assert_eq!(r.headers["retry-after"], "7");
+    assert_eq!(r.headers["retry-after"], "900");
     assert_eq!(r.json()["error"]["message"], "Rate limit reached for gpt-4o-mini");
     // A nonsensical retry-after is not passed on.
     upstream.set_reply(
@@ -378,12 +380,14 @@ async fn a_failing_upstream_is_cooled_down_and_probed_back() {
     .await;
     gw.created("/api/v1/models", json!({"name": "fragile", "deployments": [{"provider": "sick", "model": "m"}]})).await;
     let body = json!({"model": "fragile", "messages": []});
+    // The first request that routes is tried twice (the default policy retries a 5xx
+    // after a jittered backoff): two failures in a row open the breaker, and the caller
+    // gets the upstream's failure as a 502.
     eventually(Duration::from_secs(10), "the model routes", || async {
         gw.chat(Some(&secret), &body).await.status == StatusCode::BAD_GATEWAY
     })
     .await;
-    // Second consecutive failure opens the breaker.
-    assert_eq!(gw.chat(Some(&secret), &body).await.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(sick.request_count(), 2, "tried, retried once, then cooled down");
     let seen = sick.request_count();
     let r = gw.chat(Some(&secret), &body).await;
     assert_eq!((r.status, error_code(&r)), (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream".to_owned()));
@@ -426,4 +430,75 @@ async fn an_upstream_request_error_reaches_the_caller_in_the_callers_dialect() {
     assert_eq!(v["error"]["message"], "prompt is too long: 210000 tokens > 200000 maximum", "{v}");
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert!(v.get("type").is_none(), "OpenAI's shape, not Anthropic's: {v}");
+}
+
+#[tokio::test]
+async fn an_upstream_429_is_retried_after_its_retry_after_and_one_past_the_deadline_is_not_waited_for() {
+    let gw = Gateway::start().await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    let limited = r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#;
+
+    // One 429 asking for a second's wait, then the upstream answers: the caller gets the
+    // answer, after the wait.
+    upstream.push_reply(Reply::json(StatusCode::TOO_MANY_REQUESTS, limited).with_header("retry-after", "1"));
+    let before = upstream.request_count();
+    let t = std::time::Instant::now();
+    let r = gw.chat(Some(&secret), &hello()).await;
+    assert_eq!((r.status, r.text()), (StatusCode::OK, CHAT_COMPLETION.to_owned()));
+    assert!(t.elapsed() >= Duration::from_secs(1), "the retry waited the upstream's retry-after: {:?}", t.elapsed());
+    assert_eq!(upstream.request_count(), before + 2);
+
+    // A retry-after past the request's deadline (300 s by default) is not slept on: the
+    // caller gets the 429 at once, with the upstream's retry-after, and retries itself.
+    upstream.set_reply(Reply::json(StatusCode::TOO_MANY_REQUESTS, limited).with_header("retry-after", "3600"));
+    let before = upstream.request_count();
+    let t = std::time::Instant::now();
+    let r = gw.chat(Some(&secret), &hello()).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    assert_eq!(r.headers["retry-after"], "3600");
+    assert!(t.elapsed() < Duration::from_secs(5), "no pointless wait: {:?}", t.elapsed());
+    assert_eq!(upstream.request_count(), before + 1);
+}
+
+#[tokio::test]
+async fn a_credential_at_its_rate_limit_hands_requests_to_the_next_deployment_and_alone_is_a_429() {
+    let gw = Gateway::start().await;
+    let capped = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&capped, json!({})).await;
+    let spare = FakeUpstream::start().await;
+    for (name, up, rpm) in [("capped", &capped, json!(1)), ("spare", &spare, json!(null))] {
+        gw.created(
+            "/api/v1/providers",
+            json!({"name": name, "kind": "openai-compatible", "base_url": up.base_url(), "api_key": "sk-x", "rpm": rpm}),
+        )
+        .await;
+    }
+    let pricing = json!({"input_per_mtok": "1", "output_per_mtok": "2"});
+    for (model, deployments) in [
+        ("pooled", json!([{"provider": "capped", "model": "a"}, {"provider": "spare", "model": "b"}])),
+        ("solo", json!([{"provider": "capped", "model": "a"}])),
+    ] {
+        gw.created("/api/v1/models", json!({"name": model, "deployments": deployments, "pricing": pricing})).await;
+    }
+    let ask = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    eventually(Duration::from_secs(10), "the models route", || async {
+        gw.chat(Some(&secret), &ask("pooled")).await.status == StatusCode::OK
+    })
+    .await;
+    // The capped credential has served its one request of the minute; the next ones go
+    // to the spare deployment instead of being refused.
+    let (capped_before, spare_before) = (capped.request_count(), spare.request_count());
+    for _ in 0..3 {
+        let r = gw.chat(Some(&secret), &ask("pooled")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    assert_eq!(capped.request_count(), capped_before, "the capped credential is not called past its rpm");
+    assert_eq!(spare.request_count(), spare_before + 3);
+    // With nowhere else to go, it is the caller's 429, naming the provider's limit.
+    let r = gw.chat(Some(&secret), &ask("solo")).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded".to_owned()));
+    assert_eq!(r.json()["error"]["meta"]["limit_of"], "provider", "{}", r.text());
+    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(capped.request_count(), capped_before);
 }

@@ -4,6 +4,8 @@
 
 mod budgets;
 mod hostile;
+mod metering;
 mod observability;
+mod routing;
 mod sdk;
 mod standalone;

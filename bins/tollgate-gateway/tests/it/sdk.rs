@@ -23,11 +23,19 @@ async fn the_official_sdks_work_unchanged_and_raise_their_own_errors() {
     };
     let gw = Gateway::start().await;
     let upstream = FakeUpstream::start_with(Reply::auto()).await;
+    // An upstream that refuses the platform's own credential, quoting part of it as
+    // OpenAI does.
+    let locked = FakeUpstream::start_with(Reply::json(
+        StatusCode::UNAUTHORIZED,
+        r#"{"error":{"message":"Incorrect API key provided: sk-upstr****3456","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+    ))
+    .await;
 
     for (name, kind, base) in [
         ("oai", "openai-compatible", upstream.base_url()),
         ("anth", "anthropic", upstream.root_url()),
         ("gem", "gemini", upstream.root_url()),
+        ("locked", "openai-compatible", locked.base_url()),
     ] {
         gw.created("/api/v1/providers", json!({"name": name, "kind": kind, "base_url": base, "api_key": UPSTREAM_KEY}))
             .await;
@@ -38,6 +46,7 @@ async fn the_official_sdks_work_unchanged_and_raise_their_own_errors() {
         ("text-embedding-3-small", "oai", "text-embedding-3-small"),
         ("claude-sonnet", "anth", "claude-sonnet-4-5"),
         ("gemini-flash", "gem", "gemini-2.5-flash"),
+        ("gpt-locked", "locked", "gpt-4o-mini"),
     ] {
         gw.created(
             "/api/v1/models",

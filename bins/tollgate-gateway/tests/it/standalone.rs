@@ -3,6 +3,7 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_testkit::http_client::{TestResponse, get, post_json, send};
 use tollgate_testkit::process::{Proc, eventually, free_port, temp_dir, wait_ready};
 use tollgate_testkit::{CHAT_COMPLETION, CHAT_STREAM, FakeUpstream, Reply};
@@ -276,6 +277,27 @@ async fn bad_request_bodies_get_400_or_413_and_never_reach_the_upstream() {
         assert_eq!(r.status, want, "{}: {}", String::from_utf8_lossy(&body[..body.len().min(60)]), r.text());
         assert!(r.json()["error"]["message"].is_string());
     }
+
+    // A chunked body declares no length: it is refused once it passes the cap, without
+    // waiting for the rest (the caller here would go on sending for a long time).
+    let addr = gw.data.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: {auth}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("2000\r\n{}\r\n", "a".repeat(0x2000));
+    for _ in 0..12 {
+        // 96 KiB in all, over the 64 KiB cap; the gateway may answer and close first.
+        if sock.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let mut got = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut got)).await.unwrap().unwrap_or(0);
+    let text = String::from_utf8_lossy(&got[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("request_too_large"), "{text}");
     assert!(upstream.requests().is_empty());
 }
 
@@ -500,5 +522,79 @@ async fn every_provider_kind_gets_its_own_url_and_credential_header() {
         );
         assert!(!r.path.contains(UPSTREAM_KEY), "a credential never goes in a URL");
         assert!(!String::from_utf8_lossy(&r.body).contains(&secret), "the virtual key never leaves the gateway");
+    }
+}
+
+#[tokio::test]
+async fn a_tls_upstream_behind_a_private_ca_is_reached_over_http2() {
+    let upstream = FakeUpstream::start_tls(Reply::chat_either()).await;
+    let ca = temp_dir("upstream-ca").join("ca.pem");
+    std::fs::write(&ca, tollgate_testkit::TEST_CA_PEM).unwrap();
+    let ca = ca.to_string_lossy().into_owned();
+
+    // Trusting the private CA: the upstream offers h2 by ALPN and the gateway takes it.
+    let gw = Gateway::start_with_env(&[("TOLLGATE_UPSTREAM_CA_FILE", &ca)]).await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    gw.created(
+        "/api/v1/providers",
+        json!({"name": "tls", "kind": "openai-compatible", "base_url": upstream.tls_base_url(), "api_key": UPSTREAM_KEY}),
+    )
+    .await;
+    let pricing = json!({"input_per_mtok": "1", "output_per_mtok": "2"});
+    gw.created(
+        "/api/v1/models",
+        json!({"name": "private", "deployments": [{"provider": "tls", "model": "m"}], "pricing": pricing}),
+    )
+    .await;
+    let ask =
+        |stream: bool| json!({"model": "private", "messages": [{"role": "user", "content": "hi"}], "stream": stream});
+    eventually(Duration::from_secs(10), "the model routes", || async {
+        gw.chat(Some(&secret), &ask(false)).await.status != StatusCode::NOT_FOUND
+    })
+    .await;
+    let r = gw.chat(Some(&secret), &ask(false)).await;
+    assert_eq!((r.status, r.text()), (StatusCode::OK, CHAT_COMPLETION.to_owned()));
+    let r = gw.chat(Some(&secret), &ask(true)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("[DONE]"), "{}", r.text());
+    let seen = upstream.requests();
+    assert!(seen.len() >= 2);
+    assert!(
+        seen.iter().all(|r| r.version == http::Version::HTTP_2),
+        "{:?}",
+        seen.iter().map(|r| r.version).collect::<Vec<_>>()
+    );
+    assert_eq!(seen.last().unwrap().header("authorization"), Some(format!("Bearer {UPSTREAM_KEY}").as_str()));
+
+    // Without the CA the certificate is refused: a connect failure, never a request sent.
+    let plain = Gateway::start().await;
+    let (_, secret) = plain.setup(&upstream, json!({})).await;
+    plain
+        .created(
+            "/api/v1/providers",
+            json!({"name": "tls", "kind": "openai-compatible", "base_url": upstream.tls_base_url(), "api_key": UPSTREAM_KEY}),
+        )
+        .await;
+    plain
+        .created(
+            "/api/v1/models",
+            json!({"name": "private", "deployments": [{"provider": "tls", "model": "m"}], "pricing": pricing}),
+        )
+        .await;
+    let before = upstream.request_count();
+    let r = eventually_status(&plain, &secret, &ask(false)).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::BAD_GATEWAY, "upstream_error".to_owned()), "{}", r.text());
+    assert_eq!(upstream.request_count(), before, "no request over an untrusted connection");
+}
+
+/// The first answer for `body` that is not a 404 (the model has reached the data plane).
+async fn eventually_status(gw: &Gateway, secret: &str, body: &Value) -> TestResponse {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw.chat(Some(secret), body).await;
+        if r.status != StatusCode::NOT_FOUND || std::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

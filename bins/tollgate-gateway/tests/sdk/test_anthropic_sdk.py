@@ -99,3 +99,10 @@ def test_messages_stream_served_by_gemini(anth):
         final = s.get_final_message()
     assert text == "Hello"
     assert final.usage.output_tokens == 2
+
+
+def test_an_upstream_refusing_the_platforms_credential_is_not_the_callers_auth_error(anth):
+    with pytest.raises(anthropic.InternalServerError) as e:
+        anth.messages.create(model="gpt-locked", max_tokens=16, messages=HI)
+    assert e.value.status_code == 502
+    assert "sk-" not in str(e.value.body)

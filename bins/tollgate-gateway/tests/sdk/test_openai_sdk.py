@@ -158,3 +158,13 @@ def test_budget_exhausted_is_a_402_status_error(oai_with, keys):
 def test_malformed_request_is_a_bad_request(oai):
     with pytest.raises(openai.BadRequestError):
         oai.chat.completions.create(model="gpt-4o-mini", messages=HI, extra_body={"stream": "yes"})
+
+
+def test_an_upstream_refusing_the_platforms_credential_is_not_the_callers_auth_error(oai):
+    # The caller's key is fine: its SDK must not report an authentication error of its own.
+    with pytest.raises(openai.InternalServerError) as e:
+        oai.chat.completions.create(model="gpt-locked", messages=HI)
+    assert e.value.status_code == 502
+    assert e.value.code == "upstream_error"
+    assert e.value.body["meta"]["upstream_status"] == 401
+    assert "sk-" not in str(e.value.body), "the upstream's message, quoting the platform's key, is not shown"

@@ -11,6 +11,7 @@
 //! JSON bodies are read field by field ([`Fields`]) so every error names the offending
 //! field, whether it is unknown, missing, of the wrong type or out of range.
 
+use super::auth::{Scope, Target};
 use super::models::Change;
 use super::{Actor, DEFAULT_LIMIT, MAX_LIST_LIMIT, Service, check_name, new_id};
 use crate::ControlError;
@@ -472,7 +473,7 @@ fn budget_not_found(id: &str) -> ControlError {
 
 impl Service {
     /// The stored id of a budget's scope target; 404 when the target does not exist.
-    async fn scope_target(&self, scope: ScopeKind, scope_id: &str) -> Result<String, ControlError> {
+    pub(super) async fn scope_target(&self, scope: ScopeKind, scope_id: &str) -> Result<String, ControlError> {
         check_name("scope_id", scope_id)?;
         let not_found = |kind| ControlError::NotFound { kind, id: scope_id.to_owned() };
         Ok(match scope {
@@ -496,6 +497,7 @@ impl Service {
 
     /// Creates a budget at any scope.
     pub async fn create_budget(&self, actor: &Actor, input: CreateBudget) -> Result<BudgetView, ControlError> {
+        self.authorize(actor, Scope::BudgetsWrite, Target::BudgetScope(input.scope, &input.scope_id)).await?;
         let (limit_nanos, limit_tokens) = limit_of("", input.limit_usd, input.limit_tokens)?;
         let alert_thresholds = permilles("alert_thresholds", &input.alert_thresholds)?;
         let scope_id = self.scope_target(input.scope, &input.scope_id).await?;
@@ -526,12 +528,16 @@ impl Service {
     }
 
     /// Reads a budget.
-    pub async fn get_budget(&self, id: &str) -> Result<BudgetView, ControlError> {
+    pub async fn get_budget(&self, actor: &Actor, id: &str) -> Result<BudgetView, ControlError> {
+        self.authorize(actor, Scope::BudgetsRead, Target::Budget(id)).await?;
         Ok(budget_view(&self.budget_record(id).await?, Timestamp::now()))
     }
 
-    /// Lists budgets with filters and keyset pagination.
-    pub async fn list_budgets(&self, q: ListBudgets) -> Result<BudgetPage, ControlError> {
+    /// Lists budgets with filters and keyset pagination. A bound token sees only the
+    /// budgets inside its tenancy: a page may then come back short, and `next_after`
+    /// still continues where the store stopped.
+    pub async fn list_budgets(&self, actor: &Actor, q: ListBudgets) -> Result<BudgetPage, ControlError> {
+        self.authorize(actor, Scope::BudgetsRead, Target::Filtered).await?;
         let scope_id = match (q.scope, q.scope_id) {
             // Names resolve to ids like on create; an unknown target simply has no budgets.
             (Some(scope @ (ScopeKind::Organization | ScopeKind::Team | ScopeKind::Project)), Some(sid)) => {
@@ -548,7 +554,13 @@ impl Service {
         let recs = self.store.list_budgets(&filter).await?;
         let now = Timestamp::now();
         let next_after = (recs.len() as u64 == limit).then(|| recs.last().map(|r| r.id.clone())).flatten();
-        Ok(BudgetPage { data: recs.iter().map(|r| budget_view(r, now)).collect(), next_after })
+        let mut data = Vec::with_capacity(recs.len());
+        for r in &recs {
+            if !actor.is_bound() || actor.tenancy().covers(&self.owner_of_budget(r).await?) {
+                data.push(budget_view(r, now));
+            }
+        }
+        Ok(BudgetPage { data, next_after })
     }
 
     /// Changes a budget's limit, window, breach behaviour or thresholds, or ends its
@@ -560,6 +572,7 @@ impl Service {
         id: &str,
         patch: UpdateBudget,
     ) -> Result<BudgetView, ControlError> {
+        self.authorize(actor, Scope::BudgetsWrite, Target::Budget(id)).await?;
         let mut rec = self.budget_record(id).await?;
         if patch.is_empty() {
             return Ok(budget_view(&rec, Timestamp::now()));
@@ -596,6 +609,7 @@ impl Service {
 
     /// Deletes a budget; gateways stop applying it with the next snapshot.
     pub async fn delete_budget(&self, actor: &Actor, id: &str) -> Result<(), ControlError> {
+        self.authorize(actor, Scope::BudgetsWrite, Target::Budget(id)).await?;
         let rec = self.budget_record(id).await?;
         let rev = self.store.delete_budget(&rec.id).await?;
         self.committed(rev);
@@ -607,6 +621,7 @@ impl Service {
     /// Starts the budget's current window afresh on every gateway: bumps its epoch.
     /// Every call bumps it again, so a repeated reset empties the window again.
     pub async fn reset_budget(&self, actor: &Actor, id: &str) -> Result<BudgetView, ControlError> {
+        self.authorize(actor, Scope::BudgetsWrite, Target::Budget(id)).await?;
         let now = Timestamp::now();
         let (stored, rev) = self.store.reset_budget(&BudgetId::new(id), now).await?;
         self.committed(rev);
@@ -638,6 +653,7 @@ impl Service {
         id: &str,
         input: IncreaseBudget,
     ) -> Result<BudgetView, ControlError> {
+        self.authorize(actor, Scope::BudgetsWrite, Target::Budget(id)).await?;
         let mut rec = self.budget_record(id).await?;
         let amount = match (input.amount_usd, input.tokens, rec.limit_tokens.is_some()) {
             (Some(_), Some(_), _) => {

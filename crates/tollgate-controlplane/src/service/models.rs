@@ -9,6 +9,7 @@
 //! budget is refused here, at configuration time, naming the model — and by the data
 //! plane with 400 `model_not_priced` as a last line.
 
+use super::auth::{Scope, Target};
 use super::{Actor, ModelView, PricingInput, Service, model_view};
 use crate::ControlError;
 use serde::Deserialize;
@@ -136,6 +137,7 @@ impl Service {
         id_or_name: &str,
         patch: UpdateModel,
     ) -> Result<ModelView, ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         let mut rec = self.model_record(id_or_name).await?;
         if patch.pricing.is_none() && patch.max_output_tokens.is_none() {
             return Err(ControlError::invalid("pricing", "nothing to change: give pricing and/or max_output_tokens"));

@@ -5,6 +5,7 @@
 //! shown as exact USD decimal strings; nothing here goes through floating point.
 
 use super::Service;
+use super::auth::{Actor, Target};
 use crate::ControlError;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -57,7 +58,20 @@ fn unknown(name: &str) -> ControlError {
     ControlError::invalid(name.chars().take(64).collect::<String>(), "unknown query parameter")
 }
 
-fn parse_scope(text: &str) -> Result<ScopeKind, ControlError> {
+/// What `scope` names: a budget scope kind, or `tag` (entries whose key carried the tag).
+enum Scope {
+    Kind(ScopeKind),
+    Tag,
+}
+
+fn parse_scope(text: &str) -> Result<Scope, ControlError> {
+    if text == "tag" {
+        return Ok(Scope::Tag);
+    }
+    parse_scope_kind(text).map(Scope::Kind)
+}
+
+fn parse_scope_kind(text: &str) -> Result<ScopeKind, ControlError> {
     match text {
         "key" => Ok(ScopeKind::VirtualKey),
         "org" => Ok(ScopeKind::Organization),
@@ -79,14 +93,18 @@ fn month_start(now: Timestamp) -> Timestamp {
 }
 
 /// Reads `scope`, `scope_id`, `window`, `from`, `to` out of `q`, leaving the rest.
+/// `scope=tag&scope_id=T` keeps the entries whose key carried tag `T`.
 fn take_filter(q: &mut HashMap<String, String>, now: Timestamp) -> Result<UsageFilter, ControlError> {
     if let Some((k, _)) = q.iter().find(|(_, v)| v.len() > MAX_PARAM_LEN) {
         let field = k.chars().take(64).collect::<String>();
         return Err(ControlError::invalid(field, format!("longer than {MAX_PARAM_LEN} bytes")));
     }
-    let scope = match (q.remove("scope"), q.remove("scope_id")) {
-        (None, None) => None,
-        (Some(s), Some(id)) if !id.is_empty() => Some((parse_scope(&s)?, id)),
+    let (scope, tag) = match (q.remove("scope"), q.remove("scope_id")) {
+        (None, None) => (None, None),
+        (Some(s), Some(id)) if !id.is_empty() => match parse_scope(&s)? {
+            Scope::Kind(kind) => (Some((kind, id)), None),
+            Scope::Tag => (None, Some(id)),
+        },
         (Some(s), _) => {
             parse_scope(&s)?;
             return Err(ControlError::invalid("scope_id", "required with scope"));
@@ -109,7 +127,9 @@ fn take_filter(q: &mut HashMap<String, String>, now: Timestamp) -> Result<UsageF
                 "24h" => 24,
                 "7d" => 7 * 24,
                 "30d" => 30 * 24,
-                "mtd" | "month-to-date" => return Ok(UsageFilter { scope, from: month_start(now), to: now }),
+                "mtd" | "month-to-date" => {
+                    return Ok(UsageFilter { scope, tag, within: None, from: month_start(now), to: now });
+                }
                 _ => {
                     return Err(ControlError::invalid(
                         "window",
@@ -123,7 +143,7 @@ fn take_filter(q: &mut HashMap<String, String>, now: Timestamp) -> Result<UsageF
     if from >= to {
         return Err(ControlError::invalid("from", "must be before to"));
     }
-    Ok(UsageFilter { scope, from, to })
+    Ok(UsageFilter { scope, tag, within: None, from, to })
 }
 
 impl UsageQuery {
@@ -134,7 +154,7 @@ impl UsageQuery {
         if let Some(list) = q.remove("group_by") {
             for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let g = UsageGroup::ALL.into_iter().find(|g| g.as_str() == name).ok_or_else(|| {
-                    ControlError::invalid("group_by", "must be a comma list of model, day, hour, key, principal")
+                    ControlError::invalid("group_by", "must be a comma list of model, day, hour, key, principal, tag")
                 })?;
                 group_by.push(g);
             }
@@ -146,9 +166,6 @@ impl UsageQuery {
             Some("csv") => UsageFormat::Csv,
             Some(_) => return Err(ControlError::invalid("format", "must be json or csv")),
         };
-        if q.contains_key("tag") {
-            return Err(ControlError::invalid("tag", "filtering by tag is not supported yet"));
-        }
         if let Some(k) = q.keys().next() {
             return Err(unknown(k));
         }
@@ -280,20 +297,29 @@ fn csv_field(s: &str) -> String {
 }
 
 impl Service {
-    /// The usage report of `q`.
-    pub async fn usage(&self, q: &UsageQuery) -> Result<UsageReport, ControlError> {
-        let summary = self.store.usage_totals(&q.filter).await?;
+    /// Confines a ledger filter to the actor's tenancy. A scope outside it then matches
+    /// nothing and reads as zero, exactly like a scope that does not exist.
+    async fn confined(&self, actor: &Actor, filter: &UsageFilter) -> Result<UsageFilter, ControlError> {
+        self.authorize(actor, super::Scope::UsageRead, Target::Filtered).await?;
+        Ok(UsageFilter { within: actor.tenancy().ledger_scope(), ..filter.clone() })
+    }
+
+    /// The usage report of `q`, inside the actor's tenancy.
+    pub async fn usage(&self, actor: &Actor, q: &UsageQuery) -> Result<UsageReport, ControlError> {
+        let filter = self.confined(actor, &q.filter).await?;
+        let summary = self.store.usage_totals(&filter).await?;
         let mut groups = Vec::with_capacity(q.group_by.len());
         for g in &q.group_by {
-            groups.push((*g, self.store.usage_by(&q.filter, *g).await?));
+            groups.push((*g, self.store.usage_by(&filter, *g).await?));
         }
         Ok(UsageReport { from: q.filter.from, to: q.filter.to, summary, groups })
     }
 
     /// One page of ledger entries: `{"entries": [...], "next_cursor": "..." | null}`.
     /// `next_cursor` is null once a page comes back short.
-    pub async fn ledger(&self, q: &LedgerQuery) -> Result<Value, ControlError> {
-        let entries = self.store.ledger_page(&q.filter, q.cursor.as_ref(), q.limit).await?;
+    pub async fn ledger(&self, actor: &Actor, q: &LedgerQuery) -> Result<Value, ControlError> {
+        let filter = self.confined(actor, &q.filter).await?;
+        let entries = self.store.ledger_page(&filter, q.cursor.as_ref(), q.limit).await?;
         let next = match entries.last() {
             Some(last) if entries.len() as u64 == q.limit => {
                 Some(encode_cursor(&LedgerCursor { at: last.at, request_id: last.request_id.clone() }))
@@ -358,6 +384,17 @@ mod tests {
             let err = LedgerQuery::parse(q(&params), now()).unwrap_err();
             assert_eq!(field(err).as_deref(), Some(want), "{params:?}");
         }
+    }
+
+    #[test]
+    fn scope_tag_filters_by_tag_and_tag_is_a_group() {
+        let parsed =
+            UsageQuery::parse(q(&[("scope", "tag"), ("scope_id", "env:prod"), ("group_by", "tag,model")]), now())
+                .unwrap();
+        assert_eq!((parsed.filter.scope, parsed.filter.tag.as_deref()), (None, Some("env:prod")));
+        assert_eq!(parsed.group_by, [UsageGroup::Model, UsageGroup::Tag]);
+        let err = UsageQuery::parse(q(&[("scope", "tag")]), now()).unwrap_err();
+        assert_eq!(field(err).as_deref(), Some("scope_id"));
     }
 
     #[test]

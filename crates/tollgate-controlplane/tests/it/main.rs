@@ -4,10 +4,14 @@
 //! in-process.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
 
+mod audit;
 mod budgets;
 mod grpc;
 mod metrics;
 mod models;
+mod rotation;
+mod routing;
+mod tokens;
 mod usage;
 
 use http::{Method, StatusCode};

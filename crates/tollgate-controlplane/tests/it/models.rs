@@ -210,3 +210,25 @@ async fn pushed_ledger_batches_are_stored_once_and_need_the_token() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert_eq!(cp.cp.service().store().ledger_count().await.unwrap(), 4);
 }
+
+#[tokio::test]
+async fn a_deployment_may_have_its_own_price_and_a_bad_one_names_its_field() {
+    let cp = Cp::start().await;
+    setup(&cp).await;
+    let own = json!({"input_per_mtok": "10", "output_per_mtok": "1000"});
+    let body = json!({"name": "pair", "pricing": {"input_per_mtok": "1", "output_per_mtok": "100"}, "deployments": [
+        {"provider": "up", "model": "a"}, {"provider": "up", "model": "b", "priority": 1, "pricing": own}]});
+    let m = cp.expect(Method::POST, "/api/v1/models", Some(body), S::CREATED).await;
+    assert!(m["deployments"][0].get("pricing").is_none(), "no own price: the model's applies: {m}");
+    assert_eq!(usd(&m["deployments"][1]["pricing"]["output_per_mtok"]), usd(&json!("1000")));
+    let snap = cp.snapshot_at(cp.revision().await).await;
+    let wire = snap.models.iter().find(|m| m.name == "pair").unwrap();
+    assert_eq!(wire.deployments[1].pricing.unwrap().output_per_mtok_nanos, 1_000_000_000_000);
+    assert!(wire.deployments[0].pricing.is_none());
+
+    let bad = json!({"name": "bad", "deployments": [{"provider": "up", "model": "a"},
+        {"provider": "up", "model": "b", "pricing": {"input_per_mtok": "-1", "output_per_mtok": "1"}}]});
+    let r = cp.admin(Method::POST, "/api/v1/models", Some(bad)).await;
+    assert_eq!(r.status, S::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "deployments[1].pricing.input_per_mtok");
+}

@@ -175,3 +175,102 @@ async fn ledger_pages_return_every_entry_exactly_once() {
     }
     assert_eq!(seen, ["r1", "r2", "r3", "r4"]);
 }
+
+#[tokio::test]
+async fn key_tags_are_validated_stored_listed_patched_and_published() {
+    let cp = Cp::start().await;
+    cp.expect(Method::POST, "/api/v1/teams", Some(json!({"name": "t"})), S::CREATED).await;
+    cp.expect(Method::POST, "/api/v1/projects", Some(json!({"name": "p", "team": "t"})), S::CREATED).await;
+    let too_many: Vec<String> = (0..33).map(|i| format!("t{i}")).collect();
+    for tags in [json!(["ok", "env prod"]), json!([""]), json!(["x".repeat(65)]), json!(too_many), json!(["é"])] {
+        let body = json!({"project": "p", "tags": tags});
+        let r = cp.expect(Method::POST, "/api/v1/keys", Some(body), S::BAD_REQUEST).await;
+        assert_eq!(r["error"]["field"], "tags", "{tags}: {r}");
+    }
+    let tags = json!(["env:prod", "feature/chat_v2.1-beta"]);
+    let key = cp.expect(Method::POST, "/api/v1/keys", Some(json!({"project": "p", "tags": tags})), S::CREATED).await;
+    assert_eq!(key["tags"], tags);
+    let other = cp.expect(Method::POST, "/api/v1/keys", Some(json!({"project": "p"})), S::CREATED).await;
+    assert_eq!(other["tags"], json!([]));
+    let id = key["id"].as_str().unwrap();
+    assert_eq!(get(&cp, &format!("/api/v1/keys/{id}")).await["tags"], tags);
+    let listed = get(&cp, "/api/v1/keys?tag=env:prod").await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["data"][0]["id"], id);
+
+    let path = format!("/api/v1/keys/{id}");
+    let bad = cp.expect(Method::PATCH, &path, Some(json!({"tags": ["a;b"]})), S::BAD_REQUEST).await;
+    assert_eq!(bad["error"]["field"], "tags");
+    let patched = cp.expect(Method::PATCH, &path, Some(json!({"tags": ["env:dev"]})), S::OK).await;
+    assert_eq!(patched["tags"], json!(["env:dev"]));
+    // Gateways get the tags with the key.
+    let snap = cp.snapshot_at(cp.revision().await).await;
+    let wire = snap.keys.iter().find(|k| k.id == id).unwrap();
+    assert_eq!(wire.tags, ["env:dev"]);
+}
+
+async fn seed_tagged(cp: &Cp) {
+    let tagged = |id: &str, key: &str, nanos: i64, tags: &[&str]| {
+        entry(id, DAY + HOUR, key, "alice", "gpt-4o", nanos, (1, 2)).with_tags(tags.iter().copied())
+    };
+    let batch = [
+        tagged("g0", "key_a", 1, &[]),
+        tagged("g1", "key_a", 10, &["env:prod"]),
+        tagged("g2", "key_b", 100, &["env:prod", "feature,chat"]),
+        tagged("g3", "key_b", 1_000, &["feature,chat"]),
+    ];
+    let sink: &dyn LedgerSink = cp.cp.service().store();
+    sink.write_batch(&batch).await.unwrap();
+    // A replayed batch counts once.
+    sink.write_batch(&batch).await.unwrap();
+}
+
+#[tokio::test]
+async fn usage_filters_and_groups_by_tag_in_json_and_csv() {
+    let cp = Cp::start().await;
+    seed_tagged(&cp).await;
+    let r = get(&cp, &format!("/api/v1/usage?{RANGE}&group_by=tag,key")).await;
+    assert_eq!(r["summary"]["requests"], 4);
+    let sums = |rows: &Value, field: &str| -> Vec<(String, u64, String)> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let name = g[field].as_str().unwrap().to_owned();
+                (name, g["requests"].as_u64().unwrap(), g["cost_usd"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    // The untagged request is in no tag group; the two-tag one is in both.
+    assert_eq!(
+        sums(&r["by_tag"], "tag"),
+        [("env:prod".to_owned(), 2, "0.00000011".to_owned()), ("feature,chat".to_owned(), 2, "0.0000011".to_owned())]
+    );
+    assert_eq!(sums(&r["by_key"], "key").len(), 2);
+
+    let prod = get(&cp, &format!("/api/v1/usage?{RANGE}&scope=tag&scope_id=env:prod&group_by=tag,model")).await;
+    assert_eq!(prod["summary"]["requests"], 2);
+    assert_eq!(prod["summary"]["cost_usd"], "0.00000011");
+    assert_eq!(prod["by_model"][0]["requests"], 2);
+    assert_eq!(
+        sums(&prod["by_tag"], "tag"),
+        [("env:prod".to_owned(), 2, "0.00000011".to_owned()), ("feature,chat".to_owned(), 1, "0.0000001".to_owned())]
+    );
+    let none = get(&cp, &format!("/api/v1/usage?{RANGE}&scope=tag&scope_id=env:dev")).await;
+    assert_eq!(none["summary"]["requests"], 0);
+    let page = get(&cp, &format!("/api/v1/ledger?{RANGE}&scope=tag&scope_id=feature,chat")).await;
+    let ids: Vec<&str> =
+        page["entries"].as_array().unwrap().iter().map(|e| e["request_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["g2", "g3"]);
+    assert_eq!(page["entries"][0]["tags"], json!(["env:prod", "feature,chat"]));
+
+    let r = cp.admin(Method::GET, &format!("/api/v1/usage?{RANGE}&group_by=tag&format=csv"), None).await;
+    assert_eq!(r.status, S::OK, "{}", r.text());
+    let want: Vec<Vec<&str>> = vec![
+        vec!["group", "value", "requests", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd"],
+        vec!["total", "", "4", "4", "8", "0", "0.000001111"],
+        vec!["tag", "env:prod", "2", "2", "4", "0", "0.00000011"],
+        vec!["tag", "feature,chat", "2", "2", "4", "0", "0.0000011"],
+    ];
+    assert_eq!(parse_csv(&r.text()), want);
+}

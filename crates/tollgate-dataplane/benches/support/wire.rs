@@ -41,7 +41,7 @@ pub(crate) fn snapshot(n: usize) -> v1::Snapshot {
     let model = v1::Model {
         id: id("mdl", 1),
         name: "bench".into(),
-        deployments: vec![v1::Deployment { provider: "upstream".into(), model: "bench".into() }],
+        deployments: vec![v1::Deployment { provider: "upstream".into(), model: "bench".into(), ..Default::default() }],
         pricing: Some(v1::Pricing {
             input_per_mtok_nanos: 1_000_000_000,
             output_per_mtok_nanos: 2_000_000_000,
@@ -81,6 +81,7 @@ pub(crate) fn snapshot(n: usize) -> v1::Snapshot {
         models: vec![model],
         keys,
         budgets,
+        ..Default::default()
     }
 }
 

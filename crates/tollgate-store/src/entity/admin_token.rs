@@ -14,6 +14,8 @@ pub(crate) struct Model {
     pub(crate) project_id: Option<String>,
     pub(crate) created_at: i64,
     pub(crate) revoked_at: Option<i64>,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) hint: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

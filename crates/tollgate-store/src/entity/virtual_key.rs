@@ -21,6 +21,7 @@ pub(crate) struct Model {
     pub(crate) tpm: Option<i64>,
     pub(crate) max_concurrency: Option<i64>,
     pub(crate) metadata_json: String,
+    pub(crate) tags_json: String,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
     pub(crate) rotated_at: Option<i64>,

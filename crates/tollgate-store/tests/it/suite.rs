@@ -9,8 +9,9 @@ use tollgate_core::{
 };
 use tollgate_metering::{Attempt, LedgerEntry, LedgerSink, SinkError, Usage, UsageSource};
 use tollgate_store::{
-    AuditRecord, BudgetFilter, BudgetRecord, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord,
-    ProjectRecord, ProviderRecord, Store, StoreError, TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing,
+    DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord,
+    Store, StoreError, TeamRecord,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -37,6 +38,7 @@ fn bare_key(id: &str, project: &ProjectId, hash: &str) -> KeyRecord {
         tpm: None,
         max_concurrency: None,
         metadata: BTreeMap::new(),
+        tags: Vec::new(),
         created_at: at(1_700_000_000_000),
         updated_at: at(1_700_000_000_000),
         rotated_at: None,
@@ -61,6 +63,7 @@ fn full_key(id: &str, project: &ProjectId, hash: &str) -> KeyRecord {
             ("customer".to_owned(), "acme".to_owned()),
             ("tier".to_owned(), "gold ✨".to_owned()),
         ]),
+        tags: vec!["env:prod".to_owned(), "feature/chat_v2.1-beta".to_owned()],
         created_at: at(1_700_000_000_123),
         updated_at: at(1_700_000_500_456),
         rotated_at: Some(at(1_700_000_400_789)),
@@ -110,8 +113,25 @@ fn model(id: &str, name: &str) -> ModelRecord {
         id: ModelId::new(id),
         name: name.to_owned(),
         deployments: vec![
-            DeploymentRecord { provider: "openai".to_owned(), model: "gpt-4o-2024-08-06".to_owned() },
-            DeploymentRecord { provider: "azure".to_owned(), model: "gpt-4o".to_owned() },
+            DeploymentRecord {
+                provider: "openai".to_owned(),
+                model: "gpt-4o-2024-08-06".to_owned(),
+                priority: 0,
+                weight: 70,
+                pricing: None,
+            },
+            DeploymentRecord {
+                provider: "azure".to_owned(),
+                model: "gpt-4o".to_owned(),
+                priority: 2,
+                weight: 0,
+                pricing: Some(DeploymentPricing {
+                    input_per_mtok: 2_000_000_000,
+                    output_per_mtok: 8_000_000_000,
+                    cached_input_per_mtok: None,
+                    cache_write_per_mtok: Some(1),
+                }),
+            },
         ],
         input_per_mtok: Some(2_500_000_000),
         output_per_mtok: Some(10_000_000_000),
@@ -121,6 +141,22 @@ fn model(id: &str, name: &str) -> ModelRecord {
         max_output_tokens: Some(16_384),
         created_at: at(1_700_000_000_030),
         updated_at: at(1_700_000_000_040),
+    }
+}
+
+fn alias(name: &str, target: &str) -> AliasRecord {
+    AliasRecord { name: name.to_owned(), target_model: target.to_owned(), created_at: at(1_700_000_000_050) }
+}
+
+fn policy(id: &str, scope: &str, scope_id: Option<&str>) -> RoutingPolicyRecord {
+    RoutingPolicyRecord {
+        id: id.to_owned(),
+        scope: scope.to_owned(),
+        scope_id: scope_id.map(str::to_owned),
+        policy: json!({"strategy": "weighted", "max_attempts": 4, "backoff": {"base_ms": 10, "max_ms": 100},
+                       "retry_on": ["429", "5xx"]}),
+        created_at: at(1_700_000_000_060),
+        updated_at: at(1_700_000_000_070),
     }
 }
 
@@ -136,6 +172,28 @@ fn audit(id: &str, at_ms: i64, target_kind: &str) -> AuditRecord {
         metadata: json!({"n": at_ms, "tags": ["a", "b"]}),
         prev_hash: format!("prev-{id}"),
         hash: format!("hash-{id}"),
+    }
+}
+
+fn admin_token(
+    id: &str,
+    name: &str,
+    hash: &str,
+    scopes: &[String],
+    team: Option<&TeamId>,
+    project: Option<&ProjectId>,
+) -> AdminTokenRecord {
+    AdminTokenRecord {
+        id: TokenId::new(id),
+        name: name.to_owned(),
+        token_hash: hash.to_owned(),
+        scopes: scopes.to_vec(),
+        team_id: team.cloned(),
+        project_id: project.cloned(),
+        created_at: Timestamp::now(),
+        revoked_at: None,
+        expires_at: None,
+        hint: String::new(),
     }
 }
 
@@ -183,6 +241,7 @@ pub(crate) async fn fresh_database_is_empty_at_revision_zero(db: &TestDb) {
     assert!(snap.orgs.is_empty() && snap.teams.is_empty() && snap.projects.is_empty());
     assert!(snap.providers.is_empty() && snap.models.is_empty());
     assert!(snap.keys.is_empty() && snap.budgets.is_empty());
+    assert!(snap.aliases.is_empty() && snap.routing_policies.is_empty());
     assert!(store.last_audit().await.unwrap().is_none());
     assert!(store.list_providers().await.unwrap().is_empty());
 }
@@ -229,6 +288,17 @@ pub(crate) async fn every_record_round_trips_field_for_field(db: &TestDb) {
     assert_eq!(store.find_model("local").await.unwrap(), Some(unpriced.clone()));
     assert_eq!(store.list_models().await.unwrap(), vec![m.clone(), unpriced.clone()], "ordered by name");
 
+    store.create_alias(&alias("fast", "gpt-4o")).await.unwrap();
+    assert_eq!(store.find_alias("fast").await.unwrap(), Some(alias("fast", "gpt-4o")));
+    assert_eq!(store.find_alias("gpt-4o").await.unwrap(), None);
+    let team_policy = policy("rpol_2", "team", Some(team.id.as_str()));
+    let default_policy = RoutingPolicyRecord { policy: json!({}), ..policy("rpol_1", "default", None) };
+    store.create_routing_policy(&team_policy).await.unwrap();
+    store.create_routing_policy(&default_policy).await.unwrap();
+    assert_eq!(store.get_routing_policy("rpol_2").await.unwrap(), Some(team_policy.clone()));
+    assert_eq!(store.get_routing_policy("rpol_9").await.unwrap(), None);
+    assert_eq!(store.list_routing_policies().await.unwrap(), vec![default_policy.clone(), team_policy.clone()]);
+
     let full = full_key("key_full", &project.id, "aa11");
     let bare = bare_key("key_bare", &project.id, "bb22");
     let key_budget = budget("bud_key", ScopeKind::VirtualKey, "key_full");
@@ -265,10 +335,17 @@ pub(crate) async fn every_record_round_trips_field_for_field(db: &TestDb) {
     let scopes = vec!["keys:write".to_owned(), "usage:read".to_owned()];
     let before = Timestamp::now();
     store
-        .create_admin_token("tok_1", "billing backend", "cafe01", &scopes, Some(&team.id), Some(&project.id))
+        .create_admin_token(&admin_token(
+            "tok_1",
+            "billing backend",
+            "cafe01",
+            &scopes,
+            Some(&team.id),
+            Some(&project.id),
+        ))
         .await
         .unwrap();
-    store.create_admin_token("tok_2", "root", "cafe02", &[], None, None).await.unwrap();
+    store.create_admin_token(&admin_token("tok_2", "root", "cafe02", &[], None, None)).await.unwrap();
     let tok = store.find_admin_token_by_hash("cafe01").await.unwrap().unwrap();
     assert_eq!(tok.id, TokenId::new("tok_1"));
     assert_eq!(tok.name, "billing backend");
@@ -297,6 +374,8 @@ pub(crate) async fn every_record_round_trips_field_for_field(db: &TestDb) {
     assert_eq!(snap.models, vec![m, unpriced]);
     assert_eq!(snap.keys, vec![bare, full], "ordered by id");
     assert_eq!(snap.budgets, vec![key_budget, org_budget, team_budget]);
+    assert_eq!(snap.aliases, vec![alias("fast", "gpt-4o")]);
+    assert_eq!(snap.routing_policies, vec![default_policy, team_policy], "ordered by id");
 }
 
 pub(crate) async fn each_config_write_bumps_revision_by_exactly_one(db: &TestDb) {
@@ -341,9 +420,16 @@ pub(crate) async fn each_config_write_bumps_revision_by_exactly_one(db: &TestDb)
     bumped(&mut rev, store.delete_budget(&BudgetId::new("bud_1")).await.unwrap(), "delete_budget");
     bumped(
         &mut rev,
-        store.create_admin_token("tok_1", "n", "th", &[], None, None).await.unwrap(),
+        store.create_admin_token(&admin_token("tok_1", "n", "th", &[], None, None)).await.unwrap(),
         "create_admin_token",
     );
+    bumped(&mut rev, store.create_alias(&alias("fast", "gpt-4o")).await.unwrap(), "create_alias");
+    bumped(&mut rev, store.delete_alias("fast").await.unwrap(), "delete_alias");
+    let mut p = policy("rpol_1", "project", Some(project.id.as_str()));
+    bumped(&mut rev, store.create_routing_policy(&p).await.unwrap(), "create_routing_policy");
+    p.policy = json!({"max_attempts": 1});
+    bumped(&mut rev, store.update_routing_policy(&p).await.unwrap().1, "update_routing_policy");
+    bumped(&mut rev, store.delete_routing_policy("rpol_1").await.unwrap(), "delete_routing_policy");
     assert_eq!(store.revision().await.unwrap(), rev);
 
     store.append_audit(&audit("ev_1", 1, "key")).await.unwrap();
@@ -465,9 +551,9 @@ pub(crate) async fn unique_violations_are_conflicts(db: &TestDb) {
     store.create_budget(&budget("bud_1", ScopeKind::Team, team.id.as_str())).await.unwrap();
     assert_conflict(store.create_budget(&budget("bud_1", ScopeKind::Project, "x")).await);
 
-    store.create_admin_token("tok_1", "a", "th1", &[], None, None).await.unwrap();
-    assert_conflict(store.create_admin_token("tok_2", "b", "th1", &[], None, None).await);
-    assert_conflict(store.create_admin_token("tok_1", "c", "th3", &[], None, None).await);
+    store.create_admin_token(&admin_token("tok_1", "a", "th1", &[], None, None)).await.unwrap();
+    assert_conflict(store.create_admin_token(&admin_token("tok_2", "b", "th1", &[], None, None)).await);
+    assert_conflict(store.create_admin_token(&admin_token("tok_1", "c", "th3", &[], None, None)).await);
 
     store.append_audit(&audit("ev_1", 1, "key")).await.unwrap();
     assert_conflict(store.append_audit(&audit("ev_1", 2, "key")).await);
@@ -481,11 +567,13 @@ pub(crate) async fn missing_parents_are_not_found(db: &TestDb) {
     let k = bare_key("key_1", &ProjectId::new("proj_missing"), "h");
     assert_not_found(store.create_key(&k, None).await, "project");
     assert_not_found(
-        store.create_admin_token("tok_1", "n", "h", &[], Some(&TeamId::new("team_missing")), None).await,
+        store.create_admin_token(&admin_token("tok_1", "n", "h", &[], Some(&TeamId::new("team_missing")), None)).await,
         "team",
     );
     assert_not_found(
-        store.create_admin_token("tok_1", "n", "h", &[], None, Some(&ProjectId::new("proj_missing"))).await,
+        store
+            .create_admin_token(&admin_token("tok_1", "n", "h", &[], None, Some(&ProjectId::new("proj_missing"))))
+            .await,
         "project",
     );
     assert_eq!(store.revision().await.unwrap(), rev);
@@ -540,6 +628,9 @@ async fn key_fixture(store: &Store) -> (ProjectId, ProjectId) {
         if i < 6 {
             k.metadata.insert("env".to_owned(), "prod".to_owned());
         }
+        if i % 4 == 0 {
+            k.tags = vec!["env:prod".to_owned(), "team:search".to_owned()];
+        }
         store.create_key(&k, None).await.unwrap();
     }
     (a.id, b.id)
@@ -577,6 +668,14 @@ pub(crate) async fn list_keys_filters_by_project_principal_status_and_metadata(d
     assert_eq!(ids(&got), ["key_09"]);
     assert!(list(KeyFilter { metadata: md(&[("tier", "Gold")]), ..KeyFilter::default() }).await.is_empty());
     assert!(list(KeyFilter { metadata: md(&[("nope", "gold")]), ..KeyFilter::default() }).await.is_empty());
+    let tag = |t: &str| Some(t.to_owned());
+    let got = list(KeyFilter { tag: tag("team:search"), ..KeyFilter::default() }).await;
+    assert_eq!(ids(&got), ["key_00", "key_04", "key_08"]);
+    assert_eq!(got[0].tags, ["env:prod", "team:search"]);
+    let got =
+        list(KeyFilter { tag: tag("team:search"), metadata: md(&[("env", "prod")]), ..KeyFilter::default() }).await;
+    assert_eq!(ids(&got), ["key_00", "key_04"]);
+    assert!(list(KeyFilter { tag: tag("team"), ..KeyFilter::default() }).await.is_empty());
     assert!(list(KeyFilter { principal: Some("bob".into()), ..KeyFilter::default() }).await.is_empty());
     assert!(list(KeyFilter { project_id: Some(ProjectId::new("proj_x")), ..KeyFilter::default() }).await.is_empty());
 }
@@ -723,6 +822,67 @@ pub(crate) async fn audit_is_listed_newest_first_with_filters_and_pages(db: &Tes
     assert_eq!(keys_before.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["ev_2", "ev_0"]);
     assert!(store.list_audit(None, None, 0, None).await.unwrap().is_empty());
     assert!(store.list_audit(Some("org"), None, 10, None).await.unwrap().is_empty());
+}
+
+pub(crate) async fn audit_is_filtered_by_actor_and_until_and_walked_oldest_first(db: &TestDb) {
+    let store = &db.store;
+    let mut appended = Vec::new();
+    for (i, actor) in ["tok_a", "tok_b", "tok_a", "bootstrap"].iter().enumerate() {
+        let mut e = audit(&format!("ev_{i}"), 1_000 + i as i64 * 10, "key");
+        e.actor = (*actor).to_owned();
+        e.seq = store.append_audit(&e).await.unwrap();
+        appended.push(e);
+    }
+    let ids = |v: Vec<AuditRecord>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let by_a = AuditFilter { actor: Some("tok_a".into()), limit: 100, ..AuditFilter::default() };
+    assert_eq!(ids(store.query_audit(&by_a).await.unwrap()), ["ev_2", "ev_0"]);
+    let window = AuditFilter { since: Some(at(1_010)), until: Some(at(1_030)), limit: 100, ..AuditFilter::default() };
+    assert_eq!(ids(store.query_audit(&window).await.unwrap()), ["ev_2", "ev_1"], "until is exclusive");
+
+    assert_eq!(store.audit_chain(None, 100).await.unwrap(), appended, "oldest first");
+    let rest = store.audit_chain(Some(appended[1].seq), 1).await.unwrap();
+    assert_eq!(ids(rest), ["ev_2"]);
+    assert!(store.audit_chain(Some(appended[3].seq), 100).await.unwrap().is_empty());
+}
+
+pub(crate) async fn admin_tokens_are_listed_and_revoked_once(db: &TestDb) {
+    let store = &db.store;
+    let (_, team, _) = tenancy(store, "tok").await;
+    let mut t1 = admin_token("tok_1", "billing", "h1", &["keys:read".to_owned()], Some(&team.id), None);
+    t1.expires_at = Some(at(9_000_000_000_000));
+    t1.hint = "tga_AbCd…".into();
+    t1.created_at = at(1_000);
+    let mut t2 = admin_token("tok_2", "ops", "h2", &[], None, None);
+    t2.created_at = at(2_000);
+    store.create_admin_token(&t1).await.unwrap();
+    store.create_admin_token(&t2).await.unwrap();
+    assert_eq!(store.list_admin_tokens().await.unwrap(), vec![t1.clone(), t2.clone()]);
+    assert_eq!(store.get_admin_token(&t1.id).await.unwrap(), Some(t1.clone()));
+    assert!(store.get_admin_token(&TokenId::new("tok_x")).await.unwrap().is_none());
+
+    let rev = store.revision().await.unwrap();
+    let (revoked, bumped) = store.revoke_admin_token(&t1.id, at(5_000)).await.unwrap();
+    assert_eq!((revoked.revoked_at, bumped), (Some(at(5_000)), Some(rev + 1)));
+    let (again, bumped) = store.revoke_admin_token(&t1.id, at(6_000)).await.unwrap();
+    assert_eq!((again.revoked_at, bumped), (Some(at(5_000)), None), "the first revocation stands");
+    assert_not_found(store.revoke_admin_token(&TokenId::new("tok_x"), at(1)).await.map(|_| ()), "admin token");
+    assert_eq!(store.find_admin_token_by_hash("h1").await.unwrap().unwrap().revoked_at, Some(at(5_000)));
+}
+
+pub(crate) async fn list_keys_filters_by_team(db: &TestDb) {
+    let store = &db.store;
+    let (_, team_a, proj_a) = tenancy(store, "a").await;
+    let (_, team_b, proj_b) = tenancy(store, "b").await;
+    let (second_a, _) = store.create_project(&team_a.id, "a2").await.unwrap();
+    for (id, p) in [("key_1", &proj_a.id), ("key_2", &proj_b.id), ("key_3", &second_a.id)] {
+        store.create_key(&bare_key(id, p, &format!("h{id}")), None).await.unwrap();
+    }
+    let ids = |v: Vec<KeyRecord>| v.into_iter().map(|k| k.id.to_string()).collect::<Vec<_>>();
+    let of = |t: &TeamId| KeyFilter { team_id: Some(t.clone()), ..KeyFilter::default() };
+    assert_eq!(ids(store.list_keys(&of(&team_a.id)).await.unwrap()), ["key_1", "key_3"]);
+    assert_eq!(ids(store.list_keys(&of(&team_b.id)).await.unwrap()), ["key_2"]);
+    let both = KeyFilter { project_id: Some(proj_b.id.clone()), ..of(&team_a.id) };
+    assert!(store.list_keys(&both).await.unwrap().is_empty(), "the filters add up");
 }
 
 pub(crate) async fn reconnecting_keeps_data_and_reruns_no_migration(db: &TestDb) {
@@ -944,9 +1104,11 @@ pub(crate) async fn budgets_written_before_the_upgrade_read_as_money_budgets_at_
     let Some(url) = &db.url else {
         return; // an in-memory database does not outlive its connection
     };
-    // Roll the schema back to m0001 (undoing m0004, m0003, then m0002) and write a budget row the way the old code did.
+    // Roll the schema back to m0001 (undoing every later migration, m0002 last) and write a
+    // budget row the way the old code did.
     let raw = Database::connect(url.as_str()).await.unwrap();
-    Migrator::down(&raw, Some(3)).await.unwrap();
+    let later = Migrator::migrations().len() as u32 - 1;
+    Migrator::down(&raw, Some(later)).await.unwrap();
     raw.execute_unprepared(
         "INSERT INTO budgets (id, scope, scope_id, limit_nanos, \"window\", on_breach, alert_thresholds_json, \
          created_at, updated_at) VALUES ('bud_old', 'team', 'team_1', 5000000000, 'day', 'warn', '[800]', 10, 20)",
@@ -1172,7 +1334,7 @@ pub(crate) async fn usage_groups_sum_exactly_across_day_and_hour_boundaries(db: 
         model_entry("u6", MAR1 + 2 * DAY_MS, "k1", Some("alice"), "claude", 6), // at `to`
     ];
     write(store, &batch).await.unwrap();
-    let all = UsageFilter { scope: None, from: at(MAR1), to: at(MAR1 + 2 * DAY_MS) };
+    let all = UsageFilter { scope: None, tag: None, within: None, from: at(MAR1), to: at(MAR1 + 2 * DAY_MS) };
     let t = |requests, cost| UsageTotals {
         requests,
         input_tokens: 10 * requests,
@@ -1232,4 +1394,212 @@ pub(crate) async fn usage_groups_sum_exactly_across_day_and_hour_boundaries(db: 
         }
     }
     assert_eq!(seen, ["u1", "u2", "u3", "u4", "u5"]);
+}
+
+pub(crate) async fn usage_by_tag_counts_each_entry_once_per_tag_and_replays_once(db: &TestDb) {
+    use tollgate_store::{UsageFilter, UsageGroup, UsageKey, UsageTotals};
+    let store = &db.store;
+    let tagged = |id: &str, at_ms: i64, key: &str, nanos: i64, tags: &[&str]| {
+        spend_entry(id, at_ms, key, None, "p1", "t1", "o1", nanos, 10, 1).with_tags(tags.iter().copied())
+    };
+    let t0 = tagged("t0", MAR1, "k1", 1, &[]);
+    let t1 = tagged("t1", MAR1 + 1, "k1", 10, &["env:prod"]);
+    let t2 = tagged("t2", MAR1 + 2, "k2", 100, &["env:prod", "feature:chat"]);
+    // A tag repeated on one entry still counts that entry once.
+    let t3 = tagged("t3", MAR1 + HOUR_MS, "k1", 1_000, &["feature:chat", "feature:chat"]);
+    let early = tagged("t4", MAR1 - 1, "k1", 10_000, &["env:prod"]); // before the range
+    write(store, &[t0.clone(), t1.clone(), t2.clone(), t2.clone(), t3.clone(), early]).await.unwrap();
+    // Replayed entries (a spool replay, a re-sent batch) add nothing, tags included.
+    write(store, &[t1.clone(), t2.clone(), t3.clone()]).await.unwrap();
+    assert_eq!(store.ledger_count().await.unwrap(), 5);
+    assert_eq!(store.ledger_entry("t2").await.unwrap(), Some(t2));
+
+    let all = UsageFilter { scope: None, tag: None, within: None, from: at(MAR1), to: at(MAR1 + DAY_MS) };
+    let t = |requests: u64, cost| UsageTotals {
+        requests,
+        input_tokens: 10 * requests,
+        output_tokens: requests,
+        cached_input_tokens: 0,
+        cost: Money::from_nanos(cost),
+    };
+    let with_tag = |tag: &str| UsageFilter { tag: Some(tag.to_owned()), ..all.clone() };
+    assert_eq!(store.usage_totals(&all).await.unwrap(), t(4, 1_111));
+    assert_eq!(store.usage_totals(&with_tag("env:prod")).await.unwrap(), t(2, 110));
+    assert_eq!(store.usage_totals(&with_tag("feature:chat")).await.unwrap(), t(2, 1_100));
+    assert_eq!(store.usage_totals(&with_tag("env")).await.unwrap(), UsageTotals::default());
+    let by_key_and_tag = UsageFilter { scope: Some((ScopeKind::VirtualKey, "k1".to_owned())), ..with_tag("env:prod") };
+    assert_eq!(store.usage_totals(&by_key_and_tag).await.unwrap(), t(1, 10));
+
+    let rows = |f: UsageFilter, g| async move {
+        store.usage_by(&f, g).await.unwrap().into_iter().map(|r| (r.key, r.totals)).collect::<Vec<_>>()
+    };
+    let name = |n: &str| UsageKey::Name(Some(n.to_owned()));
+    // The untagged entry is in no tag group; the two-tag entry is in both.
+    assert_eq!(
+        rows(all.clone(), UsageGroup::Tag).await,
+        [(name("env:prod"), t(2, 110)), (name("feature:chat"), t(2, 1_100))]
+    );
+    assert_eq!(
+        rows(with_tag("env:prod"), UsageGroup::Tag).await,
+        [(name("env:prod"), t(2, 110)), (name("feature:chat"), t(1, 100))]
+    );
+    assert_eq!(
+        rows(with_tag("feature:chat"), UsageGroup::Key).await,
+        [(name("k1"), t(1, 1_000)), (name("k2"), t(1, 100))]
+    );
+    assert_eq!(
+        rows(with_tag("feature:chat"), UsageGroup::Hour).await,
+        [(UsageKey::Start(at(MAR1)), t(1, 100)), (UsageKey::Start(at(MAR1 + HOUR_MS)), t(1, 1_000))]
+    );
+    let page = store.ledger_page(&with_tag("env:prod"), None, 10).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(), ["t1", "t2"]);
+}
+
+// ---------------------------------------------------------------- routing configuration
+
+pub(crate) async fn aliases_never_share_a_name_with_a_model_and_always_name_one(db: &TestDb) {
+    let store = &db.store;
+    store.create_model(&model("model_1", "gpt-4o")).await.unwrap();
+    store.create_model(&model("model_2", "claude")).await.unwrap();
+    let rev = store.revision().await.unwrap();
+
+    let taken = assert_conflict(store.create_alias(&alias("gpt-4o", "claude")).await);
+    assert!(taken.contains("gpt-4o"), "{taken}");
+    assert_not_found(store.create_alias(&alias("fast", "nope")).await, "model");
+    store.create_alias(&alias("fast", "gpt-4o")).await.unwrap();
+    let again = assert_conflict(store.create_alias(&alias("fast", "claude")).await);
+    assert!(again.contains("fast"), "{again}");
+    assert_not_found(store.create_alias(&alias("faster", "fast")).await, "model");
+    let shadow = assert_conflict(store.create_model(&model("model_3", "fast")).await);
+    assert!(shadow.contains("alias"), "{shadow}");
+    assert_eq!(store.revision().await.unwrap(), rev + 1, "only the one alias was written");
+
+    store.create_alias(&alias("best", "claude")).await.unwrap();
+    let names: Vec<String> = store.list_aliases().await.unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["best", "fast"], "ordered by name");
+    store.delete_alias("fast").await.unwrap();
+    assert_not_found(store.delete_alias("fast").await, "alias");
+    assert_eq!(store.find_alias("fast").await.unwrap(), None);
+    store.create_model(&model("model_3", "fast")).await.unwrap();
+}
+
+pub(crate) async fn routing_policies_are_one_per_scope_and_update_only_the_policy(db: &TestDb) {
+    let store = &db.store;
+    store.create_routing_policy(&policy("rpol_1", "default", None)).await.unwrap();
+    store.create_routing_policy(&policy("rpol_2", "team", Some("team_1"))).await.unwrap();
+    store.create_routing_policy(&policy("rpol_3", "project", Some("team_1"))).await.unwrap();
+    let rev = store.revision().await.unwrap();
+
+    let second_default = assert_conflict(store.create_routing_policy(&policy("rpol_4", "default", None)).await);
+    assert!(second_default.contains("already has a routing policy"), "{second_default}");
+    let same_team = assert_conflict(store.create_routing_policy(&policy("rpol_5", "team", Some("team_1"))).await);
+    assert!(same_team.contains("team team_1"), "{same_team}");
+    assert_conflict(store.create_routing_policy(&policy("rpol_1", "team", Some("team_2"))).await);
+    assert_eq!(store.revision().await.unwrap(), rev, "failed writes do not bump");
+
+    let mut changed = policy("rpol_2", "organization", Some("org_9"));
+    changed.policy = json!({"max_attempts": 1});
+    changed.created_at = at(5);
+    changed.updated_at = at(1_800_000_000_000);
+    let (stored, r) = store.update_routing_policy(&changed).await.unwrap();
+    assert_eq!(r, rev + 1);
+    let want = RoutingPolicyRecord {
+        scope: "team".to_owned(),
+        scope_id: Some("team_1".to_owned()),
+        created_at: at(1_700_000_000_060),
+        ..changed.clone()
+    };
+    assert_eq!(stored, want, "scope and created_at are never written");
+    assert_eq!(store.get_routing_policy("rpol_2").await.unwrap(), Some(want));
+    assert_not_found(store.update_routing_policy(&policy("rpol_9", "default", None)).await, "routing policy");
+
+    store.delete_routing_policy("rpol_1").await.unwrap();
+    assert_not_found(store.delete_routing_policy("rpol_1").await, "routing policy");
+    store.create_routing_policy(&policy("rpol_6", "default", None)).await.unwrap();
+    let ids: Vec<String> = store.snapshot().await.unwrap().routing_policies.into_iter().map(|p| p.id).collect();
+    assert_eq!(ids, ["rpol_2", "rpol_3", "rpol_6"]);
+}
+
+pub(crate) async fn deployments_stored_before_routing_options_read_with_the_defaults(db: &TestDb) {
+    use sea_orm::{ConnectionTrait, Database};
+    let Some(url) = &db.url else {
+        return; // an in-memory database does not outlive its connection
+    };
+    db.store.revision().await.unwrap();
+    let raw = Database::connect(url.as_str()).await.unwrap();
+    raw.execute_unprepared(
+        "INSERT INTO models (id, name, deployments_json, created_at, updated_at) \
+         VALUES ('model_old', 'old', '[{\"provider\":\"p\",\"model\":\"m\"}]', 1, 2)",
+    )
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+    let old = db.store.find_model("old").await.unwrap().unwrap();
+    assert_eq!(
+        old.deployments,
+        vec![DeploymentRecord {
+            provider: "p".to_owned(),
+            model: "m".to_owned(),
+            priority: 0,
+            weight: 1,
+            pricing: None
+        }]
+    );
+}
+
+pub(crate) async fn provider_credentials_are_reencrypted_all_or_nothing(db: &TestDb) {
+    let store = &db.store;
+    assert_eq!(store.master_key_id().await.unwrap(), None);
+    let mut a = provider("prov_a", "a");
+    a.api_key_ciphertext = "old-a".to_owned();
+    let mut b = provider("prov_b", "b");
+    b.api_key_ciphertext = "old-b".to_owned();
+    store.create_provider(&a).await.unwrap();
+    store.create_provider(&b).await.unwrap();
+    let ciphertexts = || async {
+        store.list_providers().await.unwrap().into_iter().map(|p| p.api_key_ciphertext).collect::<Vec<_>>()
+    };
+
+    // Adopting records the first id only.
+    assert_eq!(store.adopt_master_key_id(11).await.unwrap(), 11);
+    assert_eq!(store.adopt_master_key_id(12).await.unwrap(), 11);
+    assert_eq!(store.master_key_id().await.unwrap(), Some(11));
+    let rev = store.revision().await.unwrap();
+
+    // A refused key id changes nothing.
+    let refuse = |_: Option<i64>| Err(StoreError::Invalid { kind: "test", detail: "wrong key".into() });
+    let r = store.reencrypt_provider_credentials(22, refuse, |p: &ProviderRecord| Ok(format!("new-{}", p.name))).await;
+    assert!(r.is_err());
+    // A failure on the second row rolls back the first.
+    let fail_on_b = |p: &ProviderRecord| {
+        if p.name == "b" {
+            Err(StoreError::Invalid { kind: "test", detail: "cannot decrypt".into() })
+        } else {
+            Ok(format!("new-{}", p.name))
+        }
+    };
+    assert!(store.reencrypt_provider_credentials(22, |_| Ok(()), fail_on_b).await.is_err());
+    assert_eq!(ciphertexts().await, vec!["old-a", "old-b"]);
+    assert_eq!(store.master_key_id().await.unwrap(), Some(11));
+    assert_eq!(store.revision().await.unwrap(), rev);
+
+    let mut seen = None;
+    let (count, new_rev) = store
+        .reencrypt_provider_credentials(
+            22,
+            |id| {
+                seen = Some(id);
+                Ok::<(), StoreError>(())
+            },
+            |p: &ProviderRecord| Ok(format!("new-{}", p.api_key_ciphertext)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen, Some(Some(11)));
+    assert_eq!((count, new_rev), (2, rev + 1));
+    assert_eq!(ciphertexts().await, vec!["new-old-a", "new-old-b"]);
+    assert_eq!(store.master_key_id().await.unwrap(), Some(22));
+    assert_eq!(store.revision().await.unwrap(), rev + 1);
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.providers[0].api_key_hint, a.api_key_hint, "only the ciphertext changes");
 }
