@@ -284,17 +284,22 @@ pub(crate) async fn proxy(
     // A credential whose rate limit refused: the caller's 429 if no deployment answers.
     let mut capped: Option<ApiError> = None;
     let served = loop {
+        // Backoff and the upstream's retry-after come first, so what follows (the
+        // credential's permit, the send) happens at the time the try really starts.
+        if !attempt.after.is_zero() {
+            tokio::time::sleep(attempt.after).await;
+        }
         let i = attempt.deployment;
-        let body = match (prebuilt.take(), candidates[i].as_ref()) {
+        let ready = match (prebuilt.take(), candidates[i].as_ref()) {
             (Some(b), Some(c)) => Some((b, c)),
             (None, Some(c)) => upstream_body(c).ok().map(|b| (b, c)),
             (_, None) => None,
         };
         // The credential's own rate limits (the platform's rpm / tpm at that provider).
-        let body = match body {
+        let ready = match ready {
             Some((b, c)) => {
-                match dp.enforcement.acquire_provider(&mut admitted, &c.provider.counter, &c.provider.limits, now).await
-                {
+                let (counter, limits) = (&c.provider.counter, &c.provider.limits);
+                match dp.enforcement.acquire_provider(&mut admitted, counter, limits, Timestamp::now()).await {
                     Ok(()) => Some((b, c)),
                     Err(e @ ApiError::RateLimited(..)) => {
                         capped.get_or_insert(e);
@@ -305,7 +310,7 @@ pub(crate) async fn proxy(
             }
             None => None,
         };
-        let Some((req_body, c)) = body else {
+        let Some((req_body, c)) = ready else {
             // This deployment cannot take the request after all; another may.
             match plan.skip(Instant::now(), &mut rand::rng()) {
                 Next::Try(a) => {
@@ -315,50 +320,13 @@ pub(crate) async fn proxy(
                 Next::GiveUp(_) => break None,
             }
         };
-        if !attempt.after.is_zero() {
-            tokio::time::sleep(attempt.after).await;
-        }
-        let sent = tokio::time::timeout(
-            attempt.timeout,
-            c.provider.provider.send(UpstreamRequest {
-                operation: endpoint.operation(),
-                body: req_body,
-                upstream_model: c.deployment.upstream_model.clone(),
-                stream,
-            }),
-        )
-        .await
-        .unwrap_or_else(|_| Err(ProviderError::new(ProviderErrorKind::Timeout, "the upstream did not answer in time")));
-        let (outcome, result) = match sent {
-            Err(e) => (outcome_of(&e), Err(e)),
-            Ok(a) => {
-                let retry_after = a.retry_after.as_ref().and_then(retry_after_secs).map(Duration::from_secs);
-                let outcome = Outcome::from_status(a.status.as_u16(), retry_after);
-                let mut answered = Answered {
-                    status: a.status,
-                    content_type: a.content_type,
-                    retry_after: a.retry_after,
-                    body: IdleTimeout::new(a.body, dp.config.stream_idle_timeout).boxed(),
-                    event_stream: false,
-                };
-                if stream && outcome.is_success() {
-                    // The caller's 200 waits for the upstream's first bytes (the first
-                    // token cannot come sooner): an answer that is not an event stream is
-                    // a failure of this upstream, never a 200 with a page inside.
-                    match first_data(&mut answered.body).await {
-                        Err(e) => (Outcome::StreamBroken { after_first_byte: false }, Err(e)),
-                        Ok(first) => {
-                            answered.event_stream = first.as_deref().is_some_and(could_be_sse);
-                            answered.body = Prepend::new(first, answered.body).boxed();
-                            let outcome = if answered.event_stream { outcome } else { Outcome::Malformed };
-                            (outcome, Ok(answered))
-                        }
-                    }
-                } else {
-                    (outcome, Ok(answered))
-                }
-            }
+        let request = UpstreamRequest {
+            operation: endpoint.operation(),
+            body: req_body,
+            upstream_model: c.deployment.upstream_model.clone(),
+            stream,
         };
+        let (outcome, result) = call_upstream(dp, c, request, attempt.timeout).await;
         if outcome.is_success() {
             plan.served(Instant::now());
             break result.ok().map(|a| (a, i));
@@ -442,6 +410,46 @@ pub(crate) async fn proxy(
     let resp = exchange.whole(upstream_answer, answer.body, dp.config.max_response_bytes, deadline).await;
     seen.upstream = dispatched.elapsed();
     resp
+}
+
+/// One try at one deployment, within `timeout` to the answer's head, and what it means
+/// for routing. A stream's first bytes are read here too: an answer that is not an event
+/// stream (an HTML page, one JSON body, nothing) is this upstream failing, so the request
+/// can still go elsewhere before anything reaches the caller.
+async fn call_upstream(
+    dp: &DataPlane,
+    c: &Candidate<'_>,
+    request: UpstreamRequest,
+    timeout: Duration,
+) -> (Outcome, Result<Answered, ProviderError>) {
+    let stream = request.stream;
+    let sent = tokio::time::timeout(timeout, c.provider.provider.send(request))
+        .await
+        .unwrap_or_else(|_| Err(ProviderError::new(ProviderErrorKind::Timeout, "the upstream did not answer in time")));
+    let a = match sent {
+        Ok(a) => a,
+        Err(e) => return (outcome_of(&e), Err(e)),
+    };
+    let retry_after = a.retry_after.as_ref().and_then(retry_after_secs).map(Duration::from_secs);
+    let outcome = Outcome::from_status(a.status.as_u16(), retry_after);
+    let mut answered = Answered {
+        status: a.status,
+        content_type: a.content_type,
+        retry_after: a.retry_after,
+        body: IdleTimeout::new(a.body, dp.config.stream_idle_timeout).boxed(),
+        event_stream: false,
+    };
+    if !(stream && outcome.is_success()) {
+        return (outcome, Ok(answered));
+    }
+    match first_data(&mut answered.body).await {
+        Err(e) => (Outcome::StreamBroken { after_first_byte: false }, Err(e)),
+        Ok(first) => {
+            answered.event_stream = first.as_deref().is_some_and(could_be_sse);
+            answered.body = Prepend::new(first, answered.body).boxed();
+            (if answered.event_stream { outcome } else { Outcome::Malformed }, Ok(answered))
+        }
+    }
 }
 
 /// An upstream's answer as the dispatch loop keeps it: the head, and the body wrapped in
