@@ -24,6 +24,16 @@ fn start_control(dir: &Path, database_url: &str) -> (Proc, String, String) {
     (proc, format!("http://{admin}"), format!("http://{grpc}"))
 }
 
+/// A control plane on a fresh SQLite file in a new temp dir, answering: the dir, the
+/// database URL (to restart it on), the process, and its REST and gRPC addresses.
+async fn fresh_control(name: &str) -> (std::path::PathBuf, String, Proc, String, String) {
+    let dir = temp_dir(name);
+    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
+    let (mut control, admin, grpc) = start_control(&dir, &db);
+    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    (dir, db, control, admin, grpc)
+}
+
 fn start_gateway(grpc: &str) -> (Proc, String) {
     start_gateway_with(grpc, &[])
 }
@@ -59,10 +69,7 @@ async fn chat(gateway: &str, key: &str) -> TestResponse {
 
 #[tokio::test]
 async fn a_key_minted_on_the_control_plane_works_on_every_gateway_until_revoked() {
-    let dir = temp_dir("split");
-    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
-    let (mut control, admin, grpc) = start_control(&dir, &db);
-    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let (dir, db, mut control, admin, grpc) = fresh_control("split").await;
 
     let (mut gw1, url1) = start_gateway(&grpc);
     let (mut gw2, url2) = start_gateway(&grpc);
@@ -127,10 +134,7 @@ async fn a_key_minted_on_the_control_plane_works_on_every_gateway_until_revoked(
 
 #[tokio::test]
 async fn a_gateway_with_a_wrong_token_is_not_ready_and_refuses_traffic() {
-    let dir = temp_dir("split-bad-token");
-    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
-    let (mut control, admin, grpc) = start_control(&dir, &db);
-    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let (_dir, _db, _control, _admin, grpc) = fresh_control("split-bad-token").await;
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let bin = sibling_binary(env!("CARGO_BIN_EXE_tollgate-control"), "tollgate-gateway");
@@ -167,10 +171,7 @@ async fn two_gateways_on_one_redis_never_overshoot_a_shared_budget() {
         eprintln!("skipped: TOLLGATE_TEST_REDIS_URL is not set");
         return;
     };
-    let dir = temp_dir("split-redis");
-    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
-    let (mut control, admin, grpc) = start_control(&dir, &db);
-    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let (_dir, _db, _control, admin, grpc) = fresh_control("split-redis").await;
     // A prefix of its own, so runs and parallel tests never share counters.
     let prefix = format!("tg-test-{}-{}:", std::process::id(), free_port());
     let shared = ["--redis-url", redis.as_str(), "--redis-key-prefix", prefix.as_str()];
@@ -250,10 +251,7 @@ async fn ledger_requests(admin: &str) -> Option<u64> {
 /// in the ledger exactly once.
 #[tokio::test]
 async fn every_request_reaches_the_control_planes_ledger_once_across_an_outage() {
-    let dir = temp_dir("split-ledger");
-    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
-    let (mut control, admin, grpc) = start_control(&dir, &db);
-    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let (dir, db, mut control, admin, grpc) = fresh_control("split-ledger").await;
     let (mut gw, url) = start_gateway(&grpc);
     wait_ready(&mut gw, &format!("{url}/readyz"), Duration::from_secs(30)).await;
     let upstream = FakeUpstream::start().await;
@@ -310,10 +308,7 @@ async fn every_request_reaches_the_control_planes_ledger_once_across_an_outage()
 /// from that spend, not from zero, and refuses at the same point.
 #[tokio::test]
 async fn a_restarted_split_gateway_seeds_its_budget_counters_from_the_ledger() {
-    let dir = temp_dir("split-seed");
-    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
-    let (mut control, admin, grpc) = start_control(&dir, &db);
-    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let (_dir, _db, _control, admin, grpc) = fresh_control("split-seed").await;
     let (mut gw, url) = start_gateway(&grpc);
     wait_ready(&mut gw, &format!("{url}/readyz"), Duration::from_secs(30)).await;
     let upstream = FakeUpstream::start().await;
@@ -390,10 +385,7 @@ fn rotate(dir: &Path, database_url: &str, env: &[(&str, &str)]) -> std::process:
 
 #[tokio::test]
 async fn rotating_the_master_key_replaces_the_key_file_and_the_control_plane_starts_with_the_new_key() {
-    let dir = temp_dir("rotate");
-    let db = format!("sqlite://{}?mode=rwc", dir.join("control.db").display());
-    let (mut control, admin, _) = start_control(&dir, &db);
-    wait_ready(&mut control, &format!("{admin}/healthz"), Duration::from_secs(30)).await;
+    let (dir, db, mut control, admin, _) = fresh_control("rotate").await;
     let body =
         json!({"name": "up", "kind": "openai-compatible", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-up"});
     created(&admin, "/api/v1/providers", body).await;
