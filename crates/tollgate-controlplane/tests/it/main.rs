@@ -11,6 +11,7 @@ mod metrics;
 mod models;
 mod rotation;
 mod routing;
+mod tenancy;
 mod tokens;
 mod usage;
 
