@@ -1,6 +1,6 @@
 //! The control plane's REST and gRPC suite (`tests/it`) once more, on PostgreSQL: every
 //! test control plane gets a fresh database on `TOLLGATE_TEST_POSTGRES_URL`'s server,
-//! dropped with it. Without that variable the suite fails rather than passing on nothing;
+//! dropped with it. Without that variable (a fresh machine) it says so and runs on SQLite;
 //! `.ci/run` sets it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
 
