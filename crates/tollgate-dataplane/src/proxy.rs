@@ -31,7 +31,7 @@ use tollgate_providers::{
     Dialect, Operation, ProviderError, ProviderErrorKind, ResponseBody, StreamOptions, UpstreamRequest, stream_adapter,
     usage_of,
 };
-use tollgate_routing::{Next, Outcome, Plan, PolicySubject};
+use tollgate_routing::{GiveUp, Next, Outcome, Plan, PolicySubject};
 
 pub(crate) type Resp = Response<ResponseBody>;
 
@@ -188,7 +188,7 @@ pub(crate) async fn proxy(
         return Err(if unsupported {
             ApiError::Unsupported { model: truncate(&head.model), endpoint: endpoint.path() }
         } else {
-            ApiError::NoUpstream(truncate(&head.model))
+            ApiError::NoUpstream(truncate(&head.model), None)
         });
     }
     let policy =
@@ -236,13 +236,20 @@ pub(crate) async fn proxy(
                 }
                 None => next = plan.skip(Instant::now(), &mut rand::rng()),
             },
-            Next::GiveUp(_) => {
-                return Err(untranslatable.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model))));
+            Next::GiveUp(why) => {
+                // Every deployment cooling down: say when the first may be tried again.
+                let wait = match why {
+                    GiveUp::NoHealthyUpstream { retry_at: Some(at) } => {
+                        Some(at.saturating_duration_since(Instant::now()))
+                    }
+                    _ => None,
+                };
+                return Err(untranslatable.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model), wait)));
             }
         }
     };
     let Some(first) = candidates[attempt.deployment].as_ref() else {
-        return Err(ApiError::NoUpstream(truncate(&head.model)));
+        return Err(ApiError::NoUpstream(truncate(&head.model), None));
     };
     seen.provider = Some(first.deployment.provider.clone());
 
@@ -368,12 +375,12 @@ pub(crate) async fn proxy(
             // No upstream was called (every credential capped, or none healthy): like any
             // refusal before dispatch, nothing is charged and nothing reaches the ledger.
             drop(admitted);
-            return Err(capped.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model))));
+            return Err(capped.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model), None)));
         }
     };
     let chosen_index = chosen;
     let Some(chosen) = candidates[chosen].as_ref() else {
-        return Err(ApiError::NoUpstream(truncate(&head.model)));
+        return Err(ApiError::NoUpstream(truncate(&head.model), None));
     };
     let upstream = chosen.upstream;
     admitted.charge_at(snap.price_of(&route.name, chosen_index));

@@ -392,6 +392,10 @@ async fn a_failing_upstream_is_cooled_down_and_probed_back() {
     let r = gw.chat(Some(&secret), &body).await;
     assert_eq!((r.status, error_code(&r)), (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream".to_owned()));
     assert_eq!(sick.request_count(), seen, "an upstream in cooldown is not called");
+    // The caller is told when to come back: the cooldown's end, in whole seconds.
+    assert_eq!(r.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"), "{:?}", r.headers);
+    let wait = r.json()["error"]["meta"]["retry_after_ms"].as_u64().unwrap();
+    assert!((1..=1000).contains(&wait), "{wait}");
 
     // After the cooldown one probe goes through; it succeeds, so the breaker closes.
     sick.set_reply(Reply::chat_completion());
