@@ -478,6 +478,10 @@ pub struct Service {
     org: OrgRecord,
     revision: watch::Sender<i64>,
     audit_lock: Mutex<()>,
+    /// Held from the unpriced-model check to the end of the write it clears, so two
+    /// writes that are fine alone but not together (an unpriced model and a `*` key
+    /// under a money budget) cannot both pass (see `refuse_unpriced_reach`).
+    unpriced_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Service {
@@ -616,7 +620,15 @@ impl Service {
         let rev = store.revision().await?;
         let hasher = KeyHasher::new(&secrets.pepper);
         let (revision, _) = watch::channel(rev);
-        Ok(Arc::new(Service { store, secrets, hasher, org, revision, audit_lock: Mutex::new(()) }))
+        Ok(Arc::new(Service {
+            store,
+            secrets,
+            hasher,
+            org,
+            revision,
+            audit_lock: Mutex::new(()),
+            unpriced_lock: Mutex::new(()),
+        }))
     }
 
     /// Subscribes to revision changes.
@@ -738,10 +750,13 @@ impl Service {
             Some(p) => Some((p, PRICE_EXPLICIT.to_owned())),
             None => models::catalog_price(input.deployments.iter().map(|d| d.model.as_str()), &rec.name),
         };
-        match price {
-            Some((p, source)) => models::set_price(&mut rec, &p, source),
+        let _checked = match price {
+            Some((p, source)) => {
+                models::set_price(&mut rec, &p, source);
+                None
+            }
             None => self.refuse_unpriced_reach("pricing", Change { model: Some(&rec), ..Change::default() }).await?,
-        }
+        };
         let rev = self.store.create_model(&rec).await?;
         self.committed(rev);
         let view = model_view(&rec);
@@ -919,7 +934,9 @@ impl Service {
         // or organization's) must not reach an unpriced model.
         let inline: Vec<&BudgetRecord> = budget.iter().collect();
         let field = if budget.is_some() { "budget.limit_usd" } else { "models_allowed" };
-        self.refuse_unpriced_reach(field, Change { key: Some(&rec), budgets: &inline, ..Change::default() }).await?;
+        let _checked = self
+            .refuse_unpriced_reach(field, Change { key: Some(&rec), budgets: &inline, ..Change::default() })
+            .await?;
         let rev = self.store.create_key(&rec, budget.as_ref()).await?;
         self.committed(rev);
         let view = key_view(&rec, budget.iter().map(|b| budget_view(b, now)).collect(), now);
@@ -1022,9 +1039,11 @@ impl Service {
         if let Some(e) = patch.expires_at {
             rec.expires_at = e;
         }
-        if widened {
-            self.refuse_unpriced_reach("models_allowed", Change { key: Some(&rec), ..Change::default() }).await?;
-        }
+        let _checked = if widened {
+            self.refuse_unpriced_reach("models_allowed", Change { key: Some(&rec), ..Change::default() }).await?
+        } else {
+            None
+        };
         rec.updated_at = Timestamp::now();
         let rev = self.store.update_key(&rec).await?;
         self.committed(rev);

@@ -175,12 +175,22 @@ impl Service {
     /// under a money budget and may reach an unpriced model. Only such triples that the
     /// change takes part in are refused, so a configuration stored before this rule
     /// existed does not block unrelated writes.
-    pub(crate) async fn refuse_unpriced_reach(&self, field: &str, change: Change<'_>) -> Result<(), ControlError> {
+    ///
+    /// Returns, when it checked anything, a guard to hold until the write is stored:
+    /// checks and their writes are serialized in this process, so two writes cannot both
+    /// pass against the state before either. (Several control-plane processes on one
+    /// database can still race; the data plane's 400 `model_not_priced` is the last line.)
+    pub(crate) async fn refuse_unpriced_reach(
+        &self,
+        field: &str,
+        change: Change<'_>,
+    ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, ControlError> {
         let money = |b: &BudgetRecord| b.limit_tokens.is_none();
         let new_model = change.model.filter(|m| !is_priced(m));
         if change.key.is_none() && !change.budgets.iter().any(|b| money(b)) && new_model.is_none() {
-            return Ok(());
+            return Ok(None);
         }
+        let guard = self.unpriced_lock.lock().await;
         let data = self.store.snapshot().await?;
         let changed_budget = |b: &BudgetRecord| change.budgets.iter().any(|c| c.id == b.id);
         let unpriced: Vec<&str> = data
@@ -192,7 +202,7 @@ impl Service {
             .map(|m| m.name.as_str())
             .collect();
         if unpriced.is_empty() {
-            return Ok(());
+            return Ok(Some(guard));
         }
         let budgets: Vec<&BudgetRecord> = data
             .budgets
@@ -232,6 +242,6 @@ impl Service {
                 ));
             }
         }
-        Ok(())
+        Ok(Some(guard))
     }
 }
