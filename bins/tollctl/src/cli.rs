@@ -74,7 +74,7 @@ enum Command {
         /// End (RFC 3339, exclusive; default now).
         #[arg(long, requires = "from")]
         to: Option<String>,
-        /// Comma list of model, day, hour, key, principal, tag.
+        /// Comma list of model (served), requested_model, day, hour, key, principal, tag.
         #[arg(long)]
         group_by: Option<String>,
     },
