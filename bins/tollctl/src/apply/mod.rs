@@ -289,7 +289,24 @@ fn report(output: Output, plan: &Plan, outcomes: Option<&[Outcome]>, minted: &[M
                 print_plan(plan);
                 println!();
             }
-            println!("Plan: {creates} to create, {updates} to update, {} unchanged.", plan.unchanged);
+            match outcomes {
+                None => println!("Plan: {creates} to create, {updates} to update, {} unchanged.", plan.unchanged),
+                Some(o) => {
+                    let done = |a: Action| {
+                        plan.changes
+                            .iter()
+                            .zip(o)
+                            .filter(|(c, o)| c.action == a && matches!(o, Outcome::Applied(_)))
+                            .count()
+                    };
+                    println!(
+                        "Applied: {} created, {} updated, {} unchanged (of {creates} to create, {updates} to update).",
+                        done(Action::Create),
+                        done(Action::Update),
+                        plan.unchanged
+                    );
+                }
+            }
             if dry_run {
                 println!("Dry run: nothing was written.");
             }
