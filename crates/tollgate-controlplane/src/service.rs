@@ -350,6 +350,9 @@ pub struct ProviderView {
     pub tpm: Option<i64>,
     /// Priority.
     pub priority: i32,
+    /// Kind-specific settings (`{"latency_ms": 20}`, `{"api_version": ...}`), so a
+    /// declarative client can compare them; `null` when none.
+    pub extra: serde_json::Value,
     /// Created.
     pub created_at: Timestamp,
 }
@@ -1247,6 +1250,7 @@ fn provider_view(r: &ProviderRecord) -> ProviderView {
         rpm: r.rpm,
         tpm: r.tpm,
         priority: r.priority,
+        extra: r.extra.clone(),
         created_at: r.created_at,
     }
 }
