@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tollgate_controlplane::ControlPlane;
 
-const ADMIN: &str = "cli-security-admin-token-0123456789";
+use crate::ADMIN;
 
 async fn control_plane() -> (Arc<ControlPlane>, String) {
     let p = crate::InProcess::start().await;

@@ -9,7 +9,7 @@ use tollgate_controlplane::service::{Actor, CreateModel, CreateProvider, Deploym
 use tollgate_core::{KeyId, Money, ProjectId, Timestamp};
 use tollgate_metering::{LedgerEntry, LedgerSink, Usage, UsageSource};
 
-const ADMIN: &str = "cli-usage-admin-token-0123456789";
+use crate::ADMIN;
 
 async fn control_plane() -> (Arc<ControlPlane>, String) {
     let p = crate::InProcess::start().await;
