@@ -81,6 +81,12 @@ macro_rules! query_enum {
                 }
             }
         )+
+
+        /// The schemas of the query parameter types, which operations refer to but
+        /// `routes!` does not collect.
+        fn query_schemas() -> Vec<(String, RefOr<utoipa::openapi::schema::Schema>)> {
+            vec![$((stringify!($name).to_owned(), $name::schema())),+]
+        }
     };
 }
 
@@ -160,6 +166,10 @@ fn finish(mut api: OpenApi) -> OpenApi {
     components
         .add_security_scheme(BEARER, SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
     components.schemas.insert(ErrorBody::name().into_owned(), ErrorBody::schema());
+    let mut nested = Vec::new();
+    ErrorBody::schemas(&mut nested);
+    components.schemas.extend(nested);
+    components.schemas.extend(query_schemas());
     for (name, _, description) in ERROR_RESPONSES {
         let mut response = ResponseBuilder::new().description(*description).content(
             "application/json",

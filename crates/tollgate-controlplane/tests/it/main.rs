@@ -9,6 +9,7 @@ mod budgets;
 mod grpc;
 mod metrics;
 mod models;
+mod openapi;
 mod rotation;
 mod routing;
 mod tokens;
