@@ -351,6 +351,7 @@ fn set_price_input(r: &v1::SetModelPriceRequest) -> Result<UpdateModel, ControlE
                 .transpose()?,
         }),
         max_output_tokens: None,
+        deployments: None,
     })
 }
 

@@ -46,6 +46,7 @@ impl IntoResponse for ControlError {
 
 mod openapi;
 mod security;
+mod tenancy;
 
 /// The caller, authenticated from `Authorization: Bearer <admin token>`. What it may do
 /// is checked by the service (`Service::authorize`), the same for REST and gRPC.
@@ -86,8 +87,8 @@ fn api() -> OpenApiRouter<Arc<Service>> {
         .routes(routes!(create_provider, list_providers))
         .routes(routes!(create_model, list_models))
         .routes(routes!(get_model, update_model))
-        .routes(routes!(create_team))
-        .routes(routes!(create_project))
+        .routes(routes!(create_team, tenancy::list_teams))
+        .routes(routes!(create_project, tenancy::list_projects))
         .routes(routes!(create_key, list_keys))
         .routes(routes!(get_key, update_key))
         .routes(routes!(rotate_key))
@@ -103,6 +104,7 @@ fn api() -> OpenApiRouter<Arc<Service>> {
         .routes(routes!(usage))
         .routes(routes!(ledger))
         .merge(security::routes())
+        .merge(tenancy::routes())
         .routes(routes!(openapi_json))
         .routes(routes!(healthz))
 }

@@ -5,12 +5,17 @@ mod auth;
 mod budgets;
 mod models;
 mod routing;
+mod tenancy;
 mod tokens;
 mod usage;
 
 pub use audit::{AuditEventView, AuditPage, AuditQuery, AuditVerification, BrokenRow};
 use auth::Target;
 pub use auth::{Actor, Scope, Tenancy};
+pub use tenancy::{
+    CreateOrganization, ListPrincipals, ListProjects, ListTeams, OrganizationView, PrincipalPage, PrincipalRevocation,
+    PrincipalView, UpdateProvider,
+};
 pub use tokens::{CreateToken, TokenView, TokenWithSecret};
 
 pub use budgets::{
@@ -187,6 +192,9 @@ pub struct CreateModel {
 pub struct CreateTeam {
     /// Team name, unique in its organization.
     pub name: String,
+    /// Organization id or name; the default organization when absent.
+    #[serde(default)]
+    pub organization: Option<String>,
 }
 
 /// `POST /api/v1/projects`.
@@ -350,6 +358,9 @@ pub struct ProviderView {
     pub base_url: String,
     /// Masked credential (`sk-…abcd`).
     pub api_key_hint: String,
+    /// `sha256:` and 12 hex digits of the credential's SHA-256 (empty for none): whether
+    /// the stored credential is one you hold, without it ever being returned.
+    pub api_key_fingerprint: String,
     /// Requests per minute.
     pub rpm: Option<i64>,
     /// Tokens per minute.
@@ -574,6 +585,29 @@ pub(crate) async fn append_audit(
         .await
 }
 
+/// A provider's base URL, checked for its kind and without a trailing slash.
+fn check_base_url(kind: ProviderKind, url: &str) -> Result<String, ControlError> {
+    let base_url = url.trim_end_matches('/').to_owned();
+    if kind != ProviderKind::Mock {
+        let uri: http::Uri = base_url.parse().map_err(|_| ControlError::invalid("base_url", "not a valid URL"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(ControlError::invalid("base_url", "must be an http(s) URL with a host"));
+        }
+    }
+    Ok(base_url)
+}
+
+/// A provider credential's shape, for its kind.
+fn check_api_key(kind: ProviderKind, api_key: &str) -> Result<(), ControlError> {
+    if api_key.len() > 4096 || api_key.chars().any(char::is_control) {
+        return Err(ControlError::invalid("api_key", "must be at most 4096 printable characters"));
+    }
+    if matches!(kind, ProviderKind::OpenAi) && api_key.is_empty() {
+        return Err(ControlError::invalid("api_key", "required for kind openai"));
+    }
+    Ok(())
+}
+
 fn mask(api_key: &str) -> String {
     let n = api_key.chars().count();
     if n == 0 {
@@ -646,22 +680,11 @@ impl Service {
             ));
         }
         let base_url = match input.base_url.as_deref().or(kind.default_base_url()) {
-            Some(u) => u.trim_end_matches('/').to_owned(),
+            Some(u) => check_base_url(kind, u)?,
             None => return Err(ControlError::invalid("base_url", format!("required for kind {kind}"))),
         };
-        if kind != ProviderKind::Mock {
-            let uri: http::Uri = base_url.parse().map_err(|_| ControlError::invalid("base_url", "not a valid URL"))?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                return Err(ControlError::invalid("base_url", "must be an http(s) URL with a host"));
-            }
-        }
         let api_key = input.api_key.unwrap_or_default();
-        if api_key.len() > 4096 || api_key.chars().any(char::is_control) {
-            return Err(ControlError::invalid("api_key", "must be at most 4096 printable characters"));
-        }
-        if matches!(kind, ProviderKind::OpenAi) && api_key.is_empty() {
-            return Err(ControlError::invalid("api_key", "required for kind openai"));
-        }
+        check_api_key(kind, &api_key)?;
         let extra = input.extra.unwrap_or(serde_json::Value::Null);
         if !(extra.is_null() || extra.is_object()) {
             return Err(ControlError::invalid("extra", "must be an object"));
@@ -686,7 +709,7 @@ impl Service {
         };
         let rev = self.store.create_provider(&rec).await?;
         self.committed(rev);
-        let view = provider_view(&rec);
+        let view = self.provider_view(&rec)?;
         self.audit(
             actor,
             "provider.create",
@@ -701,43 +724,17 @@ impl Service {
     /// Lists providers (credentials only as hints).
     pub async fn list_providers(&self, actor: &Actor) -> Result<Vec<ProviderView>, ControlError> {
         self.authorize(actor, Scope::ProvidersWrite, Target::Global).await?;
-        Ok(self.store.list_providers().await?.iter().map(provider_view).collect())
+        self.store.list_providers().await?.iter().map(|p| self.provider_view(p)).collect()
     }
 
     /// Adds a model to the catalog.
     pub async fn create_model(&self, actor: &Actor, input: CreateModel) -> Result<ModelView, ControlError> {
         self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         check_name("name", &input.name)?;
-        if input.deployments.is_empty() {
-            return Err(ControlError::invalid("deployments", "at least one deployment is required"));
-        }
         if self.store.find_alias(&input.name).await?.is_some() {
             return Err(ControlError::Conflict(format!("{:?} is an alias; a model cannot take its name", input.name)));
         }
-        if input.deployments.len() > tollgate_routing::MAX_DEPLOYMENTS {
-            return Err(ControlError::invalid(
-                "deployments",
-                format!("at most {} deployments", tollgate_routing::MAX_DEPLOYMENTS),
-            ));
-        }
-        for (i, d) in input.deployments.iter().enumerate() {
-            check_name(&format!("deployments[{i}].model"), &d.model)?;
-            if d.weight > tollgate_routing::MAX_WEIGHT {
-                return Err(ControlError::invalid(
-                    format!("deployments[{i}].weight"),
-                    format!("must be at most {}", tollgate_routing::MAX_WEIGHT),
-                ));
-            }
-            if let Some(p) = &d.pricing {
-                models::check_pricing(&format!("deployments[{i}].pricing."), p)?;
-            }
-            if self.store.find_provider(&d.provider).await?.is_none() {
-                return Err(ControlError::invalid(
-                    format!("deployments[{i}].provider"),
-                    format!("no provider named {:?}", d.provider),
-                ));
-            }
-        }
+        let deployments = self.check_deployments(&input.deployments).await?;
         if let Some(p) = &input.pricing {
             models::check_pricing("pricing.", p)?;
         }
@@ -745,17 +742,7 @@ impl Service {
         let mut rec = ModelRecord {
             id: ModelId::new(new_id(ModelId::PREFIX)),
             name: input.name,
-            deployments: input
-                .deployments
-                .iter()
-                .map(|d| DeploymentRecord {
-                    provider: d.provider.clone(),
-                    model: d.model.clone(),
-                    priority: d.priority,
-                    weight: d.weight,
-                    pricing: d.pricing.map(PricingInput::to_deployment),
-                })
-                .collect(),
+            deployments,
             input_per_mtok: None,
             output_per_mtok: None,
             cached_input_per_mtok: None,
@@ -781,11 +768,66 @@ impl Service {
         Ok(view)
     }
 
-    /// Creates a team in the default organization.
+    /// Checks a model's deployments (count, names, weights, prices, providers that
+    /// exist) and returns them as stored.
+    pub(crate) async fn check_deployments(
+        &self,
+        deployments: &[DeploymentInput],
+    ) -> Result<Vec<DeploymentRecord>, ControlError> {
+        if deployments.is_empty() {
+            return Err(ControlError::invalid("deployments", "at least one deployment is required"));
+        }
+        if deployments.len() > tollgate_routing::MAX_DEPLOYMENTS {
+            return Err(ControlError::invalid(
+                "deployments",
+                format!("at most {} deployments", tollgate_routing::MAX_DEPLOYMENTS),
+            ));
+        }
+        for (i, d) in deployments.iter().enumerate() {
+            check_name(&format!("deployments[{i}].model"), &d.model)?;
+            if d.weight > tollgate_routing::MAX_WEIGHT {
+                return Err(ControlError::invalid(
+                    format!("deployments[{i}].weight"),
+                    format!("must be at most {}", tollgate_routing::MAX_WEIGHT),
+                ));
+            }
+            if let Some(p) = &d.pricing {
+                models::check_pricing(&format!("deployments[{i}].pricing."), p)?;
+            }
+            if self.store.find_provider(&d.provider).await?.is_none() {
+                return Err(ControlError::invalid(
+                    format!("deployments[{i}].provider"),
+                    format!("no provider named {:?}", d.provider),
+                ));
+            }
+        }
+        Ok(deployments
+            .iter()
+            .map(|d| DeploymentRecord {
+                provider: d.provider.clone(),
+                model: d.model.clone(),
+                priority: d.priority,
+                weight: d.weight,
+                pricing: d.pricing.map(PricingInput::to_deployment),
+            })
+            .collect())
+    }
+
+    /// Creates a team in an organization (the default one unless named).
     pub async fn create_team(&self, actor: &Actor, input: CreateTeam) -> Result<TeamView, ControlError> {
         self.authorize(actor, Scope::Admin, Target::Global).await?;
         check_name("name", &input.name)?;
-        let (rec, rev) = self.store.create_team(&self.org.id, &input.name).await?;
+        let org = match &input.organization {
+            Some(o) => {
+                self.store
+                    .find_org(o)
+                    .await?
+                    .ok_or_else(|| ControlError::invalid("organization", format!("no organization {o:?}")))?
+                    .id
+            }
+            None => self.org.id.clone(),
+        };
+        let (rec, rev) = self.store.create_team(&org, &input.name).await?;
         self.committed(rev);
         let view = team_view(&rec);
         self.audit(actor, "team.create", "team", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
@@ -1200,6 +1242,7 @@ fn provider_view(r: &ProviderRecord) -> ProviderView {
         kind: r.kind.clone(),
         base_url: r.base_url.clone(),
         api_key_hint: r.api_key_hint.clone(),
+        api_key_fingerprint: String::new(),
         rpm: r.rpm,
         tpm: r.tpm,
         priority: r.priority,

@@ -39,13 +39,17 @@ pub enum Scope {
     AuditRead,
     /// Mint, list and revoke admin tokens.
     TokensWrite,
+    /// What a split-mode gateway does: `Watch` the configuration (provider credentials
+    /// included), push its ledger and read budget spend. Nothing of the management API
+    /// (unbound tokens only).
+    Gateway,
     /// Everything, including teams and projects.
     Admin,
 }
 
 impl Scope {
     /// Every scope, in the order they are documented.
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 11] = [
         Scope::KeysRead,
         Scope::KeysWrite,
         Scope::BudgetsRead,
@@ -55,6 +59,7 @@ impl Scope {
         Scope::UsageRead,
         Scope::AuditRead,
         Scope::TokensWrite,
+        Scope::Gateway,
         Scope::Admin,
     ];
 
@@ -70,6 +75,7 @@ impl Scope {
             Scope::UsageRead => "usage:read",
             Scope::AuditRead => "audit:read",
             Scope::TokensWrite => "tokens:write",
+            Scope::Gateway => "gateway",
             Scope::Admin => "admin",
         }
     }
@@ -81,7 +87,7 @@ impl Scope {
 
     /// Scopes only an unbound token may use: they reach resources of every tenant.
     pub fn is_global(self) -> bool {
-        matches!(self, Scope::ProvidersWrite | Scope::ModelsWrite | Scope::AuditRead)
+        matches!(self, Scope::ProvidersWrite | Scope::ModelsWrite | Scope::AuditRead | Scope::Gateway)
     }
 
     /// The scopes that grant this one besides itself.
@@ -98,12 +104,13 @@ impl Scope {
 impl utoipa::PartialSchema for Scope {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         let mut s = super::enum_schema(Scope::ALL.map(Scope::as_str));
-        s.description = Some(
+        let global: Vec<String> = Scope::ALL.into_iter().filter(|s| s.is_global()).map(|s| format!("`{s}`")).collect();
+        s.description = Some(format!(
             "A permission of an admin token. `admin` implies every scope; `keys:write` implies \
-             `keys:read` and `budgets:write` implies `budgets:read`. `providers:write`, \
-             `models:write` and `audit:read` work only on tokens bound to no team or project."
-                .into(),
-        );
+             `keys:read` and `budgets:write` implies `budgets:read`. {} work only on tokens bound \
+             to no team or project.",
+            global.join(", ")
+        ));
         s.into()
     }
 }
@@ -233,7 +240,7 @@ pub(crate) enum Target<'a> {
     Token(&'a str),
 }
 
-fn not_found(kind: &'static str, id: &str) -> ControlError {
+pub(super) fn not_found(kind: &'static str, id: &str) -> ControlError {
     ControlError::NotFound { kind, id: id.chars().take(128).collect() }
 }
 
@@ -324,9 +331,9 @@ impl Service {
     }
 
     /// A gateway's call (`Watch`, the ledger service): it reaches every tenant's
-    /// configuration and ledger, so it needs `admin` on an unbound token.
+    /// configuration and ledger, so it needs `gateway` (or `admin`) on an unbound token.
     pub(crate) async fn authorize_gateway(&self, actor: &Actor) -> Result<(), ControlError> {
-        self.authorize(actor, Scope::Admin, Target::Global).await
+        self.authorize(actor, Scope::Gateway, Target::Global).await
     }
 
     async fn owner_of_key(&self, id: &str) -> Result<Tenancy, ControlError> {

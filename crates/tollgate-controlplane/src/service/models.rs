@@ -34,6 +34,9 @@ pub struct UpdateModel {
     /// Output tokens assumed when a request sets no `max_tokens`; `null` clears.
     #[serde(default, deserialize_with = "super::double_option")]
     pub max_output_tokens: Option<Option<u64>>,
+    /// Where it is served (replaces the list; the same rules as at creation).
+    #[serde(default)]
+    pub deployments: Option<Vec<super::DeploymentInput>>,
 }
 
 /// Refuses a negative price, naming the field.
@@ -130,8 +133,8 @@ impl Service {
             .ok_or_else(|| ControlError::NotFound { kind: "model", id: id_or_name.chars().take(128).collect() })
     }
 
-    /// Overrides a model's prices and/or output cap. The price is recorded as
-    /// `explicit`; gateways charge it from the next snapshot on.
+    /// Overrides a model's prices, output cap and/or deployments. The price is recorded
+    /// as `explicit`; gateways charge and route by it from the next snapshot on.
     pub async fn update_model(
         &self,
         actor: &Actor,
@@ -140,8 +143,14 @@ impl Service {
     ) -> Result<ModelView, ControlError> {
         self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         let mut rec = self.model_record(id_or_name).await?;
-        if patch.pricing.is_none() && patch.max_output_tokens.is_none() {
-            return Err(ControlError::invalid("pricing", "nothing to change: give pricing and/or max_output_tokens"));
+        if patch.pricing.is_none() && patch.max_output_tokens.is_none() && patch.deployments.is_none() {
+            return Err(ControlError::invalid(
+                "pricing",
+                "nothing to change: give pricing, max_output_tokens and/or deployments",
+            ));
+        }
+        if let Some(d) = &patch.deployments {
+            rec.deployments = self.check_deployments(d).await?;
         }
         if let Some(p) = &patch.pricing {
             check_pricing("pricing.", p)?;

@@ -177,6 +177,8 @@ fn sample_body(op: &Op) -> Option<Value> {
             json!({"pricing": {"input_per_mtok": 0.5, "output_per_mtok": "1.00"}, "max_output_tokens": null})
         }
         ("POST", "/api/v1/teams") => json!({"name": "t2"}),
+        ("POST", "/api/v1/organizations") => json!({"name": "o2"}),
+        ("PATCH", "/api/v1/providers/{id}") => json!({"rpm": null, "priority": 2, "extra": {"latency_ms": 2}}),
         ("POST", "/api/v1/projects") => json!({"name": "pr2", "team": "t1"}),
         ("POST", "/api/v1/keys") => json!({
             "project": "pr1", "name": "sample", "principal": "acme:user-1", "models_allowed": ["m*"],
@@ -217,7 +219,7 @@ impl World {
         post("/api/v1/models", json!({"name": "m1", "deployments": [{"provider": "p1", "model": "up"}]})).await;
         post("/api/v1/teams", json!({"name": "t1"})).await;
         post("/api/v1/projects", json!({"name": "pr1", "team": "t1"})).await;
-        let key = post("/api/v1/keys", json!({"project": "pr1", "name": "k1"})).await;
+        let key = post("/api/v1/keys", json!({"project": "pr1", "name": "k1", "principal": "acme:user-1"})).await;
         let budget = post(
             "/api/v1/budgets",
             json!({"scope": "team", "scope_id": "t1", "limit_tokens": 1000, "window": "total"}),
@@ -241,6 +243,11 @@ impl World {
             ("token", id(&token)),
             ("model", "m1".to_owned()),
             ("alias", "fast".to_owned()),
+            ("organization", "default".to_owned()),
+            ("team", "t1".to_owned()),
+            ("project", "pr1".to_owned()),
+            ("provider", "p1".to_owned()),
+            ("principal", "acme:user-1".to_owned()),
         ]);
         World { cp, doc, ids }
     }
@@ -260,6 +267,16 @@ impl World {
             "model"
         } else if p.starts_with("/api/v1/aliases/") {
             "alias"
+        } else if p.starts_with("/api/v1/organizations/") {
+            "organization"
+        } else if p.starts_with("/api/v1/teams/") {
+            "team"
+        } else if p.starts_with("/api/v1/projects/") {
+            "project"
+        } else if p.starts_with("/api/v1/providers/") {
+            "provider"
+        } else if p.starts_with("/api/v1/principals/") {
+            "principal"
         } else {
             assert!(!p.contains('{'), "{p}: no sample id for this path; add one to World::concrete");
             if p == "/api/v1/usage" {
