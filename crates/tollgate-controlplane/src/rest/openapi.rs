@@ -190,9 +190,25 @@ fn finish(mut api: OpenApi) -> OpenApi {
             [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put].into_iter().flatten()
         {
             describe_access(op);
+            optional_body(op);
         }
     }
     api
+}
+
+/// A handler taking `Option<T>` reads an empty body as the defaults; it does not take a
+/// JSON `null`. Say so: the body is `T`, and not required.
+fn optional_body(op: &mut Operation) {
+    use utoipa::openapi::schema::Schema;
+    let Some(body) = op.request_body.as_mut() else { return };
+    for content in body.content.values_mut() {
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema
+            && let [RefOr::T(Schema::Object(null)), inner] = one_of.items.as_slice()
+            && null.schema_type == utoipa::openapi::schema::SchemaType::Type(Type::Null)
+        {
+            content.schema = Some(inner.clone());
+        }
+    }
 }
 
 /// Bearer security on every operation that can answer 401, and its scope in words.

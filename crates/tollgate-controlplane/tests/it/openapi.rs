@@ -118,6 +118,10 @@ async fn the_document_is_public_openapi_3_1_and_every_reference_resolves() {
     );
     assert_eq!(doc["components"]["schemas"]["CreateKey"]["additionalProperties"], false);
     assert_eq!(doc["components"]["schemas"]["CreateBudget"]["additionalProperties"], false);
+    // Rotating takes an optional body (empty means the defaults), never `null`.
+    let rotate = &doc["paths"]["/api/v1/keys/{id}/rotate"]["post"]["requestBody"];
+    assert_eq!(rotate["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/RotateKey", "{rotate}");
+    assert_ne!(rotate["required"], true);
 }
 
 #[tokio::test]
