@@ -76,6 +76,17 @@ impl ControlError {
         ControlError::Invalid { field: field.into(), reason: reason.into() }
     }
 
+    /// Every `code` [`ControlError::http`] can answer, for the API's documentation.
+    pub(crate) const HTTP_CODES: [&'static str; 7] = [
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "insufficient_scope",
+        "not_found",
+        "conflict",
+        "internal_error",
+    ];
+
     /// The REST status and `code` of this error.
     pub(crate) fn http(&self) -> (http::StatusCode, &'static str) {
         use http::StatusCode as S;

@@ -28,7 +28,7 @@ pub use models::{PRICE_EXPLICIT, UpdateModel};
 pub use routing::{
     AliasView, CreateAlias, CreateRoutingPolicy, PolicyScopeKind, RoutingPolicyView, UpdateRoutingPolicy,
 };
-pub use usage::{LedgerQuery, UsageFormat, UsageQuery, UsageReport};
+pub use usage::{LedgerPage, LedgerQuery, UsageFormat, UsageQuery, UsageReport};
 
 use crate::ControlError;
 use crate::secrets::Secrets;
@@ -49,6 +49,7 @@ use tollgate_store::{
     BudgetRecord, DeploymentPricing, DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord,
     ProviderRecord, Store, TeamRecord,
 };
+use utoipa::ToSchema;
 
 /// Name of the organization created at first start.
 pub const DEFAULT_ORG: &str = "default";
@@ -64,12 +65,13 @@ const MAX_LIST_LIMIT: u64 = 1000;
 // ------------------------------------------------------------------ inputs
 
 /// `POST /api/v1/providers`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProvider {
     /// Unique name, referenced by model deployments.
     pub name: String,
     /// `openai`, `openai-compatible`, `mock`, ...
+    #[schema(schema_with = provider_kind_schema)]
     pub kind: String,
     /// Base URL; defaults per kind.
     #[serde(default)]
@@ -92,7 +94,7 @@ pub struct CreateProvider {
 }
 
 /// A deployment in [`CreateModel`].
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentInput {
     /// Provider name.
@@ -150,7 +152,7 @@ fn default_weight() -> u32 {
 }
 
 /// Prices in USD per 1M tokens.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PricingInput {
     /// Per 1M prompt tokens.
@@ -167,7 +169,7 @@ pub struct PricingInput {
 }
 
 /// `POST /api/v1/models`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateModel {
     /// Public name callers use.
@@ -185,7 +187,7 @@ pub struct CreateModel {
 }
 
 /// `POST /api/v1/teams`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
     /// Team name, unique in its organization.
@@ -196,7 +198,7 @@ pub struct CreateTeam {
 }
 
 /// `POST /api/v1/projects`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     /// Project name, unique in its team.
@@ -206,7 +208,7 @@ pub struct CreateProject {
 }
 
 /// A budget given inline at key creation (scoped to the new key).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetInput {
     /// The limit in USD; exactly one of this and `limit_tokens`.
@@ -226,7 +228,7 @@ pub struct BudgetInput {
 }
 
 /// `POST /api/v1/keys`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// Project id or name.
@@ -269,7 +271,7 @@ fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) ->
 }
 
 /// `PATCH /api/v1/keys/{id}`: absent fields are left alone, `null` clears.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
     /// Display name.
@@ -299,12 +301,27 @@ pub struct UpdateKey {
 }
 
 /// `POST /api/v1/keys/{id}/rotate`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
     /// How long the old secret keeps working (default 0: it dies now).
     #[serde(default)]
     pub grace_period_s: Option<u64>,
+}
+
+/// A string schema that allows exactly `values`.
+pub(crate) fn enum_schema(values: impl IntoIterator<Item = &'static str>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String).enum_values(Some(values)).build()
+}
+
+/// The provider kinds `POST /api/v1/providers` accepts.
+fn provider_kind_schema() -> utoipa::openapi::Object {
+    enum_schema(ProviderKind::ALL.iter().map(|k| k.as_str()))
+}
+
+/// `KeyView::status`: the stored statuses, and `expired`, derived from `expires_at`.
+fn key_status_schema() -> utoipa::openapi::Object {
+    enum_schema([KeyStatus::Active.as_str(), KeyStatus::Revoked.as_str(), "expired"])
 }
 
 /// Filters of `GET /api/v1/keys`.
@@ -329,7 +346,7 @@ pub struct ListKeys {
 // ------------------------------------------------------------------ views
 
 /// A provider as the API shows it: the credential only as a hint.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProviderView {
     /// Id.
     pub id: ProviderId,
@@ -358,7 +375,7 @@ pub struct ProviderView {
 }
 
 /// A model as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModelView {
     /// Id.
     pub id: ModelId,
@@ -377,7 +394,7 @@ pub struct ModelView {
 }
 
 /// A team.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TeamView {
     /// Id.
     pub id: TeamId,
@@ -390,7 +407,7 @@ pub struct TeamView {
 }
 
 /// A project.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProjectView {
     /// Id.
     pub id: ProjectId,
@@ -405,7 +422,7 @@ pub struct ProjectView {
 }
 
 /// A key as the API shows it: never the secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KeyView {
     /// Id.
     pub id: KeyId,
@@ -416,6 +433,7 @@ pub struct KeyView {
     /// Principal.
     pub principal: Option<String>,
     /// `active` or `revoked` (or `expired`, derived from `expires_at`).
+    #[schema(schema_with = key_status_schema)]
     pub status: String,
     /// Display hint of the current secret.
     pub key_hint: String,
@@ -447,7 +465,7 @@ pub struct KeyView {
 }
 
 /// A key with its secret: the one response that carries it.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct KeyWithSecret {
     /// The secret, shown once.
     pub key: String,
@@ -463,7 +481,7 @@ impl std::fmt::Debug for KeyWithSecret {
 }
 
 /// A page of keys.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KeyPage {
     /// The keys.
     pub data: Vec<KeyView>,

@@ -8,6 +8,9 @@
 //! Does not own: I/O of any kind, HTTP or gRPC mappings of error codes (those live in
 //! exactly one place in the data plane and one in the control plane), or policy logic.
 //!
+//! With the `openapi` feature, each value type also describes itself as an OpenAPI
+//! schema (`utoipa::ToSchema`), written beside its serde impl so the two agree.
+//!
 //! Invariants: money arithmetic is exact (checked i64/i128), and a value of these types
 //! can only be built valid (parse, don't validate).
 #![forbid(unsafe_code)]
@@ -15,6 +18,8 @@
 mod error;
 mod ids;
 mod money;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod scope;
 mod timestamp;
 mod window;

@@ -14,6 +14,7 @@ use tollgate_providers::Usage;
 
 /// Where an entry's token counts come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UsageSource {
     /// The upstream reported usage (a `usage` object or a final usage chunk).
@@ -25,6 +26,7 @@ pub enum UsageSource {
 
 /// One try at an upstream while serving a request (fallbacks add more than one).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     /// The provider credential's name.
     pub provider: String,
@@ -46,6 +48,7 @@ impl Attempt {
 /// Build one with [`LedgerEntry::new`] and the `with_*` methods; every field is public
 /// so a sink can read it directly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerEntry {
     /// The request id: unique, and the idempotency key of every sink.
     pub request_id: String,
@@ -85,6 +88,7 @@ pub struct LedgerEntry {
     pub cache_write_tokens: u64,
     /// What the request cost; serialized as the integer field `cost_nanos`.
     #[serde(rename = "cost_nanos", with = "nanos")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub cost: Money,
     /// The HTTP status returned to the caller.
     pub status: u16,

@@ -274,6 +274,7 @@ impl tollgate_core::ServiceError for PolicyError {
 /// means the default), unknown fields refused. Numbers are signed so that a negative
 /// value gets an error naming its field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRoutingPolicy {
     /// `priority` or `weighted`.
@@ -301,6 +302,7 @@ pub struct RawRoutingPolicy {
 
 /// Wire form of [`Backoff`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawBackoff {
     /// First retry's ceiling; 0 ..= 60 000 (0: no wait).
@@ -313,6 +315,7 @@ pub struct RawBackoff {
 
 /// Wire form of [`BreakerPolicy`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawCooldown {
     /// Consecutive failures that open the breaker; 0 ..= 1000 (0: never).

@@ -2,28 +2,32 @@
 //! `/api/v1/organizations`, reads of teams and projects, `/api/v1/principals`, and
 //! `GET/PATCH /api/v1/providers/{id}`.
 
+use super::openapi::{BadRequest, Conflict, Forbidden, InternalError, List, NotFound, Unauthorized};
 use super::{Auth, Body, body, created, ok, parse};
 use crate::ControlError;
-use crate::service::{ListPrincipals, ListProjects, ListTeams, Service};
-use axum::Router;
+use crate::service::{
+    CreateOrganization, ListPrincipals, ListProjects, ListTeams, OrganizationView, PrincipalPage, PrincipalRevocation,
+    PrincipalView, ProjectView, ProviderView, Service, TeamView, UpdateProvider,
+};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::{get, post};
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The routes whose paths are new; `GET /api/v1/teams` and `GET /api/v1/projects` share
 /// their path with the creates and are routed next to them.
-pub(super) fn routes() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/api/v1/organizations", post(create_organization).get(list_organizations))
-        .route("/api/v1/organizations/{id}", get(get_organization))
-        .route("/api/v1/teams/{id}", get(get_team))
-        .route("/api/v1/projects/{id}", get(get_project))
-        .route("/api/v1/providers/{id}", get(get_provider).patch(update_provider))
-        .route("/api/v1/principals", get(list_principals))
-        .route("/api/v1/principals/{id}", get(get_principal))
-        .route("/api/v1/principals/{id}/revoke", post(revoke_principal))
+pub(super) fn routes() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_organization, list_organizations))
+        .routes(routes!(get_organization))
+        .routes(routes!(get_team))
+        .routes(routes!(get_project))
+        .routes(routes!(get_provider, update_provider))
+        .routes(routes!(list_principals))
+        .routes(routes!(get_principal))
+        .routes(routes!(revoke_principal))
 }
 
 /// Takes the query parameters named in `allowed` out of `q`; any other is a 400 naming it.
@@ -34,6 +38,17 @@ fn only(q: HashMap<String, String>, allowed: &[&str]) -> Result<HashMap<String, 
     Ok(q)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations",
+    tag = "tenancy",
+    request_body = CreateOrganization,
+    responses(
+        (status = 201, description = "The organization.", body = OrganizationView),
+        BadRequest, Conflict, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("admin")))
+)]
 async fn create_organization(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -42,10 +57,33 @@ async fn create_organization(
     Ok(created(svc.create_organization(&actor, parse(&body(b)?)?).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations",
+    tag = "tenancy",
+    responses(
+        (status = 200, description = "Every organization for an unbound token; the caller's own otherwise.", body = List<OrganizationView>),
+        Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("keys:read")))
+)]
 async fn list_organizations(State(svc): State<Arc<Service>>, Auth(actor): Auth) -> Result<Response, ControlError> {
-    Ok(ok(serde_json::json!({"data": svc.list_organizations(&actor).await?})))
+    Ok(ok(List { data: svc.list_organizations(&actor).await? }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{id}",
+    tag = "tenancy",
+    params(
+        ("id" = String, Path, description = "The organization's id or name.")
+    ),
+    responses(
+        (status = 200, description = "The organization.", body = OrganizationView),
+        NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("keys:read")))
+)]
 async fn get_organization(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -55,6 +93,19 @@ async fn get_organization(
 }
 
 /// `GET /api/v1/teams[?organization=]`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/teams",
+    tag = "tenancy",
+    params(
+        ("organization" = Option<String>, Query, description = "Only teams of this organization (id or name).")
+    ),
+    responses(
+        (status = 200, description = "The teams in the caller's tenancy.", body = List<TeamView>),
+        BadRequest, NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("keys:read")))
+)]
 pub(super) async fn list_teams(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -62,9 +113,22 @@ pub(super) async fn list_teams(
 ) -> Result<Response, ControlError> {
     let mut q = only(q, &["organization"])?;
     let filter = ListTeams { organization: q.remove("organization") };
-    Ok(ok(serde_json::json!({"data": svc.list_teams(&actor, filter).await?})))
+    Ok(ok(List { data: svc.list_teams(&actor, filter).await? }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/teams/{id}",
+    tag = "tenancy",
+    params(
+        ("id" = String, Path, description = "The team's id or name.")
+    ),
+    responses(
+        (status = 200, description = "The team.", body = TeamView),
+        NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("keys:read")))
+)]
 async fn get_team(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -74,6 +138,19 @@ async fn get_team(
 }
 
 /// `GET /api/v1/projects[?team=]`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/projects",
+    tag = "tenancy",
+    params(
+        ("team" = Option<String>, Query, description = "Only projects of this team (id or name).")
+    ),
+    responses(
+        (status = 200, description = "The projects in the caller's tenancy.", body = List<ProjectView>),
+        BadRequest, NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("keys:read")))
+)]
 pub(super) async fn list_projects(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -81,9 +158,22 @@ pub(super) async fn list_projects(
 ) -> Result<Response, ControlError> {
     let mut q = only(q, &["team"])?;
     let filter = ListProjects { team: q.remove("team") };
-    Ok(ok(serde_json::json!({"data": svc.list_projects(&actor, filter).await?})))
+    Ok(ok(List { data: svc.list_projects(&actor, filter).await? }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/projects/{id}",
+    tag = "tenancy",
+    params(
+        ("id" = String, Path, description = "The project's id or name.")
+    ),
+    responses(
+        (status = 200, description = "The project.", body = ProjectView),
+        NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("keys:read")))
+)]
 async fn get_project(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -92,6 +182,19 @@ async fn get_project(
     Ok(ok(svc.get_project(&actor, &id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/providers/{id}",
+    tag = "providers",
+    params(
+        ("id" = String, Path, description = "The provider's id or name.")
+    ),
+    responses(
+        (status = 200, description = "The provider; its credential only as a hint and fingerprint.", body = ProviderView),
+        NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("providers:write")))
+)]
 async fn get_provider(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -100,6 +203,20 @@ async fn get_provider(
     Ok(ok(svc.get_provider(&actor, &id).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/providers/{id}",
+    tag = "providers",
+    request_body = UpdateProvider,
+    params(
+        ("id" = String, Path, description = "The provider's id or name.")
+    ),
+    responses(
+        (status = 200, description = "The provider as changed.", body = ProviderView),
+        BadRequest, NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("providers:write")))
+)]
 async fn update_provider(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -109,6 +226,21 @@ async fn update_provider(
     Ok(ok(svc.update_provider(&actor, &id, parse(&body(b)?)?).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/principals",
+    tag = "tenancy",
+    params(
+        ("project" = Option<String>, Query, description = "Only principals with keys in this project (id or name)."),
+        ("after" = Option<String>, Query, description = "Cursor: `next_after` of the previous page."),
+        ("limit" = Option<u64>, Query, description = "Page size, 1 to 1000 (default 100).", minimum = 1, maximum = 1000)
+    ),
+    responses(
+        (status = 200, description = "A page of principals holding keys in the caller's tenancy.", body = PrincipalPage),
+        BadRequest, NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("keys:read")))
+)]
 async fn list_principals(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -123,6 +255,19 @@ async fn list_principals(
     Ok(ok(svc.list_principals(&actor, filter).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/principals/{id}",
+    tag = "tenancy",
+    params(
+        ("id" = String, Path, description = "The principal (free-form, e.g. `acme:user-42`).")
+    ),
+    responses(
+        (status = 200, description = "The principal: its keys and budgets.", body = PrincipalView),
+        NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("keys:read")))
+)]
 async fn get_principal(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
@@ -131,6 +276,19 @@ async fn get_principal(
     Ok(ok(svc.get_principal(&actor, &id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/principals/{id}/revoke",
+    tag = "tenancy",
+    params(
+        ("id" = String, Path, description = "The principal.")
+    ),
+    responses(
+        (status = 200, description = "The keys of the principal revoked now. The body is empty or `{}`.", body = PrincipalRevocation),
+        BadRequest, NotFound, Unauthorized, Forbidden, InternalError
+    ),
+    extensions(("x-required-scope" = json!("keys:write")))
+)]
 async fn revoke_principal(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,

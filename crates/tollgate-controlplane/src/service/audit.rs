@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use tollgate_audit::{AuditEvent, ChainVerifier, ChainedEvent};
 use tollgate_core::Timestamp;
 use tollgate_store::{AuditFilter, AuditRecord};
+use utoipa::ToSchema;
 
 const DEFAULT_AUDIT_LIMIT: u64 = 100;
 const MAX_AUDIT_LIMIT: u64 = 1000;
@@ -70,7 +71,7 @@ impl AuditQuery {
 }
 
 /// One audit event as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditEventView {
     /// Position in the chain.
     pub seq: i64,
@@ -93,7 +94,7 @@ pub struct AuditEventView {
 }
 
 /// A page of audit events, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditPage {
     /// The events.
     pub data: Vec<AuditEventView>,
@@ -102,7 +103,7 @@ pub struct AuditPage {
 }
 
 /// The first row where the chain does not hold.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct BrokenRow {
     /// Its event id.
     pub id: String,
@@ -113,7 +114,7 @@ pub struct BrokenRow {
 }
 
 /// The result of re-walking the chain.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct AuditVerification {
     /// Whether every stored row verified.
     pub ok: bool,

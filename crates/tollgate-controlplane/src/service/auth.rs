@@ -101,6 +101,26 @@ impl Scope {
     }
 }
 
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut s = super::enum_schema(Scope::ALL.map(Scope::as_str));
+        let global: Vec<String> = Scope::ALL.into_iter().filter(|s| s.is_global()).map(|s| format!("`{s}`")).collect();
+        s.description = Some(format!(
+            "A permission of an admin token. `admin` implies every scope; `keys:write` implies \
+             `keys:read` and `budgets:write` implies `budgets:read`. {} work only on tokens bound \
+             to no team or project.",
+            global.join(", ")
+        ));
+        s.into()
+    }
+}
+
+impl utoipa::ToSchema for Scope {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Scope")
+    }
+}
+
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use tollgate_core::{BudgetId, KeyId, Money, MoneyError, OnBreach, ScopeKind, Timestamp, Window};
 use tollgate_store::{BudgetFilter, BudgetRecord};
+use utoipa::ToSchema;
 
 /// The most alert thresholds one budget may have.
 const MAX_THRESHOLDS: usize = 16;
@@ -71,6 +72,27 @@ impl fmt::Display for Threshold {
         let frac = format!("{:03}", self.0 % 1000);
         let frac = frac.trim_end_matches('0');
         write!(f, "{}.{}", self.0 / 1000, if frac.is_empty() { "0" } else { frac })
+    }
+}
+
+impl utoipa::PartialSchema for Threshold {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Number]))
+            .description(Some(
+                "A fraction of the limit in (0, 1], exact to 0.001. Responses give a decimal \
+                 string (\"0.8\"); requests may give a decimal string or a JSON number.",
+            ))
+            .pattern(Some(r"^\s*([0-9]*\.[0-9]+|[0-9]+\.?)\s*$"))
+            .examples(["0.8"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Threshold {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Threshold")
     }
 }
 
@@ -232,7 +254,9 @@ pub(crate) fn no_fields(body: &[u8]) -> Result<(), ControlError> {
 // ------------------------------------------------------------------ inputs
 
 /// `POST /api/v1/budgets`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ToSchema)]
+// Read by the schema only (this type is parsed by [`Fields`], which refuses unknown fields).
+#[serde(deny_unknown_fields)]
 pub struct CreateBudget {
     /// The kind of entity the budget applies to.
     pub scope: ScopeKind,
@@ -248,6 +272,7 @@ pub struct CreateBudget {
     /// Block (default) or warn.
     pub on_breach: Option<OnBreach>,
     /// Fractions of the limit at which to alert.
+    #[schema(required = false)]
     pub alert_thresholds: Vec<Threshold>,
 }
 
@@ -272,19 +297,26 @@ impl CreateBudget {
 }
 
 /// `PATCH /api/v1/budgets/{id}`: absent fields are left alone.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, ToSchema)]
+// Read by the schema only (this type is parsed by [`Fields`], which refuses unknown fields).
+#[serde(deny_unknown_fields)]
 pub struct UpdateBudget {
     /// A new money limit (turns a token budget into a money budget).
+    #[schema(nullable = false)]
     pub limit_usd: Option<Money>,
     /// A new token limit (turns a money budget into a token budget).
+    #[schema(nullable = false)]
     pub limit_tokens: Option<u64>,
     /// A new window.
+    #[schema(nullable = false)]
     pub window: Option<Window>,
     /// A new breach behaviour.
+    #[schema(nullable = false)]
     pub on_breach: Option<OnBreach>,
     /// New thresholds (replace the list; empty clears it).
     pub alert_thresholds: Option<Vec<Threshold>>,
     /// Ends the temporary increase now (`"temporary_increase": null`).
+    #[schema(rename = "temporary_increase", schema_with = null_schema, required = false)]
     pub clear_temporary_increase: bool,
 }
 
@@ -321,8 +353,20 @@ impl UpdateBudget {
     }
 }
 
+/// The schema of `null`, the only value of `temporary_increase` in a budget patch.
+fn null_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Null)
+        .description(Some(
+            "`null` ends the temporary increase now; use POST /api/v1/budgets/{id}/increase to start one.",
+        ))
+        .build()
+}
+
 /// `POST /api/v1/budgets/{id}/increase`: raise the limit for a while.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, ToSchema)]
+// Read by the schema only (this type is parsed by [`Fields`], which refuses unknown fields).
+#[serde(deny_unknown_fields)]
 pub struct IncreaseBudget {
     /// The increase of a money budget, in USD.
     pub amount_usd: Option<Money>,
@@ -363,7 +407,7 @@ pub struct ListBudgets {
 // ------------------------------------------------------------------ views
 
 /// An amount in a budget's unit: USD (a decimal string) or tokens (a number).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum BudgetAmount {
     /// A money amount.
@@ -382,7 +426,7 @@ impl fmt::Display for BudgetAmount {
 }
 
 /// A temporary increase still in force.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TemporaryIncreaseView {
     /// Added to the limit, in the limit's unit.
     pub amount: BudgetAmount,
@@ -391,7 +435,7 @@ pub struct TemporaryIncreaseView {
 }
 
 /// A budget as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct BudgetView {
     /// Id.
     pub id: BudgetId,
@@ -420,7 +464,7 @@ pub struct BudgetView {
 }
 
 /// A page of budgets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BudgetPage {
     /// The budgets.
     pub data: Vec<BudgetView>,

@@ -18,12 +18,13 @@ use tollgate_core::{Money, ScopeKind, Timestamp};
 use tollgate_keys::ModelAllowlist;
 use tollgate_metering::PriceCatalog;
 use tollgate_store::{BudgetRecord, KeyRecord, ModelRecord};
+use utoipa::ToSchema;
 
 /// `price_source` of a price an operator gave.
 pub const PRICE_EXPLICIT: &str = "explicit";
 
 /// `PATCH /api/v1/models/{name}`: absent fields are left alone.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateModel {
     /// New prices (replaces all of them; recorded as `explicit`). A zero price is a

@@ -20,6 +20,7 @@ use std::fmt;
 use tollgate_core::{KeyId, Timestamp};
 use tollgate_routing::{RawBackoff, RawCooldown, RawRoutingPolicy, RoutingPolicy};
 use tollgate_store::{AliasRecord, RoutingPolicyRecord};
+use utoipa::ToSchema;
 
 /// The id prefix of routing policies.
 const POLICY_PREFIX: &str = "rpol";
@@ -27,7 +28,7 @@ const POLICY_PREFIX: &str = "rpol";
 // ------------------------------------------------------------------ aliases
 
 /// `POST /api/v1/aliases`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAlias {
     /// The alias, unique across models and aliases.
@@ -37,7 +38,7 @@ pub struct CreateAlias {
 }
 
 /// An alias as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AliasView {
     /// The alias.
     pub name: String,
@@ -69,6 +70,15 @@ pub enum PolicyScopeKind {
 }
 
 impl PolicyScopeKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [PolicyScopeKind; 5] = [
+        PolicyScopeKind::Organization,
+        PolicyScopeKind::Team,
+        PolicyScopeKind::Project,
+        PolicyScopeKind::VirtualKey,
+        PolicyScopeKind::Default,
+    ];
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -107,6 +117,20 @@ impl std::str::FromStr for PolicyScopeKind {
     }
 }
 
+impl utoipa::PartialSchema for PolicyScopeKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut s = super::enum_schema(PolicyScopeKind::ALL.map(PolicyScopeKind::as_str));
+        s.description = Some("Where a routing policy applies; `default` takes no `scope_id`.".into());
+        s.into()
+    }
+}
+
+impl utoipa::ToSchema for PolicyScopeKind {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("PolicyScopeKind")
+    }
+}
+
 impl Serialize for PolicyScopeKind {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -120,7 +144,9 @@ impl<'de> Deserialize<'de> for PolicyScopeKind {
 }
 
 /// `POST /api/v1/routing-policies`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ToSchema)]
+// Read by the schema only (this type is parsed by [`Fields`], which refuses unknown fields).
+#[serde(deny_unknown_fields)]
 pub struct CreateRoutingPolicy {
     /// Where it applies.
     pub scope: PolicyScopeKind,
@@ -128,6 +154,7 @@ pub struct CreateRoutingPolicy {
     pub scope_id: Option<String>,
     /// The policy as JSON: `strategy`, `max_attempts`, `per_attempt_timeout_ms`,
     /// `overall_timeout_ms`, `backoff`, `retry_on`, `cooldown`; every field optional.
+    #[schema(value_type = RawRoutingPolicy)]
     pub policy: serde_json::Value,
 }
 
@@ -144,9 +171,12 @@ impl CreateRoutingPolicy {
 }
 
 /// `PATCH /api/v1/routing-policies/{id}`: replaces the policy (its scope stays).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ToSchema)]
+// Read by the schema only (this type is parsed by [`Fields`], which refuses unknown fields).
+#[serde(deny_unknown_fields)]
 pub struct UpdateRoutingPolicy {
     /// The new policy, whole: fields left out take the defaults, not the old values.
+    #[schema(value_type = RawRoutingPolicy)]
     pub policy: serde_json::Value,
 }
 
@@ -159,7 +189,7 @@ impl UpdateRoutingPolicy {
 }
 
 /// A routing policy as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct RoutingPolicyView {
     /// Id.
     pub id: String,
@@ -168,6 +198,7 @@ pub struct RoutingPolicyView {
     /// The scope's entity id; `null` for `default`.
     pub scope_id: Option<String>,
     /// The policy with every field written out.
+    #[schema(value_type = RawRoutingPolicy)]
     pub policy: serde_json::Value,
     /// Created.
     pub created_at: Timestamp,

@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tollgate_core::{OrgId, ProjectId, ScopeKind, Timestamp};
 use tollgate_store::{OrgRecord, PrincipalFilter, PrincipalSummary, ProviderRecord};
+use utoipa::ToSchema;
 
 /// Page size of principal listings when none is given.
 const DEFAULT_PRINCIPAL_LIMIT: u64 = 100;
 
 /// `POST /api/v1/organizations`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganization {
     /// Unique name.
@@ -29,7 +30,7 @@ pub struct CreateOrganization {
 }
 
 /// An organization.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrganizationView {
     /// Id.
     pub id: OrgId,
@@ -54,7 +55,7 @@ pub struct ListProjects {
 }
 
 /// `PATCH /api/v1/providers/{id}`: absent fields are left alone, `null` clears.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProvider {
     /// New base URL.
@@ -89,7 +90,7 @@ pub struct ListPrincipals {
 }
 
 /// A principal: the keys it holds (in the caller's tenancy) and its own budgets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PrincipalView {
     /// The free-form principal (`acme:user-42`).
     pub id: String,
@@ -107,7 +108,7 @@ pub struct PrincipalView {
 }
 
 /// One page of principals.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PrincipalPage {
     /// The principals, in ascending order.
     pub data: Vec<PrincipalView>,
@@ -116,7 +117,7 @@ pub struct PrincipalPage {
 }
 
 /// What `POST /api/v1/principals/{id}/revoke` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PrincipalRevocation {
     /// The principal.
     pub id: String,

@@ -12,14 +12,16 @@ use crate::secrets::generate_admin_token;
 use serde::{Deserialize, Serialize};
 use tollgate_core::{ProjectId, TeamId, Timestamp, TokenId};
 use tollgate_store::AdminTokenRecord;
+use utoipa::ToSchema;
 
 /// `POST /api/v1/tokens`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Display name.
     pub name: String,
     /// Granted scopes (`keys:write`, `usage:read`, ..., or `admin`).
+    #[schema(value_type = Vec<Scope>)]
     pub scopes: Vec<String>,
     /// Bind the token to this team (id or name).
     #[serde(default)]
@@ -33,19 +35,21 @@ pub struct CreateToken {
 }
 
 /// An admin token as the API shows it: never the secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TokenView {
     /// Id; the audit trail's actor for everything the token does.
     pub id: TokenId,
     /// Display name.
     pub name: String,
     /// Granted scopes.
+    #[schema(value_type = Vec<Scope>)]
     pub scopes: Vec<String>,
     /// The team it is bound to (set for project-bound tokens too).
     pub team_id: Option<TeamId>,
     /// The project it is bound to.
     pub project_id: Option<ProjectId>,
     /// `active`, `revoked` or `expired`.
+    #[schema(schema_with = token_status_schema)]
     pub status: &'static str,
     /// The first characters of the token.
     pub token_hint: String,
@@ -58,7 +62,7 @@ pub struct TokenView {
 }
 
 /// A token with its secret: the one response that carries it.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct TokenWithSecret {
     /// The token, shown once.
     pub token: String,
@@ -73,16 +77,24 @@ impl std::fmt::Debug for TokenWithSecret {
     }
 }
 
+/// The values of [`TokenView::status`], as [`token_view`] sets them.
+const TOKEN_STATUSES: [&str; 3] = ["active", "revoked", "expired"];
+
+fn token_status_schema() -> utoipa::openapi::Object {
+    super::enum_schema(TOKEN_STATUSES)
+}
+
 /// At most this many scopes on one token (there are fewer distinct ones).
 const MAX_SCOPES: usize = 16;
 
 fn token_view(r: &AdminTokenRecord, now: Timestamp) -> TokenView {
+    let [active, revoked, expired] = TOKEN_STATUSES;
     let status = if r.revoked_at.is_some() {
-        "revoked"
+        revoked
     } else if r.expires_at.is_some_and(|e| e <= now) {
-        "expired"
+        expired
     } else {
-        "active"
+        active
     };
     TokenView {
         id: r.id.clone(),

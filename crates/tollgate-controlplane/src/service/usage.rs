@@ -13,8 +13,12 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, Time};
-use tollgate_core::{ScopeKind, Timestamp};
+use tollgate_core::{Money, ScopeKind, Timestamp};
+use tollgate_metering::LedgerEntry;
 use tollgate_store::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 /// Entries per ledger page unless `limit` says otherwise.
 const DEFAULT_LEDGER_LIMIT: u64 = 100;
@@ -234,6 +238,80 @@ fn key_text(group: UsageGroup, key: &UsageKey) -> Option<String> {
     }
 }
 
+/// One page of `GET /api/v1/ledger`.
+#[derive(Debug, Clone, serde::Serialize, ToSchema)]
+pub struct LedgerPage {
+    /// The entries, newest first.
+    pub entries: Vec<LedgerEntry>,
+    /// Pass as `cursor` for the next page; `null` once a page comes back short.
+    pub next_cursor: Option<String>,
+}
+
+/// The sums of [`sums_json`], in that order.
+const SUM_FIELDS: [&str; 5] = ["requests", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd"];
+
+/// An object schema holding the sums of [`sums_json`] (and `extra` properties first).
+fn sums_schema(extra: Option<(&str, Object)>) -> Object {
+    let mut b = ObjectBuilder::new().additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    if let Some((name, schema)) = extra {
+        b = b.property(name, schema).required(name);
+    }
+    for f in SUM_FIELDS {
+        let s: RefOr<Schema> = if f == "cost_usd" {
+            Ref::from_schema_name(Money::name()).into()
+        } else {
+            ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).into()
+        };
+        b = b.property(f, s).required(f);
+    }
+    b.build()
+}
+
+impl PartialSchema for UsageReport {
+    /// The JSON form written by [`UsageReport::to_json`]: `by_<group>` is present for
+    /// each group asked for in `group_by`.
+    fn schema() -> RefOr<Schema> {
+        let time: RefOr<Schema> = Ref::from_schema_name(Timestamp::name()).into();
+        let window = ObjectBuilder::new()
+            .property("from", time.clone())
+            .property("to", time)
+            .required("from")
+            .required("to")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .description(Some("The range covered: from inclusive, to exclusive."));
+        let mut root = ObjectBuilder::new()
+            .property("window", window)
+            .required("window")
+            .property("summary", sums_schema(None))
+            .required("summary")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for g in UsageGroup::ALL {
+            let key = ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+                .description(Some(match g {
+                    UsageGroup::Day => "The UTC day, `YYYY-MM-DD`.",
+                    UsageGroup::Hour => "The start of the UTC hour, RFC 3339.",
+                    _ => "The group's value; `null` for entries without one.",
+                }))
+                .build();
+            let rows = ArrayBuilder::new().items(sums_schema(Some((g.as_str(), key))));
+            root = root.property(format!("by_{}", g.as_str()), rows);
+        }
+        root.into()
+    }
+}
+
+impl ToSchema for UsageReport {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("UsageReport")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Money::name().into(), Money::schema()));
+        schemas.push((Timestamp::name().into(), Timestamp::schema()));
+    }
+}
+
 fn sums_json(t: &UsageTotals, obj: &mut Map<String, Value>) {
     obj.insert("requests".into(), json!(t.requests));
     obj.insert("input_tokens".into(), json!(t.input_tokens));
@@ -318,9 +396,8 @@ impl Service {
         Ok(UsageReport { from: q.filter.from, to: q.filter.to, summary, groups })
     }
 
-    /// One page of ledger entries: `{"entries": [...], "next_cursor": "..." | null}`.
-    /// `next_cursor` is null once a page comes back short.
-    pub async fn ledger(&self, actor: &Actor, q: &LedgerQuery) -> Result<Value, ControlError> {
+    /// One page of ledger entries; `next_cursor` is null once a page comes back short.
+    pub async fn ledger(&self, actor: &Actor, q: &LedgerQuery) -> Result<LedgerPage, ControlError> {
         let filter = self.confined(actor, &q.filter).await?;
         let entries = self.store.ledger_page(&filter, q.cursor.as_ref(), q.limit).await?;
         let next = match entries.last() {
@@ -329,9 +406,7 @@ impl Service {
             }
             _ => None,
         };
-        let entries = serde_json::to_value(&entries)
-            .map_err(|e| ControlError::Internal(format!("ledger entries are not serializable: {e}")))?;
-        Ok(json!({"entries": entries, "next_cursor": next}))
+        Ok(LedgerPage { entries, next_cursor: next })
     }
 }
 
