@@ -13,6 +13,7 @@ mod rotation;
 mod routing;
 mod tokens;
 mod usage;
+mod watch;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
