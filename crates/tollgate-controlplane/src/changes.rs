@@ -2,7 +2,7 @@
 //! that led to it.
 //!
 //! Each published revision's [`v1::ConfigChange`] is computed once, by diffing it with
-//! the snapshot published before it by id ([`diff`]), and kept in a bounded history
+//! the snapshot published before it by id ([`tollgate_proto::diff`]), and kept in a bounded history
 //! shared by every follower ([`Feed`]). A follower ([`Subscription`]) at a revision the
 //! history starts a chain from receives only the changes after it; one too far behind,
 //! ahead of the control plane, or with nothing yet receives the full snapshot first.
@@ -17,7 +17,7 @@ use prost::Message;
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
-use tollgate_proto::v1;
+use tollgate_proto::{diff, v1};
 
 /// How much change history a [`Feed`] keeps by default: the last this many revisions…
 pub const DEFAULT_MAX_CHANGES: usize = 1024;
@@ -61,69 +61,6 @@ impl FeedItem {
                 v1::WatchResponse { revision: s.revision, snapshot: Some((**s).clone()), change: None }
             }
             FeedItem::Change(c) => v1::WatchResponse { revision: c.revision, snapshot: None, change: Some((**c).clone()) },
-        }
-    }
-}
-
-/// The change that turns `old` into `new`, by id; `None` when the key pepper differs
-/// (a new pepper must reach gateways as a full snapshot).
-pub fn diff(old: &v1::Snapshot, new: &v1::Snapshot) -> Option<v1::ConfigChange> {
-    if old.key_pepper != new.key_pepper {
-        return None;
-    }
-    let mut c = v1::ConfigChange { from_revision: old.revision, revision: new.revision, ..Default::default() };
-    diff_by_id(&old.providers, &new.providers, |p| &p.id, &mut c.upsert_providers, &mut c.delete_providers);
-    diff_by_id(&old.models, &new.models, |m| &m.id, &mut c.upsert_models, &mut c.delete_models);
-    diff_by_id(&old.keys, &new.keys, |k| &k.id, &mut c.upsert_keys, &mut c.delete_keys);
-    diff_by_id(&old.budgets, &new.budgets, |b| &b.id, &mut c.upsert_budgets, &mut c.delete_budgets);
-    diff_by_id(&old.aliases, &new.aliases, |a| &a.name, &mut c.upsert_aliases, &mut c.delete_aliases);
-    diff_by_id(
-        &old.routing_policies,
-        &new.routing_policies,
-        |p| &p.id,
-        &mut c.upsert_routing_policies,
-        &mut c.delete_routing_policies,
-    );
-    Some(c)
-}
-
-/// Items of `new` that are absent from `old` or differ from it go to `upserts`, ids of
-/// `old` absent from `new` to `deletes`. A merge of both lists sorted by id: the store
-/// already returns them in id order, so the sorts are linear.
-fn diff_by_id<T: PartialEq + Clone>(
-    old: &[T],
-    new: &[T],
-    id: impl Fn(&T) -> &String,
-    upserts: &mut Vec<T>,
-    deletes: &mut Vec<String>,
-) {
-    let mut old: Vec<&T> = old.iter().collect();
-    let mut new: Vec<&T> = new.iter().collect();
-    old.sort_by(|a, b| id(a).cmp(id(b)));
-    new.sort_by(|a, b| id(a).cmp(id(b)));
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        match (old.get(i), new.get(j)) {
-            (Some(o), Some(n)) if id(o) == id(n) => {
-                if o != n {
-                    upserts.push((*n).clone());
-                }
-                i += 1;
-                j += 1;
-            }
-            (Some(o), Some(n)) if id(o) < id(n) => {
-                deletes.push(id(o).clone());
-                i += 1;
-            }
-            (Some(o), None) => {
-                deletes.push(id(o).clone());
-                i += 1;
-            }
-            (_, Some(n)) => {
-                upserts.push((*n).clone());
-                j += 1;
-            }
-            (None, None) => break,
         }
     }
 }
@@ -307,27 +244,6 @@ mod tests {
             keys: keys.iter().map(|(id, status)| key(id, status)).collect(),
             ..Default::default()
         })
-    }
-
-    #[test]
-    fn the_diff_holds_only_what_changed_by_id() {
-        let old = snap(1, &[("key_a", "active"), ("key_b", "active"), ("key_c", "active")]);
-        // Out of id order on purpose: the diff must not depend on it.
-        let new = snap(2, &[("key_d", "active"), ("key_b", "revoked"), ("key_a", "active")]);
-        let c = diff(&old, &new).unwrap();
-        assert_eq!((c.from_revision, c.revision), (1, 2));
-        let upserts: Vec<_> = c.upsert_keys.iter().map(|k| (k.id.as_str(), k.status.as_str())).collect();
-        assert_eq!(upserts, [("key_b", "revoked"), ("key_d", "active")]);
-        assert_eq!(c.delete_keys, ["key_c"]);
-        assert!(c.upsert_budgets.is_empty() && c.upsert_providers.is_empty());
-    }
-
-    #[test]
-    fn a_new_pepper_has_no_change() {
-        let old = snap(1, &[]);
-        let mut new = (*snap(2, &[])).clone();
-        new.key_pepper = vec![8; 32];
-        assert!(diff(&old, &new).is_none());
     }
 
     fn revisions(items: &[FeedItem]) -> Vec<(&'static str, i64)> {
