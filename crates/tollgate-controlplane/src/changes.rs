@@ -60,7 +60,9 @@ impl FeedItem {
             FeedItem::Snapshot(s) => {
                 v1::WatchResponse { revision: s.revision, snapshot: Some((**s).clone()), change: None }
             }
-            FeedItem::Change(c) => v1::WatchResponse { revision: c.revision, snapshot: None, change: Some((**c).clone()) },
+            FeedItem::Change(c) => {
+                v1::WatchResponse { revision: c.revision, snapshot: None, change: Some((**c).clone()) }
+            }
         }
     }
 }
@@ -130,7 +132,11 @@ impl Feed {
     pub fn publish(&self, next: Arc<v1::Snapshot>) {
         let head = self.head();
         if next.revision <= head.revision {
-            tracing::debug!(revision = next.revision, head = head.revision, "snapshot not newer than the head; skipped");
+            tracing::debug!(
+                revision = next.revision,
+                head = head.revision,
+                "snapshot not newer than the head; skipped"
+            );
             return;
         }
         // Computed outside the lock: only the publisher writes, and followers keep

@@ -17,7 +17,7 @@
 //! snapshot as building the full snapshot at its `revision`; an item that fails to
 //! convert is left out and reported, as a full build would leave it out.
 
-use crate::snapshot::{Snapshot, WireConfig, budgets_of, build_routing, in_scope, sorted_budgets};
+use crate::snapshot::{Accounts, Snapshot, WireConfig, budgets_of, build_routing, in_scope, sorted_budgets};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tollgate_budgets::Budget;
@@ -187,16 +187,8 @@ impl Snapshot {
             }
         }
 
-        let next = Snapshot::assemble(
-            change.revision,
-            self.hasher.clone(),
-            wire,
-            routing,
-            budgets,
-            by_scope,
-            keys,
-            key_budgets,
-        );
+        let accounts = Accounts { keys, key_budgets, budgets, budgets_by_scope: by_scope };
+        let next = Snapshot::assemble(change.revision, self.hasher.clone(), wire, routing, accounts);
         Ok((next, problems))
     }
 }

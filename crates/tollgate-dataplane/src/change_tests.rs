@@ -206,7 +206,7 @@ impl World {
                         let p = self.rng.below(4);
                         let k = &mut self.wire.keys[i];
                         k.project_id = format!("prj_{p}");
-                        k.principal = (p % 2 == 0).then(|| format!("p{p}"));
+                        k.principal = p.is_multiple_of(2).then(|| format!("p{p}"));
                     }
                 }
                 8 => {
@@ -317,7 +317,10 @@ fn observe(s: &Snapshot, key_ids: &[String], secrets: &[String]) -> Observed {
         auth: secrets.iter().map(|x| s.keys.authenticate(&s.hasher, x, now).map(|k| k.id.clone())).collect(),
         budget_count: s.budget_count(),
         models: names.iter().map(|n| format!("{:?}", s.catalog.lookup(n))).collect(),
-        prices: names.iter().map(|n| format!("{:?} {:?}", s.price_of(n, 0), s.deployment_prices.get(n.as_str()))).collect(),
+        prices: names
+            .iter()
+            .map(|n| format!("{:?} {:?}", s.price_of(n, 0), s.deployment_prices.get(n.as_str())))
+            .collect(),
         providers,
         policies: format!("{:?}", s.wire_policies),
     }
@@ -428,10 +431,11 @@ async fn an_item_that_does_not_convert_is_skipped_alone() {
         from_revision: 3,
         revision: 4,
         // key_a turns malformed: it is left out, as a full snapshot would leave it.
-        upsert_keys: vec![key("key_a", "bogus", 1), key("key_b", "active", 2), v1::Key {
-            key_hash: vec![3; 5],
-            ..key("key_c", "active", 3)
-        }],
+        upsert_keys: vec![
+            key("key_a", "bogus", 1),
+            key("key_b", "active", 2),
+            v1::Key { key_hash: vec![3; 5], ..key("key_c", "active", 3) },
+        ],
         upsert_budgets: vec![budget("bud_ok", "day"), budget("bud_bad", "fortnight")],
         ..Default::default()
     };

@@ -59,6 +59,15 @@ pub(crate) struct Routing {
 /// Budgets by scope: kind, then scope id, each list in budget id order.
 pub(crate) type ScopeBudgets = HashMap<ScopeKind, HashMap<Arc<str>, Arc<[Arc<Budget>]>>>;
 
+/// Keys and budgets, with every key's budgets resolved: the part of a snapshot that
+/// grows with the number of customers, patched in place by a change.
+pub(crate) struct Accounts {
+    pub(crate) keys: KeyIndex,
+    pub(crate) key_budgets: HashMap<KeyId, Arc<[Arc<Budget>]>>,
+    pub(crate) budgets: HashMap<BudgetId, Arc<Budget>>,
+    pub(crate) budgets_by_scope: ScopeBudgets,
+}
+
 /// A complete, immutable configuration: keys, catalog, prices and providers.
 pub struct Snapshot {
     /// The control plane revision this snapshot reflects.
@@ -138,12 +147,10 @@ impl Snapshot {
         hasher: KeyHasher,
         wire: Arc<WireConfig>,
         routing: Routing,
-        budgets: HashMap<BudgetId, Arc<Budget>>,
-        budgets_by_scope: ScopeBudgets,
-        keys: KeyIndex,
-        key_budgets: HashMap<KeyId, Arc<[Arc<Budget>]>>,
+        accounts: Accounts,
     ) -> Snapshot {
         let Routing { providers, catalog, prices, deployment_prices, wire_policies } = routing;
+        let Accounts { keys, key_budgets, budgets, budgets_by_scope } = accounts;
         Snapshot {
             revision,
             loaded: true,
@@ -225,16 +232,8 @@ impl Snapshot {
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        let snap = Snapshot::assemble(
-            wire.revision,
-            hasher,
-            Arc::new(config),
-            routing,
-            budgets,
-            budgets_by_scope,
-            keys,
-            key_budgets,
-        );
+        let accounts = Accounts { keys, key_budgets, budgets, budgets_by_scope };
+        let snap = Snapshot::assemble(wire.revision, hasher, Arc::new(config), routing, accounts);
         (snap, problems)
     }
 

@@ -105,5 +105,4 @@ mod tests {
         new.key_pepper = vec![8; 32];
         assert!(diff(&old, &new).is_none());
     }
-
 }

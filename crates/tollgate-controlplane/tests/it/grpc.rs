@@ -237,7 +237,11 @@ async fn grpc_budget_errors_map_to_status_codes_naming_the_field() {
 async fn a_budget_change_reaches_a_watching_gateway_in_the_next_snapshot() {
     let cp = Cp::start().await;
     let mut watch = ConfigServiceClient::connect(cp.grpc.clone()).await.unwrap();
-    let mut stream = watch.watch(authed(v1::WatchRequest { since_revision: 0, accept_changes: false }, ADMIN)).await.unwrap().into_inner();
+    let mut stream = watch
+        .watch(authed(v1::WatchRequest { since_revision: 0, accept_changes: false }, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
     let first = stream.message().await.unwrap().unwrap();
 
     let mut c = client(&cp).await;

@@ -64,7 +64,8 @@ async fn a_gateway_at_a_recent_revision_gets_only_the_changes_after_it() {
     let after_revoke = cp.revision().await;
 
     let changes = changes_until(&mut from_start, start, after_revoke).await;
-    let keys: Vec<_> = changes.iter().flat_map(|c| &c.upsert_keys).map(|k| (k.id.as_str(), k.status.as_str())).collect();
+    let keys: Vec<_> =
+        changes.iter().flat_map(|c| &c.upsert_keys).map(|k| (k.id.as_str(), k.status.as_str())).collect();
     assert_eq!(keys.last(), Some(&(minted.as_str(), "revoked")), "the revocation arrives as a key upsert: {keys:?}");
     assert!(keys.contains(&(minted.as_str(), "active")) || changes.len() == 1, "{keys:?}");
     for c in &changes {
