@@ -203,3 +203,113 @@ async fn apply_one(
         tracing::warn!(error = %e, "configuration change refused; catching up from this gateway's revision");
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use tokio::sync::mpsc;
+    use tollgate_core::KeyId;
+    use tollgate_keys::KeyStatus;
+    use tollgate_proto::v1::config_service_server::{ConfigService, ConfigServiceServer};
+    use tonic::{Request, Response, Status};
+
+    /// A control plane that answers each `Watch` call with the next scripted messages
+    /// and then keeps the stream open, reporting every `since_revision` it is asked for.
+    struct ScriptedControlPlane {
+        asked: mpsc::UnboundedSender<(i64, bool)>,
+        script: Mutex<VecDeque<Vec<v1::WatchResponse>>>,
+    }
+
+    type Stream = Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::WatchResponse, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl ConfigService for ScriptedControlPlane {
+        type WatchStream = Stream;
+
+        async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<Stream>, Status> {
+            let r = req.into_inner();
+            let _ = self.asked.send((r.since_revision, r.accept_changes));
+            let msgs = self.script.lock().unwrap().pop_front().unwrap_or_default();
+            let open =
+                tokio_stream::StreamExt::chain(tokio_stream::iter(msgs.into_iter().map(Ok)), tokio_stream::pending());
+            Ok(Response::new(Box::pin(open)))
+        }
+    }
+
+    struct NoSpend;
+
+    impl SpendSource for NoSpend {
+        fn budget_spend<'a>(&'a self, _: &'a BudgetId, _: Timestamp) -> SpendFuture<'a> {
+            Box::pin(async { Ok(Amount::ZERO) })
+        }
+    }
+
+    fn key(status: &str) -> v1::Key {
+        v1::Key {
+            id: "key_a".into(),
+            org_id: "org_1".into(),
+            team_id: "team_1".into(),
+            project_id: "prj_1".into(),
+            status: status.into(),
+            key_hash: vec![1; 32],
+            ..Default::default()
+        }
+    }
+
+    fn change(from: i64, to: i64, status: &str) -> v1::WatchResponse {
+        let c = v1::ConfigChange {
+            from_revision: from,
+            revision: to,
+            upsert_keys: vec![key(status)],
+            ..Default::default()
+        };
+        v1::WatchResponse { revision: to, snapshot: None, change: Some(c) }
+    }
+
+    #[tokio::test]
+    async fn a_change_out_of_step_makes_the_gateway_resume_from_its_own_revision() {
+        let snapshot =
+            WireSnapshot { revision: 3, key_pepper: vec![2; 32], keys: vec![key("active")], ..Default::default() };
+        let script = VecDeque::from([
+            // Connection 1: the snapshot, then a change that skips revisions 4 to 6.
+            vec![v1::WatchResponse { revision: 3, snapshot: Some(snapshot), change: None }, change(6, 7, "revoked")],
+            // Connection 2: what follows revision 3.
+            vec![change(3, 4, "revoked")],
+        ]);
+        let (asked, mut asks) = mpsc::unbounded_channel();
+        let cp = ScriptedControlPlane { asked, script: Mutex::new(script) };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ConfigServiceServer::new(cp))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+
+        let dp = DataPlane::new(Config::default()).unwrap();
+        let cfg = WatchConfig { endpoint, token: "t".into(), max_backoff: Duration::from_millis(200) };
+        let follower = tokio::spawn(watch_control_plane(dp.clone(), cfg, BudgetSeeder::new(Arc::new(NoSpend))));
+        let wait = Duration::from_secs(10);
+        assert_eq!(tokio::time::timeout(wait, asks.recv()).await.unwrap(), Some((0, true)));
+        assert_eq!(
+            tokio::time::timeout(wait, asks.recv()).await.unwrap(),
+            Some((3, true)),
+            "resumes from its revision"
+        );
+        let revoked = tokio::time::timeout(wait, async {
+            loop {
+                if dp.snapshot().revision == 4 {
+                    return dp.snapshot().keys.get(&KeyId::new("key_a")).map(|k| k.status);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(revoked, Some(KeyStatus::Revoked), "the change in step is applied");
+        follower.abort();
+    }
+}
