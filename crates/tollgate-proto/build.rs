@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".tollgate.control.v1.CreateKeyResponse",
             ".tollgate.control.v1.RotateKeyResponse",
             ".tollgate.control.v1.CreateTokenResponse",
+            ".tollgate.control.v1.CreateProviderRequest",
+            ".tollgate.control.v1.UpdateProviderRequest",
         ])
         .compile_with_config(config, &files, &[root])?;
     Ok(())

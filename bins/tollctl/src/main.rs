@@ -2,8 +2,14 @@
 //! calls [`cli::run`].
 #![allow(clippy::print_stdout)] // a CLI's output is stdout
 
+mod apply;
+mod budgets;
+mod catalog;
 mod cli;
+mod keys;
+mod providers;
 mod security;
+mod tenancy;
 
 use clap::Parser;
 

@@ -17,7 +17,7 @@ pub(crate) enum TokensCommand {
         #[arg(long)]
         name: String,
         /// A scope (keys:read, keys:write, budgets:read, budgets:write, providers:write,
-        /// models:write, usage:read, audit:read, tokens:write, admin); repeat for several.
+        /// models:write, usage:read, audit:read, tokens:write, gateway, admin); repeat for several.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// Bind the token to this team (id or name).

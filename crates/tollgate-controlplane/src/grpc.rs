@@ -5,14 +5,16 @@ use crate::ControlError;
 use crate::service::{
     Actor, AliasView, BudgetInput, BudgetView, CreateAlias, CreateBudget, CreateKey, CreateRoutingPolicy,
     IncreaseBudget, KeyView, ListBudgets, ListKeys, ModelView, PricingInput, RotateKey, RoutingPolicyView, Service,
-    Threshold, UpdateBudget, UpdateModel, UpdateRoutingPolicy, UsageFormat, UsageQuery,
+    Threshold, UpdateBudget, UpdateKey, UpdateModel, UpdateRoutingPolicy, UsageFormat, UsageQuery,
 };
 use std::sync::Arc;
 use tollgate_core::{Money, Timestamp};
 use tollgate_proto::v1;
 use tonic::{Request, Response, Status};
 
+mod catalog;
 mod security;
+mod tenancy;
 mod watch;
 
 pub(crate) use security::SecurityApi;
@@ -103,7 +105,7 @@ impl v1::ledger_service_server::LedgerService for LedgerApi {
     }
 }
 
-/// `AdminService`: key and budget operations for `tollctl` and Rust callers.
+/// `AdminService`: every management operation for `tollctl` and Rust callers.
 pub(crate) struct AdminApi {
     svc: Arc<Service>,
 }
@@ -143,12 +145,16 @@ fn create_input(r: v1::CreateKeyRequest) -> Result<CreateKey, ControlError> {
     };
     let budget = match r.budget {
         Some(b) => Some(BudgetInput {
-            limit_usd: Some(
-                Money::parse_non_negative(&b.limit_usd)
-                    .map_err(|e| ControlError::invalid("budget.limit_usd", e.to_string()))?,
-            ),
-            limit_tokens: None,
-            alert_thresholds: Vec::new(),
+            // Empty means a token budget (or none at all, which the service refuses).
+            limit_usd: match b.limit_usd.as_str() {
+                "" if b.limit_tokens.is_some() => None,
+                text => Some(
+                    Money::parse_non_negative(text)
+                        .map_err(|e| ControlError::invalid("budget.limit_usd", e.to_string()))?,
+                ),
+            },
+            limit_tokens: b.limit_tokens,
+            alert_thresholds: thresholds("budget.alert_thresholds", &b.alert_thresholds)?,
             window: b.window.parse().map_err(|e| ControlError::invalid("budget.window", format!("{e}")))?,
             on_breach: match b.on_breach.as_str() {
                 "" => None,
@@ -169,6 +175,25 @@ fn create_input(r: v1::CreateKeyRequest) -> Result<CreateKey, ControlError> {
         tags: r.tags,
         expires_at,
         budget,
+    })
+}
+
+fn time_field(name: &str, text: &str) -> Result<Timestamp, ControlError> {
+    Timestamp::parse_rfc3339(text).map_err(|e| ControlError::invalid(name, e.to_string()))
+}
+
+fn update_key_input(r: v1::UpdateKeyRequest) -> Result<UpdateKey, ControlError> {
+    use catalog::settable;
+    let expires_at = r.expires_at.as_deref().map(|t| time_field("expires_at", t)).transpose()?;
+    Ok(UpdateKey {
+        name: settable("name", r.name, r.clear_name)?,
+        models_allowed: r.models_allowed.map(|l| l.values),
+        rpm: settable("rpm", r.rpm, r.clear_rpm)?,
+        tpm: settable("tpm", r.tpm, r.clear_tpm)?,
+        max_concurrency: settable("max_concurrency", r.max_concurrency, r.clear_max_concurrency)?,
+        metadata: r.metadata.map(|m| m.entries.into_iter().collect()),
+        tags: r.tags.map(|l| l.values),
+        expires_at: settable("expires_at", expires_at, r.clear_expires_at)?,
     })
 }
 
@@ -280,23 +305,30 @@ fn price(name: &str, text: &str) -> Result<Money, ControlError> {
     Money::parse_non_negative(text).map_err(|e| ControlError::invalid(name, e.to_string()))
 }
 
+/// Prices from USD decimal strings, naming the field (`pricing.input_per_mtok`) on error.
+fn pricing_input(
+    input: &str,
+    output: &str,
+    cached_input: Option<&str>,
+    cache_write: Option<&str>,
+) -> Result<PricingInput, ControlError> {
+    Ok(PricingInput {
+        input_per_mtok: price("pricing.input_per_mtok", input)?,
+        output_per_mtok: price("pricing.output_per_mtok", output)?,
+        cached_input_per_mtok: cached_input.map(|t| price("pricing.cached_input_per_mtok", t)).transpose()?,
+        cache_write_per_mtok: cache_write.map(|t| price("pricing.cache_write_per_mtok", t)).transpose()?,
+    })
+}
+
 fn set_price_input(r: &v1::SetModelPriceRequest) -> Result<UpdateModel, ControlError> {
     Ok(UpdateModel {
-        pricing: Some(PricingInput {
-            input_per_mtok: price("pricing.input_per_mtok", &r.input_per_mtok)?,
-            output_per_mtok: price("pricing.output_per_mtok", &r.output_per_mtok)?,
-            cached_input_per_mtok: r
-                .cached_input_per_mtok
-                .as_deref()
-                .map(|t| price("pricing.cached_input_per_mtok", t))
-                .transpose()?,
-            cache_write_per_mtok: r
-                .cache_write_per_mtok
-                .as_deref()
-                .map(|t| price("pricing.cache_write_per_mtok", t))
-                .transpose()?,
-        }),
-        max_output_tokens: None,
+        pricing: Some(pricing_input(
+            &r.input_per_mtok,
+            &r.output_per_mtok,
+            r.cached_input_per_mtok.as_deref(),
+            r.cache_write_per_mtok.as_deref(),
+        )?),
+        ..UpdateModel::default()
     })
 }
 
@@ -315,9 +347,14 @@ fn policy_info(p: RoutingPolicyView) -> v1::RoutingPolicyInfo {
     }
 }
 
-/// The policy JSON of a request; the service validates what is in it.
+/// A JSON field of a request (`name` for the error); the service validates what is in it.
+fn field_json(name: &str, text: &str) -> Result<serde_json::Value, ControlError> {
+    serde_json::from_str(text).map_err(|e| ControlError::invalid(name, format!("not JSON: {e}")))
+}
+
+/// The policy JSON of a request.
 fn policy_json(text: &str) -> Result<serde_json::Value, ControlError> {
-    serde_json::from_str(text).map_err(|e| ControlError::invalid("policy", format!("not JSON: {e}")))
+    field_json("policy", text)
 }
 
 fn create_policy_input(r: v1::CreateRoutingPolicyRequest) -> Result<CreateRoutingPolicy, ControlError> {
@@ -448,7 +485,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
             project: r.project,
             principal: r.principal,
             status: r.status,
-            metadata: Vec::new(),
+            // Sorted, as REST sorts them, so both ask the store the same question.
+            metadata: r.metadata.into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().collect(),
             tag: r.tag,
             limit: (r.limit > 0).then_some(u64::from(r.limit)),
             after: r.after,
@@ -475,6 +513,15 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .await
             .map_err(|e| e.grpc())?;
         Ok(Response::new(v1::RotateKeyResponse { key: Some(key_info(out.view)), secret: out.key }))
+    }
+
+    async fn update_key(&self, req: Request<v1::UpdateKeyRequest>) -> Result<Response<v1::KeyInfo>, Status> {
+        let actor = actor(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let id = r.id.clone();
+        let patch = update_key_input(r).map_err(|e| e.grpc())?;
+        let v = self.svc.update_key(&actor, &id, patch).await.map_err(|e| e.grpc())?;
+        Ok(Response::new(key_info(v)))
     }
 
     async fn revoke_key(&self, req: Request<v1::RevokeKeyRequest>) -> Result<Response<v1::KeyInfo>, Status> {
@@ -549,5 +596,114 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let input = increase_budget_input(r).map_err(|e| e.grpc())?;
         let v = self.svc.increase_budget(&actor, &id, input).await.map_err(|e| e.grpc())?;
         Ok(Response::new(budget_info(v)))
+    }
+
+    async fn create_provider(
+        &self,
+        req: Request<v1::CreateProviderRequest>,
+    ) -> Result<Response<v1::ProviderInfo>, Status> {
+        catalog::create_provider(&self.svc, req).await
+    }
+
+    async fn list_providers(
+        &self,
+        req: Request<v1::ListProvidersRequest>,
+    ) -> Result<Response<v1::ListProvidersResponse>, Status> {
+        catalog::list_providers(&self.svc, req).await
+    }
+
+    async fn get_provider(&self, req: Request<v1::GetProviderRequest>) -> Result<Response<v1::ProviderInfo>, Status> {
+        catalog::get_provider(&self.svc, req).await
+    }
+
+    async fn update_provider(
+        &self,
+        req: Request<v1::UpdateProviderRequest>,
+    ) -> Result<Response<v1::ProviderInfo>, Status> {
+        catalog::update_provider(&self.svc, req).await
+    }
+
+    async fn create_model(&self, req: Request<v1::CreateModelRequest>) -> Result<Response<v1::ModelInfo>, Status> {
+        catalog::create_model(&self.svc, req).await
+    }
+
+    async fn get_model(&self, req: Request<v1::GetModelRequest>) -> Result<Response<v1::ModelInfo>, Status> {
+        catalog::get_model(&self.svc, req).await
+    }
+
+    async fn update_model(&self, req: Request<v1::UpdateModelRequest>) -> Result<Response<v1::ModelInfo>, Status> {
+        catalog::update_model(&self.svc, req).await
+    }
+
+    async fn create_organization(
+        &self,
+        req: Request<v1::CreateOrganizationRequest>,
+    ) -> Result<Response<v1::OrganizationInfo>, Status> {
+        tenancy::create_organization(&self.svc, req).await
+    }
+
+    async fn list_organizations(
+        &self,
+        req: Request<v1::ListOrganizationsRequest>,
+    ) -> Result<Response<v1::ListOrganizationsResponse>, Status> {
+        tenancy::list_organizations(&self.svc, req).await
+    }
+
+    async fn get_organization(
+        &self,
+        req: Request<v1::GetOrganizationRequest>,
+    ) -> Result<Response<v1::OrganizationInfo>, Status> {
+        tenancy::get_organization(&self.svc, req).await
+    }
+
+    async fn create_team(&self, req: Request<v1::CreateTeamRequest>) -> Result<Response<v1::TeamInfo>, Status> {
+        tenancy::create_team(&self.svc, req).await
+    }
+
+    async fn list_teams(&self, req: Request<v1::ListTeamsRequest>) -> Result<Response<v1::ListTeamsResponse>, Status> {
+        tenancy::list_teams(&self.svc, req).await
+    }
+
+    async fn get_team(&self, req: Request<v1::GetTeamRequest>) -> Result<Response<v1::TeamInfo>, Status> {
+        tenancy::get_team(&self.svc, req).await
+    }
+
+    async fn create_project(
+        &self,
+        req: Request<v1::CreateProjectRequest>,
+    ) -> Result<Response<v1::ProjectInfo>, Status> {
+        tenancy::create_project(&self.svc, req).await
+    }
+
+    async fn list_projects(
+        &self,
+        req: Request<v1::ListProjectsRequest>,
+    ) -> Result<Response<v1::ListProjectsResponse>, Status> {
+        tenancy::list_projects(&self.svc, req).await
+    }
+
+    async fn get_project(&self, req: Request<v1::GetProjectRequest>) -> Result<Response<v1::ProjectInfo>, Status> {
+        tenancy::get_project(&self.svc, req).await
+    }
+
+    async fn list_principals(
+        &self,
+        req: Request<v1::ListPrincipalsRequest>,
+    ) -> Result<Response<v1::ListPrincipalsResponse>, Status> {
+        tenancy::list_principals(&self.svc, req).await
+    }
+
+    async fn get_principal(
+        &self,
+        req: Request<v1::GetPrincipalRequest>,
+    ) -> Result<Response<v1::PrincipalInfo>, Status> {
+        tenancy::get_principal(&self.svc, req).await
+    }
+
+    async fn revoke_principal_keys(
+        &self,
+        req: Request<v1::RevokePrincipalKeysRequest>,
+    ) -> Result<Response<v1::RevokePrincipalKeysResponse>, Status> {
+        tenancy::revoke_principal_keys(&self.svc, req).await
     }
 }

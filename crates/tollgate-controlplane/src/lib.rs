@@ -225,7 +225,7 @@ mod demo {
             svc.create_model(&actor, input).await?;
         }
         if store.find_team("demo").await?.is_none() {
-            svc.create_team(&actor, CreateTeam { name: "demo".into() }).await?;
+            svc.create_team(&actor, CreateTeam { name: "demo".into(), organization: None }).await?;
         }
         let project = match store.find_project("demo").await? {
             Some(p) => p,

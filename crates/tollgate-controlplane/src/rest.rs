@@ -34,6 +34,7 @@ impl IntoResponse for ControlError {
 }
 
 mod security;
+mod tenancy;
 
 /// The caller, authenticated from `Authorization: Bearer <admin token>`. What it may do
 /// is checked by the service (`Service::authorize`), the same for REST and gRPC.
@@ -74,8 +75,8 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         .route("/api/v1/providers", post(create_provider).get(list_providers))
         .route("/api/v1/models", post(create_model).get(list_models))
         .route("/api/v1/models/{name}", get(get_model).patch(update_model))
-        .route("/api/v1/teams", post(create_team))
-        .route("/api/v1/projects", post(create_project))
+        .route("/api/v1/teams", post(create_team).get(tenancy::list_teams))
+        .route("/api/v1/projects", post(create_project).get(tenancy::list_projects))
         .route("/api/v1/keys", post(create_key).get(list_keys))
         .route("/api/v1/keys/{id}", get(get_key).patch(update_key))
         .route("/api/v1/keys/{id}/rotate", post(rotate_key))
@@ -94,6 +95,7 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/ledger", get(ledger))
         .merge(security::routes())
+        .merge(tenancy::routes())
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .fallback(|| async { ControlError::NotFound { kind: "endpoint", id: String::new() } })
         .layer(DefaultBodyLimit::max(MAX_BODY))

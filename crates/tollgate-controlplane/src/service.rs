@@ -5,12 +5,17 @@ mod auth;
 mod budgets;
 mod models;
 mod routing;
+mod tenancy;
 mod tokens;
 mod usage;
 
 pub use audit::{AuditEventView, AuditPage, AuditQuery, AuditVerification, BrokenRow};
 use auth::Target;
 pub use auth::{Actor, Scope, Tenancy};
+pub use tenancy::{
+    CreateOrganization, ListPrincipals, ListProjects, ListTeams, OrganizationView, PrincipalPage, PrincipalRevocation,
+    PrincipalView, UpdateProvider,
+};
 pub use tokens::{CreateToken, TokenView, TokenWithSecret};
 
 pub use budgets::{
@@ -185,6 +190,9 @@ pub struct CreateModel {
 pub struct CreateTeam {
     /// Team name, unique in its organization.
     pub name: String,
+    /// Organization id or name; the default organization when absent.
+    #[serde(default)]
+    pub organization: Option<String>,
 }
 
 /// `POST /api/v1/projects`.
@@ -333,12 +341,18 @@ pub struct ProviderView {
     pub base_url: String,
     /// Masked credential (`sk-…abcd`).
     pub api_key_hint: String,
+    /// `sha256:` and 12 hex digits of the credential's SHA-256 (empty for none): whether
+    /// the stored credential is one you hold, without it ever being returned.
+    pub api_key_fingerprint: String,
     /// Requests per minute.
     pub rpm: Option<i64>,
     /// Tokens per minute.
     pub tpm: Option<i64>,
     /// Priority.
     pub priority: i32,
+    /// Kind-specific settings (`{"latency_ms": 20}`, `{"api_version": ...}`), so a
+    /// declarative client can compare them; `null` when none.
+    pub extra: serde_json::Value,
     /// Created.
     pub created_at: Timestamp,
 }
@@ -467,6 +481,10 @@ pub struct Service {
     org: OrgRecord,
     revision: watch::Sender<i64>,
     audit_lock: Mutex<()>,
+    /// Held from the unpriced-model check to the end of the write it clears, so two
+    /// writes that are fine alone but not together (an unpriced model and a `*` key
+    /// under a money budget) cannot both pass (see `refuse_unpriced_reach`).
+    unpriced_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Service {
@@ -556,6 +574,29 @@ pub(crate) async fn append_audit(
         .await
 }
 
+/// A provider's base URL, checked for its kind and without a trailing slash.
+fn check_base_url(kind: ProviderKind, url: &str) -> Result<String, ControlError> {
+    let base_url = url.trim_end_matches('/').to_owned();
+    if kind != ProviderKind::Mock {
+        let uri: http::Uri = base_url.parse().map_err(|_| ControlError::invalid("base_url", "not a valid URL"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(ControlError::invalid("base_url", "must be an http(s) URL with a host"));
+        }
+    }
+    Ok(base_url)
+}
+
+/// A provider credential's shape, for its kind.
+fn check_api_key(kind: ProviderKind, api_key: &str) -> Result<(), ControlError> {
+    if api_key.len() > 4096 || api_key.chars().any(char::is_control) {
+        return Err(ControlError::invalid("api_key", "must be at most 4096 printable characters"));
+    }
+    if matches!(kind, ProviderKind::OpenAi) && api_key.is_empty() {
+        return Err(ControlError::invalid("api_key", "required for kind openai"));
+    }
+    Ok(())
+}
+
 fn mask(api_key: &str) -> String {
     let n = api_key.chars().count();
     if n == 0 {
@@ -582,7 +623,15 @@ impl Service {
         let rev = store.revision().await?;
         let hasher = KeyHasher::new(&secrets.pepper);
         let (revision, _) = watch::channel(rev);
-        Ok(Arc::new(Service { store, secrets, hasher, org, revision, audit_lock: Mutex::new(()) }))
+        Ok(Arc::new(Service {
+            store,
+            secrets,
+            hasher,
+            org,
+            revision,
+            audit_lock: Mutex::new(()),
+            unpriced_lock: Mutex::new(()),
+        }))
     }
 
     /// Subscribes to revision changes.
@@ -628,22 +677,11 @@ impl Service {
             ));
         }
         let base_url = match input.base_url.as_deref().or(kind.default_base_url()) {
-            Some(u) => u.trim_end_matches('/').to_owned(),
+            Some(u) => check_base_url(kind, u)?,
             None => return Err(ControlError::invalid("base_url", format!("required for kind {kind}"))),
         };
-        if kind != ProviderKind::Mock {
-            let uri: http::Uri = base_url.parse().map_err(|_| ControlError::invalid("base_url", "not a valid URL"))?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                return Err(ControlError::invalid("base_url", "must be an http(s) URL with a host"));
-            }
-        }
         let api_key = input.api_key.unwrap_or_default();
-        if api_key.len() > 4096 || api_key.chars().any(char::is_control) {
-            return Err(ControlError::invalid("api_key", "must be at most 4096 printable characters"));
-        }
-        if matches!(kind, ProviderKind::OpenAi) && api_key.is_empty() {
-            return Err(ControlError::invalid("api_key", "required for kind openai"));
-        }
+        check_api_key(kind, &api_key)?;
         let extra = input.extra.unwrap_or(serde_json::Value::Null);
         if !(extra.is_null() || extra.is_object()) {
             return Err(ControlError::invalid("extra", "must be an object"));
@@ -668,7 +706,7 @@ impl Service {
         };
         let rev = self.store.create_provider(&rec).await?;
         self.committed(rev);
-        let view = provider_view(&rec);
+        let view = self.provider_view(&rec)?;
         self.audit(
             actor,
             "provider.create",
@@ -683,26 +721,69 @@ impl Service {
     /// Lists providers (credentials only as hints).
     pub async fn list_providers(&self, actor: &Actor) -> Result<Vec<ProviderView>, ControlError> {
         self.authorize(actor, Scope::ProvidersWrite, Target::Global).await?;
-        Ok(self.store.list_providers().await?.iter().map(provider_view).collect())
+        self.store.list_providers().await?.iter().map(|p| self.provider_view(p)).collect()
     }
 
     /// Adds a model to the catalog.
     pub async fn create_model(&self, actor: &Actor, input: CreateModel) -> Result<ModelView, ControlError> {
         self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         check_name("name", &input.name)?;
-        if input.deployments.is_empty() {
-            return Err(ControlError::invalid("deployments", "at least one deployment is required"));
-        }
         if self.store.find_alias(&input.name).await?.is_some() {
             return Err(ControlError::Conflict(format!("{:?} is an alias; a model cannot take its name", input.name)));
         }
-        if input.deployments.len() > tollgate_routing::MAX_DEPLOYMENTS {
+        let deployments = self.check_deployments(&input.deployments).await?;
+        if let Some(p) = &input.pricing {
+            models::check_pricing("pricing.", p)?;
+        }
+        let now = Timestamp::now();
+        let mut rec = ModelRecord {
+            id: ModelId::new(new_id(ModelId::PREFIX)),
+            name: input.name,
+            deployments,
+            input_per_mtok: None,
+            output_per_mtok: None,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+            price_source: None,
+            max_output_tokens: input.max_output_tokens.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            created_at: now,
+            updated_at: now,
+        };
+        let price = match input.pricing {
+            Some(p) => Some((p, PRICE_EXPLICIT.to_owned())),
+            None => models::catalog_price(input.deployments.iter().map(|d| d.model.as_str()), &rec.name),
+        };
+        let _checked = match price {
+            Some((p, source)) => {
+                models::set_price(&mut rec, &p, source);
+                None
+            }
+            None => self.refuse_unpriced_reach("pricing", Change { model: Some(&rec), ..Change::default() }).await?,
+        };
+        let rev = self.store.create_model(&rec).await?;
+        self.committed(rev);
+        let view = model_view(&rec);
+        self.audit(actor, "model.create", "model", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
+            .await;
+        Ok(view)
+    }
+
+    /// Checks a model's deployments (count, names, weights, prices, providers that
+    /// exist) and returns them as stored.
+    pub(crate) async fn check_deployments(
+        &self,
+        deployments: &[DeploymentInput],
+    ) -> Result<Vec<DeploymentRecord>, ControlError> {
+        if deployments.is_empty() {
+            return Err(ControlError::invalid("deployments", "at least one deployment is required"));
+        }
+        if deployments.len() > tollgate_routing::MAX_DEPLOYMENTS {
             return Err(ControlError::invalid(
                 "deployments",
                 format!("at most {} deployments", tollgate_routing::MAX_DEPLOYMENTS),
             ));
         }
-        for (i, d) in input.deployments.iter().enumerate() {
+        for (i, d) in deployments.iter().enumerate() {
             check_name(&format!("deployments[{i}].model"), &d.model)?;
             if d.weight > tollgate_routing::MAX_WEIGHT {
                 return Err(ControlError::invalid(
@@ -720,54 +801,33 @@ impl Service {
                 ));
             }
         }
-        if let Some(p) = &input.pricing {
-            models::check_pricing("pricing.", p)?;
-        }
-        let now = Timestamp::now();
-        let mut rec = ModelRecord {
-            id: ModelId::new(new_id(ModelId::PREFIX)),
-            name: input.name,
-            deployments: input
-                .deployments
-                .iter()
-                .map(|d| DeploymentRecord {
-                    provider: d.provider.clone(),
-                    model: d.model.clone(),
-                    priority: d.priority,
-                    weight: d.weight,
-                    pricing: d.pricing.map(PricingInput::to_deployment),
-                })
-                .collect(),
-            input_per_mtok: None,
-            output_per_mtok: None,
-            cached_input_per_mtok: None,
-            cache_write_per_mtok: None,
-            price_source: None,
-            max_output_tokens: input.max_output_tokens.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-            created_at: now,
-            updated_at: now,
-        };
-        let price = match input.pricing {
-            Some(p) => Some((p, PRICE_EXPLICIT.to_owned())),
-            None => models::catalog_price(input.deployments.iter().map(|d| d.model.as_str()), &rec.name),
-        };
-        match price {
-            Some((p, source)) => models::set_price(&mut rec, &p, source),
-            None => self.refuse_unpriced_reach("pricing", Change { model: Some(&rec), ..Change::default() }).await?,
-        }
-        let rev = self.store.create_model(&rec).await?;
-        self.committed(rev);
-        let view = model_view(&rec);
-        self.audit(actor, "model.create", "model", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
-            .await;
-        Ok(view)
+        Ok(deployments
+            .iter()
+            .map(|d| DeploymentRecord {
+                provider: d.provider.clone(),
+                model: d.model.clone(),
+                priority: d.priority,
+                weight: d.weight,
+                pricing: d.pricing.map(PricingInput::to_deployment),
+            })
+            .collect())
     }
 
-    /// Creates a team in the default organization.
+    /// Creates a team in an organization (the default one unless named).
     pub async fn create_team(&self, actor: &Actor, input: CreateTeam) -> Result<TeamView, ControlError> {
         self.authorize(actor, Scope::Admin, Target::Global).await?;
         check_name("name", &input.name)?;
-        let (rec, rev) = self.store.create_team(&self.org.id, &input.name).await?;
+        let org = match &input.organization {
+            Some(o) => {
+                self.store
+                    .find_org(o)
+                    .await?
+                    .ok_or_else(|| ControlError::invalid("organization", format!("no organization {o:?}")))?
+                    .id
+            }
+            None => self.org.id.clone(),
+        };
+        let (rec, rev) = self.store.create_team(&org, &input.name).await?;
         self.committed(rev);
         let view = team_view(&rec);
         self.audit(actor, "team.create", "team", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
@@ -877,7 +937,9 @@ impl Service {
         // or organization's) must not reach an unpriced model.
         let inline: Vec<&BudgetRecord> = budget.iter().collect();
         let field = if budget.is_some() { "budget.limit_usd" } else { "models_allowed" };
-        self.refuse_unpriced_reach(field, Change { key: Some(&rec), budgets: &inline, ..Change::default() }).await?;
+        let _checked = self
+            .refuse_unpriced_reach(field, Change { key: Some(&rec), budgets: &inline, ..Change::default() })
+            .await?;
         let rev = self.store.create_key(&rec, budget.as_ref()).await?;
         self.committed(rev);
         let view = key_view(&rec, budget.iter().map(|b| budget_view(b, now)).collect(), now);
@@ -980,9 +1042,11 @@ impl Service {
         if let Some(e) = patch.expires_at {
             rec.expires_at = e;
         }
-        if widened {
-            self.refuse_unpriced_reach("models_allowed", Change { key: Some(&rec), ..Change::default() }).await?;
-        }
+        let _checked = if widened {
+            self.refuse_unpriced_reach("models_allowed", Change { key: Some(&rec), ..Change::default() }).await?
+        } else {
+            None
+        };
         rec.updated_at = Timestamp::now();
         let rev = self.store.update_key(&rec).await?;
         self.committed(rev);
@@ -1182,9 +1246,11 @@ fn provider_view(r: &ProviderRecord) -> ProviderView {
         kind: r.kind.clone(),
         base_url: r.base_url.clone(),
         api_key_hint: r.api_key_hint.clone(),
+        api_key_fingerprint: String::new(),
         rpm: r.rpm,
         tpm: r.tpm,
         priority: r.priority,
+        extra: r.extra.clone(),
         created_at: r.created_at,
     }
 }

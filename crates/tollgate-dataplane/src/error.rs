@@ -31,9 +31,11 @@ pub enum ApiError {
     /// No deployment serves the model.
     #[error("the model `{0}` does not exist or you do not have access to it")]
     ModelNotFound(String),
-    /// The model's deployment names a provider that is not configured.
+    /// No deployment of the model can be called now: none configured usable, or every
+    /// one cooling down after failures; then the second field is how long until the
+    /// first cooldown ends (the caller's `retry-after`).
     #[error("no healthy upstream for model `{0}`")]
-    NoUpstream(String),
+    NoUpstream(String, Option<std::time::Duration>),
     /// The upstream failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
@@ -144,7 +146,7 @@ impl ServiceError for ApiError {
             }
             ApiError::Auth(e) => e.code(),
             ApiError::ModelNotFound(_) | ApiError::UnknownEndpoint { .. } => ErrorCode::NotFound,
-            ApiError::NoUpstream(_) | ApiError::NotReady => ErrorCode::Unavailable,
+            ApiError::NoUpstream(..) | ApiError::NotReady => ErrorCode::Unavailable,
             ApiError::Provider(e) => e.code(),
             ApiError::UpstreamGarbage(_) | ApiError::UpstreamAuth { .. } => ErrorCode::Upstream,
             ApiError::BudgetExceeded(_) => ErrorCode::BudgetExceeded,
@@ -176,7 +178,7 @@ impl ApiError {
             },
             ApiError::ModelNotFound(_) => (StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found"),
             ApiError::UnknownEndpoint { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url"),
-            ApiError::NoUpstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_error", "no_healthy_upstream"),
+            ApiError::NoUpstream(..) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_error", "no_healthy_upstream"),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "api_error", "not_ready"),
             ApiError::Provider(e) => match e.code() {
                 ErrorCode::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
@@ -219,6 +221,9 @@ impl ApiError {
                 "retry_after_ms": u64::try_from(r.retry_after.as_millis()).unwrap_or(u64::MAX),
             }),
             ApiError::UpstreamAuth { status } => json!({"upstream_status": status}),
+            ApiError::NoUpstream(_, Some(wait)) => {
+                json!({"retry_after_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)})
+            }
             _ => json!({}),
         }
     }
@@ -265,8 +270,8 @@ impl ApiError {
         Bytes::from(v.to_string())
     }
 
-    /// Extra headers: `www-authenticate` on 401, `retry-after` on 402 and 429 when
-    /// waiting can help.
+    /// Extra headers: `www-authenticate` on 401, `retry-after` on 402, 429 and a 503
+    /// whose upstreams are cooling down, when waiting can help.
     pub(crate) fn headers(&self, now: Timestamp) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
             ApiError::Auth(AuthError::Missing | AuthError::Malformed(_) | AuthError::Unknown) => {
@@ -278,6 +283,10 @@ impl ApiError {
                 Some((header::RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1))))
             }
             ApiError::RateLimited(r, _) => Some((header::RETRY_AFTER, HeaderValue::from(retry_after_secs(r)))),
+            ApiError::NoUpstream(_, Some(wait)) => {
+                let secs = u64::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u64::MAX).max(1);
+                Some((header::RETRY_AFTER, HeaderValue::from(secs)))
+            }
             _ => None,
         }
     }
@@ -305,7 +314,7 @@ mod tests {
         check(ApiError::Auth(AuthError::Expired), 403, "virtual_key_expired");
         check(ApiError::Auth(AuthError::ModelNotAllowed("m".into())), 403, "model_not_allowed");
         check(ApiError::ModelNotFound("m".into()), 404, "model_not_found");
-        check(ApiError::NoUpstream("m".into()), 503, "no_healthy_upstream");
+        check(ApiError::NoUpstream("m".into(), None), 503, "no_healthy_upstream");
         check(
             ApiError::Provider(ProviderError::new(tollgate_providers::ProviderErrorKind::Connect, "x")),
             502,

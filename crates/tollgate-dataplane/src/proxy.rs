@@ -31,7 +31,7 @@ use tollgate_providers::{
     Dialect, Operation, ProviderError, ProviderErrorKind, ResponseBody, StreamOptions, UpstreamRequest, stream_adapter,
     usage_of,
 };
-use tollgate_routing::{Next, Outcome, Plan, PolicySubject};
+use tollgate_routing::{GiveUp, Next, Outcome, Plan, PolicySubject};
 
 pub(crate) type Resp = Response<ResponseBody>;
 
@@ -188,7 +188,7 @@ pub(crate) async fn proxy(
         return Err(if unsupported {
             ApiError::Unsupported { model: truncate(&head.model), endpoint: endpoint.path() }
         } else {
-            ApiError::NoUpstream(truncate(&head.model))
+            ApiError::NoUpstream(truncate(&head.model), None)
         });
     }
     let policy =
@@ -236,13 +236,20 @@ pub(crate) async fn proxy(
                 }
                 None => next = plan.skip(Instant::now(), &mut rand::rng()),
             },
-            Next::GiveUp(_) => {
-                return Err(untranslatable.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model))));
+            Next::GiveUp(why) => {
+                // Every deployment cooling down: say when the first may be tried again.
+                let wait = match why {
+                    GiveUp::NoHealthyUpstream { retry_at: Some(at) } => {
+                        Some(at.saturating_duration_since(Instant::now()))
+                    }
+                    _ => None,
+                };
+                return Err(untranslatable.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model), wait)));
             }
         }
     };
     let Some(first) = candidates[attempt.deployment].as_ref() else {
-        return Err(ApiError::NoUpstream(truncate(&head.model)));
+        return Err(ApiError::NoUpstream(truncate(&head.model), None));
     };
     seen.provider = Some(first.deployment.provider.clone());
 
@@ -283,6 +290,8 @@ pub(crate) async fn proxy(
     let mut last: Option<(Result<Answered, ProviderError>, usize)> = None;
     // A credential whose rate limit refused: the caller's 429 if no deployment answers.
     let mut capped: Option<ApiError> = None;
+    // A stream's probe lease, judged when the stream ends.
+    let mut stream_probe = None;
     let served = loop {
         // Backoff and the upstream's retry-after come first, so what follows (the
         // credential's permit, the send) happens at the time the try really starts.
@@ -328,7 +337,13 @@ pub(crate) async fn proxy(
         };
         let (outcome, result) = call_upstream(dp, c, request, attempt.timeout).await;
         if outcome.is_success() {
-            plan.served(Instant::now());
+            // A stream's health is told at its end: one that breaks later is a failure,
+            // not a success followed by nothing.
+            if result.as_ref().is_ok_and(|a| a.event_stream) {
+                stream_probe = plan.served_pending();
+            } else {
+                plan.served(Instant::now());
+            }
             break result.ok().map(|a| (a, i));
         }
         // A request error (a 4xx other than 401, 403, 408, 429) is the caller's answer,
@@ -368,12 +383,12 @@ pub(crate) async fn proxy(
             // No upstream was called (every credential capped, or none healthy): like any
             // refusal before dispatch, nothing is charged and nothing reaches the ledger.
             drop(admitted);
-            return Err(capped.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model))));
+            return Err(capped.unwrap_or_else(|| ApiError::NoUpstream(truncate(&head.model), None)));
         }
     };
     let chosen_index = chosen;
     let Some(chosen) = candidates[chosen].as_ref() else {
-        return Err(ApiError::NoUpstream(truncate(&head.model)));
+        return Err(ApiError::NoUpstream(truncate(&head.model), None));
     };
     let upstream = chosen.upstream;
     admitted.charge_at(snap.price_of(&route.name, chosen_index));
@@ -400,6 +415,11 @@ pub(crate) async fn proxy(
         trace: dp.config.trace_attributes,
         admitted,
         ledger,
+        breaker: snap.health.breaker(chosen.deployment).map(|b| StreamHealth {
+            breaker: b.clone(),
+            policy: *policy.breaker(),
+            probe: stream_probe,
+        }),
     };
     if answer.event_stream {
         let strip_usage_chunk = caller == Dialect::OpenAiChat && !head.include_usage;
@@ -492,6 +512,29 @@ fn outcome_of(e: &ProviderError) -> Outcome {
     }
 }
 
+/// What a stream's end tells its deployment's breaker.
+struct StreamHealth {
+    breaker: Arc<tollgate_routing::Breaker>,
+    policy: tollgate_routing::BreakerPolicy,
+    probe: Option<tollgate_routing::ProbeLease>,
+}
+
+impl StreamHealth {
+    fn judge(self, o: &StreamOutcome) {
+        let verdict = if o.upstream_broke {
+            Outcome::StreamBroken { after_first_byte: true }
+        } else if o.completed {
+            Outcome::Success
+        } else {
+            if let Some(lease) = self.probe {
+                self.breaker.release(lease);
+            }
+            return;
+        };
+        self.breaker.record(&verdict, Instant::now(), &self.policy, self.probe);
+    }
+}
+
 /// The `kind` label of a failed attempt (metrics and the ledger's attempt list), or `None`
 /// for a request error, which is an answer rather than a failure. The labels predate the
 /// routing engine and dashboards depend on them.
@@ -534,6 +577,10 @@ struct Exchange {
     trace: bool,
     admitted: Admitted,
     ledger: Option<Pending>,
+    /// A stream's deployment breaker, the policy judging it and the probe lease the
+    /// stream holds: the stream's end is its health verdict (finished: success; broken
+    /// by the upstream, even after its first bytes: failure; the caller leaving: none).
+    breaker: Option<StreamHealth>,
 }
 
 /// The prompt's tokens counted with the model's tokenizer: only when the upstream
@@ -594,6 +641,7 @@ impl Exchange {
             trace,
             admitted,
             ledger,
+            breaker,
         } = self;
         let adapter =
             stream_adapter(upstream, caller, StreamOptions { public_model: public_model.clone(), strip_usage_chunk })?;
@@ -607,6 +655,14 @@ impl Exchange {
         let on_done = Box::new(move |o: StreamOutcome| {
             if let Some(first) = o.first_event {
                 metrics.time_to_first_token(endpoint.label(), &public_model, &provider, first.duration_since(started));
+            }
+            if let Some(health) = breaker {
+                health.judge(&o);
+            }
+            if o.upstream_broke
+                && let Some(kind) = failure_label(&Outcome::StreamBroken { after_first_byte: true })
+            {
+                metrics.upstream_error(&provider, kind);
             }
             // The body is done (or the caller left): charge off the response path.
             let charge = async move {

@@ -24,6 +24,9 @@ pub(crate) struct StreamOutcome {
     pub(crate) generated_text: Option<String>,
     /// When the first event reached the caller, if one did.
     pub(crate) first_event: Option<std::time::Instant>,
+    /// True when the upstream broke the stream (a read error), as opposed to finishing
+    /// it or the caller going away: the deployment's health hears of it.
+    pub(crate) upstream_broke: bool,
 }
 
 type OnDone = Box<dyn FnOnce(StreamOutcome) + Send + Sync>;
@@ -56,7 +59,7 @@ impl SseStream {
         }
     }
 
-    fn finish(&mut self, completed: bool) {
+    fn finish(&mut self, completed: bool, upstream_broke: bool) {
         if let Some(done) = self.on_done.take() {
             let usage = self.adapter.usage();
             done(StreamOutcome {
@@ -67,6 +70,7 @@ impl SseStream {
                 // was reported.
                 generated_text: (usage.is_none() || !completed).then(|| self.adapter.generated_text().to_owned()),
                 first_event: self.first_event,
+                upstream_broke,
             });
         }
     }
@@ -127,7 +131,7 @@ impl Body for SseStream {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.finished = true;
-                    this.finish(false);
+                    this.finish(false, true);
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(None) => {
@@ -140,7 +144,7 @@ impl Body for SseStream {
                     }
                     this.adapter.on_end(&mut out);
                     this.forwarded += out.len() as u64;
-                    this.finish(true);
+                    this.finish(true, false);
                     if out.is_empty() {
                         return Poll::Ready(None);
                     }
@@ -162,7 +166,7 @@ impl Body for SseStream {
 impl Drop for SseStream {
     fn drop(&mut self) {
         // The caller disconnected (or the response was dropped) before the end.
-        self.finish(false);
+        self.finish(false, false);
     }
 }
 

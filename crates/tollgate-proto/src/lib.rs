@@ -71,6 +71,37 @@ pub mod v1 {
             f.debug_struct("CreateTokenResponse").field("token", &self.token).field("secret", &"<redacted>").finish()
         }
     }
+
+    impl fmt::Debug for CreateProviderRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateProviderRequest")
+                .field("name", &self.name)
+                .field("kind", &self.kind)
+                .field("base_url", &self.base_url)
+                .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+                .field("rpm", &self.rpm)
+                .field("tpm", &self.tpm)
+                .field("priority", &self.priority)
+                .field("extra_json", &self.extra_json)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for UpdateProviderRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("UpdateProviderRequest")
+                .field("provider", &self.provider)
+                .field("base_url", &self.base_url)
+                .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+                .field("rpm", &self.rpm)
+                .field("clear_rpm", &self.clear_rpm)
+                .field("tpm", &self.tpm)
+                .field("clear_tpm", &self.clear_tpm)
+                .field("priority", &self.priority)
+                .field("extra_json", &self.extra_json)
+                .finish()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +124,9 @@ mod tests {
         assert!(!format!("{resp:?}").contains("SECRET"));
         let resp = v1::CreateTokenResponse { token: None, secret: "tga_SECRET".into() };
         assert!(!format!("{resp:?}").contains("SECRET"));
+        let req = v1::CreateProviderRequest { api_key: Some("sk-SECRET".into()), ..Default::default() };
+        assert!(!format!("{req:?}").contains("SECRET"));
+        let req = v1::UpdateProviderRequest { api_key: Some("sk-SECRET".into()), ..Default::default() };
+        assert!(!format!("{req:?}").contains("SECRET"));
     }
 }

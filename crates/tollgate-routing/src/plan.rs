@@ -227,6 +227,22 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// Like [`Plan::served`], for an answer whose success is known only at its end (a
+    /// stream, once its first bytes are in): it is served and nothing is retried, but its
+    /// breaker is not told yet, since a stream that then breaks must count as a failure
+    /// rather than follow a success. Returns the probe lease the attempt holds, if any;
+    /// report the end with [`Breaker::record`] (passing the lease) or give the lease
+    /// back with [`Breaker::release`] when the end says nothing about the upstream.
+    ///
+    /// [`Breaker::record`]: crate::Breaker::record
+    /// [`Breaker::release`]: crate::Breaker::release
+    pub fn served_pending(&mut self) -> Option<ProbeLease> {
+        let cur = self.current.take()?;
+        self.served = Some((cur.index, cur.breaker));
+        self.finished = Some(GiveUp::NotRetryable);
+        cur.probe
+    }
+
     /// The attempt in flight was never sent (for instance the request cannot be
     /// translated for that upstream, or its credential's rate limit refused it): it does
     /// not count as an attempt, says nothing about health, and the deployment is left

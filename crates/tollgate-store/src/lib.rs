@@ -38,13 +38,14 @@ mod error;
 mod ledger;
 mod records;
 mod repo;
+mod tenancy;
 mod usage;
 
 pub use error::StoreError;
 pub use records::{
     AdminTokenRecord, AliasRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing,
-    DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord,
-    SnapshotData, TeamRecord,
+    DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, PrincipalFilter, PrincipalSummary, ProjectRecord,
+    ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
 };
 pub use repo::Store;
 pub use usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};

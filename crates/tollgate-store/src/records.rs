@@ -329,6 +329,41 @@ pub struct KeyFilter {
     pub after: Option<KeyId>,
 }
 
+/// Which principals [`Store::list_principals`](crate::Store::list_principals) returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrincipalFilter {
+    /// Only keys of this project count.
+    pub project_id: Option<ProjectId>,
+    /// Only keys of the projects of this team count.
+    pub team_id: Option<TeamId>,
+    /// Only this principal.
+    pub principal: Option<String>,
+    /// Keyset pagination: only principals that sort after this one.
+    pub after: Option<String>,
+    /// Page size; capped at [`PrincipalFilter::MAX_LIMIT`]; 0 returns an empty page.
+    pub limit: u64,
+}
+
+impl PrincipalFilter {
+    /// The largest page size honoured.
+    pub const MAX_LIMIT: u64 = 1000;
+}
+
+/// A principal as seen through its keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrincipalSummary {
+    /// The free-form principal (`acme:user-42`).
+    pub principal: String,
+    /// Keys that authenticate now.
+    pub keys_active: u64,
+    /// Keys past their `expires_at` (stored active).
+    pub keys_expired: u64,
+    /// Revoked keys.
+    pub keys_revoked: u64,
+    /// The projects its keys belong to, sorted.
+    pub projects: Vec<ProjectId>,
+}
+
 impl KeyFilter {
     /// The page size of [`KeyFilter::default`].
     pub const DEFAULT_LIMIT: u64 = 100;

@@ -60,7 +60,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// A fresh id: the kind's prefix, `_`, and a UUIDv7 in hex (time-ordered).
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
@@ -81,7 +81,7 @@ async fn read_revision<C: ConnectionTrait>(c: &C) -> Result<i64, StoreError> {
 }
 
 /// Bumps the revision by one inside `txn` and returns the new value.
-async fn bump_revision(txn: &DatabaseTransaction) -> Result<i64, StoreError> {
+pub(crate) async fn bump_revision(txn: &DatabaseTransaction) -> Result<i64, StoreError> {
     // Scoped: ExprTrait's `min`/`max` would shadow `Ord`'s on integers elsewhere.
     use sea_orm::sea_query::ExprTrait as _;
     let res = meta::Entity::update_many()
@@ -100,7 +100,7 @@ async fn bump_revision(txn: &DatabaseTransaction) -> Result<i64, StoreError> {
 }
 
 /// The project rows in `rows` with their organizations, looked up through their teams.
-async fn projects_with_orgs<C: ConnectionTrait>(
+pub(crate) async fn projects_with_orgs<C: ConnectionTrait>(
     c: &C,
     rows: Vec<project::Model>,
 ) -> Result<Vec<ProjectRecord>, StoreError> {

@@ -45,8 +45,12 @@ pub struct UsageFilter {
 /// A dimension usage can be grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UsageGroup {
-    /// The model that served the request (after aliasing and fallback).
+    /// The model that served the request (after aliasing and fallback): what the
+    /// platform paid for.
     Model,
+    /// The model the caller asked for (a public name or an alias): what the caller
+    /// bought, for billing by the names customers see.
+    RequestedModel,
     /// The UTC day the entry was accepted.
     Day,
     /// The UTC hour the entry was accepted.
@@ -62,13 +66,21 @@ pub enum UsageGroup {
 
 impl UsageGroup {
     /// Every group, in the order reports show them.
-    pub const ALL: [UsageGroup; 6] =
-        [UsageGroup::Model, UsageGroup::Day, UsageGroup::Hour, UsageGroup::Key, UsageGroup::Principal, UsageGroup::Tag];
+    pub const ALL: [UsageGroup; 7] = [
+        UsageGroup::Model,
+        UsageGroup::RequestedModel,
+        UsageGroup::Day,
+        UsageGroup::Hour,
+        UsageGroup::Key,
+        UsageGroup::Principal,
+        UsageGroup::Tag,
+    ];
 
     /// The name used in queries and reports (`model`, `day`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             UsageGroup::Model => "model",
+            UsageGroup::RequestedModel => "requested_model",
             UsageGroup::Day => "day",
             UsageGroup::Hour => "hour",
             UsageGroup::Key => "key",
@@ -80,6 +92,7 @@ impl UsageGroup {
     fn expr(self) -> SimpleExpr {
         match self {
             UsageGroup::Model => Expr::col(ledger_entry::Column::ServedModel),
+            UsageGroup::RequestedModel => Expr::col(ledger_entry::Column::RequestedModel),
             UsageGroup::Day => Expr::cust(format!("(at_ms / {MS_PER_DAY})")),
             UsageGroup::Hour => Expr::cust(format!("(at_ms / {MS_PER_HOUR})")),
             UsageGroup::Key => Expr::col(ledger_entry::Column::KeyId),

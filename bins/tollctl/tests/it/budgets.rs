@@ -19,7 +19,10 @@ async fn control_plane() -> (Arc<ControlPlane>, String, String) {
         secrets: SecretSources { admin_token: Some(ADMIN.into()), ..SecretSources::default() },
     };
     let cp = Arc::new(ControlPlane::start(&cfg).await.unwrap());
-    let team = cp.service().create_team(&Actor::system("test"), CreateTeam { name: "payments".into() }).await;
+    let team = cp
+        .service()
+        .create_team(&Actor::system("test"), CreateTeam { name: "payments".into(), organization: None })
+        .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let server = cp.clone();

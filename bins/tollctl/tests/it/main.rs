@@ -1,8 +1,10 @@
-//! End-to-end: `tollctl keys ...` against a standalone gateway over gRPC, and
-//! `tollctl budgets ...` against an in-process control plane.
+//! End-to-end: `tollctl keys ...` against a standalone gateway over gRPC, and the other
+//! commands (`budgets`, `apply`, ...) against an in-process control plane.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
 
+mod apply;
 mod budgets;
+mod resources;
 mod routing;
 mod security;
 mod usage;
@@ -11,11 +13,96 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
+use tollgate_controlplane::{Config, ControlPlane, SecretSources};
 use tollgate_testkit::http_client::post_json;
 use tollgate_testkit::process::{Proc, eventually, free_port, sibling_binary, temp_dir, wait_ready};
 
 const ADMIN: &str = "cli-admin-token-0123456789";
+
+/// A control plane in this process on an empty in-memory database, serving gRPC on a
+/// free port until the test ends; `ADMIN` is its bootstrap token.
+struct InProcess {
+    cp: Arc<ControlPlane>,
+    endpoint: String,
+}
+
+/// What one tollctl run did.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The stdout as JSON, after asserting the run succeeded.
+    fn json(&self) -> Value {
+        assert!(self.ok, "tollctl failed: {}{}", self.stdout, self.stderr);
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl InProcess {
+    async fn start() -> InProcess {
+        let cfg = Config {
+            database_url: "sqlite::memory:".into(),
+            data_dir: temp_dir("cli-inprocess"),
+            secrets: SecretSources { admin_token: Some(ADMIN.into()), ..SecretSources::default() },
+        };
+        let cp = Arc::new(ControlPlane::start(&cfg).await.unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = cp.clone();
+        tokio::spawn(async move { server.serve_grpc(listener, std::future::pending()).await });
+        InProcess { cp, endpoint }
+    }
+
+    /// Runs tollctl with `token` and extra environment `env`, off the runtime's threads
+    /// (the control plane serves on them meanwhile).
+    async fn run(&self, token: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(Path::new(env!("CARGO_BIN_EXE_tollctl")));
+        cmd.args(["--endpoint", &self.endpoint, "--token", token]).args(args);
+        for var in ["TOLLGATE_TOKEN", "TOLLGATE_ADMIN_TOKEN", "TOLLGATE_OUTPUT", "TOLLGATE_ENDPOINT"] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("run tollctl")).await.unwrap();
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `--output json` as the admin; the parsed output of a run that must succeed.
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        self.run(ADMIN, &all, &[]).await.json()
+    }
+
+    /// The configuration revision in the database.
+    async fn revision(&self) -> i64 {
+        self.cp.service().store().revision().await.unwrap()
+    }
+
+    /// How many audit events there are.
+    async fn audit_len(&self) -> usize {
+        self.cp.service().store().list_audit(None, None, 10_000, None).await.unwrap().len()
+    }
+
+    /// The published snapshot (what every gateway serves) at the current revision.
+    async fn snapshot(&self) -> Arc<tollgate_proto::v1::Snapshot> {
+        let rev = self.revision().await;
+        let mut rx = self.cp.snapshots();
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| s.revision >= rev))
+            .await
+            .expect("snapshot published")
+            .unwrap()
+            .clone()
+    }
+}
 
 struct Env {
     _gw: Proc,

@@ -45,7 +45,7 @@ async fn control_plane() -> (Arc<ControlPlane>, String) {
         max_output_tokens: None,
     };
     svc.create_model(&actor, model).await.unwrap();
-    svc.create_team(&actor, CreateTeam { name: "payments".into() }).await.unwrap();
+    svc.create_team(&actor, CreateTeam { name: "payments".into(), organization: None }).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let server = cp.clone();

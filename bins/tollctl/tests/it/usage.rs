@@ -4,26 +4,16 @@
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
+use tollgate_controlplane::ControlPlane;
 use tollgate_controlplane::service::{Actor, CreateModel, CreateProvider, DeploymentInput};
-use tollgate_controlplane::{Config, ControlPlane, SecretSources};
 use tollgate_core::{KeyId, Money, ProjectId, Timestamp};
 use tollgate_metering::{LedgerEntry, LedgerSink, Usage, UsageSource};
-use tollgate_testkit::process::temp_dir;
 
-const ADMIN: &str = "cli-usage-admin-token-0123456789";
+use crate::ADMIN;
 
 async fn control_plane() -> (Arc<ControlPlane>, String) {
-    let cfg = Config {
-        database_url: "sqlite::memory:".into(),
-        data_dir: temp_dir("cli-usage"),
-        secrets: SecretSources { admin_token: Some(ADMIN.into()), ..SecretSources::default() },
-    };
-    let cp = Arc::new(ControlPlane::start(&cfg).await.unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let server = cp.clone();
-    tokio::spawn(async move { server.serve_grpc(listener, std::future::pending()).await });
-    (cp, endpoint)
+    let p = crate::InProcess::start().await;
+    (p.cp, p.endpoint)
 }
 
 async fn tollctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {

@@ -392,6 +392,10 @@ async fn a_failing_upstream_is_cooled_down_and_probed_back() {
     let r = gw.chat(Some(&secret), &body).await;
     assert_eq!((r.status, error_code(&r)), (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream".to_owned()));
     assert_eq!(sick.request_count(), seen, "an upstream in cooldown is not called");
+    // The caller is told when to come back: the cooldown's end, in whole seconds.
+    assert_eq!(r.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"), "{:?}", r.headers);
+    let wait = r.json()["error"]["meta"]["retry_after_ms"].as_u64().unwrap();
+    assert!((1..=1000).contains(&wait), "{wait}");
 
     // After the cooldown one probe goes through; it succeeds, so the breaker closes.
     sick.set_reply(Reply::chat_completion());
@@ -400,6 +404,40 @@ async fn a_failing_upstream_is_cooled_down_and_probed_back() {
     assert_eq!(gw.chat(Some(&secret), &body).await.status, StatusCode::OK);
     // Other models were never affected.
     assert_eq!(gw.chat(Some(&secret), &hello()).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn streams_the_upstream_breaks_after_their_first_bytes_cool_it_down() {
+    let gw = Gateway::start_with_env(&[("TOLLGATE_COOLDOWN_FAILURES", "2"), ("TOLLGATE_COOLDOWN_S", "60")]).await;
+    let upstream = FakeUpstream::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    // Every stream starts well (its first events pass), then the connection resets.
+    let cut = CHAT_STREAM.find("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[]").unwrap();
+    let sick = FakeUpstream::start_with(Reply::chat_stream().reset_after(cut)).await;
+    gw.created(
+        "/api/v1/providers",
+        json!({"name": "sick", "kind": "openai-compatible", "base_url": sick.base_url(), "api_key": "sk-x"}),
+    )
+    .await;
+    gw.created("/api/v1/models", json!({"name": "fragile", "deployments": [{"provider": "sick", "model": "m"}]})).await;
+    eventually(Duration::from_secs(10), "the model routes", || async {
+        get(&format!("{}/v1/models", gw.data), Some(&secret)).await.text().contains("fragile")
+    })
+    .await;
+
+    let body = json!({"model": "fragile", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    for _ in 0..2 {
+        let (_sock, got) = raw_request(&gw, &secret, &body, 1 << 20).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200") && !text.contains("[DONE]"), "started, then cut: {text}");
+    }
+    assert_eq!(sick.request_count(), 2);
+    // Two streams broken in a row: the deployment cools down like one failing outright.
+    let r = gw.chat(Some(&secret), &body).await;
+    assert_eq!((r.status, error_code(&r)), (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream".to_owned()));
+    assert_eq!(sick.request_count(), 2, "a deployment in cooldown is not called");
+    let m = get(&format!("{}/metrics", gw.data), None).await.text();
+    assert!(m.contains(r#"tollgate_upstream_errors_total{provider="sick",kind="io"} 2"#), "{m}");
 }
 
 #[tokio::test]

@@ -39,13 +39,17 @@ pub enum Scope {
     AuditRead,
     /// Mint, list and revoke admin tokens.
     TokensWrite,
+    /// What a split-mode gateway does: `Watch` the configuration (provider credentials
+    /// included), push its ledger and read budget spend. Nothing of the management API
+    /// (unbound tokens only).
+    Gateway,
     /// Everything, including teams and projects.
     Admin,
 }
 
 impl Scope {
     /// Every scope, in the order they are documented.
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 11] = [
         Scope::KeysRead,
         Scope::KeysWrite,
         Scope::BudgetsRead,
@@ -55,6 +59,7 @@ impl Scope {
         Scope::UsageRead,
         Scope::AuditRead,
         Scope::TokensWrite,
+        Scope::Gateway,
         Scope::Admin,
     ];
 
@@ -70,6 +75,7 @@ impl Scope {
             Scope::UsageRead => "usage:read",
             Scope::AuditRead => "audit:read",
             Scope::TokensWrite => "tokens:write",
+            Scope::Gateway => "gateway",
             Scope::Admin => "admin",
         }
     }
@@ -81,7 +87,7 @@ impl Scope {
 
     /// Scopes only an unbound token may use: they reach resources of every tenant.
     pub fn is_global(self) -> bool {
-        matches!(self, Scope::ProvidersWrite | Scope::ModelsWrite | Scope::AuditRead)
+        matches!(self, Scope::ProvidersWrite | Scope::ModelsWrite | Scope::AuditRead | Scope::Gateway)
     }
 
     /// The scopes that grant this one besides itself.
@@ -214,7 +220,7 @@ pub(crate) enum Target<'a> {
     Token(&'a str),
 }
 
-fn not_found(kind: &'static str, id: &str) -> ControlError {
+pub(super) fn not_found(kind: &'static str, id: &str) -> ControlError {
     ControlError::NotFound { kind, id: id.chars().take(128).collect() }
 }
 
@@ -305,9 +311,9 @@ impl Service {
     }
 
     /// A gateway's call (`Watch`, the ledger service): it reaches every tenant's
-    /// configuration and ledger, so it needs `admin` on an unbound token.
+    /// configuration and ledger, so it needs `gateway` (or `admin`) on an unbound token.
     pub(crate) async fn authorize_gateway(&self, actor: &Actor) -> Result<(), ControlError> {
-        self.authorize(actor, Scope::Admin, Target::Global).await
+        self.authorize(actor, Scope::Gateway, Target::Global).await
     }
 
     async fn owner_of_key(&self, id: &str) -> Result<Tenancy, ControlError> {

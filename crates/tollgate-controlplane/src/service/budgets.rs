@@ -518,7 +518,8 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        self.refuse_unpriced_reach("limit_usd", Change { budgets: &[&rec], ..Change::default() }).await?;
+        let _checked =
+            self.refuse_unpriced_reach("limit_usd", Change { budgets: &[&rec], ..Change::default() }).await?;
         let rev = self.store.create_budget(&rec).await?;
         self.committed(rev);
         let view = budget_view(&rec, now);
@@ -595,9 +596,11 @@ impl Service {
             rec.temporary_increase_until = None;
         }
         check_headroom(if rec.limit_tokens.is_some() { "limit_tokens" } else { "limit_usd" }, &rec)?;
-        if was_tokens && rec.limit_tokens.is_none() {
-            self.refuse_unpriced_reach("limit_usd", Change { budgets: &[&rec], ..Change::default() }).await?;
-        }
+        let _checked = if was_tokens && rec.limit_tokens.is_none() {
+            self.refuse_unpriced_reach("limit_usd", Change { budgets: &[&rec], ..Change::default() }).await?
+        } else {
+            None
+        };
         let now = Timestamp::now();
         rec.updated_at = now;
         let (stored, rev) = self.store.update_budget(&rec).await?;

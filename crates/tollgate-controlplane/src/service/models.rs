@@ -33,6 +33,9 @@ pub struct UpdateModel {
     /// Output tokens assumed when a request sets no `max_tokens`; `null` clears.
     #[serde(default, deserialize_with = "super::double_option")]
     pub max_output_tokens: Option<Option<u64>>,
+    /// Where it is served (replaces the list; the same rules as at creation).
+    #[serde(default)]
+    pub deployments: Option<Vec<super::DeploymentInput>>,
 }
 
 /// Refuses a negative price, naming the field.
@@ -129,8 +132,8 @@ impl Service {
             .ok_or_else(|| ControlError::NotFound { kind: "model", id: id_or_name.chars().take(128).collect() })
     }
 
-    /// Overrides a model's prices and/or output cap. The price is recorded as
-    /// `explicit`; gateways charge it from the next snapshot on.
+    /// Overrides a model's prices, output cap and/or deployments. The price is recorded
+    /// as `explicit`; gateways charge and route by it from the next snapshot on.
     pub async fn update_model(
         &self,
         actor: &Actor,
@@ -139,8 +142,14 @@ impl Service {
     ) -> Result<ModelView, ControlError> {
         self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         let mut rec = self.model_record(id_or_name).await?;
-        if patch.pricing.is_none() && patch.max_output_tokens.is_none() {
-            return Err(ControlError::invalid("pricing", "nothing to change: give pricing and/or max_output_tokens"));
+        if patch.pricing.is_none() && patch.max_output_tokens.is_none() && patch.deployments.is_none() {
+            return Err(ControlError::invalid(
+                "pricing",
+                "nothing to change: give pricing, max_output_tokens and/or deployments",
+            ));
+        }
+        if let Some(d) = &patch.deployments {
+            rec.deployments = self.check_deployments(d).await?;
         }
         if let Some(p) = &patch.pricing {
             check_pricing("pricing.", p)?;
@@ -166,12 +175,22 @@ impl Service {
     /// under a money budget and may reach an unpriced model. Only such triples that the
     /// change takes part in are refused, so a configuration stored before this rule
     /// existed does not block unrelated writes.
-    pub(crate) async fn refuse_unpriced_reach(&self, field: &str, change: Change<'_>) -> Result<(), ControlError> {
+    ///
+    /// Returns, when it checked anything, a guard to hold until the write is stored:
+    /// checks and their writes are serialized in this process, so two writes cannot both
+    /// pass against the state before either. (Several control-plane processes on one
+    /// database can still race; the data plane's 400 `model_not_priced` is the last line.)
+    pub(crate) async fn refuse_unpriced_reach(
+        &self,
+        field: &str,
+        change: Change<'_>,
+    ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, ControlError> {
         let money = |b: &BudgetRecord| b.limit_tokens.is_none();
         let new_model = change.model.filter(|m| !is_priced(m));
         if change.key.is_none() && !change.budgets.iter().any(|b| money(b)) && new_model.is_none() {
-            return Ok(());
+            return Ok(None);
         }
+        let guard = self.unpriced_lock.lock().await;
         let data = self.store.snapshot().await?;
         let changed_budget = |b: &BudgetRecord| change.budgets.iter().any(|c| c.id == b.id);
         let unpriced: Vec<&str> = data
@@ -183,7 +202,7 @@ impl Service {
             .map(|m| m.name.as_str())
             .collect();
         if unpriced.is_empty() {
-            return Ok(());
+            return Ok(Some(guard));
         }
         let budgets: Vec<&BudgetRecord> = data
             .budgets
@@ -223,6 +242,6 @@ impl Service {
                 ));
             }
         }
-        Ok(())
+        Ok(Some(guard))
     }
 }

@@ -154,7 +154,10 @@ impl UsageQuery {
         if let Some(list) = q.remove("group_by") {
             for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let g = UsageGroup::ALL.into_iter().find(|g| g.as_str() == name).ok_or_else(|| {
-                    ControlError::invalid("group_by", "must be a comma list of model, day, hour, key, principal, tag")
+                    ControlError::invalid(
+                        "group_by",
+                        "must be a comma list of model, requested_model, day, hour, key, principal, tag",
+                    )
                 })?;
                 group_by.push(g);
             }

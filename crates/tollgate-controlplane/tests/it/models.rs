@@ -172,6 +172,35 @@ async fn no_later_write_lets_a_money_budget_reach_an_unpriced_model() {
     cp.expect(Method::PATCH, &budget_path, Some(json!({"limit_tokens": 2000})), S::OK).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writes_cannot_both_pass_the_unpriced_model_rule() {
+    // Alone, each write is fine: an unpriced model (no money budget reaches it yet), and
+    // a key allowed every model under a money budget (no unpriced model exists yet).
+    // Together they would let a money budget meet an unpriced model. (The race shows on
+    // PostgreSQL, whose pool runs both checks at once; in-memory SQLite has one connection.)
+    let cp = Cp::start().await;
+    setup(&cp).await;
+    let budget = json!({"limit_usd": "5", "window": "day"});
+    for round in 0..20 {
+        let name = format!("local-{round}");
+        let (m, k) = tokio::join!(
+            cp.admin(Method::POST, "/api/v1/models", Some(model(&name, &format!("llama-{round}")))),
+            cp.admin(Method::POST, "/api/v1/keys", Some(json!({"project": "p", "budget": budget}))),
+        );
+        let passed = [m.status == S::CREATED, k.status == S::CREATED];
+        assert_ne!(passed, [true, true], "round {round}: both passed: {} / {}", m.text(), k.text());
+        // The next round starts clean: no unpriced model, no `*` money key.
+        if passed[0] {
+            let price = json!({"pricing": {"input_per_mtok": "1", "output_per_mtok": "1"}});
+            cp.expect(Method::PATCH, &format!("/api/v1/models/{name}"), Some(price), S::OK).await;
+        }
+        let keys = cp.expect(Method::GET, "/api/v1/keys?status=active", None, S::OK).await;
+        for k in keys["data"].as_array().unwrap() {
+            cp.expect(Method::POST, &format!("/api/v1/keys/{}/revoke", k["id"].as_str().unwrap()), None, S::OK).await;
+        }
+    }
+}
+
 pub(crate) fn wire_entry(id: &str) -> v1::LedgerEntry {
     let e = LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("prj_1"), "gpt-4o")
         .with_usage(&Usage { input_tokens: 10, output_tokens: 5, ..Usage::default() }, UsageSource::Reported)

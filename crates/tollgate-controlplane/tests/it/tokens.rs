@@ -11,18 +11,18 @@ use tollgate_metering::{LedgerEntry, LedgerSink, Usage, UsageSource};
 
 /// Two tenants: team A with projects `pa` and `pa2`, team B with project `pb`; a key
 /// in each project.
-struct Tenants {
-    cp: Cp,
-    team_a: String,
-    pa: String,
-    pb: String,
-    ka: String,
-    ka2: String,
-    kb: String,
+pub(crate) struct Tenants {
+    pub(crate) cp: Cp,
+    pub(crate) team_a: String,
+    pub(crate) pa: String,
+    pub(crate) pb: String,
+    pub(crate) ka: String,
+    pub(crate) ka2: String,
+    pub(crate) kb: String,
 }
 
 impl Tenants {
-    async fn start() -> Tenants {
+    pub(crate) async fn start() -> Tenants {
         let cp = Cp::start().await;
         let team_a = cp.expect(Method::POST, "/api/v1/teams", Some(json!({"name": "A"})), S::CREATED).await;
         cp.expect(Method::POST, "/api/v1/teams", Some(json!({"name": "B"})), S::CREATED).await;
@@ -40,20 +40,20 @@ impl Tenants {
     }
 
     /// Mints a token as the bootstrap admin; returns `(id, secret)`.
-    async fn mint(&self, body: Value) -> (String, String) {
+    pub(crate) async fn mint(&self, body: Value) -> (String, String) {
         let r = self.cp.expect(Method::POST, "/api/v1/tokens", Some(body), S::CREATED).await;
         (r["id"].as_str().unwrap().to_owned(), r["token"].as_str().unwrap().to_owned())
     }
 
     /// One call with `token`; returns the status and JSON body (Null when empty).
-    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (S, Value) {
+    pub(crate) async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (S, Value) {
         let r = self.cp.call(method, path, Some(token), body.as_ref()).await;
         let v = if r.body.is_empty() { Value::Null } else { r.json() };
         (r.status, v)
     }
 }
 
-fn code(v: &Value) -> &str {
+pub(crate) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()
 }
 
@@ -132,6 +132,18 @@ async fn every_route_answers_401_without_a_token_and_with_a_wrong_one() {
         (Method::GET, "/api/v1/routing-policies/rpol_x"),
         (Method::PATCH, "/api/v1/routing-policies/rpol_x"),
         (Method::DELETE, "/api/v1/routing-policies/rpol_x"),
+        (Method::POST, "/api/v1/organizations"),
+        (Method::GET, "/api/v1/organizations"),
+        (Method::GET, "/api/v1/organizations/default"),
+        (Method::GET, "/api/v1/teams"),
+        (Method::GET, "/api/v1/teams/team_x"),
+        (Method::GET, "/api/v1/projects"),
+        (Method::GET, "/api/v1/projects/proj_x"),
+        (Method::GET, "/api/v1/providers/mock"),
+        (Method::PATCH, "/api/v1/providers/mock"),
+        (Method::GET, "/api/v1/principals"),
+        (Method::GET, "/api/v1/principals/acme:1"),
+        (Method::POST, "/api/v1/principals/acme:1/revoke"),
     ];
     let wrong = "tga_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
     for (method, path) in routes {
@@ -362,4 +374,34 @@ async fn writes_are_audited_with_the_token_as_actor() {
     assert_eq!((e["actor"].as_str(), e["target_id"].as_str()), (Some(id.as_str()), key["id"].as_str()), "{e}");
     let minted = t.cp.expect(Method::GET, "/api/v1/audit?target_kind=token&actor=bootstrap", None, S::OK).await;
     assert!(minted["data"].as_array().unwrap().iter().any(|e| e["target_id"] == id.as_str()));
+}
+
+#[tokio::test]
+async fn a_gateway_token_watches_and_pushes_but_manages_nothing() {
+    use tollgate_proto::v1;
+    use tollgate_proto::v1::config_service_client::ConfigServiceClient;
+    let t = Tenants::start().await;
+    let (_, gw) = t.mint(json!({"name": "edge-1", "scopes": ["gateway"]})).await;
+    let authed = |token: &str| {
+        let mut r = tonic::Request::new(v1::WatchRequest { since_revision: 0, accept_changes: true });
+        r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    };
+    let mut client = ConfigServiceClient::connect(t.cp.grpc.clone()).await.unwrap();
+    let mut stream = client.watch(authed(&gw)).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(first.revision > 0);
+
+    let (_, reader) = t.mint(json!({"name": "t", "scopes": ["keys:read"]})).await;
+    let err = client.watch(authed(&reader)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("gateway"), "{err:?}");
+    let body = json!({"name": "t", "scopes": ["gateway"], "team": t.team_a});
+    let r = t.cp.admin(Method::POST, "/api/v1/tokens", Some(body)).await;
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (S::BAD_REQUEST, Some("scopes")), "never bound");
+
+    for (method, path) in [(Method::GET, "/api/v1/keys"), (Method::GET, "/api/v1/providers")] {
+        let (s, v) = t.call(&gw, method, path, None).await;
+        assert_eq!((s, code(&v)), (S::FORBIDDEN, "insufficient_scope"), "{path}");
+    }
 }

@@ -83,6 +83,34 @@ async fn usage_sums_exactly_and_groups_by_day_model_key_and_principal() {
     assert_eq!(principals, ["bob", "x,\"y\""]);
 }
 
+#[tokio::test]
+async fn usage_groups_by_the_model_asked_for_as_well_as_the_one_that_served() {
+    let cp = Cp::start().await;
+    // `fast` is an alias served by gpt-4o-mini; one request fell back to claude.
+    let batch = [
+        entry("a1", DAY, "key_a", "alice", "fast", 100, (1, 1)).with_served_by("openai", "gpt-4o-mini"),
+        entry("a2", DAY, "key_a", "alice", "fast", 200, (1, 1)).with_served_by("anthropic", "claude"),
+        entry("a3", DAY, "key_b", "bob", "gpt-4o-mini", 400, (1, 1)).with_served_by("openai", "gpt-4o-mini"),
+    ];
+    let sink: &dyn LedgerSink = cp.cp.service().store();
+    sink.write_batch(&batch).await.unwrap();
+    let r = get(&cp, &format!("/api/v1/usage?{RANGE}&group_by=requested_model,model")).await;
+    let rows = |group: &str, field: &str| -> Vec<(String, String)> {
+        r[group]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m[field].as_str().unwrap().to_owned(), m["cost_usd"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let asked = rows("by_requested_model", "requested_model");
+    assert_eq!(asked, [("fast".into(), "0.0000003".into()), ("gpt-4o-mini".into(), "0.0000004".into())]);
+    let served = rows("by_model", "model");
+    assert_eq!(served, [("claude".into(), "0.0000002".into()), ("gpt-4o-mini".into(), "0.0000005".into())]);
+    let csv = cp.admin(Method::GET, &format!("/api/v1/usage?{RANGE}&group_by=requested_model&format=csv"), None).await;
+    assert!(csv.text().contains("requested_model"), "{}", csv.text());
+}
+
 /// A minimal RFC 4180 reader: quoted fields with doubled quotes, CRLF records.
 fn parse_csv(text: &str) -> Vec<Vec<String>> {
     let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());

@@ -1,0 +1,227 @@
+//! Organizations, team and project listings, provider updates and principals.
+//!
+//! A principal has no table: it is the free-form `principal` of keys (and the
+//! `scope_id` of principal budgets), so its listing is an aggregate over keys.
+
+use crate::convert::{org_from_row, org_to_row, provider_to_row, team_from_row};
+use crate::entity::{organization, project, provider, team, virtual_key};
+use crate::error::{StoreError, write_err};
+use crate::records::{OrgRecord, PrincipalFilter, PrincipalSummary, ProjectRecord, ProviderRecord, TeamRecord};
+use crate::repo::{Store, bump_revision, new_id, projects_with_orgs};
+use sea_orm::sea_query::Query;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
+use std::collections::BTreeMap;
+use tollgate_core::{KeyId, OrgId, ProjectId, TeamId, Timestamp};
+
+/// Stored status of a live key (see `tollgate_keys::KeyStatus`).
+const ACTIVE: &str = "active";
+/// Stored status of a revoked key.
+const REVOKED: &str = "revoked";
+
+impl Store {
+    /// Creates an organization named `name`; returns it and the new revision.
+    ///
+    /// [`StoreError::Conflict`] if the name is taken.
+    pub async fn create_org(&self, name: &str) -> Result<(OrgRecord, i64), StoreError> {
+        let rec =
+            OrgRecord { id: OrgId::new(new_id(OrgId::PREFIX)), name: name.to_owned(), created_at: Timestamp::now() };
+        let txn = self.begin_write().await?;
+        organization::Entity::insert(org_to_row(&rec).into_active_model()).exec_without_returning(&txn).await.map_err(
+            |e| {
+                let taken = format!("an organization named {name:?} already exists");
+                write_err("organization", e, &[(&["name"], taken.clone())], taken)
+            },
+        )?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok((rec, rev))
+    }
+
+    /// Every organization, by name.
+    pub async fn list_orgs(&self) -> Result<Vec<OrgRecord>, StoreError> {
+        let rows = organization::Entity::find().order_by_asc(organization::Column::Name).all(&self.db).await?;
+        Ok(rows.into_iter().map(org_from_row).collect())
+    }
+
+    /// The teams of `org` (every organization's when `None`), by name then id.
+    pub async fn list_teams(&self, org: Option<&OrgId>) -> Result<Vec<TeamRecord>, StoreError> {
+        let mut q = team::Entity::find();
+        if let Some(o) = org {
+            q = q.filter(team::Column::OrgId.eq(o.as_str()));
+        }
+        let rows = q.order_by_asc(team::Column::Name).order_by_asc(team::Column::Id).all(&self.db).await?;
+        Ok(rows.into_iter().map(team_from_row).collect())
+    }
+
+    /// The projects of `team` (or of every team of `org`, or all), by name then id.
+    pub async fn list_projects(
+        &self,
+        team: Option<&TeamId>,
+        org: Option<&OrgId>,
+    ) -> Result<Vec<ProjectRecord>, StoreError> {
+        let mut q = project::Entity::find();
+        if let Some(t) = team {
+            q = q.filter(project::Column::TeamId.eq(t.as_str()));
+        }
+        if let Some(o) = org {
+            q = q.filter(
+                project::Column::TeamId.in_subquery(
+                    Query::select()
+                        .column(team::Column::Id)
+                        .from(team::Entity)
+                        .and_where(team::Column::OrgId.eq(o.as_str()))
+                        .to_owned(),
+                ),
+            );
+        }
+        let rows = q.order_by_asc(project::Column::Name).order_by_asc(project::Column::Id).all(&self.db).await?;
+        projects_with_orgs(&self.db, rows).await
+    }
+
+    /// Replaces every mutable column of the provider `p.id` (all but `id`, `name`, `kind`
+    /// and `created_at`); returns the new revision.
+    ///
+    /// [`StoreError::NotFound`] if there is no such provider.
+    pub async fn update_provider(&self, p: &ProviderRecord) -> Result<i64, StoreError> {
+        use sea_orm::ActiveValue::NotSet;
+        let mut am = provider_to_row(p)?.into_active_model().reset_all();
+        am.id = NotSet;
+        am.name = NotSet;
+        am.kind = NotSet;
+        am.created_at = NotSet;
+        let txn = self.begin_write().await?;
+        let res = provider::Entity::update_many()
+            .set(am)
+            .filter(provider::Column::Id.eq(p.id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(|e| write_err("provider", e, &[], format!("provider {} could not be updated", p.id)))?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound { kind: "provider", id: p.id.to_string() });
+        }
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok(rev)
+    }
+
+    /// The principals of keys matching `f`, by principal ascending, at most `f.limit`
+    /// (capped at [`PrincipalFilter::MAX_LIMIT`]), each with its key counts as of `now`
+    /// and the projects its keys are in.
+    pub async fn list_principals(
+        &self,
+        f: &PrincipalFilter,
+        now: Timestamp,
+    ) -> Result<Vec<PrincipalSummary>, StoreError> {
+        let limit = f.limit.min(PrincipalFilter::MAX_LIMIT);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut names = principal_query(f).select_only().column(virtual_key::Column::Principal).distinct();
+        if let Some(after) = &f.after {
+            names = names.filter(virtual_key::Column::Principal.gt(after.as_str()));
+        }
+        if let Some(exact) = &f.principal {
+            names = names.filter(virtual_key::Column::Principal.eq(exact.as_str()));
+        }
+        let names: Vec<Option<String>> =
+            names.order_by_asc(virtual_key::Column::Principal).limit(limit).into_tuple().all(&self.db).await?;
+        let names: Vec<String> = names.into_iter().flatten().collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(Option<String>, String, Option<i64>, String)> = principal_query(f)
+            .filter(virtual_key::Column::Principal.is_in(names.iter().map(String::as_str)))
+            .select_only()
+            .column(virtual_key::Column::Principal)
+            .column(virtual_key::Column::Status)
+            .column(virtual_key::Column::ExpiresAt)
+            .column(virtual_key::Column::ProjectId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut out: BTreeMap<String, PrincipalSummary> = names
+            .into_iter()
+            .map(|n| (n.clone(), PrincipalSummary { principal: n, ..PrincipalSummary::default() }))
+            .collect();
+        let now_ms = now.unix_millis();
+        for (principal, status, expires_at, project_id) in rows {
+            let Some(s) = principal.and_then(|p| out.get_mut(&p)) else { continue };
+            match status.as_str() {
+                REVOKED => s.keys_revoked += 1,
+                _ if expires_at.is_some_and(|e| e <= now_ms) => s.keys_expired += 1,
+                _ => s.keys_active += 1,
+            }
+            let project_id = ProjectId::new(project_id);
+            if !s.projects.contains(&project_id) {
+                s.projects.push(project_id);
+            }
+        }
+        Ok(out
+            .into_values()
+            .map(|mut s| {
+                s.projects.sort();
+                s
+            })
+            .collect())
+    }
+
+    /// Revokes, in one transaction, every active key of `principal` that `f`'s project or
+    /// team filter admits (its `principal`, `after` and `limit` are ignored); returns the
+    /// ids revoked and the new revision (`None` when there was nothing to revoke, and
+    /// then nothing was written).
+    pub async fn revoke_principal_keys(
+        &self,
+        principal: &str,
+        f: &PrincipalFilter,
+        at: Timestamp,
+    ) -> Result<(Vec<KeyId>, Option<i64>), StoreError> {
+        use sea_orm::sea_query::Expr;
+        let txn = self.begin_write().await?;
+        let scoped = || {
+            principal_query(f)
+                .filter(virtual_key::Column::Principal.eq(principal))
+                .filter(virtual_key::Column::Status.eq(ACTIVE))
+        };
+        let ids: Vec<String> = scoped()
+            .select_only()
+            .column(virtual_key::Column::Id)
+            .order_by_asc(virtual_key::Column::Id)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        if ids.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let at = at.unix_millis();
+        virtual_key::Entity::update_many()
+            .col_expr(virtual_key::Column::Status, Expr::value(REVOKED))
+            .col_expr(virtual_key::Column::RevokedAt, Expr::value(at))
+            .col_expr(virtual_key::Column::UpdatedAt, Expr::value(at))
+            .filter(virtual_key::Column::Id.is_in(ids.iter().map(String::as_str)))
+            .exec(&txn)
+            .await?;
+        let rev = bump_revision(&txn).await?;
+        txn.commit().await?;
+        Ok((ids.into_iter().map(KeyId::new).collect(), Some(rev)))
+    }
+}
+
+/// Keys with a principal, in the filter's project or team.
+fn principal_query(f: &PrincipalFilter) -> sea_orm::Select<virtual_key::Entity> {
+    let mut q = virtual_key::Entity::find().filter(virtual_key::Column::Principal.is_not_null());
+    if let Some(p) = &f.project_id {
+        q = q.filter(virtual_key::Column::ProjectId.eq(p.as_str()));
+    }
+    if let Some(t) = &f.team_id {
+        q = q.filter(
+            virtual_key::Column::ProjectId.in_subquery(
+                Query::select()
+                    .column(project::Column::Id)
+                    .from(project::Entity)
+                    .and_where(project::Column::TeamId.eq(t.as_str()))
+                    .to_owned(),
+            ),
+        );
+    }
+    q
+}
