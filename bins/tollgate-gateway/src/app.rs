@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tollgate_budgets::{Amount, Budgets, BudgetsConfig, RateLimiter, RedisStore};
-use tollgate_controlplane::{ControlPlane, SecretSources};
+use tollgate_controlplane::{ControlPlane, FeedItem, SecretSources, Subscription};
 use tollgate_core::{BudgetId, Timestamp};
-use tollgate_dataplane::{BudgetSeeder, DataPlane, SpendFuture, SpendSource, WatchConfig};
+use tollgate_dataplane::{BudgetSeeder, DataPlane, SpendFuture, SpendSource, Update, WatchConfig};
 use tollgate_metering::{LedgerConfig, LedgerSink, LedgerWriter};
 
 /// Flags; each also reads a `TOLLGATE_*` environment variable.
@@ -248,31 +248,27 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         dp.set_ledger(ledger.clone());
         ledger_to_close = Some(ledger);
 
-        // In-process feed: the same snapshots remote gateways receive over Watch. Budget
+        // In-process feed: exactly what remote gateways receive over Watch (the full
+        // snapshot, then one change per revision), through the same apply path. Budget
         // counters are a cache of the ledger: each budget (or budget epoch) seen for the
-        // first time is seeded with its window's spend before the snapshot that brings
-        // it is applied, so a restart or a new budget never starts from zero spend.
-        let mut snapshots = cp.snapshots();
+        // first time is seeded with its window's spend before the update that brings it
+        // is applied, so a restart or a new budget never starts from zero spend.
+        let mut feed = cp.subscribe(0);
+        let mut seeder = BudgetSeeder::new(Arc::new(LocalLedger(cp.clone())));
         // Serve nothing older than what is already written (the demo seed, say): the
         // publisher builds snapshots asynchronously, so wait for it to catch up.
         let written = *cp.service().revisions().borrow();
-        let mut first = snapshots.borrow_and_update().clone();
         let catch_up = tokio::time::Instant::now() + Duration::from_secs(10);
-        while first.revision < written {
-            match tokio::time::timeout_at(catch_up, snapshots.changed()).await {
-                Ok(Ok(())) => first = snapshots.borrow_and_update().clone(),
+        while !dp.snapshot().loaded || dp.snapshot().revision < written {
+            match tokio::time::timeout_at(catch_up, feed.next()).await {
+                Ok(Some(items)) => apply_local(&cp, &dp, &mut seeder, &mut feed, &items).await,
                 _ => break,
             }
         }
-        let mut seeder = BudgetSeeder::new(Arc::new(LocalLedger(cp.clone())));
-        seeder.seed_new(&dp, &first).await;
-        dp.apply(&first);
-        let feed_dp = dp.clone();
+        let (feed_cp, feed_dp) = (cp.clone(), dp.clone());
         tokio::spawn(async move {
-            while snapshots.changed().await.is_ok() {
-                let snap = snapshots.borrow_and_update().clone();
-                seeder.seed_new(&feed_dp, &snap).await;
-                feed_dp.apply(&snap);
+            while let Some(items) = feed.next().await {
+                apply_local(&feed_cp, &feed_dp, &mut seeder, &mut feed, &items).await;
             }
         });
         let rest = bind(args.admin_listen, "the management API").await?;
@@ -350,5 +346,30 @@ impl SpendSource for LocalLedger {
             let (money, tokens) = self.0.service().budget_spend(id, at).await?;
             Ok(Amount { money, tokens })
         })
+    }
+}
+
+/// Applies what the in-process feed yielded, in order. A change out of step with the
+/// gateway (never expected in process) is refused whole by the data plane; the feed then
+/// starts again from the revision the gateway has.
+async fn apply_local(
+    cp: &ControlPlane,
+    dp: &DataPlane,
+    seeder: &mut BudgetSeeder,
+    feed: &mut Subscription,
+    items: &[FeedItem],
+) {
+    for item in items {
+        let update = match item {
+            FeedItem::Snapshot(s) => Update::Snapshot(s),
+            FeedItem::Change(c) => Update::Change(c),
+        };
+        seeder.seed_update(dp, update).await;
+        if let Err(e) = dp.apply_update(update) {
+            tracing::error!(error = %e, "in-process configuration change refused; following again from this revision");
+            let at = dp.snapshot();
+            *feed = cp.subscribe(if at.loaded { at.revision } else { 0 });
+            return;
+        }
     }
 }

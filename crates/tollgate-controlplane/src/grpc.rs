@@ -7,10 +7,7 @@ use crate::service::{
     IncreaseBudget, KeyView, ListBudgets, ListKeys, ModelView, PricingInput, RotateKey, RoutingPolicyView, Service,
     Threshold, UpdateBudget, UpdateKey, UpdateModel, UpdateRoutingPolicy, UsageFormat, UsageQuery,
 };
-use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::watch;
-use tokio_stream::Stream;
 use tollgate_core::{Money, Timestamp};
 use tollgate_proto::v1;
 use tonic::{Request, Response, Status};
@@ -18,8 +15,10 @@ use tonic::{Request, Response, Status};
 mod catalog;
 mod security;
 mod tenancy;
+mod watch;
 
 pub(crate) use security::SecurityApi;
+pub(crate) use watch::ConfigApi;
 
 /// The caller, authenticated from the `authorization: Bearer <admin token>` metadata.
 /// What it may do is checked by the service (`Service::authorize`).
@@ -37,59 +36,6 @@ async fn actor<T>(svc: &Service, req: &Request<T>) -> Result<Actor, Status> {
 async fn gateway<T>(svc: &Service, req: &Request<T>) -> Result<(), Status> {
     let actor = actor(svc, req).await?;
     svc.authorize_gateway(&actor).await.map_err(|e| e.grpc())
-}
-
-/// `ConfigService`: streams snapshots to gateways.
-pub(crate) struct ConfigApi {
-    svc: Arc<Service>,
-    snapshots: watch::Receiver<Arc<v1::Snapshot>>,
-}
-
-impl ConfigApi {
-    /// Serves snapshots published on `snapshots`.
-    pub(crate) fn new(svc: Arc<Service>, snapshots: watch::Receiver<Arc<v1::Snapshot>>) -> Self {
-        ConfigApi { svc, snapshots }
-    }
-}
-
-type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl v1::config_service_server::ConfigService for ConfigApi {
-    type WatchStream = WatchStream;
-
-    async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        gateway(&self.svc, &req).await?;
-        let mut since = req.get_ref().since_revision;
-        let mut rx = self.snapshots.clone();
-        let stream = async_stream(move |tx| async move {
-            loop {
-                let snap = rx.borrow_and_update().clone();
-                if snap.revision > since {
-                    since = snap.revision;
-                    let msg = v1::WatchResponse { revision: snap.revision, snapshot: Some((*snap).clone()) };
-                    if tx.send(Ok(msg)).await.is_err() {
-                        return; // the gateway went away
-                    }
-                }
-                if rx.changed().await.is_err() {
-                    return; // the control plane is shutting down
-                }
-            }
-        });
-        Ok(Response::new(stream))
-    }
-}
-
-/// Runs `f` with a channel sender and returns the receiving side as a stream.
-fn async_stream<F, Fut>(f: F) -> WatchStream
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<v1::WatchResponse, Status>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(f(tx));
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
 /// The most ledger entries one `PushLedger` call may carry; a gateway's batches are far

@@ -9,6 +9,12 @@
 //! reports decode and apply time and its VmRSS / VmHWM from /proc/self/status. No control
 //! plane or network is involved: this is the data plane's share of a load.
 //!
+//! Then, on the loaded gateway, what one signup and one revocation cost now that Watch
+//! sends changes: the median `DataPlane::apply_update` of 20 changes minting a key with
+//! its budget and of 20 revoking one, against one full re-apply of the snapshot that
+//! holds them all (what every revision cost before changes), and the encoded size of a
+//! mint change against the snapshot's.
+//!
 //! `cargo bench -p tollgate-dataplane --bench snapshot_load` (sizes:
 //! `TOLLGATE_BENCH_SNAPSHOT_KEYS=100000,1000000`, the default).
 
@@ -20,8 +26,13 @@ mod wire;
 use prost::Message;
 use std::error::Error;
 use std::process::Command;
+use std::time::Duration;
 use std::time::Instant;
-use tollgate_dataplane::{Config, DataPlane};
+use tollgate_dataplane::{Config, DataPlane, Update};
+use tollgate_proto::v1;
+
+/// Changes of each kind timed per size.
+const CHANGES: usize = 20;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -39,7 +50,65 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// The child: load one encoded snapshot and report on one line.
+fn median_ms(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples.get(samples.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+/// Applies `change` as the next revision, checking it is taken whole; returns its time.
+fn timed_change(dp: &DataPlane, mut change: v1::ConfigChange) -> Result<Duration> {
+    change.from_revision = dp.snapshot().revision;
+    change.revision = change.from_revision + 1;
+    let t = Instant::now();
+    let problems = dp.apply_update(Update::Change(&change))?;
+    let took = t.elapsed();
+    if !problems.is_empty() {
+        return Err(format!("change not taken whole: {problems:?}").into());
+    }
+    Ok(took)
+}
+
+/// On a gateway holding `wire`: mint then revoke [`CHANGES`] keys as changes, then
+/// apply the resulting snapshot whole. Prints the change row.
+fn changes(dp: &DataPlane, mut wire: v1::Snapshot, keys: usize) -> Result<()> {
+    let mut mints = Vec::with_capacity(CHANGES);
+    let mut mint_bytes = 0;
+    for i in keys..keys + CHANGES {
+        let (key, budget) = wire::customer(i);
+        let change = v1::ConfigChange {
+            upsert_keys: vec![key.clone()],
+            upsert_budgets: vec![budget.clone()],
+            ..Default::default()
+        };
+        mint_bytes = change.encoded_len();
+        mints.push(timed_change(dp, change)?);
+        wire.keys.push(key);
+        wire.budgets.push(budget);
+    }
+    let mut revokes = Vec::with_capacity(CHANGES);
+    for key in wire.keys.iter_mut().skip(keys) {
+        key.status = "revoked".into();
+        revokes.push(timed_change(dp, v1::ConfigChange { upsert_keys: vec![key.clone()], ..Default::default() })?);
+    }
+    wire.revision = dp.snapshot().revision + 1;
+    let t = Instant::now();
+    let problems = dp.apply(&wire);
+    let full = t.elapsed();
+    if !problems.is_empty() || dp.snapshot().key_count() != keys + CHANGES {
+        return Err(format!("full re-apply did not load whole: problems {problems:?}").into());
+    }
+    println!(
+        "| {keys} | {:.0} | {:.3} | {:.3} | {mint_bytes} | {:.1} |",
+        full.as_secs_f64() * 1e3,
+        median_ms(mints),
+        median_ms(revokes),
+        mib(wire.encoded_len() as u64 / 1024),
+    );
+    Ok(())
+}
+
+/// The child: load one encoded snapshot and report on one line, then time changes on
+/// the loaded gateway and report on a second.
 fn load(path: &str, keys: usize) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let _guard = rt.enter();
@@ -73,7 +142,8 @@ fn load(path: &str, keys: usize) -> Result<()> {
         mib(after.saturating_sub(base)),
         mib(peak),
     );
-    Ok(())
+    // After the memory figures: the changes need the wire snapshot again.
+    changes(&dp, v1::Snapshot::decode(std::fs::read(path)?.as_slice())?, keys)
 }
 
 fn main() -> Result<()> {
@@ -95,6 +165,7 @@ fn main() -> Result<()> {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let exe = std::env::current_exe()?;
+    let mut change_rows = Vec::new();
     for keys in sizes {
         let path = std::env::temp_dir().join(format!("tollgate-snapshot-{}-{keys}.pb", std::process::id()));
         let t = Instant::now();
@@ -102,12 +173,27 @@ fn main() -> Result<()> {
         let build = t.elapsed();
         std::fs::write(&path, &encoded)?;
         drop(encoded);
-        let status = Command::new(&exe).arg("--load-one").arg(&path).arg(keys.to_string()).status();
+        let out = Command::new(&exe).arg("--load-one").arg(&path).arg(keys.to_string()).output();
         let _ = std::fs::remove_file(&path);
-        if !status?.success() {
-            return Err(format!("loading {keys} keys failed").into());
+        let out = out?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut rows = text.lines();
+        if !out.status.success() {
+            return Err(format!("loading {keys} keys failed: {}", String::from_utf8_lossy(&out.stderr)).into());
         }
+        println!("{}", rows.next().unwrap_or_default());
+        change_rows.extend(rows.map(str::to_owned));
         eprintln!("({keys} keys: building and encoding the wire snapshot took {:.0} ms)", build.as_secs_f64() * 1e3);
+    }
+    println!();
+    println!(
+        "one change on the loaded gateway (DataPlane::apply_update, median of {CHANGES}) vs a full re-apply of the snapshot"
+    );
+    println!();
+    println!("| keys | full re-apply ms | mint change ms | revoke change ms | mint change bytes | snapshot MiB |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for row in change_rows {
+        println!("{row}");
     }
     Ok(())
 }

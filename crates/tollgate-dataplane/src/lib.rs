@@ -2,7 +2,8 @@
 //!
 //! Owns the data-plane HTTP server (OpenAI-compatible endpoints, health and readiness),
 //! the in-memory [`Snapshot`] every request is served from (swapped atomically with
-//! `arc-swap`, built by one [`DataPlane::apply`] path at start-up and on every change),
+//! `arc-swap`, built by one [`DataPlane::apply_update`] path at start-up and on every
+//! change: a full snapshot replaces it, a [`v1::ConfigChange`] patches it),
 //! the per-request phases (read a size-capped body → authenticate → policy → route →
 //! dispatch → respond), the single mapping of errors to HTTP, and the Watch client that
 //! keeps the snapshot in step with a remote control plane.
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod change;
 mod enforce;
 mod error;
 mod health;
@@ -37,6 +39,7 @@ mod trace;
 mod watch;
 
 pub use alerts::AlertConfig;
+pub use change::ChangeError;
 pub use error::{ApiError, ErrorShape};
 pub use health::BreakerConfig;
 use health::default_policy;
@@ -52,6 +55,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tollgate_budgets::{Budgets, BudgetsConfig, RateLimiter};
 use tollgate_metering::LedgerWriter;
+use tollgate_proto::v1;
 use tollgate_providers::{ClientConfig, HttpClient, ProviderError};
 use tollgate_routing::{PolicyScope, PolicySet, RoutingPolicy};
 
@@ -124,11 +128,34 @@ fn policy_set(gateway_default: RoutingPolicy, wire: Vec<(Option<PolicyScope>, Ro
     set
 }
 
+/// One step of configuration from the control plane, as `Watch` delivers it.
+#[derive(Debug, Clone, Copy)]
+pub enum Update<'a> {
+    /// A complete configuration: replaces the snapshot being served.
+    Snapshot(&'a v1::Snapshot),
+    /// What changed since the snapshot being served: patches it, or is refused whole
+    /// when it does not start from its revision.
+    Change(&'a v1::ConfigChange),
+}
+
+impl Update<'_> {
+    /// The revision the update leads to.
+    pub fn revision(&self) -> i64 {
+        match self {
+            Update::Snapshot(s) => s.revision,
+            Update::Change(c) => c.revision,
+        }
+    }
+}
+
 /// The data plane: configuration, the live snapshot and the shared upstream client.
 /// Cheap to share behind an `Arc`.
 pub struct DataPlane {
     config: Config,
     snapshot: ArcSwap<Snapshot>,
+    /// Held while an update is built from the snapshot being served, so two updates
+    /// never both start from the same one.
+    applying: std::sync::Mutex<()>,
     client: HttpClient,
     enforcement: Enforcement,
     ledger: OnceLock<LedgerWriter>,
@@ -164,6 +191,7 @@ impl DataPlane {
         let enforcement = Enforcement { budgets, limiter, alerts };
         Ok(Arc::new(DataPlane {
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            applying: std::sync::Mutex::new(()),
             client,
             enforcement,
             ledger: OnceLock::new(),
@@ -204,29 +232,71 @@ impl DataPlane {
 
     /// Applies a full snapshot from the control plane and swaps it in atomically.
     /// Invalid items are skipped on their own and returned as problems; a snapshot older
-    /// than the current one is ignored.
-    pub fn apply(&self, wire: &tollgate_proto::v1::Snapshot) -> Vec<String> {
+    /// than the current one is ignored (use [`DataPlane::apply_update`] for one the
+    /// control plane sends as authoritative).
+    pub fn apply(&self, wire: &v1::Snapshot) -> Vec<String> {
         let current = self.snapshot.load();
         if current.loaded && wire.revision < current.revision {
             return vec![format!("ignored snapshot at revision {} older than {}", wire.revision, current.revision)];
         }
-        let (mut next, problems) = Snapshot::build(wire, &self.client, &current);
+        drop(current);
+        match self.apply_update(Update::Snapshot(wire)) {
+            Ok(problems) => problems,
+            // A snapshot is never refused; kept total rather than unwrapped.
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    /// The one path configuration takes into the data plane, at start-up and on every
+    /// change: a full snapshot replaces the snapshot being served (whatever its
+    /// revision: the control plane decides, e.g. after it restarted on a fresh
+    /// database), a change patches it. The result is swapped in atomically; requests in
+    /// flight finish on the snapshot they started with.
+    ///
+    /// Items that fail to convert are left out on their own and returned as problems
+    /// (and logged). A change that does not start from the revision being served is
+    /// refused whole and nothing changes: the caller must catch up from its revision.
+    pub fn apply_update(&self, update: Update<'_>) -> Result<Vec<String>, ChangeError> {
+        let _one_at_a_time = self.applying.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.snapshot.load_full();
+        let (mut next, problems) = match update {
+            Update::Snapshot(wire) => {
+                if current.loaded && wire.revision < current.revision {
+                    tracing::warn!(
+                        revision = wire.revision,
+                        previous = current.revision,
+                        "control plane sent an older snapshot (restarted on another database?); replacing"
+                    );
+                }
+                Snapshot::build(wire, &self.client, &current)
+            }
+            Update::Change(change) => current.patch(change, &self.client)?,
+        };
         // Breakers outlive configuration changes; the default policy is the gateway's.
         next.health = current.health.carry_over(&next.catalog);
-        next.policies = policy_set(self.routing.clone(), std::mem::take(&mut next.wire_policies));
+        next.policies = policy_set(self.routing.clone(), next.wire_policies.clone());
         for p in &problems {
-            tracing::warn!(revision = wire.revision, problem = %p, "skipped invalid item in snapshot");
+            tracing::warn!(revision = next.revision, problem = %p, "skipped invalid item in configuration");
         }
-        tracing::info!(
-            revision = next.revision,
-            keys = next.keys.len(),
-            models = next.catalog.len(),
-            budgets = next.budget_count(),
-            "snapshot applied"
-        );
+        match update {
+            Update::Snapshot(_) => tracing::info!(
+                revision = next.revision,
+                keys = next.keys.len(),
+                models = next.catalog.len(),
+                budgets = next.budget_count(),
+                "snapshot applied"
+            ),
+            Update::Change(c) => tracing::debug!(
+                from = c.from_revision,
+                revision = next.revision,
+                keys = c.upsert_keys.len() + c.delete_keys.len(),
+                budgets = c.upsert_budgets.len() + c.delete_budgets.len(),
+                "change applied"
+            ),
+        }
         self.metrics.snapshot_applied(next.revision, tollgate_core::Timestamp::now().unix_millis());
         self.snapshot.store(Arc::new(next));
-        problems
+        Ok(problems)
     }
 
     /// The data plane's configuration.

@@ -1,10 +1,10 @@
 //! The in-memory configuration every request is served from.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_budgets::{Budget, RateLimits};
-use tollgate_core::{KeyId, ScopeKind};
+use tollgate_core::{BudgetId, KeyId, ScopeKind};
 use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
 use tollgate_metering::{PriceTable, Pricing};
 use tollgate_proto::{convert, v1};
@@ -25,6 +25,49 @@ pub(crate) struct ProviderEntry {
     pub(crate) source: Arc<v1::Provider>,
 }
 
+/// The configuration-sized wire items (everything but keys and budgets) by id, as the
+/// last full snapshot and the changes after it left them: what a change patches before
+/// the routing configuration is rebuilt from it. Aliases are keyed by name.
+#[derive(Clone, Default)]
+pub(crate) struct WireConfig {
+    pub(crate) providers: BTreeMap<String, v1::Provider>,
+    pub(crate) models: BTreeMap<String, v1::Model>,
+    pub(crate) aliases: BTreeMap<String, v1::ModelAlias>,
+    pub(crate) routing_policies: BTreeMap<String, v1::RoutingPolicy>,
+}
+
+impl WireConfig {
+    fn from_snapshot(wire: &v1::Snapshot) -> Self {
+        WireConfig {
+            providers: wire.providers.iter().map(|p| (p.id.clone(), p.clone())).collect(),
+            models: wire.models.iter().map(|m| (m.id.clone(), m.clone())).collect(),
+            aliases: wire.aliases.iter().map(|a| (a.name.clone(), a.clone())).collect(),
+            routing_policies: wire.routing_policies.iter().map(|p| (p.id.clone(), p.clone())).collect(),
+        }
+    }
+}
+
+/// What requests are routed and priced with, built from a [`WireConfig`].
+pub(crate) struct Routing {
+    pub(crate) providers: HashMap<Arc<str>, ProviderEntry>,
+    pub(crate) catalog: Catalog,
+    pub(crate) prices: PriceTable,
+    pub(crate) deployment_prices: HashMap<Arc<str>, Box<[Option<Pricing>]>>,
+    pub(crate) wire_policies: Vec<(Option<PolicyScope>, RoutingPolicy)>,
+}
+
+/// Budgets by scope: kind, then scope id, each list in budget id order.
+pub(crate) type ScopeBudgets = HashMap<ScopeKind, HashMap<Arc<str>, Arc<[Arc<Budget>]>>>;
+
+/// Keys and budgets, with every key's budgets resolved: the part of a snapshot that
+/// grows with the number of customers, patched in place by a change.
+pub(crate) struct Accounts {
+    pub(crate) keys: KeyIndex,
+    pub(crate) key_budgets: HashMap<KeyId, Arc<[Arc<Budget>]>>,
+    pub(crate) budgets: HashMap<BudgetId, Arc<Budget>>,
+    pub(crate) budgets_by_scope: ScopeBudgets,
+}
+
 /// A complete, immutable configuration: keys, catalog, prices and providers.
 pub struct Snapshot {
     /// The control plane revision this snapshot reflects.
@@ -43,8 +86,10 @@ pub struct Snapshot {
     /// Every budget that applies to a key — its own, its principal's, project's, team's
     /// and organization's — resolved once per snapshot so a request does one probe.
     pub(crate) key_budgets: HashMap<KeyId, Arc<[Arc<Budget>]>>,
-    /// Number of budgets in the snapshot.
-    pub(crate) budget_count: usize,
+    /// Every budget by id.
+    pub(crate) budgets: HashMap<BudgetId, Arc<Budget>>,
+    /// The same budgets by scope, to resolve a key's budgets when it or they change.
+    pub(crate) budgets_by_scope: ScopeBudgets,
     /// Shared by every key without budgets, so the hot path never allocates for them.
     no_budgets: Arc<[Arc<Budget>]>,
     /// One circuit breaker per deployment, carried over from the snapshot before (see
@@ -53,9 +98,11 @@ pub struct Snapshot {
     /// The routing policy of each request: the gateway's default, unless one is attached
     /// to its key, project, team or organization.
     pub(crate) policies: PolicySet,
-    /// The snapshot's routing policies as converted from the wire, in wire order; `None`
+    /// The snapshot's routing policies as converted from the wire, in id order; `None`
     /// scope is the default policy. Raw material for the request path's `PolicySet`.
     pub(crate) wire_policies: Vec<(Option<PolicyScope>, RoutingPolicy)>,
+    /// The wire items the routing configuration was built from, for the next change.
+    pub(crate) wire: Arc<WireConfig>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -65,7 +112,7 @@ impl std::fmt::Debug for Snapshot {
             .field("keys", &self.keys.len())
             .field("models", &self.catalog.len())
             .field("providers", &self.providers.len())
-            .field("budgets", &self.budget_count)
+            .field("budgets", &self.budgets.len())
             .finish()
     }
 }
@@ -83,11 +130,55 @@ impl Snapshot {
             deployment_prices: HashMap::new(),
             providers: HashMap::new(),
             key_budgets: HashMap::new(),
-            budget_count: 0,
+            budgets: HashMap::new(),
+            budgets_by_scope: HashMap::new(),
             no_budgets: Arc::from(Vec::new()),
             health: Health::new(&Catalog::new()),
             policies: PolicySet::new(),
             wire_policies: Vec::new(),
+            wire: Arc::new(WireConfig::default()),
+        }
+    }
+
+    /// Assembles a snapshot from its parts; health and policies are left for
+    /// [`crate::DataPlane`] to carry over and resolve.
+    pub(crate) fn assemble(
+        revision: i64,
+        hasher: KeyHasher,
+        wire: Arc<WireConfig>,
+        routing: Routing,
+        accounts: Accounts,
+    ) -> Snapshot {
+        let Routing { providers, catalog, prices, deployment_prices, wire_policies } = routing;
+        let Accounts { keys, key_budgets, budgets, budgets_by_scope } = accounts;
+        Snapshot {
+            revision,
+            loaded: true,
+            hasher,
+            keys,
+            health: Health::new(&catalog),
+            catalog,
+            prices,
+            deployment_prices,
+            providers,
+            key_budgets,
+            budgets,
+            budgets_by_scope,
+            no_budgets: Arc::from(Vec::new()),
+            policies: PolicySet::new(),
+            wire_policies,
+            wire,
+        }
+    }
+
+    /// The routing configuration as it stands, to reuse when a change leaves it alone.
+    pub(crate) fn routing(&self) -> Routing {
+        Routing {
+            providers: self.providers.clone(),
+            catalog: self.catalog.clone(),
+            prices: self.prices.clone(),
+            deployment_prices: self.deployment_prices.clone(),
+            wire_policies: self.wire_policies.clone(),
         }
     }
 
@@ -108,85 +199,31 @@ impl Snapshot {
                 KeyHasher::new(&Pepper::new(rand::random()))
             }
         };
-        let mut providers = HashMap::new();
-        for p in &wire.providers {
-            if let Some(same) = previous.providers.get(p.name.as_str()).filter(|e| *e.source == *p) {
-                providers.insert(same.config.name.clone(), same.clone());
-                continue;
-            }
-            let built = convert::provider(p).map_err(|e| e.to_string()).and_then(|cfg| {
-                let cfg = Arc::new(cfg);
-                let client = client_for(&cfg, client).map_err(|e| format!("provider {:?}: {e}", p.name))?;
-                build_provider(cfg.clone(), &client)
-                    .map(|provider| ProviderEntry {
-                        limits: RateLimits { rpm: cfg.rpm, tpm: cfg.tpm, max_concurrency: None },
-                        counter: provider_counter(&cfg.name),
-                        config: cfg,
-                        provider,
-                        source: Arc::new(p.clone()),
-                    })
-                    .map_err(|e| format!("provider {:?}: {e}", p.name))
-            });
-            match built {
-                Ok(entry) => {
-                    providers.insert(entry.config.name.clone(), entry);
-                }
-                Err(e) => problems.push(e),
-            }
-        }
-        let mut catalog = Catalog::new();
-        let mut prices = PriceTable::new();
-        let mut deployment_prices = HashMap::new();
-        for m in &wire.models {
-            match convert::model(m) {
-                Ok(convert::ModelParts { route, options, pricing, deployment_pricing }) => {
-                    let name = route.name.clone();
-                    match catalog.insert_with_options(route, options) {
-                        Ok(()) => {
-                            if deployment_pricing.iter().any(Option::is_some) {
-                                let each = deployment_pricing.into_iter().map(|d| d.or(pricing)).collect();
-                                deployment_prices.insert(name.clone(), each);
-                            }
-                            if let Some(p) = pricing {
-                                prices.insert(name, p);
-                            }
-                        }
-                        Err(e) => problems.push(e.to_string()),
-                    }
-                }
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-        // After every model, so an alias only fails on its own account.
-        for a in &wire.aliases {
-            if let Err(e) = catalog.insert_alias(&a.name, &a.target_model) {
-                problems.push(e.to_string());
-            }
-        }
-        let mut wire_policies = Vec::with_capacity(wire.routing_policies.len());
-        for p in &wire.routing_policies {
-            match convert::routing_policy(p) {
-                Ok(scoped) => wire_policies.push(scoped),
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-        let mut by_scope: HashMap<(ScopeKind, &str), Vec<Arc<Budget>>> = HashMap::new();
-        let mut budget_count = 0;
+        let config = WireConfig::from_snapshot(wire);
+        let routing = build_routing(&config, client, previous, &mut problems);
+        let mut budgets = HashMap::with_capacity(wire.budgets.len());
         for b in &wire.budgets {
             match convert::budget(b) {
                 Ok(budget) => {
-                    budget_count += 1;
-                    by_scope.entry((budget.scope, b.scope_id.as_str())).or_default().push(Arc::new(budget));
+                    budgets.insert(budget.id.clone(), Arc::new(budget));
                 }
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        let mut by_scope: HashMap<ScopeKind, HashMap<Arc<str>, Vec<Arc<Budget>>>> = HashMap::new();
+        for b in budgets.values() {
+            by_scope.entry(b.scope).or_default().entry(b.scope_id.clone()).or_default().push(b.clone());
+        }
+        let budgets_by_scope: ScopeBudgets = by_scope
+            .into_iter()
+            .map(|(kind, ids)| (kind, ids.into_iter().map(|(id, list)| (id, sorted_budgets(list))).collect()))
+            .collect();
         let mut keys = KeyIndex::new();
         let mut key_budgets = HashMap::new();
         for k in &wire.keys {
             match convert::key(k) {
                 Ok(parts) => {
-                    let applicable = budgets_of(&parts.key, &by_scope);
+                    let applicable = budgets_of(&parts.key, &budgets_by_scope);
                     if !applicable.is_empty() {
                         key_budgets.insert(parts.key.id.clone(), applicable);
                     }
@@ -195,23 +232,8 @@ impl Snapshot {
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        let health = Health::new(&catalog);
-        let snap = Snapshot {
-            revision: wire.revision,
-            loaded: true,
-            hasher,
-            keys,
-            catalog,
-            prices,
-            deployment_prices,
-            providers,
-            key_budgets,
-            budget_count,
-            no_budgets: Arc::from(Vec::new()),
-            health,
-            policies: PolicySet::new(),
-            wire_policies,
-        };
+        let accounts = Accounts { keys, key_budgets, budgets, budgets_by_scope };
+        let snap = Snapshot::assemble(wire.revision, hasher, Arc::new(config), routing, accounts);
         (snap, problems)
     }
 
@@ -258,7 +280,7 @@ impl Snapshot {
 
     /// Number of budgets.
     pub fn budget_count(&self) -> usize {
-        self.budget_count
+        self.budgets.len()
     }
 
     /// Number of keys.
@@ -297,8 +319,88 @@ fn provider_counter(name: &str) -> Arc<str> {
     format!("provider:{name}").into()
 }
 
+/// Builds the routing configuration from `config`, item by item; the ones that fail are
+/// left out and described in `problems`. Providers whose wire configuration is the same
+/// as in `previous` keep their entry (and upstream connection pool).
+pub(crate) fn build_routing(
+    config: &WireConfig,
+    client: &HttpClient,
+    previous: &Snapshot,
+    problems: &mut Vec<String>,
+) -> Routing {
+    let mut providers = HashMap::new();
+    for p in config.providers.values() {
+        if let Some(same) = previous.providers.get(p.name.as_str()).filter(|e| *e.source == *p) {
+            providers.insert(same.config.name.clone(), same.clone());
+            continue;
+        }
+        let built = convert::provider(p).map_err(|e| e.to_string()).and_then(|cfg| {
+            let cfg = Arc::new(cfg);
+            let client = client_for(&cfg, client).map_err(|e| format!("provider {:?}: {e}", p.name))?;
+            build_provider(cfg.clone(), &client)
+                .map(|provider| ProviderEntry {
+                    limits: RateLimits { rpm: cfg.rpm, tpm: cfg.tpm, max_concurrency: None },
+                    counter: provider_counter(&cfg.name),
+                    config: cfg,
+                    provider,
+                    source: Arc::new(p.clone()),
+                })
+                .map_err(|e| format!("provider {:?}: {e}", p.name))
+        });
+        match built {
+            Ok(entry) => {
+                providers.insert(entry.config.name.clone(), entry);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    let mut catalog = Catalog::new();
+    let mut prices = PriceTable::new();
+    let mut deployment_prices = HashMap::new();
+    for m in config.models.values() {
+        match convert::model(m) {
+            Ok(convert::ModelParts { route, options, pricing, deployment_pricing }) => {
+                let name = route.name.clone();
+                match catalog.insert_with_options(route, options) {
+                    Ok(()) => {
+                        if deployment_pricing.iter().any(Option::is_some) {
+                            let each = deployment_pricing.into_iter().map(|d| d.or(pricing)).collect();
+                            deployment_prices.insert(name.clone(), each);
+                        }
+                        if let Some(p) = pricing {
+                            prices.insert(name, p);
+                        }
+                    }
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    // After every model, so an alias only fails on its own account.
+    for a in config.aliases.values() {
+        if let Err(e) = catalog.insert_alias(&a.name, &a.target_model) {
+            problems.push(e.to_string());
+        }
+    }
+    let mut wire_policies = Vec::with_capacity(config.routing_policies.len());
+    for p in config.routing_policies.values() {
+        match convert::routing_policy(p) {
+            Ok(scoped) => wire_policies.push(scoped),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    Routing { providers, catalog, prices, deployment_prices, wire_policies }
+}
+
+/// One scope's budgets in id order, so every path that builds the list orders it alike.
+pub(crate) fn sorted_budgets(mut list: Vec<Arc<Budget>>) -> Arc<[Arc<Budget>]> {
+    list.sort_by(|a, b| a.id.cmp(&b.id));
+    list.into()
+}
+
 /// The budgets of every scope a key belongs to, narrowest first.
-fn budgets_of(key: &VirtualKey, by_scope: &HashMap<(ScopeKind, &str), Vec<Arc<Budget>>>) -> Arc<[Arc<Budget>]> {
+pub(crate) fn budgets_of(key: &VirtualKey, by_scope: &ScopeBudgets) -> Arc<[Arc<Budget>]> {
     let mut scopes = vec![(ScopeKind::VirtualKey, key.id.as_str())];
     if let Some(p) = key.principal.as_deref() {
         scopes.push((ScopeKind::Principal, p));
@@ -306,7 +408,23 @@ fn budgets_of(key: &VirtualKey, by_scope: &HashMap<(ScopeKind, &str), Vec<Arc<Bu
     scopes.push((ScopeKind::Project, key.project.as_str()));
     scopes.push((ScopeKind::Team, key.team.as_str()));
     scopes.push((ScopeKind::Organization, key.org.as_str()));
-    scopes.iter().filter_map(|s| by_scope.get(s)).flatten().cloned().collect()
+    scopes
+        .iter()
+        .filter_map(|(kind, id)| by_scope.get(kind).and_then(|ids| ids.get(*id)))
+        .flat_map(|list| list.iter())
+        .cloned()
+        .collect()
+}
+
+/// Whether `key` belongs to the scope `kind` / `id` (so that scope's budgets apply to it).
+pub(crate) fn in_scope(key: &VirtualKey, kind: ScopeKind, id: &str) -> bool {
+    match kind {
+        ScopeKind::VirtualKey => key.id.as_str() == id,
+        ScopeKind::Principal => key.principal.as_deref() == Some(id),
+        ScopeKind::Project => key.project.as_str() == id,
+        ScopeKind::Team => key.team.as_str() == id,
+        ScopeKind::Organization => key.org.as_str() == id,
+    }
 }
 
 #[cfg(test)]

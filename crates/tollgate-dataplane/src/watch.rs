@@ -1,8 +1,9 @@
-//! Keeps the snapshot in step with a remote control plane over gRPC `Watch`, and seeds
-//! budget counters from the ledger before a snapshot brings a budget they have not
-//! counted yet ([`BudgetSeeder`], shared by standalone and split mode).
+//! Keeps the snapshot in step with a remote control plane over gRPC `Watch` (a full
+//! snapshot when the gateway is new or too far behind, then one change per revision),
+//! and seeds budget counters from the ledger before a snapshot or change brings a budget
+//! they have not counted yet ([`BudgetSeeder`], shared by standalone and split mode).
 
-use crate::DataPlane;
+use crate::{DataPlane, Update};
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use tollgate_budgets::Amount;
 use tollgate_core::{BudgetId, Timestamp};
 use tollgate_proto::v1::config_service_client::ConfigServiceClient;
-use tollgate_proto::v1::{Snapshot as WireSnapshot, WatchRequest};
+use tollgate_proto::v1::{self, Snapshot as WireSnapshot, WatchRequest};
 
 /// The answer of a [`SpendSource`]: what counts against a budget in its current window.
 pub type SpendFuture<'a> =
@@ -29,8 +30,8 @@ pub trait SpendSource: Send + Sync {
 const SPEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Budget counters are a cache of the ledger (design §5): each budget, and each reset
-/// epoch of it, is seeded with its window's spend the first time a snapshot brings it,
-/// before that snapshot is applied, so no request is admitted against a counter that
+/// epoch of it, is seeded with its window's spend the first time a snapshot or a change
+/// brings it, before that update is applied, so no request is admitted against a counter that
 /// starts from zero after a restart.
 ///
 /// A counter that already holds spend or reservations is left alone: with counters
@@ -61,9 +62,22 @@ impl BudgetSeeder {
     /// Seeds the counters of every budget (id and epoch) of `snapshot` not seen before
     /// with its current window's spend. Call it before `dp.apply(snapshot)`.
     pub async fn seed_new(&mut self, dp: &DataPlane, snapshot: &WireSnapshot) {
+        self.seed_budgets(dp, &snapshot.budgets).await;
+    }
+
+    /// Seeds the counters of every budget (id and epoch) `update` brings that was not
+    /// seen before. Call it before `dp.apply_update(update)`.
+    pub async fn seed_update(&mut self, dp: &DataPlane, update: Update<'_>) {
+        match update {
+            Update::Snapshot(s) => self.seed_budgets(dp, &s.budgets).await,
+            Update::Change(c) => self.seed_budgets(dp, &c.upsert_budgets).await,
+        }
+    }
+
+    async fn seed_budgets(&mut self, dp: &DataPlane, budgets: &[v1::Budget]) {
         let now = Timestamp::now();
         let mut unreachable = false;
-        for wire in &snapshot.budgets {
+        for wire in budgets {
             if !self.seen.insert((wire.id.clone(), wire.epoch)) || unreachable {
                 continue;
             }
@@ -116,9 +130,10 @@ impl std::fmt::Debug for WatchConfig {
 }
 
 /// Follows the control plane forever: connects, resumes from the current revision,
-/// applies every snapshot it sends (after `seeder` has seeded the budgets it brings),
-/// and reconnects with jittered exponential backoff when the stream breaks. The gateway
-/// keeps serving its last snapshot meanwhile.
+/// applies every snapshot and change it sends (after `seeder` has seeded the budgets
+/// they bring), and reconnects with jittered exponential backoff when the stream breaks
+/// or a change does not start from the gateway's revision. The gateway keeps serving
+/// its last snapshot meanwhile.
 pub async fn watch_control_plane(dp: Arc<DataPlane>, cfg: WatchConfig, mut seeder: BudgetSeeder) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -155,17 +170,146 @@ async fn follow(
         let s = dp.snapshot();
         if s.loaded { s.revision } else { 0 }
     };
-    let mut req = tonic::Request::new(WatchRequest { since_revision: since });
+    let mut req = tonic::Request::new(WatchRequest { since_revision: since, accept_changes: true });
     let auth =
         format!("Bearer {}", cfg.token).parse().map_err(|_| "control-plane token is not a valid header value")?;
     req.metadata_mut().insert("authorization", auth);
     let mut stream = client.watch(req).await?.into_inner();
     tracing::info!(endpoint = %cfg.endpoint, since, "watching control plane");
     while let Some(msg) = stream.message().await? {
-        if let Some(snapshot) = msg.snapshot {
-            seeder.seed_new(dp, &snapshot).await;
-            dp.apply(&snapshot);
-        }
+        let update = match (&msg.snapshot, &msg.change) {
+            (Some(snapshot), _) => Update::Snapshot(snapshot),
+            (None, Some(change)) => Update::Change(change),
+            (None, None) => {
+                tracing::warn!(revision = msg.revision, "watch message with neither snapshot nor change; skipped");
+                continue;
+            }
+        };
+        apply_one(dp, seeder, update).await?;
     }
     Ok(())
+}
+
+/// Seeds then applies one update. A change that does not start from the gateway's
+/// revision is an error: the stream is out of step, so the caller reconnects from the
+/// revision the gateway has (and the control plane sends what reaches it from there).
+async fn apply_one(
+    dp: &DataPlane,
+    seeder: &mut BudgetSeeder,
+    update: Update<'_>,
+) -> Result<Vec<String>, crate::ChangeError> {
+    seeder.seed_update(dp, update).await;
+    dp.apply_update(update).inspect_err(|e| {
+        tracing::warn!(error = %e, "configuration change refused; catching up from this gateway's revision");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use tokio::sync::mpsc;
+    use tollgate_core::KeyId;
+    use tollgate_keys::KeyStatus;
+    use tollgate_proto::v1::config_service_server::{ConfigService, ConfigServiceServer};
+    use tonic::{Request, Response, Status};
+
+    /// A control plane that answers each `Watch` call with the next scripted messages
+    /// and then keeps the stream open, reporting every `since_revision` it is asked for.
+    struct ScriptedControlPlane {
+        asked: mpsc::UnboundedSender<(i64, bool)>,
+        script: Mutex<VecDeque<Vec<v1::WatchResponse>>>,
+    }
+
+    type Stream = Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::WatchResponse, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl ConfigService for ScriptedControlPlane {
+        type WatchStream = Stream;
+
+        async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<Stream>, Status> {
+            let r = req.into_inner();
+            let _ = self.asked.send((r.since_revision, r.accept_changes));
+            let msgs = self.script.lock().unwrap().pop_front().unwrap_or_default();
+            let open =
+                tokio_stream::StreamExt::chain(tokio_stream::iter(msgs.into_iter().map(Ok)), tokio_stream::pending());
+            Ok(Response::new(Box::pin(open)))
+        }
+    }
+
+    struct NoSpend;
+
+    impl SpendSource for NoSpend {
+        fn budget_spend<'a>(&'a self, _: &'a BudgetId, _: Timestamp) -> SpendFuture<'a> {
+            Box::pin(async { Ok(Amount::ZERO) })
+        }
+    }
+
+    fn key(status: &str) -> v1::Key {
+        v1::Key {
+            id: "key_a".into(),
+            org_id: "org_1".into(),
+            team_id: "team_1".into(),
+            project_id: "prj_1".into(),
+            status: status.into(),
+            key_hash: vec![1; 32],
+            ..Default::default()
+        }
+    }
+
+    fn change(from: i64, to: i64, status: &str) -> v1::WatchResponse {
+        let c = v1::ConfigChange {
+            from_revision: from,
+            revision: to,
+            upsert_keys: vec![key(status)],
+            ..Default::default()
+        };
+        v1::WatchResponse { revision: to, snapshot: None, change: Some(c) }
+    }
+
+    #[tokio::test]
+    async fn a_change_out_of_step_makes_the_gateway_resume_from_its_own_revision() {
+        let snapshot =
+            WireSnapshot { revision: 3, key_pepper: vec![2; 32], keys: vec![key("active")], ..Default::default() };
+        let script = VecDeque::from([
+            // Connection 1: the snapshot, then a change that skips revisions 4 to 6.
+            vec![v1::WatchResponse { revision: 3, snapshot: Some(snapshot), change: None }, change(6, 7, "revoked")],
+            // Connection 2: what follows revision 3.
+            vec![change(3, 4, "revoked")],
+        ]);
+        let (asked, mut asks) = mpsc::unbounded_channel();
+        let cp = ScriptedControlPlane { asked, script: Mutex::new(script) };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ConfigServiceServer::new(cp))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+
+        let dp = DataPlane::new(Config::default()).unwrap();
+        let cfg = WatchConfig { endpoint, token: "t".into(), max_backoff: Duration::from_millis(200) };
+        let follower = tokio::spawn(watch_control_plane(dp.clone(), cfg, BudgetSeeder::new(Arc::new(NoSpend))));
+        let wait = Duration::from_secs(10);
+        assert_eq!(tokio::time::timeout(wait, asks.recv()).await.unwrap(), Some((0, true)));
+        assert_eq!(
+            tokio::time::timeout(wait, asks.recv()).await.unwrap(),
+            Some((3, true)),
+            "resumes from its revision"
+        );
+        let revoked = tokio::time::timeout(wait, async {
+            loop {
+                if dp.snapshot().revision == 4 {
+                    return dp.snapshot().keys.get(&KeyId::new("key_a")).map(|k| k.status);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(revoked, Some(KeyStatus::Revoked), "the change in step is applied");
+        follower.abort();
+    }
 }

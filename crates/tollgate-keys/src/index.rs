@@ -130,18 +130,30 @@ impl Hasher for PrefixHasher {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Entry {
     key: Arc<VirtualKey>,
     /// Set for a rotated-out secret: it authenticates until this instant.
     valid_until: Option<Timestamp>,
 }
 
+/// A key with the hashes it is indexed under, so it can be taken out again.
+#[derive(Debug, Clone, PartialEq)]
+struct Indexed {
+    key: Arc<VirtualKey>,
+    hash: KeyHash,
+    previous: Option<KeyHash>,
+}
+
 /// Hash → key map probed once per request.
-#[derive(Debug, Clone, Default)]
+///
+/// Cloning it copies the maps but shares every key (`Arc`), which is how a gateway
+/// patches a few keys of a large index without rebuilding it. Two indexes are equal
+/// when they hold the same keys under the same hashes.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeyIndex {
     by_hash: HashMap<KeyHash, Entry, BuildHasherDefault<PrefixHasher>>,
-    by_id: HashMap<KeyId, Arc<VirtualKey>>,
+    by_id: HashMap<KeyId, Indexed>,
 }
 
 impl KeyIndex {
@@ -151,13 +163,32 @@ impl KeyIndex {
     }
 
     /// Adds a key under its current hash and, during a rotation grace period, its
-    /// previous hash until `previous_valid_until`.
+    /// previous hash until `previous_valid_until`. A key already indexed under the same
+    /// id is replaced whole: hashes it no longer has stop authenticating.
     pub fn insert(&mut self, key: Arc<VirtualKey>, hash: KeyHash, previous: Option<(KeyHash, Timestamp)>) {
+        self.remove(&key.id);
         if let Some((prev, until)) = previous {
             self.by_hash.insert(prev, Entry { key: key.clone(), valid_until: Some(until) });
         }
-        self.by_id.insert(key.id.clone(), key.clone());
+        self.by_id.insert(key.id.clone(), Indexed { key: key.clone(), hash, previous: previous.map(|(h, _)| h) });
         self.by_hash.insert(hash, Entry { key, valid_until: None });
+    }
+
+    /// Takes a key out with every hash it authenticates under; returns it if it was in.
+    pub fn remove(&mut self, id: &KeyId) -> Option<Arc<VirtualKey>> {
+        let gone = self.by_id.remove(id)?;
+        for h in std::iter::once(gone.hash).chain(gone.previous) {
+            // Only if the hash still leads to this key (never another key's entry).
+            if self.by_hash.get(&h).is_some_and(|e| e.key.id == *id) {
+                self.by_hash.remove(&h);
+            }
+        }
+        Some(gone.key)
+    }
+
+    /// Every key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<VirtualKey>> {
+        self.by_id.values().map(|i| &i.key)
     }
 
     /// Number of keys (not counting rotated-out secrets).
@@ -172,7 +203,7 @@ impl KeyIndex {
 
     /// The key with this id.
     pub fn get(&self, id: &KeyId) -> Option<&Arc<VirtualKey>> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|i| &i.key)
     }
 
     /// Authenticates a presented key string at `now`: format, lookup, status, expiry.
@@ -279,6 +310,33 @@ mod tests {
         assert_eq!(index.authenticate(&hasher, old.expose(), until).err(), Some(AuthError::Unknown));
         assert!(index.authenticate(&hasher, new.expose(), until).is_ok());
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn replacing_or_removing_a_key_retires_its_old_secrets() {
+        let hasher = KeyHasher::new(&Pepper::new([9; 32]));
+        let (old, new) = (mint_secret(), mint_secret());
+        let now = Timestamp::from_unix_millis(1_000);
+        let mut index = KeyIndex::new();
+        index.insert(key(KeyStatus::Active, None), hasher.hash(old.expose()), None);
+        // Rotated: the old secret is still valid for a while, under the same id.
+        let until = Timestamp::from_unix_millis(5_000);
+        index.insert(key(KeyStatus::Active, None), hasher.hash(new.expose()), Some((hasher.hash(old.expose()), until)));
+        assert!(index.authenticate(&hasher, old.expose(), now).is_ok());
+        // Replaced again without a grace period: the old secret is gone at once.
+        index.insert(key(KeyStatus::Revoked, None), hasher.hash(new.expose()), None);
+        assert_eq!(index.authenticate(&hasher, old.expose(), now).err(), Some(AuthError::Unknown));
+        assert_eq!(index.authenticate(&hasher, new.expose(), now).err(), Some(AuthError::Revoked));
+        assert_eq!(index.len(), 1);
+
+        let mut fresh = KeyIndex::new();
+        fresh.insert(key(KeyStatus::Revoked, None), hasher.hash(new.expose()), None);
+        assert_eq!(index, fresh, "patching in place equals building from scratch");
+
+        assert!(index.remove(&KeyId::new("key_1")).is_some());
+        assert_eq!(index.authenticate(&hasher, new.expose(), now).err(), Some(AuthError::Unknown));
+        assert!(index.is_empty() && index.remove(&KeyId::new("key_1")).is_none());
+        assert_eq!(index, KeyIndex::new());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Owns the code generated from `proto/tollgate/control/v1/control.proto` (config
 //! distribution via `ConfigService.Watch`, and `AdminService`), redacted `Debug` for the
 //! messages that carry secrets, and the conversions from wire messages to the domain
-//! types the data plane serves from ([`convert`]).
+//! types the data plane serves from ([`convert`]), and the change between two
+//! snapshots that `Watch` sends instead of a whole one ([`diff()`]).
 //!
 //! Does not own: the services' behaviour (control plane), or how a gateway assembles and
 //! swaps its snapshot (data plane).
@@ -15,6 +16,9 @@
 #![allow(missing_docs, unreachable_pub)]
 
 pub mod convert;
+mod diff;
+
+pub use diff::diff;
 
 /// `tollgate.control.v1`.
 pub mod v1 {

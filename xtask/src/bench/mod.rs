@@ -8,8 +8,8 @@
 //! open-loop fixed-rate latency (coordinated omission corrected), streaming TTFB, the
 //! gateway's CPU per request and RSS, and config propagation (a key revoked through the
 //! admin API until the data plane refuses it). Then, unless `--skip-snapshot-load`, runs
-//! the data plane's `snapshot_load` bench at 100,000 keys and folds in its load time and
-//! RSS. Writes `target/bench/report.md` and `report.json`.
+//! the data plane's `snapshot_load` bench at 100,000 keys and folds in its load time,
+//! RSS, and what one key change costs a loaded gateway against a full re-apply. Writes `target/bench/report.md` and `report.json`.
 //!
 //! Does not own: the gateway itself; targets are reported here, never asserted in tests.
 
@@ -209,8 +209,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Runs the data plane's `snapshot_load` bench at 100,000 keys (its own process, so the
-/// gateway's heap does not colour it) and returns its table row.
-fn snapshot_load(root: &Path) -> anyhow::Result<report::SnapshotLoad> {
+/// gateway's heap does not colour it) and returns its load row and its change row.
+fn snapshot_load(root: &Path) -> anyhow::Result<(report::SnapshotLoad, report::ChangeApply)> {
     eprintln!("bench: snapshot load, 100,000 keys (cargo bench -p tollgate-dataplane --bench snapshot_load)");
     let out = Command::new(cargo())
         .args(["bench", "-p", "tollgate-dataplane", "--bench", "snapshot_load"])
@@ -224,9 +224,15 @@ fn snapshot_load(root: &Path) -> anyhow::Result<report::SnapshotLoad> {
         bail!("the snapshot_load bench failed ({})", out.status);
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    let load = text
+        .lines()
         .find_map(report::parse_snapshot_load_row)
-        .ok_or_else(|| anyhow!("no result row in the snapshot_load output:\n{text}"))
+        .ok_or_else(|| anyhow!("no result row in the snapshot_load output:\n{text}"))?;
+    let change = text
+        .lines()
+        .find_map(report::parse_change_row)
+        .ok_or_else(|| anyhow!("no change row in the snapshot_load output:\n{text}"))?;
+    Ok((load, change))
 }
 
 /// Config propagation: `n` times, mint a key, wait until the data plane serves it, revoke
@@ -515,7 +521,7 @@ async fn bench(root: &Path, gateway_bin: &Path, opts: &Opts) -> anyhow::Result<(
     rows.push(own(format!("revocation visible, p50 of {n}"), "ms", ms(50.0), Target::None));
     rows.push(own(format!("revocation visible, p99 of {n}"), "ms", ms(99.0), Target::AtMost(1000.0)));
     rows.push(own(format!("revocation visible, max of {n}"), "ms", ms(100.0), Target::None));
-    if let Some(s) = &snapshot {
+    if let Some((s, c)) = &snapshot {
         rows.push(own(
             "snapshot load, 100k keys (decode + apply)".into(),
             "ms",
@@ -529,6 +535,16 @@ async fn bench(root: &Path, gateway_bin: &Path, opts: &Opts) -> anyhow::Result<(
             Target::AtMost(64.0),
         ));
         rows.push(own("peak RSS loading 100k keys (VmHWM)".into(), "MiB", Some(s.hwm_mib), Target::None));
+        rows.push(own("full snapshot re-apply, 100k keys".into(), "ms", Some(c.full_ms), Target::None));
+        rows.push(own("key mint as a Watch change, 100k keys (apply)".into(), "ms", Some(c.mint_ms), Target::None));
+        rows.push(own(
+            "key revocation as a Watch change, 100k keys (apply)".into(),
+            "ms",
+            Some(c.revoke_ms),
+            Target::None,
+        ));
+        rows.push(own("key mint change on the wire".into(), "bytes", Some(c.mint_bytes), Target::None));
+        rows.push(own("full snapshot on the wire, 100k keys".into(), "MiB", Some(c.snapshot_mib), Target::None));
     }
 
     let mut meta = machine();

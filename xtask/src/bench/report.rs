@@ -108,6 +108,36 @@ pub(crate) fn parse_snapshot_load_row(line: &str) -> Option<SnapshotLoad> {
     })
 }
 
+/// The change row of the `snapshot_load` bench: one change on a loaded gateway against a
+/// full re-apply of the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChangeApply {
+    pub(crate) keys: u64,
+    pub(crate) full_ms: f64,
+    pub(crate) mint_ms: f64,
+    pub(crate) revoke_ms: f64,
+    pub(crate) mint_bytes: f64,
+    pub(crate) snapshot_mib: f64,
+}
+
+/// Parses a change row of the `snapshot_load` bench:
+/// `| keys | full re-apply ms | mint change ms | revoke change ms | mint change bytes | snapshot MiB |`.
+pub(crate) fn parse_change_row(line: &str) -> Option<ChangeApply> {
+    let cells: Vec<&str> = line.trim().strip_prefix('|')?.strip_suffix('|')?.split('|').map(str::trim).collect();
+    if cells.len() != 6 {
+        return None;
+    }
+    let f = |i: usize| cells[i].parse::<f64>().ok();
+    Some(ChangeApply {
+        keys: cells[0].parse().ok()?,
+        full_ms: f(1)?,
+        mint_ms: f(2)?,
+        revoke_ms: f(3)?,
+        mint_bytes: f(4)?,
+        snapshot_mib: f(5)?,
+    })
+}
+
 /// CPU microseconds per request from a tick delta.
 pub(crate) fn cpu_us_per_request(ticks: u64, clk_tck: u64, requests: u64) -> Option<f64> {
     if requests == 0 || clk_tck == 0 {
@@ -321,6 +351,20 @@ mod tests {
             None
         );
         assert_eq!(parse_snapshot_load_row("|---:|---:|---:|---:|---:|---:|---:|---:|---:|"), None);
+        let change = parse_change_row("| 100000 | 512 | 2.250 | 1.900 | 302 | 31.4 |").unwrap();
+        assert_eq!(
+            change,
+            ChangeApply {
+                keys: 100_000,
+                full_ms: 512.0,
+                mint_ms: 2.25,
+                revoke_ms: 1.9,
+                mint_bytes: 302.0,
+                snapshot_mib: 31.4
+            }
+        );
+        assert_eq!(parse_snapshot_load_row("| 100000 | 512 | 2.250 | 1.900 | 302 | 31.4 |"), None, "tables kept apart");
+        assert_eq!(parse_change_row(row), None);
         assert_eq!(parse_snapshot_load_row("snapshot load (decode + DataPlane::apply)"), None);
     }
 

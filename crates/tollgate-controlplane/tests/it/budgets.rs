@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use tollgate_core::Timestamp;
 
 /// A team `payments` with a project `checkout` and one key in it; returns their ids.
-struct Tenancy {
-    team: String,
-    project: String,
-    key: String,
+pub(crate) struct Tenancy {
+    pub(crate) team: String,
+    pub(crate) project: String,
+    pub(crate) key: String,
 }
 
-async fn tenancy(cp: &Cp) -> Tenancy {
+pub(crate) async fn tenancy(cp: &Cp) -> Tenancy {
     let team = cp.expect(Method::POST, "/api/v1/teams", Some(json!({"name": "payments"})), S::CREATED).await;
     let project = cp
         .expect(Method::POST, "/api/v1/projects", Some(json!({"name": "checkout", "team": "payments"})), S::CREATED)

@@ -1,7 +1,7 @@
 //! `AdminService` over the same service layer as REST: budgets, providers (never the
 //! credential), models, the tenancy tree, key updates and principals, with missing,
 //! weak and out-of-tenancy tokens refused; and a budget change reaching a gateway's
-//! `Watch` stream.
+//! `Watch` stream (as a full snapshot, for a caller that takes no changes).
 
 use crate::{ADMIN, Cp};
 use std::time::Duration;
@@ -11,7 +11,7 @@ use tollgate_proto::v1::config_service_client::ConfigServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+pub(crate) fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     req
@@ -239,7 +239,11 @@ async fn grpc_budget_errors_map_to_status_codes_naming_the_field() {
 async fn a_budget_change_reaches_a_watching_gateway_in_the_next_snapshot() {
     let cp = Cp::start().await;
     let mut watch = ConfigServiceClient::connect(cp.grpc.clone()).await.unwrap();
-    let mut stream = watch.watch(authed(v1::WatchRequest { since_revision: 0 }, ADMIN)).await.unwrap().into_inner();
+    let mut stream = watch
+        .watch(authed(v1::WatchRequest { since_revision: 0, accept_changes: false }, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
     let first = stream.message().await.unwrap().unwrap();
 
     let mut c = client(&cp).await;

@@ -15,6 +15,7 @@ pub(crate) mod routing;
 pub(crate) mod tenancy;
 pub(crate) mod tokens;
 pub(crate) mod usage;
+pub(crate) mod watch;
 
 use http::{Method, StatusCode};
 use serde_json::Value;

@@ -383,7 +383,7 @@ async fn a_gateway_token_watches_and_pushes_but_manages_nothing() {
     let t = Tenants::start().await;
     let (_, gw) = t.mint(json!({"name": "edge-1", "scopes": ["gateway"]})).await;
     let authed = |token: &str| {
-        let mut r = tonic::Request::new(v1::WatchRequest { since_revision: 0 });
+        let mut r = tonic::Request::new(v1::WatchRequest { since_revision: 0, accept_changes: true });
         r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
         r
     };

@@ -53,23 +53,9 @@ pub(crate) fn snapshot(n: usize) -> v1::Snapshot {
     let mut keys = Vec::with_capacity(n);
     let mut budgets = Vec::with_capacity(n + 1_000);
     for i in 0..n {
-        let key_id = id("key", i);
-        keys.push(v1::Key {
-            id: key_id.clone(),
-            name: Some(format!("customer-{i}")),
-            org_id: id("org", 1),
-            team_id: id("team", i % 100),
-            project_id: id("prj", i % 1_000),
-            principal: Some(format!("customer:{i}")),
-            status: "active".into(),
-            models_allowed: vec!["bench".into(), "gpt-4o*".into()],
-            rpm: Some(600),
-            metadata: [("plan".to_owned(), "pro".to_owned())].into_iter().collect(),
-            key_hash: fake_hash(i as u64),
-            hint: format!("tg_…{:04}", i % 10_000),
-            ..Default::default()
-        });
-        budgets.push(budget(id("bud", i), "virtual_key", key_id, 100));
+        let (key, budget) = customer(i);
+        keys.push(key);
+        budgets.push(budget);
     }
     for p in 0..1_000.min(n) {
         budgets.push(budget(id("budp", p), "project", id("prj", p), 10_000));
@@ -83,6 +69,27 @@ pub(crate) fn snapshot(n: usize) -> v1::Snapshot {
         budgets,
         ..Default::default()
     }
+}
+
+/// Customer `i`: its key and the key's own monthly budget, as a signup mints them.
+pub(crate) fn customer(i: usize) -> (v1::Key, v1::Budget) {
+    let key_id = id("key", i);
+    let key = v1::Key {
+        id: key_id.clone(),
+        name: Some(format!("customer-{i}")),
+        org_id: id("org", 1),
+        team_id: id("team", i % 100),
+        project_id: id("prj", i % 1_000),
+        principal: Some(format!("customer:{i}")),
+        status: "active".into(),
+        models_allowed: vec!["bench".into(), "gpt-4o*".into()],
+        rpm: Some(600),
+        metadata: [("plan".to_owned(), "pro".to_owned())].into_iter().collect(),
+        key_hash: fake_hash(i as u64),
+        hint: format!("tg_…{:04}", i % 10_000),
+        ..Default::default()
+    };
+    (key, budget(id("bud", i), "virtual_key", key_id, 100))
 }
 
 fn budget(id: String, scope: &str, scope_id: String, usd: i64) -> v1::Budget {
