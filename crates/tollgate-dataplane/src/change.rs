@@ -100,7 +100,9 @@ impl Snapshot {
             (self.wire.clone(), self.routing())
         };
 
-        // Budgets: patch by id, remembering every scope whose list changes.
+        // Budgets: patch by id, remembering every scope whose list changes. (Budgets
+        // before keys, so a new key shares its id with its budget's scope id.)
+        let mut ids = convert::Interner::new();
         let mut budgets = self.budgets.clone();
         let mut touched: HashSet<(ScopeKind, Arc<str>)> = HashSet::new();
         let mut added: HashMap<(ScopeKind, Arc<str>), Vec<Arc<Budget>>> = HashMap::new();
@@ -113,7 +115,7 @@ impl Snapshot {
             if let Some(old) = budgets.remove(&BudgetId::new(b.id.as_str())) {
                 touched.insert((old.scope, old.scope_id.clone()));
             }
-            match convert::budget(b) {
+            match convert::budget_in(b, &mut ids) {
                 Ok(budget) => {
                     let budget = Arc::new(budget);
                     let scope = (budget.scope, budget.scope_id.clone());
@@ -156,7 +158,7 @@ impl Snapshot {
             let id = KeyId::new(k.id.as_str());
             keys.remove(&id);
             key_budgets.remove(&id);
-            match convert::key(k) {
+            match convert::key_in(k, &mut ids) {
                 Ok(parts) => {
                     resolve.insert(id);
                     keys.insert(parts.key, parts.hash, parts.previous);

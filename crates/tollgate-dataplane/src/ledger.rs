@@ -33,7 +33,7 @@ impl Pending {
         let mut entry = LedgerEntry::new(request_id, key.id.clone(), key.project.clone(), model)
             .with_tenancy(key.team.clone(), key.org.clone())
             .with_served_by(&*deployment.provider, &*deployment.upstream_model)
-            .with_metadata(key.metadata.clone())
+            .with_metadata(key.metadata.to_map())
             .with_stream(stream);
         entry.tags.clone_from(&key.tags);
         if let Some(name) = &key.name {

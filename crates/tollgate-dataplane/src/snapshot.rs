@@ -202,8 +202,10 @@ impl Snapshot {
         let config = WireConfig::from_snapshot(wire);
         let routing = build_routing(&config, client, previous, &mut problems);
         let mut budgets = HashMap::with_capacity(wire.budgets.len());
+        // Budgets first: a key budget's scope id is its key's id, shared with the key.
+        let mut ids = convert::Interner::new();
         for b in &wire.budgets {
-            match convert::budget(b) {
+            match convert::budget_in(b, &mut ids) {
                 Ok(budget) => {
                     budgets.insert(budget.id.clone(), Arc::new(budget));
                 }
@@ -221,7 +223,7 @@ impl Snapshot {
         let mut keys = KeyIndex::new();
         let mut key_budgets = HashMap::new();
         for k in &wire.keys {
-            match convert::key(k) {
+            match convert::key_in(k, &mut ids) {
                 Ok(parts) => {
                     let applicable = budgets_of(&parts.key, &budgets_by_scope);
                     if !applicable.is_empty() {

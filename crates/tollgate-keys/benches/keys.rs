@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, reason = "benchmark setup failures should abort the run")]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use tollgate_core::{KeyId, OrgId, ProjectId, TeamId, Timestamp};
@@ -36,7 +35,7 @@ fn virtual_key(i: usize) -> Arc<VirtualKey> {
         expires_at: None,
         models_allowed: ModelAllowlist::new(["gpt-4o-mini", "gpt-4o*", "claude-*"]),
         limits: RateLimits { rpm: Some(600), tpm: Some(1_000_000), max_concurrency: None },
-        metadata: BTreeMap::new(),
+        metadata: Default::default(),
         tags: vec!["env:prod".to_owned()],
         hint: "tg_…0000".into(),
     })

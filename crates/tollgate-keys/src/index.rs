@@ -1,8 +1,8 @@
 //! The in-memory key index and the per-key policy checks of the hot path.
 
 use crate::format::{KeyFormatError, parse_presented};
-use crate::{KeyHash, KeyHasher, ModelAllowlist};
-use std::collections::{BTreeMap, HashMap};
+use crate::{KeyHash, KeyHasher, KeyMetadata, ModelAllowlist};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use tollgate_core::{ErrorCode, KeyId, OrgId, ProjectId, ServiceError, TeamId, Timestamp};
@@ -72,7 +72,7 @@ pub struct VirtualKey {
     /// Rate limits.
     pub limits: RateLimits,
     /// Free-form metadata chosen at creation; copied to ledger entries.
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: KeyMetadata,
     /// Tags (`env:prod`, …), copied to ledger entries; shared with the rest of the key
     /// behind the index's `Arc`, so a request only clones them into its entry.
     pub tags: Vec<String>,
@@ -261,7 +261,7 @@ mod tests {
             expires_at,
             models_allowed: ModelAllowlist::new(["gpt-4o*"]),
             limits: RateLimits::default(),
-            metadata: BTreeMap::new(),
+            metadata: KeyMetadata::default(),
             tags: Vec::new(),
             hint: "tg_…0000".into(),
         })

@@ -18,10 +18,12 @@ mod allowlist;
 mod format;
 mod hash;
 mod index;
+mod metadata;
 mod tags;
 
 pub use allowlist::ModelAllowlist;
 pub use format::{KEY_LEN, KEY_PREFIX, KeyFormatError, KeySecret, mint_secret, parse_presented};
 pub use hash::{KeyHash, KeyHashParseError, KeyHasher, Pepper};
 pub use index::{AuthError, KeyIndex, KeyStatus, RateLimits, VirtualKey};
+pub use metadata::KeyMetadata;
 pub use tags::{MAX_TAG_LEN, MAX_TAGS, TagError, validate_tags};

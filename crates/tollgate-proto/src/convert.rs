@@ -26,6 +26,30 @@ fn err(what: &'static str, id: &str, reason: impl Into<String>) -> ConvertError 
     ConvertError { what, id: id.to_owned(), reason: reason.into() }
 }
 
+/// Shares the id strings that many items repeat (a key's organization, team and project,
+/// a key budget's scope id, which is its key's id) across one conversion pass: with
+/// 100,000 keys in 1,000 projects, one allocation per distinct id instead of several per
+/// key.
+#[derive(Debug, Default)]
+pub struct Interner(std::collections::HashSet<Arc<str>>);
+
+impl Interner {
+    /// An empty interner.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared copy of `s`, made on first sight.
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
 /// The key pepper.
 pub fn pepper(bytes: &[u8]) -> Result<Pepper, ConvertError> {
     let arr: [u8; 32] = bytes.try_into().map_err(|_| err("snapshot", "", "key_pepper must be 32 bytes"))?;
@@ -175,6 +199,11 @@ fn hash(bytes: &[u8], id: &str) -> Result<KeyHash, ConvertError> {
 
 /// A virtual key.
 pub fn key(k: &v1::Key) -> Result<KeyParts, ConvertError> {
+    key_in(k, &mut Interner::new())
+}
+
+/// A virtual key, its ids shared through `ids`.
+pub fn key_in(k: &v1::Key, ids: &mut Interner) -> Result<KeyParts, ConvertError> {
     let status =
         KeyStatus::parse(&k.status).ok_or_else(|| err("key", &k.id, format!("unknown status {:?}", k.status)))?;
     let previous = match (&k.previous_key_hash, k.previous_valid_until_ms) {
@@ -182,17 +211,17 @@ pub fn key(k: &v1::Key) -> Result<KeyParts, ConvertError> {
         _ => None,
     };
     let key = VirtualKey {
-        id: KeyId::new(k.id.as_str()),
+        id: KeyId::new(ids.get(&k.id)),
         name: k.name.clone(),
-        org: OrgId::new(k.org_id.as_str()),
-        team: TeamId::new(k.team_id.as_str()),
-        project: ProjectId::new(k.project_id.as_str()),
+        org: OrgId::new(ids.get(&k.org_id)),
+        team: TeamId::new(ids.get(&k.team_id)),
+        project: ProjectId::new(ids.get(&k.project_id)),
         principal: k.principal.as_deref().map(Arc::from),
         status,
         expires_at: k.expires_at_ms.map(Timestamp::from_unix_millis),
         models_allowed: ModelAllowlist::new(&k.models_allowed),
         limits: RateLimits { rpm: k.rpm, tpm: k.tpm, max_concurrency: k.max_concurrency },
-        metadata: k.metadata.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+        metadata: k.metadata.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect(),
         tags: k.tags.clone(),
         hint: k.hint.clone(),
     };
@@ -202,6 +231,11 @@ pub fn key(k: &v1::Key) -> Result<KeyParts, ConvertError> {
 /// A budget. A token budget is one with `limit_tokens` set; the temporary increase is in
 /// the limit's unit and only counts until its end.
 pub fn budget(b: &v1::Budget) -> Result<Budget, ConvertError> {
+    budget_in(b, &mut Interner::new())
+}
+
+/// A budget, its scope id shared through `ids`.
+pub fn budget_in(b: &v1::Budget, ids: &mut Interner) -> Result<Budget, ConvertError> {
     let scope = b.scope.parse().map_err(|e| err("budget", &b.id, format!("{e}")))?;
     let window = b.window.parse().map_err(|e| err("budget", &b.id, format!("{e}")))?;
     let on_breach = b.on_breach.parse().map_err(|e| err("budget", &b.id, format!("{e}")))?;
@@ -215,7 +249,7 @@ pub fn budget(b: &v1::Budget) -> Result<Budget, ConvertError> {
         .map(|&t| u16::try_from(t).map_err(|_| err("budget", &b.id, format!("alert threshold {t}‰ out of range"))))
         .collect::<Result<Vec<u16>, _>>()?;
     let mut budget =
-        Budget::new(BudgetId::new(b.id.as_str()), scope, b.scope_id.as_str(), limit, window, on_breach, thresholds)
+        Budget::new(BudgetId::new(b.id.as_str()), scope, ids.get(&b.scope_id), limit, window, on_breach, thresholds)
             .map_err(|e| err("budget", &b.id, e.to_string()))?;
     budget.epoch = b.epoch;
     if let Some(until) = b.temporary_increase_until_ms
@@ -315,6 +349,40 @@ pub fn ledger_entry(w: &v1::LedgerEntry) -> Result<LedgerEntry, ConvertError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_converted_in_one_pass_share_their_tenancy_ids_and_their_budgets_scope_id() {
+        let wire = |id: &str| v1::Key {
+            id: id.into(),
+            org_id: "org_1".into(),
+            team_id: "team_1".into(),
+            project_id: "prj_1".into(),
+            status: "active".into(),
+            key_hash: vec![7; 32],
+            ..Default::default()
+        };
+        let mut ids = Interner::new();
+        let b = v1::Budget {
+            id: "bud_1".into(),
+            scope: "virtual_key".into(),
+            scope_id: "key_a".into(),
+            limit_nanos: 1,
+            window: "day".into(),
+            on_breach: "block".into(),
+            ..Default::default()
+        };
+        let budget = budget_in(&b, &mut ids).unwrap();
+        let (a, c) = (key_in(&wire("key_a"), &mut ids).unwrap().key, key_in(&wire("key_c"), &mut ids).unwrap().key);
+        let same = |x: &str, y: &str| std::ptr::eq(x.as_ptr(), y.as_ptr());
+        assert!(same(a.org.as_str(), c.org.as_str()) && same(a.team.as_str(), c.team.as_str()));
+        assert!(same(a.project.as_str(), c.project.as_str()));
+        assert!(same(a.id.as_str(), &budget.scope_id), "the key budget's scope id is the key's own id");
+        assert!(!same(a.id.as_str(), c.id.as_str()));
+        // Converted apart, nothing is shared (and nothing else changes).
+        let alone = key(&wire("key_a")).unwrap().key;
+        assert!(!same(alone.org.as_str(), a.org.as_str()));
+        assert_eq!(*alone, *a);
+    }
 
     #[test]
     fn a_key_converts_with_its_rotation_grace() {
