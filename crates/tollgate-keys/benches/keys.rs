@@ -33,7 +33,7 @@ fn virtual_key(i: usize) -> Arc<VirtualKey> {
         principal: Some(Arc::from(format!("customer:{i}"))),
         status: KeyStatus::Active,
         expires_at: None,
-        models_allowed: ModelAllowlist::new(["gpt-4o-mini", "gpt-4o*", "claude-*"]),
+        models_allowed: Arc::new(ModelAllowlist::new(["gpt-4o-mini", "gpt-4o*", "claude-*"])),
         limits: RateLimits { rpm: Some(600), tpm: Some(1_000_000), max_concurrency: None },
         metadata: Default::default(),
         tags: vec!["env:prod".to_owned()],

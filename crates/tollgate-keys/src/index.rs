@@ -67,8 +67,8 @@ pub struct VirtualKey {
     pub status: KeyStatus,
     /// When the key stops working, if ever.
     pub expires_at: Option<Timestamp>,
-    /// Models the key may use.
-    pub models_allowed: ModelAllowlist,
+    /// Models the key may use; shared by the keys of one snapshot with the same patterns.
+    pub models_allowed: Arc<ModelAllowlist>,
     /// Rate limits.
     pub limits: RateLimits,
     /// Free-form metadata chosen at creation; copied to ledger entries.
@@ -259,7 +259,7 @@ mod tests {
             principal: None,
             status,
             expires_at,
-            models_allowed: ModelAllowlist::new(["gpt-4o*"]),
+            models_allowed: Arc::new(ModelAllowlist::new(["gpt-4o*"])),
             limits: RateLimits::default(),
             metadata: KeyMetadata::default(),
             tags: Vec::new(),

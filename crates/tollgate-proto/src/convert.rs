@@ -30,8 +30,12 @@ fn err(what: &'static str, id: &str, reason: impl Into<String>) -> ConvertError 
 /// a key budget's scope id, which is its key's id) across one conversion pass: with
 /// 100,000 keys in 1,000 projects, one allocation per distinct id instead of several per
 /// key.
+/// Allowlists are shared the same way: most keys of a platform carry one of a few.
 #[derive(Debug, Default)]
-pub struct Interner(std::collections::HashSet<Arc<str>>);
+pub struct Interner {
+    ids: std::collections::HashSet<Arc<str>>,
+    allowlists: std::collections::HashMap<Vec<String>, Arc<ModelAllowlist>>,
+}
 
 impl Interner {
     /// An empty interner.
@@ -41,11 +45,21 @@ impl Interner {
 
     /// The shared copy of `s`, made on first sight.
     pub fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(shared) = self.0.get(s) {
+        if let Some(shared) = self.ids.get(s) {
             return shared.clone();
         }
         let shared: Arc<str> = Arc::from(s);
-        self.0.insert(shared.clone());
+        self.ids.insert(shared.clone());
+        shared
+    }
+
+    /// The shared allowlist of these patterns (in this order), made on first sight.
+    pub fn allowlist(&mut self, patterns: &[String]) -> Arc<ModelAllowlist> {
+        if let Some(shared) = self.allowlists.get(patterns) {
+            return shared.clone();
+        }
+        let shared = Arc::new(ModelAllowlist::new(patterns));
+        self.allowlists.insert(patterns.to_vec(), shared.clone());
         shared
     }
 }
@@ -219,7 +233,7 @@ pub fn key_in(k: &v1::Key, ids: &mut Interner) -> Result<KeyParts, ConvertError>
         principal: k.principal.as_deref().map(Arc::from),
         status,
         expires_at: k.expires_at_ms.map(Timestamp::from_unix_millis),
-        models_allowed: ModelAllowlist::new(&k.models_allowed),
+        models_allowed: ids.allowlist(&k.models_allowed),
         limits: RateLimits { rpm: k.rpm, tpm: k.tpm, max_concurrency: k.max_concurrency },
         metadata: k.metadata.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect(),
         tags: k.tags.clone(),
@@ -377,6 +391,7 @@ mod tests {
         assert!(same(a.org.as_str(), c.org.as_str()) && same(a.team.as_str(), c.team.as_str()));
         assert!(same(a.project.as_str(), c.project.as_str()));
         assert!(same(a.id.as_str(), &budget.scope_id), "the key budget's scope id is the key's own id");
+        assert!(Arc::ptr_eq(&a.models_allowed, &c.models_allowed), "one allowlist for keys with the same patterns");
         assert!(!same(a.id.as_str(), c.id.as_str()));
         // Converted apart, nothing is shared (and nothing else changes).
         let alone = key(&wire("key_a")).unwrap().key;
