@@ -234,10 +234,7 @@ async fn list_keys(
             "status" => filter.status = Some(v),
             "tag" => filter.tag = Some(v),
             "after" => filter.after = Some(v),
-            "limit" => {
-                filter.limit =
-                    Some(v.parse().map_err(|_| ControlError::invalid("limit", "must be a positive integer"))?)
-            }
+            "limit" => filter.limit = Some(crate::service::parse_limit(&v)?),
             other => match other.strip_prefix("metadata.") {
                 Some(mk) if !mk.is_empty() => filter.metadata.push((mk.to_owned(), v)),
                 _ => {
@@ -355,10 +352,7 @@ async fn list_budgets(
             "scope" => filter.scope = Some(v.parse().map_err(|e| ControlError::invalid("scope", format!("{e}")))?),
             "scope_id" => filter.scope_id = Some(v),
             "after" => filter.after = Some(v),
-            "limit" => {
-                filter.limit =
-                    Some(v.parse().map_err(|_| ControlError::invalid("limit", "must be a positive integer"))?)
-            }
+            "limit" => filter.limit = Some(crate::service::parse_limit(&v)?),
             other => {
                 return Err(ControlError::invalid(
                     other.chars().take(64).collect::<String>(),

@@ -515,6 +515,11 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A list operation's `limit` query parameter.
+pub(crate) fn parse_limit(text: &str) -> Result<u64, ControlError> {
+    text.parse().map_err(|_| ControlError::invalid("limit", "must be a positive integer"))
+}
+
 fn check_name(field: &str, value: &str) -> Result<(), ControlError> {
     if value.trim().is_empty() {
         return Err(ControlError::invalid(field, "must not be empty"));

@@ -248,7 +248,7 @@ async fn list_principals(
 ) -> Result<Response, ControlError> {
     let mut q = only(q, &["project", "after", "limit"])?;
     let limit = match q.remove("limit") {
-        Some(v) => Some(v.parse().map_err(|_| ControlError::invalid("limit", "must be a positive integer"))?),
+        Some(v) => Some(crate::service::parse_limit(&v)?),
         None => None,
     };
     let filter = ListPrincipals { project: q.remove("project"), after: q.remove("after"), limit };

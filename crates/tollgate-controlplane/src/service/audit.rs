@@ -54,10 +54,7 @@ impl AuditQuery {
                 "since" => out.since = Some(time("since", &v)?),
                 "until" => out.until = Some(time("until", &v)?),
                 "cursor" => out.cursor = Some(v),
-                "limit" => {
-                    out.limit =
-                        Some(v.parse().map_err(|_| ControlError::invalid("limit", "must be a positive integer"))?)
-                }
+                "limit" => out.limit = Some(super::parse_limit(&v)?),
                 other => {
                     return Err(ControlError::invalid(
                         other.chars().take(64).collect::<String>(),
