@@ -35,6 +35,12 @@ pub enum ControlError {
         /// The id or name asked for.
         id: String,
     },
+    /// The request body is over the management API's limit.
+    #[error("request body is over {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The write conflicts with an existing resource.
     #[error("{0}")]
     Conflict(String),
@@ -77,8 +83,9 @@ impl ControlError {
     }
 
     /// Every `code` [`ControlError::http`] can answer, for the API's documentation.
-    pub(crate) const HTTP_CODES: [&'static str; 7] = [
+    pub(crate) const HTTP_CODES: [&'static str; 8] = [
         "invalid_request",
+        "request_too_large",
         "unauthenticated",
         "forbidden",
         "insufficient_scope",
@@ -94,7 +101,8 @@ impl ControlError {
             return (S::FORBIDDEN, "insufficient_scope");
         }
         match self.code() {
-            ErrorCode::BadRequest | ErrorCode::PayloadTooLarge => (S::BAD_REQUEST, "invalid_request"),
+            ErrorCode::BadRequest => (S::BAD_REQUEST, "invalid_request"),
+            ErrorCode::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "request_too_large"),
             ErrorCode::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated"),
             ErrorCode::Forbidden => (S::FORBIDDEN, "forbidden"),
             ErrorCode::NotFound => (S::NOT_FOUND, "not_found"),
@@ -144,6 +152,7 @@ impl ServiceError for ControlError {
     fn code(&self) -> ErrorCode {
         match self {
             ControlError::Invalid { .. } | ControlError::BadBody(_) => ErrorCode::BadRequest,
+            ControlError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             ControlError::Unauthenticated => ErrorCode::Unauthenticated,
             ControlError::InsufficientScope(_) | ControlError::Forbidden(_) => ErrorCode::Forbidden,
             ControlError::NotFound { .. } => ErrorCode::NotFound,

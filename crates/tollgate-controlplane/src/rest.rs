@@ -19,7 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use openapi::{
     BadRequest, Conflict, ErrorBody, ErrorDetail, Forbidden, InternalError, KeyStatusFilter, List, NotFound,
-    Unauthorized, UsageFormatName, UsageScope, UsageWindow,
+    PayloadTooLarge, Unauthorized, UsageFormatName, UsageScope, UsageWindow,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -135,7 +135,13 @@ async fn healthz() -> Response {
 type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 
 fn body(b: Body) -> Result<Bytes, ControlError> {
-    b.map_err(|e| ControlError::BadBody(format!("could not read body (at most {MAX_BODY} bytes): {e}")))
+    b.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ControlError::TooLarge { limit: MAX_BODY }
+        } else {
+            ControlError::BadBody(format!("could not read body (at most {MAX_BODY} bytes): {e}"))
+        }
+    })
 }
 
 #[utoipa::path(
@@ -143,7 +149,7 @@ fn body(b: Body) -> Result<Bytes, ControlError> {
     path = "/api/v1/providers",
     tag = "providers",
     request_body = CreateProvider,
-    responses((status = 201, description = "The provider; its credential only as a hint.", body = ProviderView), BadRequest, Conflict, Unauthorized, Forbidden, InternalError),
+    responses((status = 201, description = "The provider; its credential only as a hint.", body = ProviderView), BadRequest, PayloadTooLarge, Conflict, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("providers:write")))
 )]
 async fn create_provider(
@@ -170,7 +176,7 @@ async fn list_providers(State(svc): State<Arc<Service>>, Auth(actor): Auth) -> R
     path = "/api/v1/models",
     tag = "models",
     request_body = CreateModel,
-    responses((status = 201, description = "The model.", body = ModelView), BadRequest, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
+    responses((status = 201, description = "The model.", body = ModelView), BadRequest, PayloadTooLarge, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("models:write")))
 )]
 async fn create_model(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
@@ -182,7 +188,7 @@ async fn create_model(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Bod
     path = "/api/v1/teams",
     tag = "teams",
     request_body = CreateTeam,
-    responses((status = 201, description = "The team.", body = TeamView), BadRequest, Conflict, Unauthorized, Forbidden, InternalError),
+    responses((status = 201, description = "The team.", body = TeamView), BadRequest, PayloadTooLarge, Conflict, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("admin")))
 )]
 async fn create_team(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
@@ -194,7 +200,7 @@ async fn create_team(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body
     path = "/api/v1/projects",
     tag = "projects",
     request_body = CreateProject,
-    responses((status = 201, description = "The project.", body = ProjectView), BadRequest, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
+    responses((status = 201, description = "The project.", body = ProjectView), BadRequest, PayloadTooLarge, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("admin")))
 )]
 async fn create_project(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
@@ -206,7 +212,7 @@ async fn create_project(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: B
     path = "/api/v1/keys",
     tag = "keys",
     request_body = CreateKey,
-    responses((status = 201, description = "The key with its secret in `key`: shown this once, never again. An inline `budget` also needs `budgets:write`.", body = KeyWithSecret), BadRequest, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
+    responses((status = 201, description = "The key with its secret in `key`: shown this once, never again. An inline `budget` also needs `budgets:write`.", body = KeyWithSecret), BadRequest, PayloadTooLarge, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("keys:write")))
 )]
 async fn create_key(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
@@ -272,7 +278,7 @@ async fn get_key(
     tag = "keys",
     request_body = UpdateKey,
     params(("id" = String, Path, description = "The key's id.")),
-    responses((status = 200, description = "The key as changed.", body = KeyView), BadRequest, NotFound, Unauthorized, Forbidden, InternalError),
+    responses((status = 200, description = "The key as changed.", body = KeyView), BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("keys:write")))
 )]
 async fn update_key(
@@ -290,7 +296,7 @@ async fn update_key(
     tag = "keys",
     request_body = Option<RotateKey>,
     params(("id" = String, Path, description = "The key's id.")),
-    responses((status = 200, description = "The key with its new secret in `key`, shown this once.", body = KeyWithSecret), BadRequest, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
+    responses((status = 200, description = "The key with its new secret in `key`, shown this once.", body = KeyWithSecret), BadRequest, PayloadTooLarge, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("keys:write")))
 )]
 async fn rotate_key(
@@ -326,7 +332,7 @@ async fn revoke_key(
     path = "/api/v1/budgets",
     tag = "budgets",
     request_body = CreateBudget,
-    responses((status = 201, description = "The budget.", body = BudgetView), BadRequest, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
+    responses((status = 201, description = "The budget.", body = BudgetView), BadRequest, PayloadTooLarge, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("budgets:write")))
 )]
 async fn create_budget(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
@@ -386,7 +392,7 @@ async fn get_budget(
     tag = "budgets",
     request_body = UpdateBudget,
     params(("id" = String, Path, description = "The budget's id.")),
-    responses((status = 200, description = "The budget as changed.", body = BudgetView), BadRequest, NotFound, Unauthorized, Forbidden, InternalError),
+    responses((status = 200, description = "The budget as changed.", body = BudgetView), BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("budgets:write")))
 )]
 async fn update_budget(
@@ -420,7 +426,7 @@ async fn delete_budget(
     path = "/api/v1/budgets/{id}/reset",
     tag = "budgets",
     params(("id" = String, Path, description = "The budget's id.")),
-    responses((status = 200, description = "The budget with its `epoch` bumped: its window starts empty on every gateway. The body is empty or `{}`.", body = BudgetView), BadRequest, NotFound, Unauthorized, Forbidden, InternalError),
+    responses((status = 200, description = "The budget with its `epoch` bumped: its window starts empty on every gateway. The body is empty or `{}`.", body = BudgetView), BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("budgets:write")))
 )]
 async fn reset_budget(
@@ -440,7 +446,7 @@ async fn reset_budget(
     tag = "budgets",
     request_body = IncreaseBudget,
     params(("id" = String, Path, description = "The budget's id.")),
-    responses((status = 200, description = "The budget with its temporary increase.", body = BudgetView), BadRequest, NotFound, Unauthorized, Forbidden, InternalError),
+    responses((status = 200, description = "The budget with its temporary increase.", body = BudgetView), BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("budgets:write")))
 )]
 async fn increase_budget(
@@ -485,7 +491,7 @@ async fn get_model(
     tag = "models",
     request_body = UpdateModel,
     params(("name" = String, Path, description = "The model's public name or id.")),
-    responses((status = 200, description = "The model as changed.", body = ModelView), BadRequest, NotFound, Unauthorized, Forbidden, InternalError),
+    responses((status = 200, description = "The model as changed.", body = ModelView), BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("models:write")))
 )]
 async fn update_model(
@@ -504,7 +510,7 @@ async fn update_model(
     path = "/api/v1/aliases",
     tag = "routing",
     request_body = CreateAlias,
-    responses((status = 201, description = "The alias.", body = AliasView), BadRequest, Conflict, Unauthorized, Forbidden, InternalError),
+    responses((status = 201, description = "The alias.", body = AliasView), BadRequest, PayloadTooLarge, Conflict, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("models:write")))
 )]
 async fn create_alias(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
@@ -558,7 +564,7 @@ async fn delete_alias(
     path = "/api/v1/routing-policies",
     tag = "routing",
     request_body = CreateRoutingPolicy,
-    responses((status = 201, description = "The policy with every field written out.", body = RoutingPolicyView), BadRequest, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
+    responses((status = 201, description = "The policy with every field written out.", body = RoutingPolicyView), BadRequest, PayloadTooLarge, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("models:write")))
 )]
 async fn create_routing_policy(
@@ -602,7 +608,7 @@ async fn get_routing_policy(
     tag = "routing",
     request_body = UpdateRoutingPolicy,
     params(("id" = String, Path, description = "The routing policy's id.")),
-    responses((status = 200, description = "The policy as replaced.", body = RoutingPolicyView), BadRequest, NotFound, Unauthorized, Forbidden, InternalError),
+    responses((status = 200, description = "The policy as replaced.", body = RoutingPolicyView), BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError),
     extensions(("x-required-scope" = json!("models:write")))
 )]
 async fn update_routing_policy(

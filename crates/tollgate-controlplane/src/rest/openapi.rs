@@ -124,7 +124,9 @@ macro_rules! error_responses {
 
 error_responses! {
     /// 400: the body or a query parameter is invalid.
-    BadRequest => 400, "The body or a query parameter is invalid (`invalid_request`; `field` names the culprit), or the body is not a JSON object or is over 1 MiB.";
+    BadRequest => 400, "The body or a query parameter is invalid (`invalid_request`; `field` names the culprit), or the body is not a JSON object.";
+    /// 413: the body is over the limit.
+    PayloadTooLarge => 413, "The body is over 1 MiB (`request_too_large`); nothing was read past the limit or written.";
     /// 401: no or unknown admin token.
     Unauthorized => 401, "No admin token, or an unknown, revoked or expired one (`unauthenticated`).";
     /// 403: the token may not do this.

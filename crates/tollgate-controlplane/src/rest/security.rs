@@ -1,7 +1,7 @@
 //! REST routes of admin tokens and the audit trail: `/api/v1/tokens` and
 //! `/api/v1/audit`. Kept apart from the resource routes so they merge on their own.
 
-use super::openapi::{BadRequest, Forbidden, InternalError, List, NotFound, Unauthorized};
+use super::openapi::{BadRequest, Forbidden, InternalError, List, NotFound, PayloadTooLarge, Unauthorized};
 use super::{Auth, Body, body, created, ok, parse};
 use crate::ControlError;
 use crate::service::{AuditPage, AuditQuery, AuditVerification, CreateToken, Service, TokenView, TokenWithSecret};
@@ -29,7 +29,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Service>> {
     request_body = CreateToken,
     responses(
         (status = 201, description = "The token with its secret in `token`: shown this once, never again. Its scopes are a subset of the caller's and its binding inside the caller's.", body = TokenWithSecret),
-        BadRequest, NotFound, Unauthorized, Forbidden, InternalError
+        BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError
     ),
     extensions(("x-required-scope" = json!("tokens:write")))
 )]

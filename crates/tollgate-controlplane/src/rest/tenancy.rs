@@ -2,7 +2,7 @@
 //! `/api/v1/organizations`, reads of teams and projects, `/api/v1/principals`, and
 //! `GET/PATCH /api/v1/providers/{id}`.
 
-use super::openapi::{BadRequest, Conflict, Forbidden, InternalError, List, NotFound, Unauthorized};
+use super::openapi::{BadRequest, Conflict, Forbidden, InternalError, List, NotFound, PayloadTooLarge, Unauthorized};
 use super::{Auth, Body, body, created, ok, parse};
 use crate::ControlError;
 use crate::service::{
@@ -45,7 +45,7 @@ fn only(q: HashMap<String, String>, allowed: &[&str]) -> Result<HashMap<String, 
     request_body = CreateOrganization,
     responses(
         (status = 201, description = "The organization.", body = OrganizationView),
-        BadRequest, Conflict, Unauthorized, Forbidden, InternalError
+        BadRequest, PayloadTooLarge, Conflict, Unauthorized, Forbidden, InternalError
     ),
     extensions(("x-required-scope" = json!("admin")))
 )]
@@ -213,7 +213,7 @@ async fn get_provider(
     ),
     responses(
         (status = 200, description = "The provider as changed.", body = ProviderView),
-        BadRequest, NotFound, Unauthorized, Forbidden, InternalError
+        BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError
     ),
     extensions(("x-required-scope" = json!("providers:write")))
 )]
@@ -285,7 +285,7 @@ async fn get_principal(
     ),
     responses(
         (status = 200, description = "The keys of the principal revoked now. The body is empty or `{}`.", body = PrincipalRevocation),
-        BadRequest, NotFound, Unauthorized, Forbidden, InternalError
+        BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError
     ),
     extensions(("x-required-scope" = json!("keys:write")))
 )]

@@ -438,3 +438,25 @@ async fn every_authenticated_operation_answers_401_without_a_token() {
         assert_eq!(r.headers["www-authenticate"], "Bearer");
     }
 }
+
+#[tokio::test]
+async fn every_operation_that_reads_a_body_refuses_an_oversized_one_with_413() {
+    let w = World::start().await;
+    let huge = json!({"name": "x".repeat(1024 * 1024 + 1)});
+    let mut checked = 0;
+    for op in w.ops() {
+        let name = op.name();
+        let documented = response(&w.doc, &op.doc, 413);
+        if op.doc.get("requestBody").is_some() {
+            assert!(documented.is_some(), "{name} takes a body but does not document 413");
+        }
+        let Some(documented) = documented else { continue };
+        let r = w.cp.call(op.method.clone(), &w.concrete(&op), Some(ADMIN), Some(&huge)).await;
+        assert_eq!(r.status, S::PAYLOAD_TOO_LARGE, "{name}: {}", r.text());
+        let body = r.json();
+        assert_eq!(body["error"]["code"], "request_too_large", "{name}: {body}");
+        check(&w.doc, &documented["content"]["application/json"]["schema"], &body, &format!("{name} → 413"));
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} operations read a body");
+}

@@ -74,7 +74,7 @@ async fn organization_input_is_validated_and_naming_the_field() {
         big,
     )
     .await;
-    assert!(r.status == S::PAYLOAD_TOO_LARGE || r.status == S::BAD_REQUEST, "{}", r.status);
+    assert_eq!((r.status, code(&r.json())), (S::PAYLOAD_TOO_LARGE, "request_too_large"), "{}", r.text());
     let r = cp.admin(Method::GET, "/api/v1/teams?bogus=1", None).await;
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (S::BAD_REQUEST, Some("bogus")));
     assert_eq!(names(&cp.expect(Method::GET, "/api/v1/organizations", None, S::OK).await), ["default"]);
