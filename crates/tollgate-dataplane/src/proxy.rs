@@ -415,11 +415,17 @@ pub(crate) async fn proxy(
         trace: dp.config.trace_attributes,
         admitted,
         ledger,
-        breaker: snap.health.breaker(chosen.deployment).map(|b| StreamHealth {
-            breaker: b.clone(),
-            policy: *policy.breaker(),
-            probe: stream_probe,
-        }),
+        // Only a stream is judged at its end; a whole answer was judged when it came, and
+        // needs no reference count taken on a breaker every request shares.
+        breaker: if answer.event_stream {
+            snap.health.breaker(chosen.deployment).map(|b| StreamHealth {
+                breaker: b.clone(),
+                policy: *policy.breaker(),
+                probe: stream_probe,
+            })
+        } else {
+            None
+        },
     };
     if answer.event_stream {
         let strip_usage_chunk = caller == Dialect::OpenAiChat && !head.include_usage;

@@ -178,7 +178,9 @@ macro_rules! limits_of {
 limits_of!(Budget);
 limits_of!(KeyBudget);
 
-/// A key's own budget (scope virtual_key), identified by the key and the window.
+/// A key's own budget (scope virtual_key), identified by the key and the window. It
+/// repeats `Budget`'s limit fields rather than sharing them through `#[serde(flatten)]`,
+/// which does not work with `deny_unknown_fields` (unknown fields would pass silently).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KeyBudget {
