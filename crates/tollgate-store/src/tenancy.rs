@@ -17,6 +17,8 @@ use tollgate_core::{KeyId, OrgId, ProjectId, TeamId, Timestamp};
 const ACTIVE: &str = "active";
 /// Stored status of a revoked key.
 const REVOKED: &str = "revoked";
+/// Keys revoked per statement when a principal's keys are revoked together.
+const REVOKE_BATCH: usize = 1_000;
 
 impl Store {
     /// Creates an organization named `name`; returns it and the new revision.
@@ -193,13 +195,17 @@ impl Store {
             return Ok((Vec::new(), None));
         }
         let at = at.unix_millis();
-        virtual_key::Entity::update_many()
-            .col_expr(virtual_key::Column::Status, Expr::value(REVOKED))
-            .col_expr(virtual_key::Column::RevokedAt, Expr::value(at))
-            .col_expr(virtual_key::Column::UpdatedAt, Expr::value(at))
-            .filter(virtual_key::Column::Id.is_in(ids.iter().map(String::as_str)))
-            .exec(&txn)
-            .await?;
+        // In batches: a principal may hold more keys than one statement may bind values
+        // (SQLite allows 32,766, PostgreSQL 65,535).
+        for batch in ids.chunks(REVOKE_BATCH) {
+            virtual_key::Entity::update_many()
+                .col_expr(virtual_key::Column::Status, Expr::value(REVOKED))
+                .col_expr(virtual_key::Column::RevokedAt, Expr::value(at))
+                .col_expr(virtual_key::Column::UpdatedAt, Expr::value(at))
+                .filter(virtual_key::Column::Id.is_in(batch.iter().map(String::as_str)))
+                .exec(&txn)
+                .await?;
+        }
         let rev = bump_revision(&txn).await?;
         txn.commit().await?;
         Ok((ids.into_iter().map(KeyId::new).collect(), Some(rev)))

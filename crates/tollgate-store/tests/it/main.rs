@@ -87,4 +87,5 @@ conformance!(
     routing_policies_are_one_per_scope_and_update_only_the_policy,
     deployments_stored_before_routing_options_read_with_the_defaults,
     provider_credentials_are_reencrypted_all_or_nothing,
+    a_principals_keys_are_revoked_together_across_update_batches,
 );

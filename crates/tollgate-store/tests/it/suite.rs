@@ -1603,3 +1603,54 @@ pub(crate) async fn provider_credentials_are_reencrypted_all_or_nothing(db: &Tes
     let snap = store.snapshot().await.unwrap();
     assert_eq!(snap.providers[0].api_key_hint, a.api_key_hint, "only the ciphertext changes");
 }
+
+pub(crate) async fn a_principals_keys_are_revoked_together_across_update_batches(db: &TestDb) {
+    let store = &db.store;
+    let (_, team, project) = tenancy(store, "pk").await;
+    let (_, _, elsewhere) = tenancy(store, "pk-other").await;
+    // More keys than one revoking statement takes (1,000), plus keys that must stay. (The
+    // databases bind up to 32,766 / 65,535 values a statement; batching keeps a principal
+    // with more keys than that revocable, and this crosses the batch boundary.)
+    let many = 1_205;
+    for i in 0..many {
+        let mut k = bare_key(&format!("key_p{i:05}"), &project.id, &format!("hash-p{i:05}"));
+        k.principal = Some("acme:1".into());
+        store.create_key(&k, None).await.unwrap();
+    }
+    let mut other = bare_key("key_other", &project.id, "hash-other");
+    other.principal = Some("acme:2".into());
+    store.create_key(&other, None).await.unwrap();
+    let mut outside = bare_key("key_outside", &elsewhere.id, "hash-outside");
+    outside.principal = Some("acme:1".into());
+    store.create_key(&outside, None).await.unwrap();
+
+    let in_team = tollgate_store::PrincipalFilter { team_id: Some(team.id.clone()), ..Default::default() };
+    let before = store.revision().await.unwrap();
+    let (revoked, rev) = store.revoke_principal_keys("acme:1", &in_team, at(1_800_000_000_000)).await.unwrap();
+    assert_eq!((revoked.len(), rev), (many, Some(before + 1)), "all of them, in one revision");
+    let listed =
+        |status: &str| KeyFilter { status: Some(status.into()), limit: KeyFilter::MAX_LIMIT, ..Default::default() };
+    let mut still_active: Vec<String> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_keys(&KeyFilter { after: after.clone(), ..listed("active") }).await.unwrap();
+        still_active.extend(page.iter().map(|k| k.id.to_string()));
+        match page.last() {
+            Some(k) if page.len() as u64 == KeyFilter::MAX_LIMIT => after = Some(k.id.clone()),
+            _ => break,
+        }
+    }
+    still_active.sort();
+    assert_eq!(still_active, ["key_other", "key_outside"], "another principal's key, and one outside the team");
+    let revoked_key = store.get_key(&KeyId::new("key_p01204")).await.unwrap().unwrap();
+    assert_eq!((revoked_key.status.as_str(), revoked_key.revoked_at), ("revoked", Some(at(1_800_000_000_000))));
+
+    // Nothing left: nothing written.
+    let (none, rev) = store.revoke_principal_keys("acme:1", &in_team, at(1_800_000_000_001)).await.unwrap();
+    assert_eq!((none.len(), rev, store.revision().await.unwrap()), (0, None, before + 1));
+    let f = tollgate_store::PrincipalFilter { limit: 10, ..Default::default() };
+    let summary = store.list_principals(&f, at(1_800_000_000_002)).await.unwrap();
+    let counts: Vec<(&str, u64, u64)> =
+        summary.iter().map(|s| (s.principal.as_str(), s.keys_active, s.keys_revoked)).collect();
+    assert_eq!(counts, [("acme:1", 1, many as u64), ("acme:2", 1, 0)]);
+}
