@@ -4,9 +4,10 @@
 //! the in-memory [`Snapshot`] every request is served from (swapped atomically with
 //! `arc-swap`, built by one [`DataPlane::apply_update`] path at start-up and on every
 //! change: a full snapshot replaces it, a [`v1::ConfigChange`] patches it),
-//! the per-request phases (read a size-capped body → authenticate → policy → route →
-//! dispatch → respond), the single mapping of errors to HTTP, and the Watch client that
-//! keeps the snapshot in step with a remote control plane.
+//! the per-request phases (`proxy/`: authenticate → route → admit → dispatch →
+//! respond, one file each, over one request context), the single mapping of errors to
+//! HTTP, and the Watch client that keeps the snapshot in step with a remote control
+//! plane.
 //!
 //! Budgets and rate limits are enforced here through the embeddable `tollgate-budgets`
 //! engine (memory counters by default, Redis when gateways share them): rate limits,

@@ -124,15 +124,26 @@ pub(super) async fn dispatch(
     seen.upstream = since.elapsed();
     let result = match (served, last) {
         (Some(served), _) => Ok(served),
-        // The upstream's last answer (a 429, a 5xx, a 4xx request error, a page that is
-        // not the API) goes to the response phase, which says it in the caller's terms.
-        (None, Some((Ok(answer), i))) => Ok((answer, i)),
-        (None, Some((Err(e), _))) => Err(Unanswered::Failed(e)),
-        (None, None) => {
-            Err(Unanswered::NotCalled(capped.unwrap_or_else(|| ApiError::NoUpstream(truncate(&ctx.head.model), None))))
-        }
+        (None, last) => unserved(ctx, last, capped),
     };
     Ok(Served { result, probe, since })
+}
+
+/// What the response phase gets when no try succeeded: the upstream's last answer (a
+/// 429, a 5xx, a 4xx request error, a page that is not the API), which it says in the
+/// caller's terms; else the last failure; else why nothing was called.
+fn unserved(
+    ctx: &Ctx<'_>,
+    last: Option<(Result<Answered, ProviderError>, usize)>,
+    capped: Option<ApiError>,
+) -> Result<(Answered, usize), Unanswered> {
+    match last {
+        Some((Ok(answer), i)) => Ok((answer, i)),
+        Some((Err(e), _)) => Err(Unanswered::Failed(e)),
+        None => {
+            Err(Unanswered::NotCalled(capped.unwrap_or_else(|| ApiError::NoUpstream(truncate(&ctx.head.model), None))))
+        }
+    }
 }
 
 /// A try's body and candidate once the credential's own rate limits (the platform's
