@@ -83,3 +83,21 @@ async fn a_request_its_budget_cannot_take_is_402_and_never_reaches_the_upstream(
     assert_eq!(upstream.request_count(), 0, "the upstream's log is empty");
     assert!(gw.sink.is_empty());
 }
+
+#[tokio::test]
+async fn an_anthropic_caller_is_refused_in_anthropics_error_shape() {
+    let upstream = FakeUpstream::start().await;
+    let w = world_with(&upstream).await;
+    let gw = Gateway::start(&w).await;
+    let stranger = tollgate_keys::mint_secret();
+    let body =
+        serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+
+    let r = gw.post("/v1/messages", stranger.expose(), &body).await;
+
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let got = r.json();
+    assert_eq!(got["type"], "error");
+    assert_eq!(got["error"]["type"], "authentication_error");
+    assert_eq!(got["error"]["code"], "invalid_api_key");
+}

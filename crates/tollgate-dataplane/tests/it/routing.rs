@@ -30,3 +30,64 @@ async fn a_failing_first_deployment_falls_back_to_the_second() {
     assert_eq!(entry.attempts.len(), 1, "the failed try is on record: {:?}", entry.attempts);
     assert_eq!((entry.attempts[0].provider.as_str(), entry.attempts[0].outcome.as_str()), ("sick", "upstream_5xx"));
 }
+
+#[tokio::test]
+async fn a_credential_at_its_rpm_hands_the_request_to_the_next_deployment() {
+    let capped = FakeUpstream::start().await;
+    let spare = FakeUpstream::start().await;
+    let mut w = World::new();
+    w.provider("capped", "openai-compatible", &capped.base_url()).rpm = Some(1);
+    w.provider("spare", "openai-compatible", &spare.base_url());
+    w.model("gpt-4o-mini", &[("capped", "mini"), ("spare", "mini")]);
+    let secret = w.key("key_cred_rpm", |_| {});
+    let gw = Gateway::start(&w).await;
+
+    let first = gw.post("/v1/chat/completions", &secret, &chat("gpt-4o-mini")).await;
+    let second = gw.post("/v1/chat/completions", &secret, &chat("gpt-4o-mini")).await;
+
+    assert_eq!((first.status, second.status), (StatusCode::OK, StatusCode::OK), "{}", second.text());
+    assert_eq!((capped.request_count(), spare.request_count()), (1, 1), "the capped credential was skipped");
+}
+
+#[tokio::test]
+async fn every_credential_capped_is_the_callers_429_naming_the_provider() {
+    let upstream = FakeUpstream::start().await;
+    let mut w = World::new();
+    w.provider("only", "openai-compatible", &upstream.base_url()).rpm = Some(1);
+    w.model("gpt-4o-mini", &[("only", "mini")]);
+    let secret = w.key("key_all_capped", |_| {});
+    let gw = Gateway::start(&w).await;
+
+    let first = gw.post("/v1/chat/completions", &secret, &chat("gpt-4o-mini")).await;
+    let second = gw.post("/v1/chat/completions", &secret, &chat("gpt-4o-mini")).await;
+
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS, "{}", second.text());
+    assert_eq!(second.json()["error"]["meta"]["limit_of"], "provider");
+    assert!(second.headers.contains_key("retry-after"));
+    assert_eq!(upstream.request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_request_error_from_the_upstream_is_the_callers_answer_without_fallback() {
+    let refusing = FakeUpstream::start_with(Reply::json(
+        StatusCode::BAD_REQUEST,
+        r#"{"error":{"message":"temperature is out of range","type":"invalid_request_error","param":"temperature","code":null}}"#,
+    ))
+    .await;
+    let other = FakeUpstream::start().await;
+    let mut w = World::new();
+    w.provider("refusing", "openai-compatible", &refusing.base_url());
+    w.provider("other", "openai-compatible", &other.base_url());
+    w.model("gpt-4o-mini", &[("refusing", "mini"), ("other", "mini")]);
+    let secret = w.key("key_bad_request", |_| {});
+    let gw = Gateway::start(&w).await;
+
+    let r = gw.post("/v1/chat/completions", &secret, &chat("gpt-4o-mini")).await;
+
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["message"], "temperature is out of range", "the upstream's own words");
+    assert_eq!(other.request_count(), 0, "a request error is final, not a reason to fall back");
+    let entry = &gw.ledger_entries(1).await[0];
+    assert_eq!((entry.status, entry.cost), (400, tollgate_core::Money::ZERO), "nothing generated, nothing charged");
+}
