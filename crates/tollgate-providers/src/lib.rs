@@ -3,15 +3,16 @@
 //! Owns the [`Provider`] trait and the adapters, one folder per upstream (`openai/` for
 //! OpenAI and OpenAI-compatible base URLs, `azure/`, `anthropic/`, `gemini/`, and the
 //! in-process `mock`), each holding its request, response and stream translation; the
-//! registry mapping each [`ProviderKind`] to its folder ([`build_provider`]); the pooled HTTP
-//! client every adapter shares ([`HttpClient`]: hyper-util, rustls, HTTP/2 when offered),
-//! the wire [`Dialect`]s and translation between them ([`translate`] for whole request,
-//! response and error bodies; [`StreamAdapter`]s for SSE streams, event by event, with
-//! [`SseFramer`], the one SSE framer, used by the data plane and the goldens alike), parsing of the few request fields the
-//! gateway acts on ([`openai::RequestHead`], which serves OpenAI chat, Responses,
-//! embeddings and Anthropic bodies alike), the byte-level model rewrite, and the common
-//! [`Usage`] shape every dialect's report is mapped to ([`usage_of`], and
-//! [`StreamAdapter::usage`] for streams).
+//! registry mapping each [`ProviderKind`] to its folder ([`build_provider`]); the pooled
+//! HTTP client every adapter shares ([`HttpClient`]: hyper-util, rustls, HTTP/2 when
+//! offered); the wire [`Dialect`]s and the tables of dialect pairs ([`translate`] for
+//! whole request, response and error bodies; [`stream_adapter`] for SSE streams, event by
+//! event); [`SseFramer`], the one SSE framer, which the data plane and the golden tests
+//! both run; parsing of the few request fields the gateway acts on
+//! ([`openai::RequestHead`], which serves OpenAI chat, Responses, embeddings and
+//! Anthropic bodies alike), the byte-level model rewrite, and the common [`Usage`] shape
+//! every dialect's report is mapped to ([`usage_of`], and [`StreamAdapter::usage`] for
+//! streams).
 //!
 //! Does not own: choosing a provider or falling back (routing, data plane),
 //! authenticating callers (keys), pricing (metering), the data plane's HTTP server, or
