@@ -1,13 +1,14 @@
-//! Server-sent-event streams: the upstream's events framed one by one as they arrive and
-//! handed to the providers' [`StreamAdapter`], which forwards them (same dialect) or
-//! translates them (caller and upstream differ) and reads usage on the way. Nothing is
-//! buffered beyond one incomplete event.
+//! Server-sent-event streams: the upstream's events framed one by one as they arrive (by
+//! the providers' [`SseFramer`], the one framer the golden tests also run) and handed to
+//! the providers' [`StreamAdapter`], which forwards them (same dialect) or translates them
+//! (caller and upstream differ) and reads usage on the way. Nothing is buffered beyond
+//! one incomplete event.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tollgate_providers::{ProviderError, ResponseBody, StreamAdapter, Usage};
+use tollgate_providers::{ProviderError, ResponseBody, SseFramer, StreamAdapter, Usage};
 
 /// How a stream ended, reported once to the completion callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +35,8 @@ type OnDone = Box<dyn FnOnce(StreamOutcome) + Send + Sync>;
 /// Wraps an upstream SSE body.
 pub(crate) struct SseStream {
     inner: ResponseBody,
-    /// Bytes received but not yet handed on: the tail after the last complete event.
-    pending: BytesMut,
+    /// Holds the tail after the last complete event until its end arrives.
+    framer: SseFramer,
     adapter: Box<dyn StreamAdapter>,
     forwarded: u64,
     on_done: Option<OnDone>,
@@ -43,14 +44,11 @@ pub(crate) struct SseStream {
     first_event: Option<std::time::Instant>,
 }
 
-/// Upper bound on one buffered partial event; a longer "event" is handed on as is.
-const MAX_PENDING: usize = 1 << 20;
-
 impl SseStream {
     pub(crate) fn new(inner: ResponseBody, adapter: Box<dyn StreamAdapter>, on_done: OnDone) -> Self {
         SseStream {
             inner,
-            pending: BytesMut::new(),
+            framer: SseFramer::default(),
             adapter,
             forwarded: 0,
             on_done: Some(on_done),
@@ -75,36 +73,14 @@ impl SseStream {
         }
     }
 
-    /// Hands every complete event in `pending` to the adapter; returns what to forward.
-    fn drain_events(&mut self) -> BytesMut {
+    /// Frames `data` and hands every event it completes to the adapter; returns what to
+    /// forward.
+    fn drain_events(&mut self, data: &[u8]) -> BytesMut {
         let mut out = BytesMut::new();
-        while let Some(end) = find_event_end(&self.pending) {
-            let event = self.pending.split_to(end);
-            self.adapter.on_event(&event, &mut out);
-        }
-        if self.pending.len() > MAX_PENDING {
-            let event = self.pending.split();
-            self.adapter.on_event(&event, &mut out);
-        }
+        let adapter = &mut self.adapter;
+        self.framer.push(data, |event| adapter.on_event(event, &mut out));
         out
     }
-}
-
-/// The end (exclusive) of the first complete event: a blank line (`\n\n` or `\r\n\r\n`).
-fn find_event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
 }
 
 impl Body for SseStream {
@@ -121,8 +97,7 @@ impl Body for SseStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(mut data) = frame.into_data() else { continue };
-                    this.pending.extend_from_slice(&data.copy_to_bytes(data.remaining()));
-                    let out = this.drain_events();
+                    let out = this.drain_events(&data.copy_to_bytes(data.remaining()));
                     if !out.is_empty() {
                         this.first_event.get_or_insert_with(std::time::Instant::now);
                         this.forwarded += out.len() as u64;
@@ -138,10 +113,8 @@ impl Body for SseStream {
                     this.finished = true;
                     let mut out = BytesMut::new();
                     // An unterminated last event still counts.
-                    let rest = this.pending.split();
-                    if !rest.iter().all(u8::is_ascii_whitespace) {
-                        this.adapter.on_event(&rest, &mut out);
-                    }
+                    let adapter = &mut this.adapter;
+                    this.framer.finish(|event| adapter.on_event(event, &mut out));
                     this.adapter.on_end(&mut out);
                     this.forwarded += out.len() as u64;
                     this.finish(true, false);
@@ -315,8 +288,9 @@ data: [DONE]\n\n";
 
     #[test]
     fn events_end_at_blank_lines_in_either_newline_style() {
-        assert_eq!(find_event_end(b"data: x\n\nrest"), Some(9));
-        assert_eq!(find_event_end(b"data: x\r\n\r\nrest"), Some(11));
-        assert_eq!(find_event_end(b"data: x\n"), None);
+        let events = |s: &[u8]| SseFramer::split_all(s).iter().map(|e| e.len()).collect::<Vec<_>>();
+        assert_eq!(events(b"data: x\n\nrest"), [9, 4]);
+        assert_eq!(events(b"data: x\r\n\r\nrest"), [11, 4]);
+        assert_eq!(events(b"data: x\n"), [8], "an unterminated event is handed on at the end");
     }
 }

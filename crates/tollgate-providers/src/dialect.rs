@@ -1,7 +1,7 @@
-//! Wire dialects, usage extraction from every dialect's bodies and events, and the SSE
-//! helpers the stream adapters share.
+//! Wire dialects, and usage read from a complete body of any of them (each dialect's
+//! reader lives in its upstream's folder).
 
-use crate::{Operation, ProviderKind, Usage};
+use crate::{Usage, anthropic, gemini, openai};
 use serde_json::{Value, json};
 
 /// The wire dialect of a request or response body.
@@ -19,89 +19,6 @@ pub enum Dialect {
     OpenAiEmbeddings,
 }
 
-impl ProviderKind {
-    /// The dialect this kind's chat endpoint speaks.
-    pub fn chat_dialect(self) -> Dialect {
-        match self {
-            ProviderKind::Anthropic => Dialect::AnthropicMessages,
-            ProviderKind::Gemini => Dialect::Gemini,
-            ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Mock => {
-                Dialect::OpenAiChat
-            }
-        }
-    }
-
-    /// Whether the kind serves the operation at all: chat everywhere; Responses and
-    /// embeddings only at OpenAI-dialect upstreams (not the mock).
-    pub fn serves(self, op: Operation) -> bool {
-        match op {
-            Operation::ChatCompletions => true,
-            Operation::Responses | Operation::Embeddings => {
-                matches!(self, ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::OpenAiCompatible)
-            }
-        }
-    }
-}
-
-fn u(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-/// Usage from an OpenAI chat or embeddings `usage` object.
-pub(crate) fn openai_usage(v: &Value) -> Option<Usage> {
-    let usage = v.get("usage").filter(|u| u.is_object())?;
-    Some(Usage {
-        input_tokens: u(usage, "prompt_tokens"),
-        output_tokens: u(usage, "completion_tokens"),
-        cached_input_tokens: usage.get("prompt_tokens_details").map_or(0, |d| u(d, "cached_tokens")),
-        reasoning_tokens: usage.get("completion_tokens_details").map_or(0, |d| u(d, "reasoning_tokens")),
-        cache_write_tokens: 0,
-    })
-}
-
-/// Usage from an OpenAI Responses `usage` object (`input_tokens`, `output_tokens`).
-pub(crate) fn responses_usage(usage: &Value) -> Option<Usage> {
-    if !usage.is_object() {
-        return None;
-    }
-    Some(Usage {
-        input_tokens: u(usage, "input_tokens"),
-        output_tokens: u(usage, "output_tokens"),
-        cached_input_tokens: usage.get("input_tokens_details").map_or(0, |d| u(d, "cached_tokens")),
-        reasoning_tokens: usage.get("output_tokens_details").map_or(0, |d| u(d, "reasoning_tokens")),
-        cache_write_tokens: 0,
-    })
-}
-
-/// Usage from an Anthropic `usage` object. Anthropic counts cache reads and writes apart
-/// from `input_tokens`; the common shape counts every prompt token in `input_tokens`.
-pub(crate) fn anthropic_usage(usage: &Value) -> Option<Usage> {
-    if !usage.is_object() {
-        return None;
-    }
-    let (read, write) = (u(usage, "cache_read_input_tokens"), u(usage, "cache_creation_input_tokens"));
-    Some(Usage {
-        input_tokens: u(usage, "input_tokens").saturating_add(read).saturating_add(write),
-        output_tokens: u(usage, "output_tokens"),
-        cached_input_tokens: read,
-        reasoning_tokens: 0,
-        cache_write_tokens: write,
-    })
-}
-
-/// Usage from Gemini `usageMetadata`: output is candidates plus thoughts.
-pub(crate) fn gemini_usage(v: &Value) -> Option<Usage> {
-    let m = v.get("usageMetadata").filter(|m| m.is_object())?;
-    let thoughts = u(m, "thoughtsTokenCount");
-    Some(Usage {
-        input_tokens: u(m, "promptTokenCount"),
-        output_tokens: u(m, "candidatesTokenCount").saturating_add(thoughts),
-        cached_input_tokens: u(m, "cachedContentTokenCount"),
-        reasoning_tokens: thoughts,
-        cache_write_tokens: 0,
-    })
-}
-
 /// Reads usage from a complete (non-streaming) response body of the given dialect.
 ///
 /// Runs on every non-streaming answer, so only the usage object is materialized: the
@@ -116,40 +33,13 @@ pub fn usage_of(dialect: Dialect, body: &[u8]) -> Option<Usage> {
     }
     let env: Envelope = serde_json::from_slice(body).ok()?;
     match dialect {
-        Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => openai_usage(&json!({"usage": env.usage?})),
-        Dialect::OpenAiResponses => responses_usage(&env.usage?),
-        Dialect::AnthropicMessages => anthropic_usage(&env.usage?),
-        Dialect::Gemini => gemini_usage(&json!({"usageMetadata": env.usage_metadata?})),
-    }
-}
-
-/// One parsed SSE event: its `event:` name (if any) and its `data:` payload (lines
-/// joined with `\n`, as the SSE spec says). Comments and other fields are ignored.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct SseEvent<'a> {
-    pub(crate) event: Option<&'a str>,
-    pub(crate) data: std::borrow::Cow<'a, str>,
-}
-
-/// Parses one raw event (its bytes up to and including the blank line). `None` when it
-/// carries no data (a comment or keep-alive) or is not UTF-8.
-pub(crate) fn parse_event(raw: &[u8]) -> Option<SseEvent<'_>> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let mut event = None;
-    let mut data: Option<std::borrow::Cow<'_, str>> = None;
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if let Some(v) = line.strip_prefix("data:") {
-            let v = v.strip_prefix(' ').unwrap_or(v);
-            data = Some(match data {
-                None => std::borrow::Cow::Borrowed(v),
-                Some(prev) => std::borrow::Cow::Owned(format!("{prev}\n{v}")),
-            });
-        } else if let Some(v) = line.strip_prefix("event:") {
-            event = Some(v.trim());
+        Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => {
+            openai::response::openai_usage(&json!({"usage": env.usage?}))
         }
+        Dialect::OpenAiResponses => openai::response::responses_usage(&env.usage?),
+        Dialect::AnthropicMessages => anthropic::response::anthropic_usage(&env.usage?),
+        Dialect::Gemini => gemini::response::gemini_usage(&json!({"usageMetadata": env.usage_metadata?})),
     }
-    data.map(|data| SseEvent { event, data })
 }
 
 #[cfg(test)]
@@ -218,14 +108,5 @@ mod tests {
         assert_eq!(usage_of(Dialect::Gemini, br#"{"usage":{"prompt_tokens":3}}"#), None, "not Gemini's field");
         assert_eq!(usage_of(Dialect::OpenAiChat, br#"{"usage":{"prompt_tokens":3}} trailing"#), None);
         assert_eq!(usage_of(Dialect::AnthropicMessages, b"<html>"), None);
-    }
-
-    #[test]
-    fn events_are_parsed_with_names_multiline_data_and_crlf() {
-        let e = parse_event(b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n").unwrap();
-        assert_eq!((e.event, &*e.data), (Some("message_start"), "{\"a\":1}"));
-        let e = parse_event(b"data: a\ndata: b\n\n").unwrap();
-        assert_eq!(&*e.data, "a\nb");
-        assert_eq!(parse_event(b": ping\n\n"), None);
     }
 }

@@ -1,15 +1,18 @@
 //! tollgate-providers: the upstream side of the gateway.
 //!
-//! Owns the [`Provider`] trait and the adapters (OpenAI and OpenAI-compatible base URLs,
-//! Azure OpenAI, Anthropic, Google Gemini, and the in-process `mock`), the pooled HTTP
-//! client every adapter shares ([`HttpClient`]: hyper-util, rustls, HTTP/2 when offered),
-//! the wire [`Dialect`]s and translation between them ([`translate`] for whole request,
-//! response and error bodies; [`StreamAdapter`]s for SSE streams, event by event, with
-//! [`SseFramer`] to cut a byte stream into events), parsing of the few request fields the
-//! gateway acts on ([`openai::RequestHead`], which serves OpenAI chat, Responses,
-//! embeddings and Anthropic bodies alike), the byte-level model rewrite, and the common
-//! [`Usage`] shape every dialect's report is mapped to ([`usage_of`], and
-//! [`StreamAdapter::usage`] for streams).
+//! Owns the [`Provider`] trait and the adapters, one folder per upstream (`openai/` for
+//! OpenAI and OpenAI-compatible base URLs, `azure/`, `anthropic/`, `gemini/`, and the
+//! in-process `mock`), each holding its request, response and stream translation; the
+//! registry mapping each [`ProviderKind`] to its folder ([`build_provider`]); the pooled
+//! HTTP client every adapter shares ([`HttpClient`]: hyper-util, rustls, HTTP/2 when
+//! offered); the wire [`Dialect`]s and the tables of dialect pairs ([`translate`] for
+//! whole request, response and error bodies; [`stream_adapter`] for SSE streams, event by
+//! event); [`SseFramer`], the one SSE framer, which the data plane and the golden tests
+//! both run; parsing of the few request fields the gateway acts on
+//! ([`openai::RequestHead`], which serves OpenAI chat, Responses, embeddings and
+//! Anthropic bodies alike), the byte-level model rewrite, and the common [`Usage`] shape
+//! every dialect's report is mapped to ([`usage_of`], and [`StreamAdapter::usage`] for
+//! streams).
 //!
 //! Does not own: choosing a provider or falling back (routing, data plane),
 //! authenticating callers (keys), pricing (metering), the data plane's HTTP server, or
@@ -31,17 +34,28 @@
 //!   upstream body verbatim.
 #![forbid(unsafe_code)]
 
+// Shared by every upstream.
 mod client;
 mod config;
 mod dialect;
 mod error;
-pub mod mock;
-pub mod native;
-pub mod openai;
+mod head;
+mod registry;
 mod sse;
 mod stream;
 pub mod translate;
+mod upstream;
 mod usage;
+
+// One folder per upstream: its adapter and its request, response and stream translation.
+mod anthropic;
+mod azure;
+mod gemini;
+pub mod mock;
+pub mod openai;
+
+// The public names of the adapters before they moved into their folders.
+pub mod native;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -50,9 +64,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use client::{ClientConfig, HttpClient};
-pub use config::{ApiKey, ProviderConfig, ProviderKind};
+pub use config::{ApiKey, ProviderConfig};
 pub use dialect::{Dialect, usage_of};
 pub use error::{ErrorOrigin, ProviderError, ProviderErrorKind};
+pub use registry::{ProviderKind, build_provider};
 pub use sse::SseFramer;
 pub use stream::{StreamAdapter, StreamOptions, stream_adapter};
 pub use usage::Usage;
@@ -129,19 +144,6 @@ pub trait Provider: Send + Sync + 'static {
     fn kind(&self) -> ProviderKind;
     /// Sends one request and returns once the response head has arrived.
     fn send(&self, req: UpstreamRequest) -> BoxFuture<'static, Result<UpstreamResponse, ProviderError>>;
-}
-
-/// Builds the provider for a configuration.
-pub fn build_provider(cfg: Arc<ProviderConfig>, client: &HttpClient) -> Result<Arc<dyn Provider>, ProviderError> {
-    match cfg.kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-            Ok(Arc::new(openai::OpenAiProvider::new(cfg, client.clone())?))
-        }
-        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::AzureOpenAi => {
-            Ok(Arc::new(native::NativeProvider::new(cfg, client.clone())?))
-        }
-        ProviderKind::Mock => Ok(Arc::new(mock::MockProvider::from_config(&cfg))),
-    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,30 @@
 //! give for English); completion tokens are the words of the reply, capped by
 //! `max_tokens`. Streams are sent as OpenAI SSE chunks, one word each.
 
-use crate::openai::RequestHead;
-use crate::{BoxFuture, Provider, ProviderConfig, ProviderError, ProviderKind, UpstreamRequest, UpstreamResponse};
+use crate::head::RequestHead;
+use crate::registry::Spec;
+use crate::{
+    BoxFuture, Dialect, HttpClient, Provider, ProviderConfig, ProviderError, ProviderKind, UpstreamRequest,
+    UpstreamResponse,
+};
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The mock: OpenAI's chat dialect, served in-process (its base URL is a placeholder).
+pub(crate) const SPEC: Spec = Spec {
+    chat_dialect: Dialect::OpenAiChat,
+    default_base_url: Some("mock://"),
+    responses_and_embeddings: false,
+    build,
+};
+
+fn build(cfg: Arc<ProviderConfig>, _client: &HttpClient) -> Result<Arc<dyn Provider>, ProviderError> {
+    Ok(Arc::new(MockProvider::from_config(&cfg)))
+}
 
 /// The in-process mock upstream.
 #[derive(Debug, Clone, Default)]

@@ -1,5 +1,7 @@
-//! Framing of a server-sent-event byte stream into complete events, whatever the
-//! boundaries of the network reads, so a [`crate::StreamAdapter`] always sees whole events.
+//! Server-sent events, the one place they are cut and written: [`SseFramer`] splits an
+//! upstream byte stream into complete events whatever the boundaries of the network reads
+//! (the data plane's stream body and the golden tests both frame through it), the event
+//! parser the stream adapters read them with, and the writers of the events they emit.
 
 use bytes::{Bytes, BytesMut};
 
@@ -91,6 +93,50 @@ fn find_event_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// One parsed SSE event: its `event:` name (if any) and its `data:` payload (lines
+/// joined with `\n`, as the SSE spec says). Comments and other fields are ignored.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct SseEvent<'a> {
+    pub(crate) event: Option<&'a str>,
+    pub(crate) data: std::borrow::Cow<'a, str>,
+}
+
+/// Parses one raw event (its bytes up to and including the blank line). `None` when it
+/// carries no data (a comment or keep-alive) or is not UTF-8.
+pub(crate) fn parse_event(raw: &[u8]) -> Option<SseEvent<'_>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut event = None;
+    let mut data: Option<std::borrow::Cow<'_, str>> = None;
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if let Some(v) = line.strip_prefix("data:") {
+            let v = v.strip_prefix(' ').unwrap_or(v);
+            data = Some(match data {
+                None => std::borrow::Cow::Borrowed(v),
+                Some(prev) => std::borrow::Cow::Owned(format!("{prev}\n{v}")),
+            });
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = Some(v.trim());
+        }
+    }
+    data.map(|data| SseEvent { event, data })
+}
+
+/// Appends one `data:` event holding `v`.
+pub(crate) fn emit_data(out: &mut BytesMut, v: &serde_json::Value) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Appends one named event (`event:` then `data:`) holding `v`.
+pub(crate) fn emit_named(out: &mut BytesMut, name: &str, v: &serde_json::Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\n");
+    emit_data(out, v);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +177,56 @@ mod tests {
         assert_eq!(out, vec![b"data: 0123456789".to_vec()]);
         f.finish(|e| out.push(e.to_vec()));
         assert_eq!(out.len(), 1, "nothing left behind");
+    }
+
+    /// The framing the data plane did before the framer moved here: search the whole
+    /// pending buffer again after every read. Kept as the oracle the incremental scan
+    /// must agree with.
+    fn frame_by_rescanning(stream: &[u8], read: usize) -> Vec<Vec<u8>> {
+        let mut pending = Vec::new();
+        let mut out = Vec::new();
+        for chunk in stream.chunks(read) {
+            pending.extend_from_slice(chunk);
+            while let Some(end) = find_event_end(&pending) {
+                out.push(pending.drain(..end).collect());
+            }
+        }
+        if !pending.iter().all(u8::is_ascii_whitespace) {
+            out.push(pending);
+        }
+        out
+    }
+
+    #[test]
+    fn the_incremental_scan_frames_exactly_as_a_full_rescan() {
+        let streams: [&[u8]; 6] = [
+            b"data: a\n\ndata: b\n\n",
+            b"event: x\r\ndata: 1\r\n\r\ndata: 2\n\r\n: c\n\n",
+            b"\n\n\n\ndata: x\n\n\n",
+            b"data: {\"a\":\"\\n\\n\"}\n\ndata: [DONE]\n\n  \n",
+            b"data: no end",
+            b"\r\n\r\n\r\ndata: y\r\n\r",
+        ];
+        for stream in streams {
+            for read in 1..=stream.len() {
+                assert_eq!(frame(stream, read), frame_by_rescanning(stream, read), "{stream:?} read {read}");
+            }
+        }
+    }
+
+    #[test]
+    fn events_end_at_blank_lines_in_either_newline_style() {
+        assert_eq!(find_event_end(b"data: x\n\nrest"), Some(9));
+        assert_eq!(find_event_end(b"data: x\r\n\r\nrest"), Some(11));
+        assert_eq!(find_event_end(b"data: x\n"), None);
+    }
+
+    #[test]
+    fn events_are_parsed_with_names_multiline_data_and_crlf() {
+        let e = parse_event(b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n").unwrap();
+        assert_eq!((e.event, &*e.data), (Some("message_start"), "{\"a\":1}"));
+        let e = parse_event(b"data: a\ndata: b\n\n").unwrap();
+        assert_eq!(&*e.data, "a\nb");
+        assert_eq!(parse_event(b": ping\n\n"), None);
     }
 }

@@ -22,3 +22,8 @@ impl Usage {
         self.input_tokens.saturating_add(self.output_tokens)
     }
 }
+
+/// A token count field of a usage object; absent or not a count is zero.
+pub(crate) fn count(v: &serde_json::Value, key: &str) -> u64 {
+    v.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0)
+}

@@ -1,19 +1,13 @@
-//! The OpenAI dialect: request-head parsing, the byte-level model rewrite, usage
-//! extraction, and the adapter for api.openai.com and OpenAI-compatible base URLs.
+//! The request-head parser every dialect shares: the few fields of a caller's body the
+//! gateway acts on (model, stream, output cap, stream usage), found without building the
+//! body into values, and the byte-level edits made to a same-dialect body (the model
+//! splice, the stream-usage request), so a forwarded body is never re-serialized.
 
-use crate::{
-    ApiKey, BoxFuture, HttpClient, Operation, Provider, ProviderConfig, ProviderError, ProviderErrorKind, ProviderKind,
-    UpstreamRequest, UpstreamResponse, Usage,
-};
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Uri};
-use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::Arc;
 
 /// Why a request body cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,60 +120,6 @@ pub fn rewrite_model(body: &Bytes, head: &RequestHead, new_model: &str) -> Bytes
     Bytes::from(out)
 }
 
-#[derive(Deserialize)]
-struct UsageEnvelope {
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
-}
-
-#[derive(Deserialize)]
-struct OpenAiUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default)]
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: Option<u64>,
-}
-
-impl From<OpenAiUsage> for Usage {
-    fn from(u: OpenAiUsage) -> Self {
-        Usage {
-            input_tokens: u.prompt_tokens,
-            output_tokens: u.completion_tokens,
-            cached_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
-            reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
-            cache_write_tokens: 0,
-        }
-    }
-}
-
-/// Reads `usage` from an OpenAI-dialect response body (non-streaming), if present.
-pub fn extract_usage(body: &[u8]) -> Option<Usage> {
-    let env: UsageEnvelope = serde_json::from_slice(body).ok()?;
-    env.usage.map(Usage::from)
-}
-
-/// Reads `usage` from an already parsed OpenAI-dialect object (e.g. a stream chunk).
-pub fn usage_from_value(v: &serde_json::Value) -> Option<Usage> {
-    let u = v.get("usage").filter(|u| u.is_object())?;
-    OpenAiUsage::deserialize(u).ok().map(Usage::from)
-}
-
 /// Makes a streaming request ask the upstream for the final usage chunk
 /// (`stream_options.include_usage`), so every stream can be metered. The body is
 /// spliced, not re-serialized, unless the caller sent `stream_options` without it.
@@ -209,95 +149,6 @@ pub fn request_stream_usage(body: &Bytes, head: &RequestHead) -> Bytes {
         }
     }
     serde_json::to_vec(&v).map(Bytes::from).unwrap_or_else(|_| body.clone())
-}
-
-/// The adapter for api.openai.com and any OpenAI-compatible base URL.
-pub struct OpenAiProvider {
-    kind: ProviderKind,
-    chat_uri: Uri,
-    responses_uri: Uri,
-    embeddings_uri: Uri,
-    auth: Option<HeaderValue>,
-    client: HttpClient,
-}
-
-impl std::fmt::Debug for OpenAiProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The credential header is never printed, not even marked sensitive.
-        f.debug_struct("OpenAiProvider")
-            .field("kind", &self.kind)
-            .field("host", &self.chat_uri.host())
-            .field("has_credential", &self.auth.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl OpenAiProvider {
-    /// Prepares the adapter: URLs and the credential header are built once.
-    pub fn new(cfg: Arc<ProviderConfig>, client: HttpClient) -> Result<Self, ProviderError> {
-        let base = cfg.base_url.trim_end_matches('/');
-        let uri = |path: &str| -> Result<Uri, ProviderError> {
-            format!("{base}/{path}").parse().map_err(|_| {
-                ProviderError::new(ProviderErrorKind::Config, format!("provider {}: invalid base_url", cfg.name))
-            })
-        };
-        Ok(OpenAiProvider {
-            kind: cfg.kind,
-            chat_uri: uri("chat/completions")?,
-            responses_uri: uri("responses")?,
-            embeddings_uri: uri("embeddings")?,
-            auth: bearer(&cfg.api_key, &cfg.name)?,
-            client,
-        })
-    }
-}
-
-pub(crate) fn bearer(key: &ApiKey, provider: &str) -> Result<Option<HeaderValue>, ProviderError> {
-    if key.is_empty() {
-        return Ok(None);
-    }
-    let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-        ProviderError::new(
-            ProviderErrorKind::Config,
-            format!("provider {provider}: api_key is not a valid header value"),
-        )
-    })?;
-    v.set_sensitive(true);
-    Ok(Some(v))
-}
-
-impl Provider for OpenAiProvider {
-    fn kind(&self) -> ProviderKind {
-        self.kind
-    }
-
-    fn send(&self, req: UpstreamRequest) -> BoxFuture<'static, Result<UpstreamResponse, ProviderError>> {
-        let uri = match req.operation {
-            Operation::ChatCompletions => self.chat_uri.clone(),
-            Operation::Responses => self.responses_uri.clone(),
-            Operation::Embeddings => self.embeddings_uri.clone(),
-        };
-        let mut builder = http::Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(
-                ACCEPT,
-                HeaderValue::from_static(if req.stream { "text/event-stream" } else { "application/json" }),
-            );
-        if let Some(auth) = &self.auth {
-            builder = builder.header(AUTHORIZATION, auth.clone());
-        }
-        let client = self.client.clone();
-        let built = builder.body(Full::new(req.body));
-        Box::pin(async move {
-            let request = built
-                .map_err(|e| ProviderError::new(ProviderErrorKind::Config, format!("could not build request: {e}")))?;
-            let resp = client.send(request).await?;
-            let (parts, body) = resp.into_parts();
-            Ok(UpstreamResponse::from_parts(&parts, body))
-        })
-    }
 }
 
 #[cfg(test)]
@@ -383,23 +234,5 @@ mod tests {
     fn an_escaped_model_name_is_decoded() {
         let head = RequestHead::parse(br#"{"model":"gpt\u002d4o"}"#).unwrap();
         assert_eq!(head.model, "gpt-4o");
-    }
-
-    #[test]
-    fn usage_is_extracted_with_cached_and_reasoning_tokens() {
-        let body = br#"{"id":"x","usage":{"prompt_tokens":100,"completion_tokens":40,"total_tokens":140,
-            "prompt_tokens_details":{"cached_tokens":60},"completion_tokens_details":{"reasoning_tokens":10}}}"#;
-        assert_eq!(
-            extract_usage(body),
-            Some(Usage {
-                input_tokens: 100,
-                output_tokens: 40,
-                cached_input_tokens: 60,
-                reasoning_tokens: 10,
-                cache_write_tokens: 0
-            })
-        );
-        assert_eq!(extract_usage(br#"{"id":"x"}"#), None);
-        assert_eq!(extract_usage(b"<html>"), None);
     }
 }
