@@ -513,9 +513,10 @@ async fn a_credential_at_its_rate_limit_hands_requests_to_the_next_deployment_an
         .await;
     }
     let pricing = json!({"input_per_mtok": "1", "output_per_mtok": "2"});
+    // "solo" is written first: once "pooled" (a later revision) routes, "solo" does too.
     for (model, deployments) in [
-        ("pooled", json!([{"provider": "capped", "model": "a"}, {"provider": "spare", "model": "b"}])),
         ("solo", json!([{"provider": "capped", "model": "a"}])),
+        ("pooled", json!([{"provider": "capped", "model": "a"}, {"provider": "spare", "model": "b"}])),
     ] {
         gw.created("/api/v1/models", json!({"name": model, "deployments": deployments, "pricing": pricing})).await;
     }
