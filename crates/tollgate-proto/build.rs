@@ -20,6 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".tollgate.control.v1.CreateProviderRequest",
             ".tollgate.control.v1.UpdateProviderRequest",
         ])
+        // A key's view serializes itself, in the REST view's JSON shape (`hint` is
+        // `key_hint` there), so tollctl prints a field added to `KeyInfo` with no edit.
+        .type_attribute(".tollgate.control.v1.KeyInfo", "#[derive(serde::Serialize)]")
+        .field_attribute(".tollgate.control.v1.KeyInfo.hint", "#[serde(rename = \"key_hint\")]")
         .compile_with_config(config, &files, &[root])?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The tidy check: the workspace's Architecture Invariants, read from `cargo metadata`
-//! and from the source tree.
+//! and from the source tree (plus one `cargo tree` for what `tollctl` builds).
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -27,6 +27,16 @@ const PUBLISHABLE: &[&str] = &["tollgate-core", "tollgate-budgets"];
 /// The only crates allowed to know sea-orm.
 const SEA_ORM_OWNERS: &[&str] = &["tollgate-store", "tollgate-migrations"];
 
+/// What `tollctl`, a gRPC client only, must not build: the domain crates with state and
+/// what they pull (Redis counters, tiktoken, the upstream HTTPS client). It gets the wire
+/// types from `tollgate-proto` without its `convert` feature.
+const TOLLCTL_FORBIDDEN: &[&str] =
+    &["tollgate-budgets", "tollgate-metering", "tollgate-providers", "redis", "tiktoken-rs", "hyper-rustls"];
+
+/// Server stacks and the application error crate: for binaries, the planes and tests,
+/// never for core or a domain crate (those stay usable from any service).
+const LIBRARY_FORBIDDEN: &[&str] = &["axum", "tonic", "anyhow"];
+
 /// One workspace member as tidy sees it.
 #[derive(Debug)]
 struct Member {
@@ -45,6 +55,7 @@ pub(crate) fn check(root: &Path) -> anyhow::Result<Vec<String>> {
     let members = members(root)?;
     let mut problems = Vec::new();
     dependency_rules(&members, &mut problems);
+    tollctl_closure(root, &mut problems)?;
     for m in &members {
         pinned_once(m, &mut problems)?;
         source_docs(m, &mut problems)?;
@@ -116,6 +127,19 @@ fn dependency_rules(members: &[Member], problems: &mut Vec<String>) {
             problems.push(format!("tollgate-core must not depend on other workspace crates, found {internal:?}"));
         }
         let domain_like = DOMAIN.contains(&m.name.as_str()) || m.name == "tollgate-metering";
+        if domain_like || m.name == "tollgate-core" {
+            for dep in normal.iter().filter(|d| LIBRARY_FORBIDDEN.contains(d)) {
+                problems.push(format!(
+                    "{}: core and domain crates must not depend on {dep} (server stacks and anyhow belong to the planes and bins)",
+                    m.name
+                ));
+            }
+        }
+        if m.name == "tollctl" {
+            for dep in normal.iter().filter(|d| TOLLCTL_FORBIDDEN.contains(d)) {
+                problems.push(format!("tollctl is a gRPC client only: it must not depend on {dep}"));
+            }
+        }
         if domain_like {
             for dep in &internal {
                 let extra = ALLOWED_EXTRA.iter().any(|(from, to, _)| *from == m.name && to == dep);
@@ -155,6 +179,39 @@ fn dependency_rules(members: &[Member], problems: &mut Vec<String>) {
             problems.push(format!("{}: internal crates set `publish = false`", m.name));
         }
     }
+}
+
+/// What `tollctl` builds (normal dependencies, resolved as `cargo build -p tollctl`
+/// resolves features) holds nothing of [`TOLLCTL_FORBIDDEN`]: catches a forbidden crate
+/// arriving through another one, e.g. `tollgate-proto` with `convert` on.
+fn tollctl_closure(root: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .args(["tree", "-p", "tollctl", "-e", "normal", "--prefix", "none", "--format", "{p}", "--offline"])
+        .current_dir(root)
+        .output()
+        .context("cannot run cargo tree")?;
+    if !out.status.success() {
+        bail!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    problems.extend(forbidden_in_tree(&String::from_utf8_lossy(&out.stdout)));
+    Ok(())
+}
+
+/// The forbidden crates named in `cargo tree --prefix none --format {p}` output
+/// (`name v1.2.3 (path)` per line), each once.
+fn forbidden_in_tree(tree: &str) -> Vec<String> {
+    let mut found: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| TOLLCTL_FORBIDDEN.contains(name))
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+        .into_iter()
+        .map(|name| format!("tollctl must not build {name}, not even through another crate (`cargo tree -p tollctl -e normal -i {name}`)"))
+        .collect()
 }
 
 /// Every dependency of a member names `workspace = true`: versions are pinned once, at
@@ -269,6 +326,43 @@ mod tests {
         assert!(!joined.contains("tollgate-metering"), "metering → providers is allowed: {joined}");
         // keys → testkit breaks two rules (sideways and not dev-only).
         assert_eq!(problems.len(), 7, "{joined}");
+    }
+
+    #[test]
+    fn tollctl_and_library_crates_are_kept_light() {
+        let members = vec![
+            member(
+                "tollctl",
+                &[
+                    ("tollgate-proto", "normal", true),
+                    ("tollgate-budgets", "normal", true),
+                    ("redis", "normal", false),
+                    ("tollgate-metering", "dev", true),
+                ],
+            ),
+            member("tollgate-core", &[("anyhow", "normal", false)]),
+            member("tollgate-routing", &[("tollgate-core", "normal", true), ("tonic", "normal", false)]),
+            member("tollgate-keys", &[("anyhow", "dev", false)]),
+            member("tollgate-dataplane", &[("tonic", "normal", false), ("anyhow", "normal", false)]),
+        ];
+        let mut problems = Vec::new();
+        dependency_rules(&members, &mut problems);
+        let joined = problems.join("\n");
+        assert!(joined.contains("tollctl is a gRPC client only: it must not depend on tollgate-budgets"), "{joined}");
+        assert!(joined.contains("it must not depend on redis"), "{joined}");
+        assert!(joined.contains("tollgate-core: core and domain crates must not depend on anyhow"), "{joined}");
+        assert!(joined.contains("tollgate-routing: core and domain crates must not depend on tonic"), "{joined}");
+        // Dev-dependencies (tests) and the planes may use them.
+        assert!(!joined.contains("tollgate-metering") && !joined.contains("tollgate-keys"), "{joined}");
+        assert!(!joined.contains("tollgate-dataplane"), "{joined}");
+        assert_eq!(problems.len(), 4, "{joined}");
+
+        let tree = "tollctl v0.0.0 (/w/bins/tollctl)\ntollgate-proto v0.0.0 (/w/crates/tollgate-proto)\n\
+                    tollgate-budgets v0.1.0 (/w/crates/tollgate-budgets)\nredis v1.8.0\nredis v1.8.0\ntonic v0.14.2\n";
+        let found = forbidden_in_tree(tree);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("must not build redis") && found[1].contains("tollgate-budgets"), "{found:?}");
+        assert!(forbidden_in_tree("tollctl v0.0.0 (/w)\ntonic v0.14.2\n").is_empty());
     }
 
     #[test]

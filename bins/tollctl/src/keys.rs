@@ -284,15 +284,12 @@ pub(crate) async fn keys(
     Ok(())
 }
 
-/// A key in the same JSON shape as the REST API's key view.
+/// A key in the same JSON shape as the REST API's key view: `KeyInfo`'s generated
+/// serde (its `hint` renamed `key_hint`), so a field added to the message is printed
+/// without an edit here.
 pub(crate) fn key_json(k: &v1::KeyInfo) -> serde_json::Value {
-    json!({
-        "id": k.id, "name": k.name, "project_id": k.project_id, "principal": k.principal,
-        "status": k.status, "key_hint": k.hint, "models_allowed": k.models_allowed,
-        "rpm": k.rpm, "tpm": k.tpm, "max_concurrency": k.max_concurrency,
-        "metadata": k.metadata, "tags": k.tags, "expires_at": k.expires_at, "created_at": k.created_at,
-        "rotated_at": k.rotated_at, "revoked_at": k.revoked_at,
-    })
+    // Cannot fail: every map in `KeyInfo` has string keys.
+    serde_json::to_value(k).unwrap_or_default()
 }
 
 fn show_one(output: Output, key: &v1::KeyInfo) {
@@ -321,4 +318,40 @@ fn print_keys(keys: &[v1::KeyInfo]) {
         })
         .collect();
     print_table(&header, &rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_json_keeps_the_rest_view_shape() {
+        let k = v1::KeyInfo {
+            id: "key_1".into(),
+            name: Some("checkout".into()),
+            project_id: "prj_1".into(),
+            principal: None,
+            status: "active".into(),
+            hint: "tg_…a1b2".into(),
+            models_allowed: vec!["gpt-4o*".into()],
+            rpm: Some(60),
+            tpm: None,
+            max_concurrency: Some(4),
+            metadata: [("customer".to_owned(), "acme".to_owned())].into_iter().collect(),
+            expires_at: None,
+            created_at: "2026-12-01T00:00:00Z".into(),
+            rotated_at: Some("2026-12-02T00:00:00Z".into()),
+            revoked_at: None,
+            tags: vec!["env:prod".into()],
+        };
+        // The shape tollctl printed field by field before the message serialized itself.
+        let expected = json!({
+            "id": k.id, "name": k.name, "project_id": k.project_id, "principal": k.principal,
+            "status": k.status, "key_hint": k.hint, "models_allowed": k.models_allowed,
+            "rpm": k.rpm, "tpm": k.tpm, "max_concurrency": k.max_concurrency,
+            "metadata": k.metadata, "tags": k.tags, "expires_at": k.expires_at, "created_at": k.created_at,
+            "rotated_at": k.rotated_at, "revoked_at": k.revoked_at,
+        });
+        assert_eq!(key_json(&k), expected);
+    }
 }

@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tollgate_budgets::Budget;
 use tollgate_core::{BudgetId, KeyId, ScopeKind};
-use tollgate_proto::{convert, v1};
+use tollgate_proto::convert::{self, Rejected};
+use tollgate_proto::v1;
 use tollgate_providers::HttpClient;
 
 /// Why a change was refused as a whole (nothing of it applied).
@@ -58,13 +59,13 @@ fn patch_by_id<T: Clone>(map: &mut BTreeMap<String, T>, deletes: &[String], upse
 }
 
 impl Snapshot {
-    /// The snapshot `change` leads to from this one, with the problems of the items that
-    /// were left out; refused whole when it does not start from this snapshot.
+    /// The snapshot `change` leads to from this one, with the items that were left out
+    /// (each a [`Rejected`]); refused whole when it does not start from this snapshot.
     pub(crate) fn patch(
         &self,
         change: &v1::ConfigChange,
         client: &HttpClient,
-    ) -> Result<(Snapshot, Vec<String>), ChangeError> {
+    ) -> Result<(Snapshot, Vec<Rejected>), ChangeError> {
         if !self.loaded || change.from_revision != self.revision {
             let have = if self.loaded { self.revision } else { 0 };
             return Err(ChangeError::NotFromCurrent { have, from: change.from_revision });
@@ -123,7 +124,7 @@ impl Snapshot {
                     added.entry(scope).or_default().push(budget.clone());
                     budgets.insert(budget.id.clone(), budget);
                 }
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.push(e),
             }
         }
         let mut by_scope = self.budgets_by_scope.clone();
@@ -163,7 +164,7 @@ impl Snapshot {
                     resolve.insert(id);
                     keys.insert(parts.key, parts.hash, parts.previous);
                 }
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.push(e),
             }
         }
         let wide: Vec<&(ScopeKind, Arc<str>)> = touched.iter().filter(|(k, _)| *k != ScopeKind::VirtualKey).collect();

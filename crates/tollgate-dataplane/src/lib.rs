@@ -47,6 +47,7 @@ use health::default_policy;
 pub use ledger_stream::{GrpcLedgerSink, LedgerStreamError};
 pub use server::serve;
 pub use snapshot::Snapshot;
+pub use tollgate_proto::convert::{Kind as RejectedKind, Rejected};
 pub use watch::{BudgetSeeder, SpendFuture, SpendSource, WatchConfig, watch_control_plane};
 
 use alerts::Alerts;
@@ -232,19 +233,20 @@ impl DataPlane {
     }
 
     /// Applies a full snapshot from the control plane and swaps it in atomically.
-    /// Invalid items are skipped on their own and returned as problems; a snapshot older
-    /// than the current one is ignored (use [`DataPlane::apply_update`] for one the
-    /// control plane sends as authoritative).
-    pub fn apply(&self, wire: &v1::Snapshot) -> Vec<String> {
+    /// Invalid items are skipped on their own and returned (and reported as in
+    /// [`DataPlane::apply_update`]); a snapshot older than the current one is ignored
+    /// (use [`DataPlane::apply_update`] for one the control plane sends as authoritative).
+    pub fn apply(&self, wire: &v1::Snapshot) -> Vec<Rejected> {
         let current = self.snapshot.load();
         if current.loaded && wire.revision < current.revision {
-            return vec![format!("ignored snapshot at revision {} older than {}", wire.revision, current.revision)];
+            let reason = format!("ignored: older than revision {}", current.revision);
+            return vec![Rejected::new(RejectedKind::Snapshot, &wire.revision.to_string(), reason)];
         }
         drop(current);
         match self.apply_update(Update::Snapshot(wire)) {
-            Ok(problems) => problems,
+            Ok(rejected) => rejected,
             // A snapshot is never refused; kept total rather than unwrapped.
-            Err(e) => vec![e.to_string()],
+            Err(e) => vec![Rejected::new(RejectedKind::Snapshot, &wire.revision.to_string(), e.to_string())],
         }
     }
 
@@ -254,10 +256,11 @@ impl DataPlane {
     /// database), a change patches it. The result is swapped in atomically; requests in
     /// flight finish on the snapshot they started with.
     ///
-    /// Items that fail to convert are left out on their own and returned as problems
-    /// (and logged). A change that does not start from the revision being served is
+    /// Items that fail to convert are left out on their own and returned; each is logged
+    /// at `error` and counted in `tollgate_config_rejected_total{kind}`, since a gateway
+    /// serving without a published object (a budget!) must say so loudly. A change that does not start from the revision being served is
     /// refused whole and nothing changes: the caller must catch up from its revision.
-    pub fn apply_update(&self, update: Update<'_>) -> Result<Vec<String>, ChangeError> {
+    pub fn apply_update(&self, update: Update<'_>) -> Result<Vec<Rejected>, ChangeError> {
         let _one_at_a_time = self.applying.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let current = self.snapshot.load_full();
         let (mut next, problems) = match update {
@@ -276,8 +279,9 @@ impl DataPlane {
         // Breakers outlive configuration changes; the default policy is the gateway's.
         next.health = current.health.carry_over(&next.catalog);
         next.policies = policy_set(self.routing.clone(), next.wire_policies.clone());
-        for p in &problems {
-            tracing::warn!(revision = next.revision, problem = %p, "skipped invalid item in configuration");
+        for r in &problems {
+            tracing::error!(revision = next.revision, kind = r.kind.as_str(), id = %r.id, reason = %r.reason, "published configuration object rejected; serving without it");
+            self.metrics.config_rejected(r.kind);
         }
         match update {
             Update::Snapshot(_) => tracing::info!(
@@ -308,6 +312,8 @@ impl DataPlane {
     /// The Prometheus text exposition of the data plane's metrics (`GET /metrics`).
     pub fn render_metrics(&self) -> String {
         let spool = self.ledger().map(|l| l.spool_depth());
-        self.metrics.render(tollgate_core::Timestamp::now().unix_millis(), spool)
+        let mut out = self.metrics.render(tollgate_core::Timestamp::now().unix_millis(), spool);
+        self.metrics.render_config_rejected(&mut out);
+        out
     }
 }

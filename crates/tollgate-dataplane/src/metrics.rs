@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+use tollgate_proto::convert::Kind;
 
 /// Upper bounds (seconds) of the latency buckets: 50 µs to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -207,6 +208,9 @@ pub(crate) struct Metrics {
     inflight: AtomicI64,
     snapshot_revision: AtomicI64,
     snapshot_applied_unix_ms: AtomicI64,
+    /// Published objects this gateway refused to load, by kind (in [`Kind::PUBLISHED`]
+    /// order), every series present from the start so an alert can watch its increase.
+    config_rejected: [AtomicU64; Kind::PUBLISHED.len()],
 }
 
 /// The endpoints metrics are kept for.
@@ -231,6 +235,7 @@ impl Metrics {
             inflight: AtomicI64::new(0),
             snapshot_revision: AtomicI64::new(0),
             snapshot_applied_unix_ms: AtomicI64::new(0),
+            config_rejected: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -324,6 +329,24 @@ impl Metrics {
     pub(crate) fn snapshot_applied(&self, revision: i64, unix_ms: i64) {
         self.snapshot_revision.store(revision, Ordering::Relaxed);
         self.snapshot_applied_unix_ms.store(unix_ms, Ordering::Relaxed);
+    }
+
+    /// A published object of `kind` was refused (not loaded) by this gateway.
+    pub(crate) fn config_rejected(&self, kind: Kind) {
+        if let Some(i) = Kind::PUBLISHED.iter().position(|k| *k == kind) {
+            self.config_rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Appends `tollgate_config_rejected_total{kind}`; written out in full here so it
+    /// stays apart from [`Metrics::render`].
+    pub(crate) fn render_config_rejected(&self, out: &mut String) {
+        let name = "tollgate_config_rejected_total";
+        let _ = writeln!(out, "# HELP {name} Published configuration objects this gateway refused to load, by kind.");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (kind, c) in Kind::PUBLISHED.iter().zip(&self.config_rejected) {
+            let _ = writeln!(out, "{name}{{kind=\"{}\"}} {}", kind.as_str(), c.load(Ordering::Relaxed));
+        }
     }
 
     /// The text exposition of every series, plus the gauges passed in.

@@ -7,7 +7,8 @@ use tollgate_budgets::{Budget, RateLimits};
 use tollgate_core::{BudgetId, KeyId, ScopeKind};
 use tollgate_keys::{KeyHasher, KeyIndex, Pepper, VirtualKey};
 use tollgate_metering::{PriceTable, Pricing};
-use tollgate_proto::{convert, v1};
+use tollgate_proto::convert::{self, Kind, Rejected};
+use tollgate_proto::v1;
 use tollgate_providers::{HttpClient, Provider, ProviderConfig, build_provider};
 use tollgate_routing::{Catalog, Health, PolicyScope, PolicySet, RoutingPolicy};
 
@@ -183,19 +184,19 @@ impl Snapshot {
     }
 
     /// Builds a snapshot from the wire. Each item converts on its own; the ones that fail
-    /// are left out and described in the returned problems.
+    /// are left out and returned, each as a [`Rejected`], for the caller to report.
     ///
     /// A provider whose wire configuration is the same as in `previous` keeps its entry
     /// (and with it its upstream connection pool): minting a key does not reconnect to
     /// every upstream.
-    pub(crate) fn build(wire: &v1::Snapshot, client: &HttpClient, previous: &Snapshot) -> (Snapshot, Vec<String>) {
+    pub(crate) fn build(wire: &v1::Snapshot, client: &HttpClient, previous: &Snapshot) -> (Snapshot, Vec<Rejected>) {
         let mut problems = Vec::new();
         let hasher = match convert::pepper(&wire.key_pepper) {
             Ok(p) => KeyHasher::new(&p),
             Err(e) => {
                 // Without the pepper no key can authenticate; keep a random one so every
                 // key is refused rather than accepted.
-                problems.push(e.to_string());
+                problems.push(e);
                 KeyHasher::new(&Pepper::new(rand::random()))
             }
         };
@@ -209,7 +210,7 @@ impl Snapshot {
                 Ok(budget) => {
                     budgets.insert(budget.id.clone(), Arc::new(budget));
                 }
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.push(e),
             }
         }
         let mut by_scope: HashMap<ScopeKind, HashMap<Arc<str>, Vec<Arc<Budget>>>> = HashMap::new();
@@ -231,7 +232,7 @@ impl Snapshot {
                     }
                     keys.insert(parts.key, parts.hash, parts.previous);
                 }
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.push(e),
             }
         }
         let accounts = Accounts { keys, key_budgets, budgets, budgets_by_scope };
@@ -322,13 +323,13 @@ fn provider_counter(name: &str) -> Arc<str> {
 }
 
 /// Builds the routing configuration from `config`, item by item; the ones that fail are
-/// left out and described in `problems`. Providers whose wire configuration is the same
+/// left out and added to `problems`. Providers whose wire configuration is the same
 /// as in `previous` keep their entry (and upstream connection pool).
 pub(crate) fn build_routing(
     config: &WireConfig,
     client: &HttpClient,
     previous: &Snapshot,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Rejected>,
 ) -> Routing {
     let mut providers = HashMap::new();
     for p in config.providers.values() {
@@ -336,9 +337,10 @@ pub(crate) fn build_routing(
             providers.insert(same.config.name.clone(), same.clone());
             continue;
         }
-        let built = convert::provider(p).map_err(|e| e.to_string()).and_then(|cfg| {
+        let refused = |reason: String| Rejected::new(Kind::Provider, &p.id, format!("provider {:?}: {reason}", p.name));
+        let built = convert::provider(p).and_then(|cfg| {
             let cfg = Arc::new(cfg);
-            let client = client_for(&cfg, client).map_err(|e| format!("provider {:?}: {e}", p.name))?;
+            let client = client_for(&cfg, client).map_err(refused)?;
             build_provider(cfg.clone(), &client)
                 .map(|provider| ProviderEntry {
                     limits: RateLimits { rpm: cfg.rpm, tpm: cfg.tpm, max_concurrency: None },
@@ -347,7 +349,7 @@ pub(crate) fn build_routing(
                     provider,
                     source: Arc::new(p.clone()),
                 })
-                .map_err(|e| format!("provider {:?}: {e}", p.name))
+                .map_err(|e| refused(e.to_string()))
         });
         match built {
             Ok(entry) => {
@@ -373,23 +375,23 @@ pub(crate) fn build_routing(
                             prices.insert(name, p);
                         }
                     }
-                    Err(e) => problems.push(e.to_string()),
+                    Err(e) => problems.push(Rejected::new(Kind::Model, &m.id, e.to_string())),
                 }
             }
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.push(e),
         }
     }
     // After every model, so an alias only fails on its own account.
     for a in config.aliases.values() {
         if let Err(e) = catalog.insert_alias(&a.name, &a.target_model) {
-            problems.push(e.to_string());
+            problems.push(Rejected::new(Kind::Alias, &a.name, e.to_string()));
         }
     }
     let mut wire_policies = Vec::with_capacity(config.routing_policies.len());
     for p in config.routing_policies.values() {
         match convert::routing_policy(p) {
             Ok(scoped) => wire_policies.push(scoped),
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.push(e),
         }
     }
     Routing { providers, catalog, prices, deployment_prices, wire_policies }
@@ -466,5 +468,59 @@ mod tests {
         let (third, _) = Snapshot::build(&wire(3, "sk-b"), &client, &second);
         assert!(!Arc::ptr_eq(&provider(&second), &provider(&third)), "a new credential builds a new provider");
         assert_eq!(third.providers["up"].source.api_key, "sk-b");
+    }
+
+    #[tokio::test]
+    async fn a_budget_the_gateway_cannot_load_is_rejected_loudly_and_the_rest_still_loads() {
+        let dp = crate::DataPlane::new(crate::Config::default()).unwrap();
+        // 1500‰ passes no `Budget::new`: the gateway must say so, not drop it quietly.
+        let budget = |id: &str, threshold: u32| v1::Budget {
+            id: id.into(),
+            scope: "project".into(),
+            scope_id: "prj_1".into(),
+            limit_nanos: 1_000,
+            window: "day".into(),
+            on_breach: "block".into(),
+            alert_thresholds_permille: vec![threshold],
+            ..v1::Budget::default()
+        };
+        let key = v1::Key {
+            id: "key_1".into(),
+            org_id: "org_1".into(),
+            team_id: "team_1".into(),
+            project_id: "prj_1".into(),
+            status: "active".into(),
+            key_hash: vec![1; 32],
+            ..v1::Key::default()
+        };
+        let mut snapshot = wire(1, "sk-a");
+        snapshot.keys = vec![key];
+        snapshot.budgets = vec![budget("bud_ok", 800), budget("bud_bad", 1500)];
+
+        let rejected = dp.apply(&snapshot);
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert_eq!((rejected[0].kind, rejected[0].id.as_str()), (Kind::Budget, "bud_bad"));
+        assert!(rejected[0].reason.contains("1500"), "{rejected:?}");
+        let s = dp.snapshot();
+        assert_eq!((s.revision, s.key_count(), s.budget_count()), (1, 1, 1));
+        assert!(s.providers.contains_key("up"));
+        let applicable: Vec<_> = s.budgets_for(&KeyId::new("key_1")).iter().map(|b| b.id.to_string()).collect();
+        assert_eq!(applicable, ["bud_ok"]);
+        drop(s);
+        let metrics = dp.render_metrics();
+        assert!(metrics.contains("tollgate_config_rejected_total{kind=\"budget\"} 1\n"), "{metrics}");
+        assert!(metrics.contains("tollgate_config_rejected_total{kind=\"key\"} 0\n"), "{metrics}");
+
+        // A change that brings it again is refused again, and counted again.
+        let change = v1::ConfigChange {
+            from_revision: 1,
+            revision: 2,
+            upsert_budgets: vec![budget("bud_bad", 1500)],
+            ..v1::ConfigChange::default()
+        };
+        let rejected = dp.apply_update(crate::Update::Change(&change)).unwrap();
+        assert_eq!(rejected.iter().map(|r| (r.kind, r.id.as_str())).collect::<Vec<_>>(), [(Kind::Budget, "bud_bad")]);
+        assert_eq!(dp.snapshot().budget_count(), 1);
+        assert!(dp.render_metrics().contains("tollgate_config_rejected_total{kind=\"budget\"} 2\n"));
     }
 }

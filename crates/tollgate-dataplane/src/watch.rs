@@ -81,6 +81,8 @@ impl BudgetSeeder {
             if !self.seen.insert((wire.id.clone(), wire.epoch)) || unreachable {
                 continue;
             }
+            // Not silent: the same budget is rejected, logged and counted when the update
+            // is applied; there is just nothing to seed for it.
             let Ok(budget) = tollgate_proto::convert::budget(wire) else { continue };
             let spent = match tokio::time::timeout(SPEND_TIMEOUT, self.source.budget_spend(&budget.id, now)).await {
                 Ok(Ok(spent)) => spent,
@@ -197,7 +199,7 @@ async fn apply_one(
     dp: &DataPlane,
     seeder: &mut BudgetSeeder,
     update: Update<'_>,
-) -> Result<Vec<String>, crate::ChangeError> {
+) -> Result<Vec<crate::Rejected>, crate::ChangeError> {
     seeder.seed_update(dp, update).await;
     dp.apply_update(update).inspect_err(|e| {
         tracing::warn!(error = %e, "configuration change refused; catching up from this gateway's revision");

@@ -1,5 +1,11 @@
 //! Wire messages → domain types. Each item converts on its own, so one bad resource in
-//! a snapshot is reported and skipped without rejecting the rest.
+//! a snapshot is refused alone, as a [`Rejected`] naming its kind, id and reason, and
+//! the rest still loads. A caller never drops a refusal: it hands every [`Rejected`] back
+//! to whoever applies the configuration, which reports it.
+//!
+//! One function per wire type ([`provider`], [`model`], [`routing_policy`], [`key_in`],
+//! [`budget_in`], the ledger entry both ways): a field added to a wire message is
+//! converted in exactly one place.
 
 use crate::v1;
 use std::sync::Arc;
@@ -10,20 +16,88 @@ use tollgate_metering::{Attempt, LedgerEntry, Pricing, UsageSource};
 use tollgate_providers::{ApiKey, ProviderConfig, ProviderKind};
 use tollgate_routing::{Deployment, DeploymentOptions, ModelRoute, PolicyScope, RawRoutingPolicy, RoutingPolicy};
 
-/// A wire message that does not describe a valid resource.
+/// The kind of a published object, as a refusal names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// The snapshot itself (its key pepper).
+    Snapshot,
+    /// A provider credential.
+    Provider,
+    /// A catalog model.
+    Model,
+    /// A model alias.
+    Alias,
+    /// A routing policy.
+    RoutingPolicy,
+    /// A virtual key.
+    Key,
+    /// A budget.
+    Budget,
+    /// A ledger entry pushed by a gateway.
+    LedgerEntry,
+}
+
+impl Kind {
+    /// The kinds a configuration snapshot or change carries (all but the ledger entry),
+    /// e.g. to give a metric one series per kind from the start.
+    pub const PUBLISHED: [Kind; 7] =
+        [Kind::Snapshot, Kind::Provider, Kind::Model, Kind::Alias, Kind::RoutingPolicy, Kind::Key, Kind::Budget];
+
+    /// The snake_case name, for log fields and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Snapshot => "snapshot",
+            Kind::Provider => "provider",
+            Kind::Model => "model",
+            Kind::Alias => "alias",
+            Kind::RoutingPolicy => "routing_policy",
+            Kind::Key => "key",
+            Kind::Budget => "budget",
+            Kind::LedgerEntry => "ledger_entry",
+        }
+    }
+
+    /// The words used in messages (kept as they always read: "routing policy").
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::RoutingPolicy => "routing policy",
+            Kind::LedgerEntry => "ledger entry",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A wire message that does not describe a valid resource: refused on its own, and
+/// handed back to the caller beside everything that did convert.
+///
+/// The reason never holds a secret (a credential, the pepper, a key hash): only the
+/// field at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} {id:?}: {reason}")]
-pub struct ConvertError {
+#[error("invalid {} {id:?}: {reason}", kind.noun())]
+pub struct Rejected {
     /// The kind of resource.
-    pub what: &'static str,
-    /// Its id, for the report.
+    pub kind: Kind,
+    /// Its id (an alias's name), for the report.
     pub id: String,
     /// What is wrong.
     pub reason: String,
 }
 
-fn err(what: &'static str, id: &str, reason: impl Into<String>) -> ConvertError {
-    ConvertError { what, id: id.to_owned(), reason: reason.into() }
+impl Rejected {
+    /// A refusal of the object `kind` / `id`.
+    pub fn new(kind: Kind, id: &str, reason: impl Into<String>) -> Self {
+        Rejected { kind, id: id.to_owned(), reason: reason.into() }
+    }
+}
+
+fn err(kind: Kind, id: &str, reason: impl Into<String>) -> Rejected {
+    Rejected::new(kind, id, reason)
 }
 
 /// Shares the id strings that many items repeat (a key's organization, team and project,
@@ -65,18 +139,18 @@ impl Interner {
 }
 
 /// The key pepper.
-pub fn pepper(bytes: &[u8]) -> Result<Pepper, ConvertError> {
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| err("snapshot", "", "key_pepper must be 32 bytes"))?;
+pub fn pepper(bytes: &[u8]) -> Result<Pepper, Rejected> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| err(Kind::Snapshot, "", "key_pepper must be 32 bytes"))?;
     Ok(Pepper::new(arr))
 }
 
 /// A provider credential.
-pub fn provider(p: &v1::Provider) -> Result<ProviderConfig, ConvertError> {
-    let kind: ProviderKind = p.kind.parse().map_err(|e| err("provider", &p.id, format!("{e}")))?;
+pub fn provider(p: &v1::Provider) -> Result<ProviderConfig, Rejected> {
+    let kind: ProviderKind = p.kind.parse().map_err(|e| err(Kind::Provider, &p.id, format!("{e}")))?;
     let extra = if p.extra_json.is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_str(&p.extra_json).map_err(|e| err("provider", &p.id, format!("extra_json: {e}")))?
+        serde_json::from_str(&p.extra_json).map_err(|e| err(Kind::Provider, &p.id, format!("extra_json: {e}")))?
     };
     Ok(ProviderConfig {
         id: ProviderId::new(p.id.as_str()),
@@ -91,8 +165,6 @@ pub fn provider(p: &v1::Provider) -> Result<ProviderConfig, ConvertError> {
     })
 }
 
-/// A catalog model: its route, one [`DeploymentOptions`] per deployment (same order), and
-/// its price, if it has one. A deployment without a weight on the wire gets weight 1.
 /// A model from the wire: its route, one set of routing options per deployment, its price,
 /// and each deployment's own price where it has one.
 #[derive(Debug, Clone)]
@@ -108,7 +180,7 @@ pub struct ModelParts {
 }
 
 /// A price from the wire, refusing a negative rate.
-fn pricing_of(p: &v1::Pricing, id: &str) -> Result<Pricing, ConvertError> {
+fn pricing_of(p: &v1::Pricing, id: &str) -> Result<Pricing, Rejected> {
     let pricing = Pricing {
         input_per_mtok: Money::from_nanos(p.input_per_mtok_nanos),
         output_per_mtok: Money::from_nanos(p.output_per_mtok_nanos),
@@ -122,15 +194,16 @@ fn pricing_of(p: &v1::Pricing, id: &str) -> Result<Pricing, ConvertError> {
         pricing.cache_write_per_mtok,
     ];
     if rates.into_iter().flatten().any(Money::is_negative) {
-        return Err(err("model", id, "negative price"));
+        return Err(err(Kind::Model, id, "negative price"));
     }
     Ok(pricing)
 }
 
-/// Converts a model (see [`ModelParts`]).
-pub fn model(m: &v1::Model) -> Result<ModelParts, ConvertError> {
+/// Converts a model (see [`ModelParts`]). A deployment without a weight on the wire gets
+/// weight 1.
+pub fn model(m: &v1::Model) -> Result<ModelParts, Rejected> {
     if m.deployments.is_empty() {
-        return Err(err("model", &m.id, "no deployments"));
+        return Err(err(Kind::Model, &m.id, "no deployments"));
     }
     let route = ModelRoute {
         name: m.name.as_str().into(),
@@ -162,8 +235,8 @@ pub fn model(m: &v1::Model) -> Result<ModelParts, ConvertError> {
 ///
 /// The policy JSON goes through [`RawRoutingPolicy`], so an error names the field
 /// (`policy_json: routing policy backoff.base_ms: ...`, or serde's unknown-field message).
-pub fn routing_policy(p: &v1::RoutingPolicy) -> Result<(Option<PolicyScope>, RoutingPolicy), ConvertError> {
-    let bad = |reason: String| err("routing policy", &p.id, reason);
+pub fn routing_policy(p: &v1::RoutingPolicy) -> Result<(Option<PolicyScope>, RoutingPolicy), Rejected> {
+    let bad = |reason: String| err(Kind::RoutingPolicy, &p.id, reason);
     let scope_id = || match p.scope_id.as_deref() {
         Some(id) if !id.is_empty() => Ok(id),
         _ => Err(bad(format!("scope_id is required for scope {:?}", p.scope))),
@@ -206,20 +279,20 @@ pub struct KeyParts {
     pub previous: Option<(KeyHash, Timestamp)>,
 }
 
-fn hash(bytes: &[u8], id: &str) -> Result<KeyHash, ConvertError> {
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| err("key", id, "key_hash must be 32 bytes"))?;
+fn hash(bytes: &[u8], id: &str) -> Result<KeyHash, Rejected> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| err(Kind::Key, id, "key_hash must be 32 bytes"))?;
     Ok(KeyHash(arr))
 }
 
 /// A virtual key.
-pub fn key(k: &v1::Key) -> Result<KeyParts, ConvertError> {
+pub fn key(k: &v1::Key) -> Result<KeyParts, Rejected> {
     key_in(k, &mut Interner::new())
 }
 
 /// A virtual key, its ids shared through `ids`.
-pub fn key_in(k: &v1::Key, ids: &mut Interner) -> Result<KeyParts, ConvertError> {
+pub fn key_in(k: &v1::Key, ids: &mut Interner) -> Result<KeyParts, Rejected> {
     let status =
-        KeyStatus::parse(&k.status).ok_or_else(|| err("key", &k.id, format!("unknown status {:?}", k.status)))?;
+        KeyStatus::parse(&k.status).ok_or_else(|| err(Kind::Key, &k.id, format!("unknown status {:?}", k.status)))?;
     let previous = match (&k.previous_key_hash, k.previous_valid_until_ms) {
         (Some(h), Some(until)) => Some((hash(h, &k.id)?, Timestamp::from_unix_millis(until))),
         _ => None,
@@ -244,15 +317,15 @@ pub fn key_in(k: &v1::Key, ids: &mut Interner) -> Result<KeyParts, ConvertError>
 
 /// A budget. A token budget is one with `limit_tokens` set; the temporary increase is in
 /// the limit's unit and only counts until its end.
-pub fn budget(b: &v1::Budget) -> Result<Budget, ConvertError> {
+pub fn budget(b: &v1::Budget) -> Result<Budget, Rejected> {
     budget_in(b, &mut Interner::new())
 }
 
 /// A budget, its scope id shared through `ids`.
-pub fn budget_in(b: &v1::Budget, ids: &mut Interner) -> Result<Budget, ConvertError> {
-    let scope = b.scope.parse().map_err(|e| err("budget", &b.id, format!("{e}")))?;
-    let window = b.window.parse().map_err(|e| err("budget", &b.id, format!("{e}")))?;
-    let on_breach = b.on_breach.parse().map_err(|e| err("budget", &b.id, format!("{e}")))?;
+pub fn budget_in(b: &v1::Budget, ids: &mut Interner) -> Result<Budget, Rejected> {
+    let scope = b.scope.parse().map_err(|e| err(Kind::Budget, &b.id, format!("{e}")))?;
+    let window = b.window.parse().map_err(|e| err(Kind::Budget, &b.id, format!("{e}")))?;
+    let on_breach = b.on_breach.parse().map_err(|e| err(Kind::Budget, &b.id, format!("{e}")))?;
     let limit = match b.limit_tokens {
         Some(t) => Limit::Tokens(t),
         None => Limit::Money(Money::from_nanos(b.limit_nanos)),
@@ -260,11 +333,11 @@ pub fn budget_in(b: &v1::Budget, ids: &mut Interner) -> Result<Budget, ConvertEr
     let thresholds = b
         .alert_thresholds_permille
         .iter()
-        .map(|&t| u16::try_from(t).map_err(|_| err("budget", &b.id, format!("alert threshold {t}‰ out of range"))))
+        .map(|&t| u16::try_from(t).map_err(|_| err(Kind::Budget, &b.id, format!("alert threshold {t}‰ out of range"))))
         .collect::<Result<Vec<u16>, _>>()?;
     let mut budget =
         Budget::new(BudgetId::new(b.id.as_str()), scope, ids.get(&b.scope_id), limit, window, on_breach, thresholds)
-            .map_err(|e| err("budget", &b.id, e.to_string()))?;
+            .map_err(|e| err(Kind::Budget, &b.id, e.to_string()))?;
     budget.epoch = b.epoch;
     if let Some(until) = b.temporary_increase_until_ms
         && b.temporary_increase > 0
@@ -321,8 +394,8 @@ pub fn ledger_entry_to_wire(e: &LedgerEntry) -> v1::LedgerEntry {
 }
 
 /// A ledger entry received over the ledger stream.
-pub fn ledger_entry(w: &v1::LedgerEntry) -> Result<LedgerEntry, ConvertError> {
-    let bad = |reason: String| err("ledger entry", &w.request_id.chars().take(128).collect::<String>(), reason);
+pub fn ledger_entry(w: &v1::LedgerEntry) -> Result<LedgerEntry, Rejected> {
+    let bad = |reason: String| err(Kind::LedgerEntry, &w.request_id.chars().take(128).collect::<String>(), reason);
     if w.request_id.is_empty() {
         return Err(bad("empty request_id".into()));
     }
@@ -448,13 +521,16 @@ mod tests {
         let bad = v1::Budget { window: "fortnight".into(), ..b.clone() };
         assert!(budget(&bad).unwrap_err().reason.contains("fortnight"));
         let negative = v1::Budget { limit_nanos: -1, ..b };
-        assert_eq!(budget(&negative).unwrap_err().id, "bud_1");
+        let refused = budget(&negative).unwrap_err();
+        assert_eq!((refused.kind, refused.id.as_str()), (Kind::Budget, "bud_1"));
+        assert!(refused.to_string().starts_with("invalid budget \"bud_1\": "), "{refused}");
     }
 
     #[test]
     fn bad_items_are_rejected_with_their_id() {
         let bad = v1::Key { id: "key_x".into(), status: "zombie".into(), key_hash: vec![1; 32], ..Default::default() };
         assert_eq!(key(&bad).unwrap_err().id, "key_x");
+        assert_eq!(key(&bad).unwrap_err().kind, Kind::Key);
         let short = v1::Key { id: "key_y".into(), status: "active".into(), key_hash: vec![1; 3], ..Default::default() };
         assert!(key(&short).is_err());
         let p = v1::Provider { id: "prov_1".into(), kind: "carrier-pigeon".into(), ..Default::default() };
@@ -509,7 +585,8 @@ mod tests {
         assert_eq!(scope, Some(PolicyScope::Key(KeyId::new("key_1"))));
 
         let e = routing_policy(&p("team", Some("t"), r#"{"backoff": {"base_ms": 9000, "max_ms": 10}}"#)).unwrap_err();
-        assert_eq!(e.id, "rpol_1");
+        assert_eq!((e.kind, e.id.as_str()), (Kind::RoutingPolicy, "rpol_1"));
+        assert!(e.to_string().starts_with("invalid routing policy \"rpol_1\": "), "{e}");
         assert!(e.reason.contains("backoff.base_ms"), "{e}");
         let e = routing_policy(&p("team", Some("t"), r#"{"retries": 2}"#)).unwrap_err();
         assert!(e.reason.contains("retries"), "{e}");
@@ -554,7 +631,8 @@ mod tests {
         assert_eq!(ledger_entry(&ledger_entry_to_wire(&estimated)).unwrap(), estimated);
 
         let unknown = v1::LedgerEntry { usage_source: "guessed".into(), ..wire.clone() };
-        assert!(ledger_entry(&unknown).unwrap_err().reason.contains("guessed"));
+        let refused = ledger_entry(&unknown).unwrap_err();
+        assert!(refused.reason.contains("guessed") && refused.to_string().starts_with("invalid ledger entry "));
         let status = v1::LedgerEntry { status: 70_000, ..wire.clone() };
         assert!(ledger_entry(&status).is_err());
         let anonymous = v1::LedgerEntry { request_id: String::new(), ..wire };

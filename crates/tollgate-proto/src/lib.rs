@@ -2,9 +2,15 @@
 //!
 //! Owns the code generated from `proto/tollgate/control/v1/control.proto` (config
 //! distribution via `ConfigService.Watch`, and `AdminService`), redacted `Debug` for the
-//! messages that carry secrets, and the conversions from wire messages to the domain
-//! types the data plane serves from ([`convert`]), and the change between two
-//! snapshots that `Watch` sends instead of a whole one ([`diff()`]).
+//! messages that carry secrets, the change between two snapshots that `Watch` sends
+//! instead of a whole one ([`diff()`]), and — behind the `convert` feature — the
+//! conversions from wire messages to the domain types the planes work with (`convert`),
+//! each refusal returned as a `convert::Rejected`.
+//!
+//! API boundary: without `convert` this crate is only the generated types, so a pure
+//! gRPC client (`tollctl`) does not pull the domain crates nor what they bring (Redis,
+//! tiktoken, hyper-rustls). Conversions live here, not in the clients, so there is one
+//! per wire type.
 //!
 //! Does not own: the services' behaviour (control plane), or how a gateway assembles and
 //! swaps its snapshot (data plane).
@@ -15,6 +21,7 @@
 // Generated code: its items are documented by the .proto comments where present.
 #![allow(missing_docs, unreachable_pub)]
 
+#[cfg(feature = "convert")]
 pub mod convert;
 mod diff;
 
