@@ -12,44 +12,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tollgate_proto::v1;
+use tollgate_telemetry::prometheus::{self, Histogram, Kind, header, labels, sample};
 
 /// Upper bounds (seconds) of the request latency buckets: 1 ms to 10 s.
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Labels of a request counter: route pattern, method, status.
 type ReqKey = (Box<str>, Box<str>, u16);
-
-/// A fixed-bucket latency histogram.
-struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    fn new() -> Self {
-        Histogram {
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-}
 
 /// The control plane's metrics registry.
 pub(crate) struct Metrics {
@@ -94,7 +68,7 @@ impl Metrics {
         };
         if !observed {
             let mut map = self.latency.write().unwrap_or_else(|e| e.into_inner());
-            map.entry(route.into()).or_insert_with(Histogram::new).observe(d);
+            map.entry(route.into()).or_insert_with(|| Histogram::new(BUCKETS)).observe(d);
         }
     }
 
@@ -104,7 +78,7 @@ impl Metrics {
         header(
             &mut out,
             "tollgate_control_requests_total",
-            "counter",
+            Kind::Counter,
             "Management API requests by route, method and status.",
         );
         let mut requests: Vec<_> = {
@@ -113,51 +87,35 @@ impl Metrics {
         };
         requests.sort();
         for ((route, method, status), n) in requests {
-            let _ = writeln!(
-                out,
-                "tollgate_control_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
-                esc(&route),
-                esc(&method)
-            );
+            let status = status.to_string();
+            let l = labels(&[("route", &*route), ("method", &*method), ("status", status.as_str())]);
+            sample(&mut out, "tollgate_control_requests_total", &l, n);
         }
         let name = "tollgate_control_request_duration_seconds";
-        header(&mut out, name, "histogram", "Management API request latency by route.");
+        header(&mut out, name, Kind::Histogram, "Management API request latency by route.");
         {
             let map = self.latency.read().unwrap_or_else(|e| e.into_inner());
             let mut routes: Vec<_> = map.iter().collect();
             routes.sort_by(|a, b| a.0.cmp(b.0));
             for (route, h) in routes {
-                let route = esc(route);
-                let mut cumulative = 0;
-                for (b, c) in BUCKETS.iter().zip(h.counts.iter()) {
-                    cumulative += c.load(Ordering::Relaxed);
-                    let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"{b}\"}} {cumulative}");
-                }
-                let count = h.count.load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
-                let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-                let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {sum}");
-                let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {count}");
+                h.render(&mut out, name, &labels(&[("route", &**route)]));
             }
         }
         header(
             &mut out,
             "tollgate_control_revision",
-            "gauge",
+            Kind::Gauge,
             "Configuration revision of the latest published snapshot.",
         );
-        let _ = writeln!(out, "tollgate_control_revision {}", self.snapshots.borrow().revision);
+        sample(&mut out, "tollgate_control_revision", "", self.snapshots.borrow().revision);
         header(
             &mut out,
             "tollgate_control_ledger_entries_received_total",
-            "counter",
+            Kind::Counter,
             "Ledger entries pushed by gateways and stored.",
         );
-        let _ = writeln!(
-            out,
-            "tollgate_control_ledger_entries_received_total {}",
-            self.ledger_entries.load(Ordering::Relaxed)
-        );
+        let received = self.ledger_entries.load(Ordering::Relaxed);
+        sample(&mut out, "tollgate_control_ledger_entries_received_total", "", received);
         out
     }
 }
@@ -172,7 +130,7 @@ pub(crate) fn instrument(router: Router, metrics: Arc<Metrics>) -> Router {
 }
 
 fn metrics_response(m: &Metrics) -> Response {
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
+    ([(http::header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], m.render()).into_response()
 }
 
 async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
@@ -192,13 +150,4 @@ async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Respo
     span.record("http.response.status_code", u64::from(status));
     m.observe(&route, &method, status, started.elapsed());
     resp
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Escapes a label value (backslash, quote, newline).
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -8,11 +8,11 @@
 //! unless enabled, each with a cap on distinct values (the rest are reported as `other`).
 
 use hashbrown::{Equivalent, HashMap};
-use std::fmt::Write as _;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
-use tollgate_proto::convert::Kind;
+use tollgate_proto::convert::Kind as ConfigKind;
+use tollgate_telemetry::prometheus::{Histogram, Kind, header, labels, sample};
 
 /// Upper bounds (seconds) of the latency buckets: 50 µs to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -23,48 +23,6 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Upper bounds (seconds) of the gateway-overhead buckets: 10 µs to 100 ms.
 const OVERHEAD_BUCKETS: &[f64] =
     &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1];
-
-/// A fixed-bucket histogram of durations.
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Box<[AtomicU64]>,
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = self.bounds.iter().position(|&b| secs <= b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (b, c) in self.bounds.iter().zip(self.counts.iter()) {
-            cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
-    }
-}
 
 /// Counters of one (endpoint, model, provider) combination.
 struct ModelSeries {
@@ -208,9 +166,9 @@ pub(crate) struct Metrics {
     inflight: AtomicI64,
     snapshot_revision: AtomicI64,
     snapshot_applied_unix_ms: AtomicI64,
-    /// Published objects this gateway refused to load, by kind (in [`Kind::PUBLISHED`]
+    /// Published objects this gateway refused to load, by kind (in [`ConfigKind::PUBLISHED`]
     /// order), every series present from the start so an alert can watch its increase.
-    config_rejected: [AtomicU64; Kind::PUBLISHED.len()],
+    config_rejected: [AtomicU64; ConfigKind::PUBLISHED.len()],
 }
 
 /// The endpoints metrics are kept for.
@@ -332,20 +290,18 @@ impl Metrics {
     }
 
     /// A published object of `kind` was refused (not loaded) by this gateway.
-    pub(crate) fn config_rejected(&self, kind: Kind) {
-        if let Some(i) = Kind::PUBLISHED.iter().position(|k| *k == kind) {
+    pub(crate) fn config_rejected(&self, kind: ConfigKind) {
+        if let Some(i) = ConfigKind::PUBLISHED.iter().position(|k| *k == kind) {
             self.config_rejected[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Appends `tollgate_config_rejected_total{kind}`; written out in full here so it
-    /// stays apart from [`Metrics::render`].
+    /// Appends `tollgate_config_rejected_total{kind}`, apart from [`Metrics::render`].
     pub(crate) fn render_config_rejected(&self, out: &mut String) {
         let name = "tollgate_config_rejected_total";
-        let _ = writeln!(out, "# HELP {name} Published configuration objects this gateway refused to load, by kind.");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        for (kind, c) in Kind::PUBLISHED.iter().zip(&self.config_rejected) {
-            let _ = writeln!(out, "{name}{{kind=\"{}\"}} {}", kind.as_str(), c.load(Ordering::Relaxed));
+        header(out, name, Kind::Counter, "Published configuration objects this gateway refused to load, by kind.");
+        for (kind, c) in ConfigKind::PUBLISHED.iter().zip(&self.config_rejected) {
+            sample(out, name, &labels(&[("kind", kind.as_str())]), c.load(Ordering::Relaxed));
         }
     }
 
@@ -355,24 +311,25 @@ impl Metrics {
         header(
             &mut out,
             "tollgate_requests_total",
-            "counter",
+            Kind::Counter,
             "Requests by endpoint, model, provider, status and error code.",
         );
         for (k, c) in read(&self.requests).iter() {
-            let _ = writeln!(
-                out,
-                "tollgate_requests_total{{{},status=\"{}\",error=\"{}\"}} {}",
-                labels3(k.endpoint, &k.model, &k.provider),
-                k.status,
-                k.error,
-                c.load(Ordering::Relaxed)
-            );
+            let status = k.status.to_string();
+            let l = labels(&[
+                ("endpoint", k.endpoint),
+                ("model", &*k.model),
+                ("provider", &*k.provider),
+                ("status", status.as_str()),
+                ("error", k.error),
+            ]);
+            sample(&mut out, "tollgate_requests_total", &l, c.load(Ordering::Relaxed));
         }
         let models = read(&self.models);
         header(
             &mut out,
             "tollgate_request_duration_seconds",
-            "histogram",
+            Kind::Histogram,
             "Total time of successful requests (to the response head for streams).",
         );
         for (k, s) in models.iter() {
@@ -385,7 +342,7 @@ impl Metrics {
         header(
             &mut out,
             "tollgate_time_to_first_token_seconds",
-            "histogram",
+            Kind::Histogram,
             "Time from request to the first streamed event sent to the caller.",
         );
         for (k, s) in models.iter() {
@@ -398,78 +355,78 @@ impl Metrics {
         header(
             &mut out,
             "tollgate_gateway_overhead_seconds",
-            "histogram",
+            Kind::Histogram,
             "Time spent in the gateway: total minus time waiting on the upstream.",
         );
         for e in ENDPOINTS {
             if let Some(h) = self.overhead.get(e) {
-                h.render(&mut out, "tollgate_gateway_overhead_seconds", &format!("endpoint=\"{e}\""));
+                h.render(&mut out, "tollgate_gateway_overhead_seconds", &labels(&[("endpoint", *e)]));
             }
         }
         header(
             &mut out,
             "tollgate_tokens_total",
-            "counter",
+            Kind::Counter,
             "Tokens metered, by model and kind (cached is a subset of input).",
         );
         for (k, s) in models.iter() {
             let l = labels3(k.endpoint, &k.model, &k.provider);
             for (kind, v) in [("input", &s.input_tokens), ("output", &s.output_tokens), ("cached", &s.cached_tokens)] {
-                let _ = writeln!(out, "tollgate_tokens_total{{{l},kind=\"{kind}\"}} {}", v.load(Ordering::Relaxed));
+                let l = format!("{l},{}", labels(&[("kind", kind)]));
+                sample(&mut out, "tollgate_tokens_total", &l, v.load(Ordering::Relaxed));
             }
         }
         header(
             &mut out,
             "tollgate_cost_usd_total",
-            "counter",
+            Kind::Counter,
             "Cost charged, in USD (exact integer nano-dollars in the ledger).",
         );
         for (k, s) in models.iter() {
             let nanos = s.cost_nanos.load(Ordering::Relaxed);
             let l = labels3(k.endpoint, &k.model, &k.provider);
-            let _ =
-                writeln!(out, "tollgate_cost_usd_total{{{l}}} {}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000);
+            let usd = format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000);
+            sample(&mut out, "tollgate_cost_usd_total", &l, usd);
         }
         drop(models);
         header(
             &mut out,
             "tollgate_budget_refusals_total",
-            "counter",
+            Kind::Counter,
             "Requests refused by a block budget, by the scope that refused.",
         );
         for (scope, c) in read(&self.budget_refusals).iter() {
-            let _ = writeln!(out, "tollgate_budget_refusals_total{{scope=\"{scope}\"}} {}", c.load(Ordering::Relaxed));
+            sample(
+                &mut out,
+                "tollgate_budget_refusals_total",
+                &labels(&[("scope", *scope)]),
+                c.load(Ordering::Relaxed),
+            );
         }
-        header(&mut out, "tollgate_rate_limit_refusals_total", "counter", "Requests refused by a rate limit.");
+        header(&mut out, "tollgate_rate_limit_refusals_total", Kind::Counter, "Requests refused by a rate limit.");
         for ((d, of), c) in read(&self.rate_refusals).iter() {
-            let _ = writeln!(
-                out,
-                "tollgate_rate_limit_refusals_total{{dimension=\"{d}\",limit_of=\"{of}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
+            let l = labels(&[("dimension", *d), ("limit_of", *of)]);
+            sample(&mut out, "tollgate_rate_limit_refusals_total", &l, c.load(Ordering::Relaxed));
         }
-        header(&mut out, "tollgate_upstream_errors_total", "counter", "Failed upstream calls, by provider and kind.");
+        header(
+            &mut out,
+            "tollgate_upstream_errors_total",
+            Kind::Counter,
+            "Failed upstream calls, by provider and kind.",
+        );
         for (k, c) in read(&self.upstream_errors).iter() {
-            let (p, kind) = (esc(&k.provider), k.endpoint);
-            let _ = writeln!(
-                out,
-                "tollgate_upstream_errors_total{{provider=\"{p}\",kind=\"{kind}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
+            let l = labels(&[("provider", &*k.provider), ("kind", k.endpoint)]);
+            sample(&mut out, "tollgate_upstream_errors_total", &l, c.load(Ordering::Relaxed));
         }
         header(
             &mut out,
             "tollgate_upstream_fallbacks_total",
-            "counter",
+            Kind::Counter,
             "Failed upstream attempts followed by another (retry or next deployment), by model and the provider that failed.",
         );
         for (k, c) in read(&self.fallbacks).iter() {
-            let (m, p) = (esc(&k.model), esc(&k.provider));
-            let _ = writeln!(
-                out,
-                "tollgate_upstream_fallbacks_total{{model=\"{m}\",from_provider=\"{p}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
+            let l = labels(&[("model", &*k.model), ("from_provider", &*k.provider)]);
+            sample(&mut out, "tollgate_upstream_fallbacks_total", &l, c.load(Ordering::Relaxed));
         }
         self.key_requests.render(
             &mut out,
@@ -483,27 +440,32 @@ impl Metrics {
             "principal",
             "Requests per principal (opt-in, capped; the rest are `other`).",
         );
-        header(&mut out, "tollgate_inflight_requests", "gauge", "Requests being served.");
-        let _ = writeln!(out, "tollgate_inflight_requests {}", self.inflight.load(Ordering::Relaxed));
+        header(&mut out, "tollgate_inflight_requests", Kind::Gauge, "Requests being served.");
+        sample(&mut out, "tollgate_inflight_requests", "", self.inflight.load(Ordering::Relaxed));
         header(
             &mut out,
             "tollgate_snapshot_revision",
-            "gauge",
+            Kind::Gauge,
             "Control-plane revision of the configuration being served.",
         );
-        let _ = writeln!(out, "tollgate_snapshot_revision {}", self.snapshot_revision.load(Ordering::Relaxed));
-        header(&mut out, "tollgate_snapshot_age_seconds", "gauge", "Seconds since the configuration was last applied.");
+        sample(&mut out, "tollgate_snapshot_revision", "", self.snapshot_revision.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "tollgate_snapshot_age_seconds",
+            Kind::Gauge,
+            "Seconds since the configuration was last applied.",
+        );
         let applied = self.snapshot_applied_unix_ms.load(Ordering::Relaxed);
         let age = if applied == 0 { 0.0 } else { (now_unix_ms - applied).max(0) as f64 / 1000.0 };
-        let _ = writeln!(out, "tollgate_snapshot_age_seconds {age}");
+        sample(&mut out, "tollgate_snapshot_age_seconds", "", age);
         if let Some(depth) = spool_depth {
             header(
                 &mut out,
                 "tollgate_ledger_spool_depth",
-                "gauge",
+                Kind::Gauge,
                 "Ledger entries waiting in the local spool for the sink.",
             );
-            let _ = writeln!(out, "tollgate_ledger_spool_depth {depth}");
+            sample(&mut out, "tollgate_ledger_spool_depth", "", depth);
         }
         out
     }
@@ -538,9 +500,9 @@ impl Capped {
         if self.cap == 0 {
             return;
         }
-        header(out, name, "counter", help);
+        header(out, name, Kind::Counter, help);
         for (v, c) in read(&self.map).iter() {
-            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {}", esc(v), c.load(Ordering::Relaxed));
+            sample(out, name, &labels(&[(label, &**v)]), c.load(Ordering::Relaxed));
         }
     }
 }
@@ -582,16 +544,7 @@ fn with_series(map: &RwLock<HashMap<SeriesKey, ModelSeries>>, key: SeriesRef<'_>
 }
 
 fn labels3(e: &str, m: &str, p: &str) -> String {
-    format!("endpoint=\"{e}\",model=\"{}\",provider=\"{}\"", esc(m), esc(p))
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Escapes a label value (backslash, quote, newline).
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    labels(&[("endpoint", e), ("model", m), ("provider", p)])
 }
 
 #[cfg(test)]
@@ -680,7 +633,7 @@ mod tests {
         assert_eq!(value(&text, r#"tollgate_key_requests_total{key="k1"}"#).as_deref(), Some("2"));
         assert_eq!(value(&text, r#"tollgate_key_requests_total{key="other"}"#).as_deref(), Some("2"));
         assert!(!text.contains("k3"));
-        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(tollgate_telemetry::prometheus::escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[test]

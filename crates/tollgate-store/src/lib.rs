@@ -35,11 +35,8 @@
 mod convert;
 mod entity;
 mod error;
-mod ledger;
 mod records;
 mod repo;
-mod tenancy;
-mod usage;
 
 pub use error::StoreError;
 pub use records::{
@@ -48,4 +45,4 @@ pub use records::{
     ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
 };
 pub use repo::Store;
-pub use usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};
+pub use repo::usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};

@@ -7,13 +7,15 @@
 //! and faults (delays, slow trickles, connections reset or stalled mid-body, queued
 //! one-off replies for fallback tests), over plain HTTP or TLS with HTTP/2 offered; and
 //! small helpers to talk HTTP to the binaries
-//! under test without pulling in a full client crate.
+//! under test without pulling in a full client crate; and the ledger-entry fixtures
+//! ([`ledger`]) every crate's ledger tests share.
 //!
 //! Does not own: anything shipped in a release binary.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a failed test
 
 pub mod http_client;
+pub mod ledger;
 pub mod process;
 
 use bytes::Bytes;

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use tollgate_controlplane::ControlPlane;
 use tollgate_controlplane::service::{Actor, CreateModel, CreateProvider, DeploymentInput};
-use tollgate_core::{KeyId, Money, ProjectId, Timestamp};
-use tollgate_metering::{LedgerEntry, LedgerSink, Usage, UsageSource};
+use tollgate_core::{Money, Timestamp};
+use tollgate_metering::{LedgerEntry, LedgerSink};
+use tollgate_testkit::ledger::spend_entry;
 
 use crate::ADMIN;
 
@@ -29,10 +30,7 @@ async fn tollctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
 }
 
 fn entry(id: &str, at: &str, model: &str, nanos: i64) -> LedgerEntry {
-    LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("prj_1"), model)
-        .with_at(Timestamp::parse_rfc3339(at).unwrap())
-        .with_usage(&Usage { input_tokens: 100, output_tokens: 10, ..Usage::default() }, UsageSource::Reported)
-        .with_cost(Money::from_nanos(nanos))
+    spend_entry(id, "key_1", "prj_1", model, Timestamp::parse_rfc3339(at).unwrap(), (100, 10), nanos)
 }
 
 #[tokio::test]

@@ -690,8 +690,8 @@ async fn a_key_can_still_be_minted_with_an_inline_budget_now_with_thresholds() {
 
 #[tokio::test]
 async fn budget_spend_counts_only_the_ledger_of_the_current_window_since_the_last_reset() {
-    use tollgate_core::{BudgetId, KeyId, Money, OnBreach, ProjectId, ScopeKind, Window};
-    use tollgate_metering::{LedgerEntry, LedgerSink, Usage, UsageSource};
+    use tollgate_core::{BudgetId, Money, OnBreach, ScopeKind, Window};
+    use tollgate_metering::LedgerSink;
     use tollgate_store::BudgetRecord;
 
     let cp = Cp::start().await;
@@ -699,20 +699,7 @@ async fn budget_spend_counts_only_the_ledger_of_the_current_window_since_the_las
     let store = service.store();
     let ts = |text: &str| Timestamp::parse_rfc3339(text).unwrap();
     let entry = |id: &str, at: Timestamp, principal: &str, nanos: i64| {
-        LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("proj_1"), "m")
-            .with_at(at)
-            .with_principal(principal)
-            .with_usage(
-                &Usage {
-                    input_tokens: 1,
-                    output_tokens: 2,
-                    cached_input_tokens: 0,
-                    reasoning_tokens: 0,
-                    cache_write_tokens: 0,
-                },
-                UsageSource::Reported,
-            )
-            .with_cost(Money::from_nanos(nanos))
+        tollgate_testkit::ledger::spend_entry(id, "key_1", "proj_1", "m", at, (1, 2), nanos).with_principal(principal)
     };
     let day_budget = |id: &str, last_reset_at: Option<Timestamp>| BudgetRecord {
         id: BudgetId::new(id),

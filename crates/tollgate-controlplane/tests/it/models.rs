@@ -5,8 +5,8 @@ use crate::{ADMIN, Cp};
 use http::Method;
 use http::StatusCode as S;
 use serde_json::{Value, json};
-use tollgate_core::{KeyId, Money, ProjectId};
-use tollgate_metering::{LedgerEntry, PriceCatalog, Usage, UsageSource};
+use tollgate_core::{Money, Timestamp};
+use tollgate_metering::PriceCatalog;
 use tollgate_proto::v1;
 
 async fn setup(cp: &Cp) {
@@ -202,9 +202,7 @@ async fn racing_writes_cannot_both_pass_the_unpriced_model_rule() {
 }
 
 pub(crate) fn wire_entry(id: &str) -> v1::LedgerEntry {
-    let e = LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("prj_1"), "gpt-4o")
-        .with_usage(&Usage { input_tokens: 10, output_tokens: 5, ..Usage::default() }, UsageSource::Reported)
-        .with_cost(Money::from_nanos(77));
+    let e = tollgate_testkit::ledger::spend_entry(id, "key_1", "prj_1", "gpt-4o", Timestamp::now(), (10, 5), 77);
     tollgate_proto::convert::ledger_entry_to_wire(&e)
 }
 

@@ -9,8 +9,9 @@ use crate::{ADMIN, Cp};
 use http::{Method, StatusCode as S};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use tollgate_core::{KeyId, Money, ProjectId, TeamId, Timestamp};
-use tollgate_metering::{LedgerEntry, LedgerSink, Usage, UsageSource};
+use tollgate_core::{TeamId, Timestamp};
+use tollgate_metering::LedgerSink;
+use tollgate_testkit::ledger::spend_entry;
 
 /// One documented operation.
 #[derive(Debug, Clone)]
@@ -232,11 +233,9 @@ impl World {
         post("/api/v1/aliases", json!({"name": "fast", "model": "m1"})).await;
         let policy = post("/api/v1/routing-policies", json!({"scope": "team", "scope_id": "t1", "policy": {}})).await;
         let token = post("/api/v1/tokens", json!({"name": "t", "scopes": ["keys:read"]})).await;
-        let entry = LedgerEntry::new("req_1", KeyId::new(key["id"].as_str().unwrap()), ProjectId::new("pr"), "m1")
-            .with_tenancy(TeamId::new("t"), tollgate_core::OrgId::new("org"))
-            .with_at(Timestamp::now().plus_millis(-60_000))
-            .with_usage(&Usage { input_tokens: 3, output_tokens: 4, ..Usage::default() }, UsageSource::Reported)
-            .with_cost(Money::from_nanos(1_500));
+        let at = Timestamp::now().plus_millis(-60_000);
+        let entry = spend_entry("req_1", key["id"].as_str().unwrap(), "pr", "m1", at, (3, 4), 1_500)
+            .with_tenancy(TeamId::new("t"), tollgate_core::OrgId::new("org"));
         let sink: &dyn LedgerSink = cp.cp.service().store();
         sink.write_batch(&[entry]).await.unwrap();
         let id = |v: &Value| v["id"].as_str().unwrap().to_owned();

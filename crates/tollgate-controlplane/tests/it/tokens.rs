@@ -6,8 +6,8 @@ use crate::{ADMIN, Cp};
 use http::Method;
 use http::StatusCode as S;
 use serde_json::{Value, json};
-use tollgate_core::{KeyId, Money, ProjectId, TeamId, Timestamp};
-use tollgate_metering::{LedgerEntry, LedgerSink, Usage, UsageSource};
+use tollgate_core::{TeamId, Timestamp};
+use tollgate_metering::LedgerSink;
 
 /// Two tenants: team A with projects `pa` and `pa2`, team B with project `pb`; a key
 /// in each project.
@@ -236,12 +236,10 @@ async fn a_project_bound_token_cannot_reach_another_projects_keys_usage_or_budge
 
     // Usage is confined: B's spend reads as zero, its own as itself.
     let spend = |id: &str, project: &str, team: &str, nanos: i64| {
-        LedgerEntry::new(id, KeyId::new("key_x"), ProjectId::new(project), "m")
+        // A minute ago: "now" in the report's window is exclusive.
+        let at = Timestamp::now().plus_millis(-60_000);
+        tollgate_testkit::ledger::spend_entry(id, "key_x", project, "m", at, (1, 1), nanos)
             .with_tenancy(TeamId::new(team), tollgate_core::OrgId::new("org"))
-            // A minute ago: "now" in the report's window is exclusive.
-            .with_at(Timestamp::now().plus_millis(-60_000))
-            .with_usage(&Usage { input_tokens: 1, output_tokens: 1, ..Usage::default() }, UsageSource::Reported)
-            .with_cost(Money::from_nanos(nanos))
     };
     let sink: &dyn LedgerSink = t.cp.cp.service().store();
     sink.write_batch(&[spend("r1", &t.pa, &t.team_a, 5), spend("r2", &t.pb, "team_b", 7)]).await.unwrap();

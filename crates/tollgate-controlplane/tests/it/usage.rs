@@ -5,8 +5,9 @@ use crate::{ADMIN, Cp};
 use http::Method;
 use http::StatusCode as S;
 use serde_json::{Value, json};
-use tollgate_core::{KeyId, Money, ProjectId, Timestamp};
-use tollgate_metering::{LedgerEntry, LedgerSink, Usage, UsageSource};
+use tollgate_core::Timestamp;
+use tollgate_metering::{LedgerEntry, LedgerSink};
+use tollgate_testkit::ledger::spend_entry;
 
 /// 2026-11-23T00:00:00Z.
 const DAY: i64 = 1_795_392_000_000;
@@ -14,20 +15,7 @@ const HOUR: i64 = 3_600_000;
 const RANGE: &str = "from=2026-11-22T00:00:00Z&to=2026-11-24T00:00:00Z";
 
 fn entry(id: &str, at_ms: i64, key: &str, principal: &str, model: &str, nanos: i64, io: (u64, u64)) -> LedgerEntry {
-    LedgerEntry::new(id, KeyId::new(key), ProjectId::new("prj_1"), model)
-        .with_at(Timestamp::from_unix_millis(at_ms))
-        .with_principal(principal)
-        .with_usage(
-            &Usage {
-                input_tokens: io.0,
-                output_tokens: io.1,
-                cached_input_tokens: 0,
-                reasoning_tokens: 0,
-                cache_write_tokens: 0,
-            },
-            UsageSource::Reported,
-        )
-        .with_cost(Money::from_nanos(nanos))
+    spend_entry(id, key, "prj_1", model, Timestamp::from_unix_millis(at_ms), io, nanos).with_principal(principal)
 }
 
 async fn seed(cp: &Cp) {

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tollgate_core::{KeyId, Money, ProjectId, Timestamp};
-use tollgate_metering::{LedgerConfig, LedgerEntry, MemorySink, Usage, UsageSource};
+use tollgate_core::Timestamp;
+use tollgate_metering::{LedgerConfig, LedgerEntry, MemorySink};
+use tollgate_testkit::ledger::spend_entry;
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub(crate) struct TempDir(PathBuf);
@@ -45,11 +46,10 @@ impl Drop for TempDir {
 
 /// The `seq`-th entry of producer `producer`: request id `pPP-SSSSSS`.
 pub(crate) fn entry(producer: usize, seq: usize) -> LedgerEntry {
-    LedgerEntry::new(format!("p{producer:02}-{seq:06}"), KeyId::new("key_1"), ProjectId::new("proj_1"), "gpt-4o")
-        .with_at(Timestamp::from_unix_millis(1_772_000_000_000 + seq as i64))
+    let id = format!("p{producer:02}-{seq:06}");
+    let at = Timestamp::from_unix_millis(1_772_000_000_000 + seq as i64);
+    spend_entry(&id, "key_1", "proj_1", "gpt-4o", at, (1000, seq as u64), 2_500_000 + seq as i64)
         .with_served_by("openai-main", "gpt-4o-2024-08-06")
-        .with_usage(&Usage { input_tokens: 1000, output_tokens: seq as u64, ..Usage::default() }, UsageSource::Reported)
-        .with_cost(Money::from_nanos(2_500_000 + seq as i64))
         .with_tags(["prod"])
 }
 

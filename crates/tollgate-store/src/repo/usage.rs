@@ -12,9 +12,9 @@
 //! are UTC and identical on every backend. Groups come back sorted bytewise by their key
 //! in Rust, so the order does not depend on the database's collation.
 
+use super::ledger::{entry_from_row, scope_column};
 use crate::entity::{ledger_entry, ledger_tag};
 use crate::error::StoreError;
-use crate::ledger::{entry_from_row, scope_column};
 use crate::repo::Store;
 use sea_orm::sea_query::{Condition, Expr, Query, SimpleExpr};
 use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Select};

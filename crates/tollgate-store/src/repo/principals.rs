@@ -1,17 +1,16 @@
-//! Organizations, team and project listings, provider updates and principals.
+//! Principals: listing them with their key counts, and revoking all of one's keys.
 //!
 //! A principal has no table: it is the free-form `principal` of keys (and the
 //! `scope_id` of principal budgets), so its listing is an aggregate over keys.
 
-use crate::convert::{org_from_row, org_to_row, provider_to_row, team_from_row};
-use crate::entity::{organization, project, provider, team, virtual_key};
-use crate::error::{StoreError, write_err};
-use crate::records::{OrgRecord, PrincipalFilter, PrincipalSummary, ProjectRecord, ProviderRecord, TeamRecord};
-use crate::repo::{Store, bump_revision, new_id, projects_with_orgs};
+use super::{Store, bump_revision};
+use crate::entity::{project, virtual_key};
+use crate::error::StoreError;
+use crate::records::{PrincipalFilter, PrincipalSummary};
 use sea_orm::sea_query::Query;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use std::collections::BTreeMap;
-use tollgate_core::{KeyId, OrgId, ProjectId, TeamId, Timestamp};
+use tollgate_core::{KeyId, ProjectId, Timestamp};
 
 /// Stored status of a live key (see `tollgate_keys::KeyStatus`).
 const ACTIVE: &str = "active";
@@ -21,91 +20,6 @@ const REVOKED: &str = "revoked";
 const REVOKE_BATCH: usize = 1_000;
 
 impl Store {
-    /// Creates an organization named `name`; returns it and the new revision.
-    ///
-    /// [`StoreError::Conflict`] if the name is taken.
-    pub async fn create_org(&self, name: &str) -> Result<(OrgRecord, i64), StoreError> {
-        let rec =
-            OrgRecord { id: OrgId::new(new_id(OrgId::PREFIX)), name: name.to_owned(), created_at: Timestamp::now() };
-        let txn = self.begin_write().await?;
-        organization::Entity::insert(org_to_row(&rec).into_active_model()).exec_without_returning(&txn).await.map_err(
-            |e| {
-                let taken = format!("an organization named {name:?} already exists");
-                write_err("organization", e, &[(&["name"], taken.clone())], taken)
-            },
-        )?;
-        let rev = bump_revision(&txn).await?;
-        txn.commit().await?;
-        Ok((rec, rev))
-    }
-
-    /// Every organization, by name.
-    pub async fn list_orgs(&self) -> Result<Vec<OrgRecord>, StoreError> {
-        let rows = organization::Entity::find().order_by_asc(organization::Column::Name).all(&self.db).await?;
-        Ok(rows.into_iter().map(org_from_row).collect())
-    }
-
-    /// The teams of `org` (every organization's when `None`), by name then id.
-    pub async fn list_teams(&self, org: Option<&OrgId>) -> Result<Vec<TeamRecord>, StoreError> {
-        let mut q = team::Entity::find();
-        if let Some(o) = org {
-            q = q.filter(team::Column::OrgId.eq(o.as_str()));
-        }
-        let rows = q.order_by_asc(team::Column::Name).order_by_asc(team::Column::Id).all(&self.db).await?;
-        Ok(rows.into_iter().map(team_from_row).collect())
-    }
-
-    /// The projects of `team` (or of every team of `org`, or all), by name then id.
-    pub async fn list_projects(
-        &self,
-        team: Option<&TeamId>,
-        org: Option<&OrgId>,
-    ) -> Result<Vec<ProjectRecord>, StoreError> {
-        let mut q = project::Entity::find();
-        if let Some(t) = team {
-            q = q.filter(project::Column::TeamId.eq(t.as_str()));
-        }
-        if let Some(o) = org {
-            q = q.filter(
-                project::Column::TeamId.in_subquery(
-                    Query::select()
-                        .column(team::Column::Id)
-                        .from(team::Entity)
-                        .and_where(team::Column::OrgId.eq(o.as_str()))
-                        .to_owned(),
-                ),
-            );
-        }
-        let rows = q.order_by_asc(project::Column::Name).order_by_asc(project::Column::Id).all(&self.db).await?;
-        projects_with_orgs(&self.db, rows).await
-    }
-
-    /// Replaces every mutable column of the provider `p.id` (all but `id`, `name`, `kind`
-    /// and `created_at`); returns the new revision.
-    ///
-    /// [`StoreError::NotFound`] if there is no such provider.
-    pub async fn update_provider(&self, p: &ProviderRecord) -> Result<i64, StoreError> {
-        use sea_orm::ActiveValue::NotSet;
-        let mut am = provider_to_row(p)?.into_active_model().reset_all();
-        am.id = NotSet;
-        am.name = NotSet;
-        am.kind = NotSet;
-        am.created_at = NotSet;
-        let txn = self.begin_write().await?;
-        let res = provider::Entity::update_many()
-            .set(am)
-            .filter(provider::Column::Id.eq(p.id.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(|e| write_err("provider", e, &[], format!("provider {} could not be updated", p.id)))?;
-        if res.rows_affected == 0 {
-            return Err(StoreError::NotFound { kind: "provider", id: p.id.to_string() });
-        }
-        let rev = bump_revision(&txn).await?;
-        txn.commit().await?;
-        Ok(rev)
-    }
-
     /// The principals of keys matching `f`, by principal ascending, at most `f.limit`
     /// (capped at [`PrincipalFilter::MAX_LIMIT`]), each with its key counts as of `now`
     /// and the projects its keys are in.
