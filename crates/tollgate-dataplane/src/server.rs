@@ -148,7 +148,7 @@ async fn handle(dp: Arc<DataPlane>, req: Request<Incoming>) -> Result<Resp, Infa
 fn metrics(dp: &DataPlane) -> Resp {
     let mut resp = json_response(StatusCode::OK, Bytes::from(dp.render_metrics()));
     resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(tollgate_telemetry::prometheus::CONTENT_TYPE));
     resp
 }
 

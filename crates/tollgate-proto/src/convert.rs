@@ -598,31 +598,8 @@ mod tests {
 
     #[test]
     fn ledger_entries_cross_the_wire_field_for_field() {
-        use std::collections::BTreeMap;
         use tollgate_metering::Usage;
-        let e = LedgerEntry::new("req_1", KeyId::new("key_1"), ProjectId::new("proj_1"), "gpt-4o")
-            .with_at(Timestamp::from_unix_millis(1_772_000_000_250))
-            .with_key_name("checkout")
-            .with_principal("acme:user-42")
-            .with_tenancy(TeamId::new("team_1"), OrgId::new("org_1"))
-            .with_served_by("openai-main", "gpt-4o-2024-08-06")
-            .with_usage(
-                &Usage {
-                    input_tokens: 1000,
-                    output_tokens: 500,
-                    cached_input_tokens: 600,
-                    reasoning_tokens: 7,
-                    cache_write_tokens: 50,
-                },
-                UsageSource::Reported,
-            )
-            .with_cost(Money::from_nanos(9_007_199_254_740_993))
-            .with_outcome(201, 1234)
-            .with_tags(["prod", "eu,west"])
-            .with_metadata(BTreeMap::from([("customer".to_owned(), "acme \"x\"".to_owned())]))
-            .with_attempt(Attempt::new("azure-east", "gpt-4o", "timeout"))
-            .with_attempt(Attempt::new("openai-main", "gpt-4o-2024-08-06", "ok"))
-            .with_stream(true);
+        let e = tollgate_testkit::ledger::full_entry("req_1", Timestamp::from_unix_millis(1_772_000_000_250));
         let wire = ledger_entry_to_wire(&e);
         let bytes = prost::Message::encode_to_vec(&wire);
         let back: v1::LedgerEntry = prost::Message::decode(bytes.as_slice()).unwrap();
