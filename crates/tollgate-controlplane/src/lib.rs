@@ -26,6 +26,7 @@ mod rest;
 pub mod rotation;
 pub mod secrets;
 pub mod service;
+mod snapshot;
 
 pub use changes::{Feed, FeedItem, Subscription};
 pub use error::ControlError;

@@ -253,6 +253,26 @@ pub(crate) fn no_fields(body: &[u8]) -> Result<(), ControlError> {
 
 // ------------------------------------------------------------------ inputs
 
+/// A budget given inline at key creation (scoped to the new key).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetInput {
+    /// The limit in USD; exactly one of this and `limit_tokens`.
+    #[serde(default)]
+    pub limit_usd: Option<Money>,
+    /// A token limit (input + output).
+    #[serde(default)]
+    pub limit_tokens: Option<u64>,
+    /// The window.
+    pub window: Window,
+    /// Block (default) or warn.
+    #[serde(default)]
+    pub on_breach: Option<OnBreach>,
+    /// Fractions of the limit at which to alert, e.g. `[0.5, 0.8]`.
+    #[serde(default)]
+    pub alert_thresholds: Vec<Threshold>,
+}
+
 /// `POST /api/v1/budgets`.
 #[derive(Debug, Clone, PartialEq, ToSchema)]
 // Read by the schema only (this type is parsed by [`Fields`], which refuses unknown fields).
