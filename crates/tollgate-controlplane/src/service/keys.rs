@@ -9,13 +9,9 @@ use crate::ControlError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tollgate_core::{BudgetId, KeyId, OnBreach, ProjectId, ScopeKind, Timestamp};
-use tollgate_keys::{KeyStatus, mint_secret};
+use tollgate_keys::{AllowlistError, KeyStatus, MetadataError, mint_secret};
 use tollgate_store::{BudgetRecord, KeyFilter, KeyRecord};
 use utoipa::ToSchema;
-
-const MAX_METADATA_ENTRIES: usize = 64;
-const MAX_METADATA_VALUE: usize = 1024;
-const MAX_PATTERNS: usize = 256;
 
 /// `POST /api/v1/keys`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -186,27 +182,23 @@ pub struct KeyPage {
     pub next_after: Option<KeyId>,
 }
 
+/// A key's allowlist, by `tollgate-keys`' rule, with the offending entry named.
 fn check_patterns(patterns: &[String]) -> Result<(), ControlError> {
-    if patterns.len() > MAX_PATTERNS {
-        return Err(ControlError::invalid("models_allowed", format!("at most {MAX_PATTERNS} entries")));
-    }
-    for (i, p) in patterns.iter().enumerate() {
-        check_name(&format!("models_allowed[{i}]"), p)?;
-    }
-    Ok(())
+    tollgate_keys::validate_allowlist(patterns).map_err(|e| match e {
+        AllowlistError::TooMany => ControlError::invalid("models_allowed", e.to_string()),
+        AllowlistError::Pattern { index, reason } => {
+            ControlError::invalid(format!("models_allowed[{index}]"), reason.to_string())
+        }
+    })
 }
 
+/// A key's metadata, by `tollgate-keys`' rule, with the offending entry named.
 fn check_metadata(m: &BTreeMap<String, String>) -> Result<(), ControlError> {
-    if m.len() > MAX_METADATA_ENTRIES {
-        return Err(ControlError::invalid("metadata", format!("at most {MAX_METADATA_ENTRIES} entries")));
-    }
-    for (k, v) in m {
-        check_name("metadata key", k)?;
-        if v.len() > MAX_METADATA_VALUE {
-            return Err(ControlError::invalid(format!("metadata.{k}"), format!("at most {MAX_METADATA_VALUE} bytes")));
-        }
-    }
-    Ok(())
+    tollgate_keys::validate_metadata(m.iter()).map_err(|e| match &e {
+        MetadataError::TooMany => ControlError::invalid("metadata", e.to_string()),
+        MetadataError::Name(reason) => ControlError::invalid("metadata key", reason.to_string()),
+        MetadataError::Value { name } => ControlError::invalid(format!("metadata.{name}"), e.to_string()),
+    })
 }
 
 fn check_tags(tags: &[String]) -> Result<(), ControlError> {
@@ -282,6 +274,9 @@ impl Service {
             }
             None => None,
         };
+        if let Some(b) = &budget {
+            budgets::domain_budget("budget.", b)?;
+        }
         // A key minted under a money budget (its own, or its principal's, project's, team's
         // or organization's) must not reach an unpriced model.
         let inline: Vec<&BudgetRecord> = budget.iter().collect();

@@ -48,7 +48,6 @@ use tollgate_store::{OrgRecord, Store};
 
 /// Name of the organization created at first start.
 pub const DEFAULT_ORG: &str = "default";
-const MAX_NAME: usize = 128;
 /// Page size of list operations when none is given.
 const DEFAULT_LIMIT: u64 = 100;
 /// The largest page size of list operations.
@@ -93,17 +92,10 @@ pub(crate) fn parse_limit(text: &str) -> Result<u64, ControlError> {
     text.parse().map_err(|_| ControlError::invalid("limit", "must be a positive integer"))
 }
 
+/// Checks a name with the one rule every crate applies (`tollgate_core::check_name`),
+/// naming `field` on error.
 fn check_name(field: &str, value: &str) -> Result<(), ControlError> {
-    if value.trim().is_empty() {
-        return Err(ControlError::invalid(field, "must not be empty"));
-    }
-    if value.chars().count() > MAX_NAME {
-        return Err(ControlError::invalid(field, format!("must be at most {MAX_NAME} characters")));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ControlError::invalid(field, "must not contain control characters"));
-    }
-    Ok(())
+    tollgate_core::check_name(value).map_err(|e| ControlError::invalid(field, e.to_string()))
 }
 
 impl Service {
@@ -174,7 +166,7 @@ mod tests {
         assert!(check_name("name", "ok").is_ok());
         let e = check_name("name", "").unwrap_err().to_string();
         assert!(e.contains("name"), "{e}");
-        assert!(check_name("name", &"x".repeat(MAX_NAME + 1)).is_err());
+        assert!(check_name("name", &"x".repeat(tollgate_core::MAX_NAME_LEN + 1)).is_err());
         assert!(check_name("name", "a\nb").is_err());
     }
 }
