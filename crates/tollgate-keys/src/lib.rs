@@ -24,7 +24,9 @@ mod metadata;
 mod tags;
 
 pub use allowlist::ModelAllowlist;
-pub use format::{KEY_LEN, KEY_PREFIX, KeyFormatError, KeySecret, mint_secret, parse_presented};
+pub use format::{
+    ADMIN_TOKEN_PREFIX, KEY_LEN, KEY_PREFIX, KeyFormatError, KeySecret, SecretFormat, mint_secret, parse_presented,
+};
 pub use hash::{KeyHash, KeyHashParseError, KeyHasher, Pepper};
 pub use index::{AuthError, KeyIndex, KeyStatus, RateLimits, VirtualKey};
 pub use limits::{
