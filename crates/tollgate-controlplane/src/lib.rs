@@ -18,6 +18,7 @@
 //! hash; every write bumps the revision, and gateways see revisions in order.
 #![forbid(unsafe_code)]
 
+mod body;
 pub mod changes;
 mod error;
 mod grpc;

@@ -63,12 +63,9 @@ impl FromRequestParts<Arc<Service>> for Auth {
     }
 }
 
-/// Parses a JSON body, naming the offending field on error.
+/// Parses a JSON body through the one body reader, naming the offending field on error.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ControlError> {
-    if body.is_empty() {
-        return Err(ControlError::BadBody("request body must be a JSON object".into()));
-    }
-    serde_json::from_slice(body).map_err(|e| ControlError::BadBody(format!("invalid JSON body: {e}")))
+    crate::body::json(body)
 }
 
 fn created<T: Serialize>(v: T) -> Response {

@@ -120,8 +120,7 @@ impl Fields {
             }
             return Err(ControlError::BadBody("request body must be a JSON object".into()));
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| ControlError::BadBody(format!("invalid JSON body: {e}")))?;
+        let value: serde_json::Value = crate::body::json(body)?;
         let serde_json::Value::Object(map) = value else {
             return Err(ControlError::BadBody("request body must be a JSON object".into()));
         };
