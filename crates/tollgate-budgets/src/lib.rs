@@ -97,7 +97,7 @@ pub use redis_store::RedisStore;
 pub use store::{CounterStore, ReservationId, StoreFuture};
 
 use std::sync::Arc;
-use tollgate_core::{BudgetId, Money, OnBreach, ScopeKind, Timestamp, Window};
+use tollgate_core::{BudgetId, Money, OnBreach, ScopeKind, Threshold, Timestamp, Window};
 
 /// What a budget caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,17 @@ pub enum Limit {
     Money(Money),
     /// Tokens (input + output).
     Tokens(u64),
+}
+
+impl Limit {
+    /// Checks the limit on its own: a money limit must not be negative. The one rule,
+    /// used by [`Budget::new`] and by the control plane before it stores a limit.
+    pub fn check(self) -> Result<Limit, BudgetError> {
+        match self {
+            Limit::Money(m) if m.is_negative() => Err(BudgetError::NegativeLimit),
+            limit => Ok(limit),
+        }
+    }
 }
 
 /// Why a budget definition is invalid.
@@ -162,12 +173,9 @@ impl Budget {
         if scope_id.is_empty() {
             return Err(BudgetError::EmptyScope);
         }
-        if let Limit::Money(m) = limit
-            && m.is_negative()
-        {
-            return Err(BudgetError::NegativeLimit);
-        }
-        if let Some(&t) = alert_thresholds.iter().find(|&&t| t == 0 || t > 1000) {
+        let limit = limit.check()?;
+        // What a threshold may be is decided once, by `tollgate_core::Threshold`.
+        if let Some(&t) = alert_thresholds.iter().find(|&&t| Threshold::from_permille(t).is_none()) {
             return Err(BudgetError::Threshold(t));
         }
         alert_thresholds.sort_unstable();

@@ -18,6 +18,7 @@
 //! hash; every write bumps the revision, and gateways see revisions in order.
 #![forbid(unsafe_code)]
 
+mod body;
 pub mod changes;
 mod error;
 mod grpc;
@@ -26,6 +27,7 @@ mod rest;
 pub mod rotation;
 pub mod secrets;
 pub mod service;
+mod snapshot;
 
 pub use changes::{Feed, FeedItem, Subscription};
 pub use error::ControlError;

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use subtle::ConstantTimeEq;
-use tollgate_keys::Pepper;
+use tollgate_keys::{KeyHasher, Pepper, SecretFormat};
 
 /// AES-256-GCM key for provider credentials. `Debug` shows only the fingerprint.
 #[derive(Clone)]
@@ -107,14 +107,7 @@ impl Secrets {
     /// minted through the API is stored: without the pepper a leaked table cannot even
     /// be checked against a guess.
     pub fn admin_token_hash(&self, token: &str) -> String {
-        use hmac::{Hmac, Mac};
-        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(self.pepper.expose()) else {
-            // HMAC takes a key of any length; this arm is unreachable.
-            return String::new();
-        };
-        mac.update(ADMIN_TOKEN_DOMAIN);
-        mac.update(token.as_bytes());
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        KeyHasher::new(&self.pepper).hash_in_domain(ADMIN_TOKEN_DOMAIN, token).to_hex()
     }
 }
 
@@ -123,16 +116,10 @@ pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()
 }
 
-/// Generates an admin token: `tga_` + 43 base62 characters (≥256 bits).
+/// Generates an admin token: `tga_` + 43 base62 characters (≥256 bits), minted by
+/// `tollgate-keys` like every other secret.
 pub fn generate_admin_token() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rng();
-    let mut s = String::from("tga_");
-    for _ in 0..43 {
-        s.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
-    }
-    s
+    SecretFormat::ADMIN_TOKEN.mint()
 }
 
 /// The secrets the control plane runs with.
@@ -265,6 +252,41 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Admin tokens as they were minted and hashed before `tollgate-keys` did both: a
+    /// token of that era, stored under that hash, must keep verifying.
+    #[test]
+    fn a_token_minted_and_hashed_the_old_way_verifies_the_new_way() {
+        use hmac::{Hmac, Mac};
+        use rand::Rng;
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut rng = rand::rng();
+        let mut old_token = String::from("tga_");
+        for _ in 0..43 {
+            old_token.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
+        }
+        let pepper = Pepper::new([9; 32]);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper.expose()).unwrap();
+        mac.update(ADMIN_TOKEN_DOMAIN);
+        mac.update(old_token.as_bytes());
+        let old_hash: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let secrets = Secrets {
+            master_key: MasterKey::new(&[7; 32]),
+            pepper,
+            bootstrap_token_hash: token_hash("bootstrap-token-0000"),
+            generated_admin_token: None,
+        };
+        assert_eq!(secrets.admin_token_hash(&old_token), old_hash);
+        // A pinned value, so a change to either side of the hash is caught without RNG.
+        assert_eq!(secrets.admin_token_hash("tga_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg"), {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&[9; 32]).unwrap();
+            mac.update(b"tollgate admin token v1\0");
+            mac.update(b"tga_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg");
+            mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        });
+        let new_token = generate_admin_token();
+        assert!(new_token.starts_with("tga_") && new_token.len() == old_token.len(), "{new_token}");
+    }
 
     #[test]
     fn credentials_round_trip_with_fresh_nonces_and_fail_under_another_key() {

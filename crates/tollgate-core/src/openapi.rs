@@ -4,7 +4,7 @@
 //! Each type is a named component (`Money`, `Timestamp`, `KeyId`, `Window`, ...), so an
 //! API built from them refers to one description instead of repeating it.
 
-use crate::{Money, Timestamp};
+use crate::{Money, Threshold, Timestamp};
 use std::borrow::Cow;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{RefOr, schema::SchemaType};
@@ -73,5 +73,25 @@ impl utoipa::PartialSchema for Timestamp {
 impl utoipa::ToSchema for Timestamp {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Timestamp")
+    }
+}
+
+impl utoipa::PartialSchema for Threshold {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Number]))
+            .description(Some(
+                "A fraction of the limit in (0, 1], exact to 0.001. Responses give a decimal \
+                 string (\"0.8\"); requests may give a decimal string or a JSON number.",
+            ))
+            .pattern(Some(r"^\s*([0-9]*\.[0-9]+|[0-9]+\.?)\s*$"))
+            .examples(["0.8"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Threshold {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Threshold")
     }
 }

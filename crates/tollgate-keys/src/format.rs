@@ -1,10 +1,14 @@
-//! The key format: `tg_` + 43 base62 secret characters + 6 base62 checksum characters.
+//! The secret formats: a virtual key is `tg_` + 43 base62 secret characters + 6 base62
+//! checksum characters; a control-plane admin token is `tga_` + 43 base62 characters.
+//! Both are minted here, by one generator ([`SecretFormat`]).
 
 use rand::Rng;
 use std::fmt;
 
 /// Every virtual key starts with this, so secret scanners can recognise leaked keys.
 pub const KEY_PREFIX: &str = "tg_";
+/// Every control-plane admin token starts with this.
+pub const ADMIN_TOKEN_PREFIX: &str = "tga_";
 /// Secret characters: 43 base62 characters carry 43 × log2(62) ≈ 256.03 bits.
 const SECRET_LEN: usize = 43;
 /// Checksum characters: CRC32 in base62 (62^6 > 2^32).
@@ -67,20 +71,48 @@ impl fmt::Display for KeySecret {
     }
 }
 
-/// Mints a fresh key from the operating system's CSPRNG (via `rand`'s thread RNG, a
-/// ChaCha-based generator seeded from the OS).
-pub fn mint_secret() -> KeySecret {
-    let mut rng = rand::rng();
-    let mut s = String::with_capacity(KEY_LEN);
-    s.push_str(KEY_PREFIX);
-    for _ in 0..SECRET_LEN {
-        // `random_range` is uniform (rejection sampling), so every character carries
-        // exactly log2(62) bits.
-        s.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
+/// A secret format: a fixed prefix (so secret scanners recognise a leak), 43 base62
+/// characters of secret (≥256 bits), and, for virtual keys, a CRC32 checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretFormat {
+    prefix: &'static str,
+    checksum: bool,
+}
+
+impl SecretFormat {
+    /// Virtual keys: `tg_`, secret, checksum.
+    pub const KEY: SecretFormat = SecretFormat { prefix: KEY_PREFIX, checksum: true };
+    /// Admin tokens: `tga_` and the secret, no checksum: the text tokens have always had,
+    /// which their stored hashes are of.
+    pub const ADMIN_TOKEN: SecretFormat = SecretFormat { prefix: ADMIN_TOKEN_PREFIX, checksum: false };
+
+    /// The fixed prefix.
+    pub fn prefix(self) -> &'static str {
+        self.prefix
     }
-    let sum = checksum(s.as_bytes());
-    s.push_str(&sum);
-    KeySecret(s)
+
+    /// Mints a fresh secret in this format from the operating system's CSPRNG (via
+    /// `rand`'s thread RNG, a ChaCha-based generator seeded from the OS).
+    pub fn mint(self) -> String {
+        let mut rng = rand::rng();
+        let mut s = String::with_capacity(self.prefix.len() + SECRET_LEN + CHECKSUM_LEN);
+        s.push_str(self.prefix);
+        for _ in 0..SECRET_LEN {
+            // `random_range` is uniform (rejection sampling), so every character carries
+            // exactly log2(62) bits.
+            s.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
+        }
+        if self.checksum {
+            let sum = checksum(s.as_bytes());
+            s.push_str(&sum);
+        }
+        s
+    }
+}
+
+/// Mints a fresh virtual key ([`SecretFormat::KEY`]).
+pub fn mint_secret() -> KeySecret {
+    KeySecret(SecretFormat::KEY.mint())
 }
 
 fn checksum(prefix_and_secret: &[u8]) -> String {
@@ -116,6 +148,16 @@ pub fn parse_presented(presented: &str) -> Result<&str, KeyFormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_tokens_are_the_prefix_and_43_base62_characters() {
+        let t = SecretFormat::ADMIN_TOKEN.mint();
+        assert!(t.starts_with(ADMIN_TOKEN_PREFIX), "{t}");
+        let body = &t[ADMIN_TOKEN_PREFIX.len()..];
+        assert_eq!(body.len(), SECRET_LEN);
+        assert!(body.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(t, SecretFormat::ADMIN_TOKEN.mint());
+    }
 
     #[test]
     fn minted_keys_parse_and_are_distinct() {

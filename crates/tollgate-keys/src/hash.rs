@@ -99,8 +99,16 @@ impl KeyHasher {
 
     /// The keyed hash of a (well-formed) key string.
     pub fn hash(&self, key: &str) -> KeyHash {
+        self.hash_in_domain(b"", key)
+    }
+
+    /// The keyed hash of `text` in `domain`: the HMAC over `domain` and then `text`, so a
+    /// hash made for one kind of secret (admin tokens) can never match one made for
+    /// another (virtual keys, the empty domain) under the same pepper.
+    pub fn hash_in_domain(&self, domain: &[u8], text: &str) -> KeyHash {
         let mut mac = self.mac.clone();
-        mac.update(key.as_bytes());
+        mac.update(domain);
+        mac.update(text.as_bytes());
         KeyHash(mac.finalize().into_bytes().into())
     }
 }

@@ -4,7 +4,8 @@
 //! character CRC32 checksum), minting, the keyed hash (HMAC-SHA256 under a server pepper)
 //! that is the only thing ever stored, the in-memory [`KeyIndex`] the data plane probes
 //! once per request, the per-key policy checks (status, expiry, model allowlist), and
-//! the shape of key tags ([`validate_tags`]).
+//! the shape of key tags ([`validate_tags`]), and what an allowlist and metadata may
+//! hold ([`validate_allowlist`], [`validate_metadata`]).
 //!
 //! Does not own: storage (the store crate), rate limits and budgets (the budgets crate),
 //! or how keys reach the gateway (the snapshot in the data plane).
@@ -18,12 +19,19 @@ mod allowlist;
 mod format;
 mod hash;
 mod index;
+mod limits;
 mod metadata;
 mod tags;
 
 pub use allowlist::ModelAllowlist;
-pub use format::{KEY_LEN, KEY_PREFIX, KeyFormatError, KeySecret, mint_secret, parse_presented};
+pub use format::{
+    ADMIN_TOKEN_PREFIX, KEY_LEN, KEY_PREFIX, KeyFormatError, KeySecret, SecretFormat, mint_secret, parse_presented,
+};
 pub use hash::{KeyHash, KeyHashParseError, KeyHasher, Pepper};
 pub use index::{AuthError, KeyIndex, KeyStatus, RateLimits, VirtualKey};
+pub use limits::{
+    AllowlistError, MAX_METADATA_ENTRIES, MAX_METADATA_VALUE, MAX_PATTERNS, MetadataError, validate_allowlist,
+    validate_metadata,
+};
 pub use metadata::KeyMetadata;
 pub use tags::{MAX_TAG_LEN, MAX_TAGS, TagError, validate_tags};

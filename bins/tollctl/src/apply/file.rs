@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Deserializer};
 use std::collections::{BTreeMap, HashSet};
-use tollgate_core::{Money, OnBreach, ScopeKind, Timestamp, Window};
+use tollgate_core::{Money, OnBreach, ScopeKind, Threshold, Timestamp, Window};
 
 /// The whole file. Sections may be left out.
 #[derive(Debug, Default, Deserialize)]
@@ -147,7 +147,7 @@ pub(crate) struct Budget {
     pub(crate) on_breach: Option<OnBreach>,
     /// Fractions of the limit, e.g. `[0.5, 0.8]`.
     #[serde(default)]
-    pub(crate) alert_thresholds: Option<Vec<Fraction>>,
+    pub(crate) alert_thresholds: Option<Vec<Threshold>>,
 }
 
 /// The part of a budget that apply keeps in line: the limit, the breach behaviour and
@@ -157,7 +157,7 @@ pub(crate) struct Limits {
     pub(crate) limit_usd: Option<Usd>,
     pub(crate) limit_tokens: Option<u64>,
     pub(crate) on_breach: Option<OnBreach>,
-    pub(crate) alert_thresholds: Option<Vec<Fraction>>,
+    pub(crate) alert_thresholds: Option<Vec<Threshold>>,
 }
 
 macro_rules! limits_of {
@@ -195,7 +195,7 @@ pub(crate) struct KeyBudget {
     pub(crate) on_breach: Option<OnBreach>,
     /// Fractions of the limit, e.g. `[0.5, 0.8]`.
     #[serde(default)]
-    pub(crate) alert_thresholds: Option<Vec<Fraction>>,
+    pub(crate) alert_thresholds: Option<Vec<Threshold>>,
 }
 
 /// A virtual key, identified by its project and name.
@@ -237,31 +237,6 @@ impl<'de> Deserialize<'de> for Usd {
             return Err(serde::de::Error::custom(format!("must not be negative (got {m})")));
         }
         Ok(Usd(m))
-    }
-}
-
-/// A fraction of a limit in (0, 1], to the thousandth, held as per-mille.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Fraction(pub(crate) u32);
-
-impl<'de> Deserialize<'de> for Fraction {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let m = Money::deserialize(d)?;
-        let nanos = m.nanos();
-        let bad = || serde::de::Error::custom(format!("{m} is not a fraction in (0, 1] to the thousandth, e.g. 0.8"));
-        if nanos <= 0 || nanos > 1_000_000_000 || nanos % 1_000_000 != 0 {
-            return Err(bad());
-        }
-        u32::try_from(nanos / 1_000_000).map(Fraction).map_err(|_| bad())
-    }
-}
-
-impl Fraction {
-    /// As the API takes it: `0.8`.
-    pub(crate) fn text(self) -> String {
-        let frac = format!("{:03}", self.0 % 1000);
-        let frac = frac.trim_end_matches('0');
-        format!("{}.{}", self.0 / 1000, if frac.is_empty() { "0" } else { frac })
     }
 }
 
@@ -464,8 +439,8 @@ keys:
         let f = parse("budgets:\n  - {scope: team, target: t, window: day, limit_tokens: 5, alert_thresholds: [0.8, \"0.125\", 1]}\n")
             .unwrap();
         let t = f.budgets[0].alert_thresholds.clone().unwrap();
-        assert_eq!(t, [Fraction(800), Fraction(125), Fraction(1000)]);
-        assert_eq!(t.iter().map(|f| f.text()).collect::<Vec<_>>(), ["0.8", "0.125", "1.0"]);
+        assert_eq!(t.iter().map(|f| f.permille()).collect::<Vec<_>>(), [800, 125, 1000]);
+        assert_eq!(t.iter().map(|f| f.to_string()).collect::<Vec<_>>(), ["0.8", "0.125", "1.0"]);
         for bad in ["0", "1.5", "0.0001"] {
             let text = format!(
                 "budgets:\n  - {{scope: team, target: t, window: day, limit_tokens: 5, alert_thresholds: [{bad}]}}\n"

@@ -3,10 +3,10 @@
 //! key's project, a budget's target) is resolved here or refused with the path of the
 //! value that names it, so a bad file writes nothing.
 
-use super::file::{self, File, Fraction, Limits, Pricing, project_ref};
+use super::file::{self, File, Limits, Pricing, project_ref};
 use super::state::State;
 use std::collections::{BTreeMap, HashMap};
-use tollgate_core::{Money, ScopeKind, Timestamp};
+use tollgate_core::{Money, ScopeKind, Threshold, Timestamp};
 use tollgate_proto::v1;
 
 /// The organization teams go to when the file names none.
@@ -195,8 +195,8 @@ fn map(m: &BTreeMap<String, String>) -> String {
     format!("{{{}}}", m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))
 }
 
-fn fractions(f: &[Fraction]) -> Vec<String> {
-    f.iter().map(|x| x.text()).collect()
+fn fractions(f: &[Threshold]) -> Vec<String> {
+    f.iter().map(|x| x.to_string()).collect()
 }
 
 /// Per-mille values sorted and deduplicated, as the control plane keeps them.
@@ -207,7 +207,8 @@ fn permilles(mut v: Vec<u32>) -> Vec<u32> {
 }
 
 fn permille_text(p: u32) -> String {
-    Fraction(p).text()
+    // A stored value is always a valid threshold; show anything else as it is.
+    u16::try_from(p).ok().and_then(Threshold::from_permille).map_or_else(|| format!("{p}‰"), |t| t.to_string())
 }
 
 /// A cap the file may set (`Some(Some)`), clear (`Some(None)`) or leave alone (`None`);
@@ -734,7 +735,7 @@ fn budget_update(l: &Limits, cur: &v1::BudgetInfo) -> (Vec<Diff>, v1::UpdateBudg
         req.on_breach = Some(o.as_str().to_owned());
     }
     if let Some(t) = &l.alert_thresholds {
-        let want = permilles(t.iter().map(|f| f.0).collect());
+        let want = permilles(t.iter().map(|f| u32::from(f.permille())).collect());
         let have = permilles(cur.alert_thresholds_permille.clone());
         if want != have {
             let text = |v: &[u32]| list(&v.iter().map(|p| permille_text(*p)).collect::<Vec<_>>());
@@ -792,7 +793,7 @@ mod tests {
             limit_usd: Some(file::Usd(Money::from_nanos(500_000_000_000))),
             limit_tokens: None,
             on_breach: None,
-            alert_thresholds: Some(vec![Fraction(800), Fraction(500)]),
+            alert_thresholds: Some([800, 500].into_iter().filter_map(Threshold::from_permille).collect()),
         };
         assert!(budget_update(&same, &cur).0.is_empty());
         let more = Limits { limit_usd: Some(file::Usd(Money::from_nanos(600_000_000_000))), ..same };

@@ -2,7 +2,8 @@
 //! operations as the REST routes. A bound token sees only its own team or project: the
 //! rest answers as missing.
 
-use super::{actor, budget_info};
+use super::actor;
+use super::budgets::budget_info;
 use crate::service::{
     CreateOrganization, CreateProject, CreateTeam, ListPrincipals, ListProjects, ListTeams, OrganizationView,
     PrincipalView, ProjectView, Service, TeamView,

@@ -1,13 +1,12 @@
-//! REST routes of the tenancy tree and of provider credentials beyond create:
-//! `/api/v1/organizations`, reads of teams and projects, `/api/v1/principals`, and
-//! `GET/PATCH /api/v1/providers/{id}`.
+//! REST routes of the tenancy tree: `/api/v1/organizations`, `/api/v1/teams`,
+//! `/api/v1/projects` and `/api/v1/principals`.
 
 use super::openapi::{BadRequest, Conflict, Forbidden, InternalError, List, NotFound, PayloadTooLarge, Unauthorized};
 use super::{Auth, Body, body, created, ok, parse};
 use crate::ControlError;
 use crate::service::{
-    CreateOrganization, ListPrincipals, ListProjects, ListTeams, OrganizationView, PrincipalPage, PrincipalRevocation,
-    PrincipalView, ProjectView, ProviderView, Service, TeamView, UpdateProvider,
+    CreateOrganization, CreateProject, CreateTeam, ListPrincipals, ListProjects, ListTeams, OrganizationView,
+    PrincipalPage, PrincipalRevocation, PrincipalView, ProjectView, Service, TeamView,
 };
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -16,15 +15,16 @@ use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// The routes whose paths are new; `GET /api/v1/teams` and `GET /api/v1/projects` share
-/// their path with the creates and are routed next to them.
+/// This resource's routes, merged into the management router; operations that share a
+/// path are in one `routes!` so the document keeps them together.
 pub(super) fn routes() -> OpenApiRouter<Arc<Service>> {
     OpenApiRouter::new()
         .routes(routes!(create_organization, list_organizations))
         .routes(routes!(get_organization))
+        .routes(routes!(create_team, list_teams))
         .routes(routes!(get_team))
+        .routes(routes!(create_project, list_projects))
         .routes(routes!(get_project))
-        .routes(routes!(get_provider, update_provider))
         .routes(routes!(list_principals))
         .routes(routes!(get_principal))
         .routes(routes!(revoke_principal))
@@ -92,6 +92,18 @@ async fn get_organization(
     Ok(ok(svc.get_organization(&actor, &id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/teams",
+    tag = "teams",
+    request_body = CreateTeam,
+    responses((status = 201, description = "The team.", body = TeamView), BadRequest, PayloadTooLarge, Conflict, Unauthorized, Forbidden, InternalError),
+    extensions(("x-required-scope" = json!("admin")))
+)]
+async fn create_team(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
+    Ok(created(svc.create_team(&actor, parse(&body(b)?)?).await?))
+}
+
 /// `GET /api/v1/teams[?organization=]`.
 #[utoipa::path(
     get,
@@ -106,7 +118,7 @@ async fn get_organization(
     ),
     extensions(("x-required-scope" = json!("keys:read")))
 )]
-pub(super) async fn list_teams(
+async fn list_teams(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
@@ -137,6 +149,18 @@ async fn get_team(
     Ok(ok(svc.get_team(&actor, &id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/projects",
+    tag = "projects",
+    request_body = CreateProject,
+    responses((status = 201, description = "The project.", body = ProjectView), BadRequest, PayloadTooLarge, NotFound, Conflict, Unauthorized, Forbidden, InternalError),
+    extensions(("x-required-scope" = json!("admin")))
+)]
+async fn create_project(State(svc): State<Arc<Service>>, Auth(actor): Auth, b: Body) -> Result<Response, ControlError> {
+    Ok(created(svc.create_project(&actor, parse(&body(b)?)?).await?))
+}
+
 /// `GET /api/v1/projects[?team=]`.
 #[utoipa::path(
     get,
@@ -151,7 +175,7 @@ async fn get_team(
     ),
     extensions(("x-required-scope" = json!("keys:read")))
 )]
-pub(super) async fn list_projects(
+async fn list_projects(
     State(svc): State<Arc<Service>>,
     Auth(actor): Auth,
     Query(q): Query<HashMap<String, String>>,
@@ -180,50 +204,6 @@ async fn get_project(
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
     Ok(ok(svc.get_project(&actor, &id).await?))
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/providers/{id}",
-    tag = "providers",
-    params(
-        ("id" = String, Path, description = "The provider's id or name.")
-    ),
-    responses(
-        (status = 200, description = "The provider; its credential only as a hint and fingerprint.", body = ProviderView),
-        NotFound, Unauthorized, Forbidden, InternalError
-    ),
-    extensions(("x-required-scope" = json!("providers:write")))
-)]
-async fn get_provider(
-    State(svc): State<Arc<Service>>,
-    Auth(actor): Auth,
-    Path(id): Path<String>,
-) -> Result<Response, ControlError> {
-    Ok(ok(svc.get_provider(&actor, &id).await?))
-}
-
-#[utoipa::path(
-    patch,
-    path = "/api/v1/providers/{id}",
-    tag = "providers",
-    request_body = UpdateProvider,
-    params(
-        ("id" = String, Path, description = "The provider's id or name.")
-    ),
-    responses(
-        (status = 200, description = "The provider as changed.", body = ProviderView),
-        BadRequest, PayloadTooLarge, NotFound, Unauthorized, Forbidden, InternalError
-    ),
-    extensions(("x-required-scope" = json!("providers:write")))
-)]
-async fn update_provider(
-    State(svc): State<Arc<Service>>,
-    Auth(actor): Auth,
-    Path(id): Path<String>,
-    b: Body,
-) -> Result<Response, ControlError> {
-    Ok(ok(svc.update_provider(&actor, &id, parse(&body(b)?)?).await?))
 }
 
 #[utoipa::path(

@@ -1,17 +1,17 @@
-//! Reading the audit trail: `GET /api/v1/audit` (newest first, paginated) and
+//! The audit trail: appending an event to the hash chain (every write), and reading it: `GET /api/v1/audit` (newest first, paginated) and
 //! `GET /api/v1/audit/verify` (re-walks the stored hash chain in order).
 //!
 //! Both need `audit:read` on an unbound token: events name targets of every tenant, and
 //! a chain can only be verified whole, so a token bound to a team or project gets 403.
 
-use super::Service;
 use super::auth::{Actor, Scope, Target};
+use super::{Service, new_id};
 use crate::ControlError;
 use serde::Serialize;
 use std::collections::HashMap;
-use tollgate_audit::{AuditEvent, ChainVerifier, ChainedEvent};
+use tollgate_audit::{AuditEvent, ChainVerifier, ChainedEvent, chain_hash, redact};
 use tollgate_core::Timestamp;
-use tollgate_store::{AuditFilter, AuditRecord};
+use tollgate_store::{AuditFilter, AuditRecord, Store};
 use utoipa::ToSchema;
 
 const DEFAULT_AUDIT_LIMIT: u64 = 100;
@@ -150,6 +150,43 @@ fn chained(r: AuditRecord) -> ChainedEvent {
         prev_hash: r.prev_hash,
         hash: r.hash,
     }
+}
+
+/// Appends one audit event to the chain in `store`. Callers in one process serialize
+/// through [`Service`]'s audit lock.
+pub(crate) async fn append_audit(
+    store: &Store,
+    actor: &str,
+    action: &str,
+    kind: &str,
+    id: &str,
+    metadata: serde_json::Value,
+) -> Result<i64, tollgate_store::StoreError> {
+    let prev = store.last_audit().await?.map(|a| a.hash).unwrap_or_else(|| tollgate_audit::GENESIS.to_owned());
+    let event = AuditEvent {
+        id: new_id("aud"),
+        at: Timestamp::now(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target_kind: kind.to_owned(),
+        target_id: id.to_owned(),
+        metadata: redact(metadata),
+    };
+    let hash = chain_hash(&prev, &event);
+    store
+        .append_audit(&tollgate_store::AuditRecord {
+            seq: 0,
+            id: event.id,
+            at: event.at,
+            actor: event.actor,
+            action: event.action,
+            target_kind: event.target_kind,
+            target_id: event.target_id,
+            metadata: event.metadata,
+            prev_hash: prev,
+            hash,
+        })
+        .await
 }
 
 impl Service {

@@ -18,7 +18,8 @@ use crate::ControlError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use tollgate_core::{BudgetId, KeyId, Money, MoneyError, OnBreach, ScopeKind, Timestamp, Window};
+use tollgate_budgets::{Budget, BudgetError, Limit};
+use tollgate_core::{BudgetId, KeyId, Money, OnBreach, ScopeKind, Timestamp, Window};
 use tollgate_store::{BudgetFilter, BudgetRecord};
 use utoipa::ToSchema;
 
@@ -27,110 +28,9 @@ const MAX_THRESHOLDS: usize = 16;
 /// The longest a temporary increase may last.
 pub const MAX_INCREASE_DURATION_S: u64 = 90 * 24 * 3600;
 
-// ------------------------------------------------------------------ thresholds
-
-/// An alert threshold: a fraction of the limit in (0, 1], exact to 0.001 and stored as
-/// per-mille (`0.8` is 800). Reads JSON numbers and decimal strings alike, without
-/// going through floating-point arithmetic; shows as a decimal string (`"0.8"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Threshold(u16);
-
-impl Threshold {
-    /// The threshold of `permille` thousandths, if in 1..=1000.
-    pub fn from_permille(permille: u16) -> Option<Threshold> {
-        (1..=1000).contains(&permille).then_some(Threshold(permille))
-    }
-
-    /// Thousandths of the limit (1..=1000).
-    pub fn permille(self) -> u16 {
-        self.0
-    }
-
-    /// Parses a decimal fraction such as `0.8`, `.85`, `1` or `0.125`, exactly (the
-    /// same decimal reader as money amounts).
-    pub fn parse(text: &str) -> Result<Threshold, String> {
-        let bad = || format!("{:?} is not a fraction in (0, 1] such as 0.8", text.chars().take(32).collect::<String>());
-        if text.trim_start().starts_with(['+', '-']) {
-            return Err(bad());
-        }
-        // A fraction of one is an amount of one dollar: nano-units, exact.
-        let nanos = match Money::parse_usd(text) {
-            Ok(m) => m.nanos(),
-            Err(MoneyError::TooPrecise(_)) => return Err(format!("{:?} is finer than 0.001", text.trim())),
-            Err(_) => return Err(bad()),
-        };
-        const PER_MILLE: i64 = 1_000_000;
-        if nanos % PER_MILLE != 0 {
-            return Err(format!("{:?} is finer than 0.001", text.trim()));
-        }
-        u16::try_from(nanos / PER_MILLE).ok().and_then(Threshold::from_permille).ok_or_else(bad)
-    }
-}
-
-impl fmt::Display for Threshold {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let frac = format!("{:03}", self.0 % 1000);
-        let frac = frac.trim_end_matches('0');
-        write!(f, "{}.{}", self.0 / 1000, if frac.is_empty() { "0" } else { frac })
-    }
-}
-
-impl utoipa::PartialSchema for Threshold {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
-        ObjectBuilder::new()
-            .schema_type(SchemaType::from_iter([Type::String, Type::Number]))
-            .description(Some(
-                "A fraction of the limit in (0, 1], exact to 0.001. Responses give a decimal \
-                 string (\"0.8\"); requests may give a decimal string or a JSON number.",
-            ))
-            .pattern(Some(r"^\s*([0-9]*\.[0-9]+|[0-9]+\.?)\s*$"))
-            .examples(["0.8"])
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for Threshold {
-    fn name() -> std::borrow::Cow<'static, str> {
-        std::borrow::Cow::Borrowed("Threshold")
-    }
-}
-
-impl Serialize for Threshold {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Threshold {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Threshold;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a fraction in (0, 1] as a number or a decimal string, e.g. 0.8")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Threshold, E> {
-                Threshold::parse(v).map_err(E::custom)
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Threshold, E> {
-                Threshold::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Threshold, E> {
-                Threshold::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Threshold, E> {
-                // `Display` of an f64 is the shortest text that reads back as the same
-                // number: the decimal the caller wrote (0.8 → "0.8"), never 0.80000001.
-                if !v.is_finite() {
-                    return Err(E::custom("a threshold must be a finite number"));
-                }
-                Threshold::parse(&format!("{v}")).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+/// An alert threshold (a fraction of the limit, exact to 0.001): core's type, the one
+/// rule the budget engine and `tollctl apply` share.
+pub use tollgate_core::Threshold;
 
 /// Per-mille values of `thresholds`, ascending; refuses duplicates and overly long lists.
 pub(crate) fn permilles(field: &str, thresholds: &[Threshold]) -> Result<Vec<u16>, ControlError> {
@@ -140,7 +40,7 @@ pub(crate) fn permilles(field: &str, thresholds: &[Threshold]) -> Result<Vec<u16
     let mut out: Vec<u16> = thresholds.iter().map(|t| t.permille()).collect();
     out.sort_unstable();
     if let Some(w) = out.windows(2).find(|w| w[0] == w[1]) {
-        let dup = Threshold(w[0]);
+        let dup = Threshold::from_permille(w[0]).map(|t| t.to_string()).unwrap_or_else(|| w[0].to_string());
         return Err(ControlError::invalid(field, format!("threshold {dup} is given twice")));
     }
     Ok(out)
@@ -162,9 +62,10 @@ pub(crate) fn limit_of(
             Err(ControlError::invalid(format!("{prefix}limit_usd"), "one of limit_usd or limit_tokens is required"))
         }
         (Some(usd), None) => {
-            if usd.is_negative() {
-                return Err(ControlError::invalid(format!("{prefix}limit_usd"), "must not be negative"));
-            }
+            // The gateway's own rule for a limit (`tollgate_budgets::Limit::check`).
+            Limit::Money(usd)
+                .check()
+                .map_err(|_| ControlError::invalid(format!("{prefix}limit_usd"), "must not be negative"))?;
             Ok((usd.nanos(), None))
         }
         (None, Some(tokens)) => {
@@ -173,6 +74,33 @@ pub(crate) fn limit_of(
             Ok((0, Some(tokens)))
         }
     }
+}
+
+/// Builds the budget every gateway will load from `rec`, through the budget crate's own
+/// constructor: a record that passes here is one no gateway drops. `prefix` is prepended
+/// to field names (`budget.` inline).
+pub(crate) fn domain_budget(prefix: &str, rec: &BudgetRecord) -> Result<Budget, ControlError> {
+    let limit = match rec.limit_tokens {
+        Some(t) => Limit::Tokens(
+            u64::try_from(t)
+                .map_err(|_| ControlError::invalid(format!("{prefix}limit_tokens"), "must not be negative"))?,
+        ),
+        None => Limit::Money(Money::from_nanos(rec.limit_nanos)),
+    };
+    Budget::new(
+        rec.id.clone(),
+        rec.scope,
+        rec.scope_id.as_str(),
+        limit,
+        rec.window,
+        rec.on_breach,
+        rec.alert_thresholds.clone(),
+    )
+    .map_err(|e| match e {
+        BudgetError::NegativeLimit => ControlError::invalid(format!("{prefix}limit_usd"), "must not be negative"),
+        BudgetError::Threshold(_) => ControlError::invalid(format!("{prefix}alert_thresholds"), e.to_string()),
+        BudgetError::EmptyScope => ControlError::invalid("scope_id", "must not be empty"),
+    })
 }
 
 // ------------------------------------------------------------------ JSON fields
@@ -192,8 +120,7 @@ impl Fields {
             }
             return Err(ControlError::BadBody("request body must be a JSON object".into()));
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| ControlError::BadBody(format!("invalid JSON body: {e}")))?;
+        let value: serde_json::Value = crate::body::json(body)?;
         let serde_json::Value::Object(map) = value else {
             return Err(ControlError::BadBody("request body must be a JSON object".into()));
         };
@@ -252,6 +179,26 @@ pub(crate) fn no_fields(body: &[u8]) -> Result<(), ControlError> {
 }
 
 // ------------------------------------------------------------------ inputs
+
+/// A budget given inline at key creation (scoped to the new key).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetInput {
+    /// The limit in USD; exactly one of this and `limit_tokens`.
+    #[serde(default)]
+    pub limit_usd: Option<Money>,
+    /// A token limit (input + output).
+    #[serde(default)]
+    pub limit_tokens: Option<u64>,
+    /// The window.
+    pub window: Window,
+    /// Block (default) or warn.
+    #[serde(default)]
+    pub on_breach: Option<OnBreach>,
+    /// Fractions of the limit at which to alert, e.g. `[0.5, 0.8]`.
+    #[serde(default)]
+    pub alert_thresholds: Vec<Threshold>,
+}
 
 /// `POST /api/v1/budgets`.
 #[derive(Debug, Clone, PartialEq, ToSchema)]
@@ -562,6 +509,7 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
+        domain_budget("", &rec)?;
         let _checked =
             self.refuse_unpriced_reach("limit_usd", Change { budgets: &[&rec], ..Change::default() }).await?;
         let rev = self.store.create_budget(&rec).await?;
@@ -640,6 +588,7 @@ impl Service {
             rec.temporary_increase_until = None;
         }
         check_headroom(if rec.limit_tokens.is_some() { "limit_tokens" } else { "limit_usd" }, &rec)?;
+        domain_budget("", &rec)?;
         let _checked = if was_tokens && rec.limit_tokens.is_none() {
             self.refuse_unpriced_reach("limit_usd", Change { budgets: &[&rec], ..Change::default() }).await?
         } else {
@@ -785,38 +734,6 @@ fn field_of_amount(b: &BudgetRecord) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[track_caller]
-    fn check(text: &str, permille: u16, shown: &str) {
-        let t = Threshold::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        assert_eq!(t.permille(), permille, "{text}");
-        assert_eq!(t.to_string(), shown, "{text}");
-    }
-
-    #[test]
-    fn thresholds_are_exact_fractions_in_per_mille() {
-        check("0.8", 800, "0.8");
-        check("0.80", 800, "0.8");
-        check(".5", 500, "0.5");
-        check("1", 1000, "1.0");
-        check("1.000", 1000, "1.0");
-        check("0.125", 125, "0.125");
-        check("0.001", 1, "0.001");
-        check("0.05", 50, "0.05");
-        for bad in ["0", "0.0", "1.001", "2", "-0.5", "0.0001", "", ".", "1e-1", "abc", "0.8.1", "01.5"] {
-            assert!(Threshold::parse(bad).is_err(), "{bad:?} must be refused");
-        }
-    }
-
-    #[test]
-    fn thresholds_read_json_numbers_and_strings_alike() {
-        let v: Vec<Threshold> = serde_json::from_str(r#"[0.5, "0.8", 1, 0.95, 0.001]"#).unwrap();
-        assert_eq!(v.iter().map(|t| t.permille()).collect::<Vec<_>>(), [500, 800, 1000, 950, 1]);
-        assert_eq!(serde_json::to_string(&v).unwrap(), r#"["0.5","0.8","1.0","0.95","0.001"]"#);
-        for bad in ["[0]", "[1.5]", "[-0.2]", "[0.0005]", "[true]", "[null]"] {
-            assert!(serde_json::from_str::<Vec<Threshold>>(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn threshold_lists_are_sorted_and_duplicates_refused() {

@@ -1,6 +1,6 @@
-//! The model catalog's prices: defaults from the shipped price catalog, overrides
-//! through the API, the listing, and the rule that no money budget may meet an unpriced
-//! model.
+//! The model catalog: creating models with their deployments, their prices (defaults
+//! from the shipped price catalog, overrides through the API), the listing, and the rule
+//! that no money budget may meet an unpriced model.
 //!
 //! A model created without `pricing` takes the list price of its first deployment's
 //! upstream model found in [`PriceCatalog`] (then of its public name) and records
@@ -10,18 +10,120 @@
 //! plane with 400 `model_not_priced` as a last line.
 
 use super::auth::{Scope, Target};
-use super::{Actor, ModelView, PricingInput, Service, model_view};
+use super::{Actor, Service, check_name, new_id};
 use crate::ControlError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use tollgate_core::{Money, ScopeKind, Timestamp};
+use tollgate_core::{ModelId, Money, ScopeKind, Timestamp};
 use tollgate_keys::ModelAllowlist;
 use tollgate_metering::PriceCatalog;
-use tollgate_store::{BudgetRecord, KeyRecord, ModelRecord};
+use tollgate_store::{BudgetRecord, DeploymentPricing, DeploymentRecord, KeyRecord, ModelRecord};
 use utoipa::ToSchema;
 
 /// `price_source` of a price an operator gave.
 pub const PRICE_EXPLICIT: &str = "explicit";
+
+/// A deployment in [`CreateModel`].
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentInput {
+    /// Provider name.
+    pub provider: String,
+    /// The upstream's model name.
+    pub model: String,
+    /// Lower is tried first (default 0); deployments of equal priority keep their order
+    /// (strategy `priority`) or are drawn by weight (strategy `weighted`).
+    #[serde(default)]
+    pub priority: u32,
+    /// Relative share of traffic among deployments of one priority under the weighted
+    /// strategy (default 1, at most 1 000 000); 0 means fallback only.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// What a request this deployment serves is charged, when it differs from the
+    /// model's price (a fallback to another provider's model); absent: the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingInput>,
+}
+
+/// Prices in USD per 1M tokens.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PricingInput {
+    /// Per 1M prompt tokens.
+    pub input_per_mtok: Money,
+    /// Per 1M generated tokens.
+    pub output_per_mtok: Money,
+    /// Per 1M cached prompt tokens.
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<Money>,
+    /// Per 1M prompt tokens written to the provider's cache (Anthropic's cache creation);
+    /// the input price when unset.
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<Money>,
+}
+
+impl PricingInput {
+    /// As stored on a deployment (nano-dollars).
+    fn to_deployment(self) -> DeploymentPricing {
+        DeploymentPricing {
+            input_per_mtok: self.input_per_mtok.nanos(),
+            output_per_mtok: self.output_per_mtok.nanos(),
+            cached_input_per_mtok: self.cached_input_per_mtok.map(Money::nanos),
+            cache_write_per_mtok: self.cache_write_per_mtok.map(Money::nanos),
+        }
+    }
+
+    /// As stored on a deployment, for the API.
+    fn of_deployment(p: &DeploymentPricing) -> Self {
+        PricingInput {
+            input_per_mtok: Money::from_nanos(p.input_per_mtok),
+            output_per_mtok: Money::from_nanos(p.output_per_mtok),
+            cached_input_per_mtok: p.cached_input_per_mtok.map(Money::from_nanos),
+            cache_write_per_mtok: p.cache_write_per_mtok.map(Money::from_nanos),
+        }
+    }
+}
+
+fn default_weight() -> u32 {
+    tollgate_routing::DeploymentOptions::default().weight
+}
+
+/// `POST /api/v1/models`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateModel {
+    /// Public name callers use.
+    pub name: String,
+    /// Where it is served, in priority order.
+    pub deployments: Vec<DeploymentInput>,
+    /// Prices; when absent, the shipped price catalog's list price of the first
+    /// deployment's upstream model (or of the public name) if it has one. A model
+    /// without either stays unpriced and cannot be served under a money budget.
+    #[serde(default)]
+    pub pricing: Option<PricingInput>,
+    /// Output tokens assumed when a request sets no `max_tokens`.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+}
+
+/// A model as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelView {
+    /// Id.
+    pub id: ModelId,
+    /// Public name.
+    pub name: String,
+    /// Deployments.
+    pub deployments: Vec<DeploymentInput>,
+    /// Prices, if set.
+    pub pricing: Option<PricingInput>,
+    /// Where the prices came from: `explicit` or `catalog:<version>`.
+    pub price_source: Option<String>,
+    /// Default output cap.
+    pub max_output_tokens: Option<i64>,
+    /// Created.
+    pub created_at: Timestamp,
+}
 
 /// `PATCH /api/v1/models/{name}`: absent fields are left alone.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -36,7 +138,7 @@ pub struct UpdateModel {
     pub max_output_tokens: Option<Option<u64>>,
     /// Where it is served (replaces the list; the same rules as at creation).
     #[serde(default)]
-    pub deployments: Option<Vec<super::DeploymentInput>>,
+    pub deployments: Option<Vec<DeploymentInput>>,
 }
 
 /// Refuses a negative price, naming the field.
@@ -116,6 +218,95 @@ pub(crate) struct Change<'a> {
 }
 
 impl Service {
+    /// Adds a model to the catalog.
+    pub async fn create_model(&self, actor: &Actor, input: CreateModel) -> Result<ModelView, ControlError> {
+        self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
+        check_name("name", &input.name)?;
+        if self.store.find_alias(&input.name).await?.is_some() {
+            return Err(ControlError::Conflict(format!("{:?} is an alias; a model cannot take its name", input.name)));
+        }
+        let deployments = self.check_deployments(&input.deployments).await?;
+        if let Some(p) = &input.pricing {
+            check_pricing("pricing.", p)?;
+        }
+        let now = Timestamp::now();
+        let mut rec = ModelRecord {
+            id: ModelId::new(new_id(ModelId::PREFIX)),
+            name: input.name,
+            deployments,
+            input_per_mtok: None,
+            output_per_mtok: None,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+            price_source: None,
+            max_output_tokens: input.max_output_tokens.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            created_at: now,
+            updated_at: now,
+        };
+        let price = match input.pricing {
+            Some(p) => Some((p, PRICE_EXPLICIT.to_owned())),
+            None => catalog_price(input.deployments.iter().map(|d| d.model.as_str()), &rec.name),
+        };
+        let _checked = match price {
+            Some((p, source)) => {
+                set_price(&mut rec, &p, source);
+                None
+            }
+            None => self.refuse_unpriced_reach("pricing", Change { model: Some(&rec), ..Change::default() }).await?,
+        };
+        let rev = self.store.create_model(&rec).await?;
+        self.committed(rev);
+        let view = model_view(&rec);
+        self.audit(actor, "model.create", "model", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
+            .await;
+        Ok(view)
+    }
+
+    /// Checks a model's deployments (count, names, weights, prices, providers that
+    /// exist) and returns them as stored.
+    pub(crate) async fn check_deployments(
+        &self,
+        deployments: &[DeploymentInput],
+    ) -> Result<Vec<DeploymentRecord>, ControlError> {
+        if deployments.is_empty() {
+            return Err(ControlError::invalid("deployments", "at least one deployment is required"));
+        }
+        if deployments.len() > tollgate_routing::MAX_DEPLOYMENTS {
+            return Err(ControlError::invalid(
+                "deployments",
+                format!("at most {} deployments", tollgate_routing::MAX_DEPLOYMENTS),
+            ));
+        }
+        for (i, d) in deployments.iter().enumerate() {
+            check_name(&format!("deployments[{i}].model"), &d.model)?;
+            if d.weight > tollgate_routing::MAX_WEIGHT {
+                return Err(ControlError::invalid(
+                    format!("deployments[{i}].weight"),
+                    format!("must be at most {}", tollgate_routing::MAX_WEIGHT),
+                ));
+            }
+            if let Some(p) = &d.pricing {
+                check_pricing(&format!("deployments[{i}].pricing."), p)?;
+            }
+            if self.store.find_provider(&d.provider).await?.is_none() {
+                return Err(ControlError::invalid(
+                    format!("deployments[{i}].provider"),
+                    format!("no provider named {:?}", d.provider),
+                ));
+            }
+        }
+        Ok(deployments
+            .iter()
+            .map(|d| DeploymentRecord {
+                provider: d.provider.clone(),
+                model: d.model.clone(),
+                priority: d.priority,
+                weight: d.weight,
+                pricing: d.pricing.map(PricingInput::to_deployment),
+            })
+            .collect())
+    }
+
     /// Lists the catalog with prices, by public name.
     pub async fn list_models(&self) -> Result<Vec<ModelView>, ControlError> {
         Ok(self.store.list_models().await?.iter().map(model_view).collect())
@@ -244,5 +435,35 @@ impl Service {
             }
         }
         Ok(Some(guard))
+    }
+}
+
+fn model_view(r: &ModelRecord) -> ModelView {
+    ModelView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        deployments: r
+            .deployments
+            .iter()
+            .map(|d| DeploymentInput {
+                provider: d.provider.clone(),
+                model: d.model.clone(),
+                priority: d.priority,
+                weight: d.weight,
+                pricing: d.pricing.as_ref().map(PricingInput::of_deployment),
+            })
+            .collect(),
+        pricing: match (r.input_per_mtok, r.output_per_mtok) {
+            (Some(i), Some(o)) => Some(PricingInput {
+                input_per_mtok: Money::from_nanos(i),
+                output_per_mtok: Money::from_nanos(o),
+                cached_input_per_mtok: r.cached_input_per_mtok.map(Money::from_nanos),
+                cache_write_per_mtok: r.cache_write_per_mtok.map(Money::from_nanos),
+            }),
+            _ => None,
+        },
+        price_source: r.price_source.clone(),
+        max_output_tokens: r.max_output_tokens,
+        created_at: r.created_at,
     }
 }

@@ -1,5 +1,5 @@
-//! Organizations, teams, projects, principals and provider credentials beyond create:
-//! listing, reading, updating a credential, and revoking a principal's keys.
+//! The tenancy tree: organizations, teams, projects and principals — creating, listing
+//! and reading them, and revoking a principal's keys.
 //!
 //! Reads of the tenancy tree need any read scope (`keys:read` or what implies it) and
 //! are confined to the caller's tenancy: a token bound to project A sees its project and
@@ -7,15 +7,11 @@
 //! needs `admin` on an unbound token.
 
 use super::auth::Target;
-use super::{
-    Actor, BudgetView, ProjectView, ProviderView, Scope, Service, TeamView, Tenancy, budget_view, check_name,
-    project_view, team_view,
-};
+use super::{Actor, BudgetView, Scope, Service, Tenancy, budget_view, check_name};
 use crate::ControlError;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tollgate_core::{OrgId, ProjectId, ScopeKind, Timestamp};
-use tollgate_store::{OrgRecord, PrincipalFilter, PrincipalSummary, ProviderRecord};
+use tollgate_core::{OrgId, ProjectId, ScopeKind, TeamId, Timestamp};
+use tollgate_store::{OrgRecord, PrincipalFilter, PrincipalSummary, ProjectRecord, TeamRecord};
 use utoipa::ToSchema;
 
 /// Page size of principal listings when none is given.
@@ -40,6 +36,55 @@ pub struct OrganizationView {
     pub created_at: Timestamp,
 }
 
+/// `POST /api/v1/teams`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeam {
+    /// Team name, unique in its organization.
+    pub name: String,
+    /// Organization id or name; the default organization when absent.
+    #[serde(default)]
+    pub organization: Option<String>,
+}
+
+/// `POST /api/v1/projects`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// Project name, unique in its team.
+    pub name: String,
+    /// Team id or name.
+    pub team: String,
+}
+
+/// A team.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TeamView {
+    /// Id.
+    pub id: TeamId,
+    /// Name.
+    pub name: String,
+    /// Organization.
+    pub org_id: OrgId,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+/// A project.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProjectView {
+    /// Id.
+    pub id: ProjectId,
+    /// Name.
+    pub name: String,
+    /// Team.
+    pub team_id: TeamId,
+    /// Organization.
+    pub org_id: OrgId,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
 /// Filters of `GET /api/v1/teams`.
 #[derive(Debug, Clone, Default)]
 pub struct ListTeams {
@@ -52,30 +97,6 @@ pub struct ListTeams {
 pub struct ListProjects {
     /// Team id or name.
     pub team: Option<String>,
-}
-
-/// `PATCH /api/v1/providers/{id}`: absent fields are left alone, `null` clears.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateProvider {
-    /// New base URL.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// New credential (rotation); stored encrypted, never returned.
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// Requests per minute on this credential; `null` removes the cap.
-    #[serde(default, deserialize_with = "super::double_option")]
-    pub rpm: Option<Option<u32>>,
-    /// Tokens per minute on this credential; `null` removes the cap.
-    #[serde(default, deserialize_with = "super::double_option")]
-    pub tpm: Option<Option<u64>>,
-    /// Fallback priority (lower first).
-    #[serde(default)]
-    pub priority: Option<i32>,
-    /// Kind-specific settings (replaces them).
-    #[serde(default)]
-    pub extra: Option<serde_json::Value>,
 }
 
 /// Filters of `GET /api/v1/principals`.
@@ -125,23 +146,63 @@ pub struct PrincipalRevocation {
     pub revoked: Vec<tollgate_core::KeyId>,
 }
 
-/// `"sha256:"` and the first 12 hex digits of the credential's SHA-256: lets a
-/// declarative client tell whether the stored credential is the one it holds without the
-/// credential ever leaving the control plane. Empty for no credential.
-pub(crate) fn fingerprint(api_key: &str) -> String {
-    if api_key.is_empty() {
-        return String::new();
-    }
-    let digest = Sha256::digest(api_key.as_bytes());
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
 fn org_view(r: &OrgRecord) -> OrganizationView {
     OrganizationView { id: r.id.clone(), name: r.name.clone(), created_at: r.created_at }
 }
 
 impl Service {
+    /// Creates a team in an organization (the default one unless named).
+    pub async fn create_team(&self, actor: &Actor, input: CreateTeam) -> Result<TeamView, ControlError> {
+        self.authorize(actor, Scope::Admin, Target::Global).await?;
+        check_name("name", &input.name)?;
+        let org = match &input.organization {
+            Some(o) => {
+                self.store
+                    .find_org(o)
+                    .await?
+                    .ok_or_else(|| ControlError::invalid("organization", format!("no organization {o:?}")))?
+                    .id
+            }
+            None => self.org.id.clone(),
+        };
+        let (rec, rev) = self.store.create_team(&org, &input.name).await?;
+        self.committed(rev);
+        let view = team_view(&rec);
+        self.audit(actor, "team.create", "team", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
+            .await;
+        Ok(view)
+    }
+
+    /// Creates a project in a team.
+    pub async fn create_project(&self, actor: &Actor, input: CreateProject) -> Result<ProjectView, ControlError> {
+        self.authorize(actor, Scope::Admin, Target::TeamRef { field: "team", id_or_name: &input.team }).await?;
+        check_name("name", &input.name)?;
+        let team = self
+            .store
+            .find_team(&input.team)
+            .await?
+            .ok_or_else(|| ControlError::invalid("team", format!("no team {:?}", input.team)))?;
+        let (rec, rev) = self.store.create_project(&team.id, &input.name).await?;
+        self.committed(rev);
+        let view = project_view(&rec);
+        self.audit(
+            actor,
+            "project.create",
+            "project",
+            rec.id.as_str(),
+            serde_json::to_value(&view).unwrap_or_default(),
+        )
+        .await;
+        Ok(view)
+    }
+
+    pub(super) async fn project(&self, field: &str, id_or_name: &str) -> Result<ProjectRecord, ControlError> {
+        self.store
+            .find_project(id_or_name)
+            .await?
+            .ok_or_else(|| ControlError::invalid(field, format!("no project {id_or_name:?}")))
+    }
+
     /// Creates an organization.
     pub async fn create_organization(
         &self,
@@ -244,81 +305,6 @@ impl Service {
         if actor.tenancy().covers(&Tenancy::of_project(&project)) { Ok(project_view(&project)) } else { Err(missing()) }
     }
 
-    /// Reads a provider credential (the credential itself only as hint and fingerprint).
-    pub async fn get_provider(&self, actor: &Actor, id_or_name: &str) -> Result<ProviderView, ControlError> {
-        self.authorize(actor, Scope::ProvidersWrite, Target::Global).await?;
-        let rec = self.provider_record(id_or_name).await?;
-        self.provider_view(&rec)
-    }
-
-    async fn provider_record(&self, id_or_name: &str) -> Result<ProviderRecord, ControlError> {
-        self.store.find_provider(id_or_name).await?.ok_or_else(|| super::auth::not_found("provider", id_or_name))
-    }
-
-    /// Changes a provider credential: its URL, caps, priority, settings, or the
-    /// credential itself (re-encrypted with a fresh nonce). Name and kind are fixed.
-    pub async fn update_provider(
-        &self,
-        actor: &Actor,
-        id_or_name: &str,
-        patch: UpdateProvider,
-    ) -> Result<ProviderView, ControlError> {
-        self.authorize(actor, Scope::ProvidersWrite, Target::Global).await?;
-        let mut rec = self.provider_record(id_or_name).await?;
-        let kind: tollgate_providers::ProviderKind =
-            rec.kind.parse().map_err(|e| ControlError::Internal(format!("stored provider kind: {e}")))?;
-        let mut changed = Vec::new();
-        if let Some(url) = patch.base_url {
-            rec.base_url = super::check_base_url(kind, &url)?;
-            changed.push("base_url");
-        }
-        if let Some(key) = patch.api_key {
-            super::check_api_key(kind, &key)?;
-            crate::rotation::check_master_key(&self.store, &self.secrets.master_key).await?;
-            rec.api_key_ciphertext = self.secrets.master_key.encrypt(&key)?;
-            rec.api_key_hint = super::mask(&key);
-            changed.push("api_key");
-        }
-        if let Some(v) = patch.rpm {
-            rec.rpm = v.map(i64::from);
-            changed.push("rpm");
-        }
-        if let Some(v) = patch.tpm {
-            rec.tpm = v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
-            changed.push("tpm");
-        }
-        if let Some(v) = patch.priority {
-            rec.priority = v;
-            changed.push("priority");
-        }
-        if let Some(extra) = patch.extra {
-            if !(extra.is_null() || extra.is_object()) {
-                return Err(ControlError::invalid("extra", "must be an object"));
-            }
-            rec.extra = extra;
-            changed.push("extra");
-        }
-        rec.updated_at = Timestamp::now();
-        let rev = self.store.update_provider(&rec).await?;
-        self.committed(rev);
-        let view = self.provider_view(&rec)?;
-        let mut audit = to_value(&view);
-        if let Some(m) = audit.as_object_mut() {
-            m.insert("changed".into(), serde_json::json!(changed));
-        }
-        self.audit(actor, "provider.update", "provider", rec.id.as_str(), audit).await;
-        Ok(view)
-    }
-
-    /// A provider as the API shows it, with the credential's fingerprint.
-    pub(crate) fn provider_view(&self, r: &ProviderRecord) -> Result<ProviderView, ControlError> {
-        let key = self.secrets.master_key.decrypt(&r.api_key_ciphertext)?;
-        let mut view = super::provider_view(r);
-        view.api_key_fingerprint = fingerprint(&key);
-        Ok(view)
-    }
-
-    /// The store filter confining principals to `actor`'s tenancy and `project`.
     async fn principal_filter(&self, actor: &Actor, project: Option<&str>) -> Result<PrincipalFilter, ControlError> {
         let mut f = PrincipalFilter::default();
         match actor.tenancy() {
@@ -395,6 +381,20 @@ impl Service {
     }
 }
 
+fn team_view(r: &TeamRecord) -> TeamView {
+    TeamView { id: r.id.clone(), name: r.name.clone(), org_id: r.org_id.clone(), created_at: r.created_at }
+}
+
+fn project_view(r: &ProjectRecord) -> ProjectView {
+    ProjectView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        team_id: r.team_id.clone(),
+        org_id: r.org_id.clone(),
+        created_at: r.created_at,
+    }
+}
+
 /// A project-bound token still sees the team its project is in (read-only).
 fn own_team(actor: &Actor, team: &tollgate_core::TeamId) -> bool {
     matches!(actor.tenancy(), Tenancy::Project { team: t, .. } if t == team)
@@ -413,19 +413,4 @@ fn principal_view(s: PrincipalSummary, budgets: Vec<BudgetView>) -> PrincipalVie
 
 fn to_value<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_tell_credentials_apart_without_revealing_them() {
-        assert_eq!(fingerprint(""), "");
-        let a = fingerprint("sk-proj-abcdefghijklmnop");
-        assert!(a.starts_with("sha256:") && a.len() == 7 + 12, "{a}");
-        assert_eq!(a, fingerprint("sk-proj-abcdefghijklmnop"));
-        assert_ne!(a, fingerprint("sk-proj-abcdefghijklmnoq"));
-        assert!(!a.contains("mnop"));
-    }
 }

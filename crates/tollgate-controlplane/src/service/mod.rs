@@ -1,0 +1,172 @@
+//! The service layer: every management operation, shared by REST and gRPC, one module
+//! per resource (`keys`, `budgets`, `providers`, `models`, `tenancy`, `tokens`, `usage`,
+//! `audit`, `routing`) plus `auth` (who may do what). This module holds only [`Service`],
+//! its constructor and the helpers every resource shares; the snapshot gateways serve
+//! from is built in [`crate::snapshot`].
+
+mod audit;
+mod auth;
+mod budgets;
+mod keys;
+mod models;
+mod providers;
+mod routing;
+mod tenancy;
+mod tokens;
+mod usage;
+
+pub(crate) use audit::append_audit;
+pub use audit::{AuditEventView, AuditPage, AuditQuery, AuditVerification, BrokenRow};
+
+pub use auth::{Actor, Scope, Tenancy};
+pub use budgets::{
+    BudgetAmount, BudgetInput, BudgetPage, BudgetView, CreateBudget, IncreaseBudget, ListBudgets,
+    MAX_INCREASE_DURATION_S, TemporaryIncreaseView, Threshold, UpdateBudget,
+};
+pub use keys::{CreateKey, KeyPage, KeyView, KeyWithSecret, ListKeys, RotateKey, UpdateKey};
+pub use models::{CreateModel, DeploymentInput, ModelView, PRICE_EXPLICIT, PricingInput, UpdateModel};
+pub use providers::{CreateProvider, ProviderView, UpdateProvider};
+pub use routing::{
+    AliasView, CreateAlias, CreateRoutingPolicy, PolicyScopeKind, RoutingPolicyView, UpdateRoutingPolicy,
+};
+pub use tenancy::{
+    CreateOrganization, CreateProject, CreateTeam, ListPrincipals, ListProjects, ListTeams, OrganizationView,
+    PrincipalPage, PrincipalRevocation, PrincipalView, ProjectView, TeamView,
+};
+pub use tokens::{CreateToken, TokenView, TokenWithSecret};
+pub use usage::{LedgerPage, LedgerQuery, UsageFormat, UsageQuery, UsageReport};
+
+use crate::ControlError;
+use crate::secrets::Secrets;
+use budgets::budget_view;
+pub(crate) use budgets::no_fields;
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::{Mutex, watch};
+use tollgate_keys::KeyHasher;
+use tollgate_store::{OrgRecord, Store};
+
+/// Name of the organization created at first start.
+pub const DEFAULT_ORG: &str = "default";
+/// Page size of list operations when none is given.
+const DEFAULT_LIMIT: u64 = 100;
+/// The largest page size of list operations.
+const MAX_LIST_LIMIT: u64 = 1000;
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or set.
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A string schema that allows exactly `values`.
+pub(crate) fn enum_schema(values: impl IntoIterator<Item = &'static str>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String).enum_values(Some(values)).build()
+}
+
+/// The control plane's operations over one store.
+pub struct Service {
+    store: Store,
+    secrets: Secrets,
+    hasher: KeyHasher,
+    org: OrgRecord,
+    revision: watch::Sender<i64>,
+    audit_lock: Mutex<()>,
+    /// Held from the unpriced-model check to the end of the write it clears, so two
+    /// writes that are fine alone but not together (an unpriced model and a `*` key
+    /// under a money budget) cannot both pass (see `refuse_unpriced_reach`).
+    unpriced_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("revision", &*self.revision.borrow()).finish_non_exhaustive()
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A list operation's `limit` query parameter.
+pub(crate) fn parse_limit(text: &str) -> Result<u64, ControlError> {
+    text.parse().map_err(|_| ControlError::invalid("limit", "must be a positive integer"))
+}
+
+/// Checks a name with the one rule every crate applies (`tollgate_core::check_name`),
+/// naming `field` on error.
+fn check_name(field: &str, value: &str) -> Result<(), ControlError> {
+    tollgate_core::check_name(value).map_err(|e| ControlError::invalid(field, e.to_string()))
+}
+
+impl Service {
+    /// Opens the service over a store: ensures the default organization exists and reads
+    /// the current revision.
+    ///
+    /// Refuses a master key other than the one the stored credentials are encrypted under
+    /// ([`ControlError::MasterKeyMismatch`]). A database that predates key ids adopts the
+    /// key, once it has decrypted a stored credential.
+    pub async fn new(store: Store, secrets: Secrets) -> Result<Arc<Self>, ControlError> {
+        crate::rotation::check_master_key(&store, &secrets.master_key).await?;
+        let org = store.ensure_org(DEFAULT_ORG).await?;
+        let rev = store.revision().await?;
+        let hasher = KeyHasher::new(&secrets.pepper);
+        let (revision, _) = watch::channel(rev);
+        Ok(Arc::new(Service {
+            store,
+            secrets,
+            hasher,
+            org,
+            revision,
+            audit_lock: Mutex::new(()),
+            unpriced_lock: Mutex::new(()),
+        }))
+    }
+
+    /// Subscribes to revision changes.
+    pub fn revisions(&self) -> watch::Receiver<i64> {
+        self.revision.subscribe()
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The control plane's secrets (master key, pepper), for the snapshot builder.
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    fn committed(&self, rev: i64) {
+        self.revision.send_if_modified(|cur| {
+            if rev > *cur {
+                *cur = rev;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    async fn audit(&self, actor: &Actor, action: &str, kind: &str, id: &str, metadata: serde_json::Value) {
+        let _guard = self.audit_lock.lock().await;
+        let result = append_audit(&self.store, &actor.id, action, kind, id, metadata).await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, action, "could not append audit event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated_with_the_field_named() {
+        assert!(check_name("name", "ok").is_ok());
+        let e = check_name("name", "").unwrap_err().to_string();
+        assert!(e.contains("name"), "{e}");
+        assert!(check_name("name", &"x".repeat(tollgate_core::MAX_NAME_LEN + 1)).is_err());
+        assert!(check_name("name", "a\nb").is_err());
+    }
+}
