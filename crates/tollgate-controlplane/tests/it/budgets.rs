@@ -762,3 +762,73 @@ async fn budget_spend_counts_only_the_ledger_of_the_current_window_since_the_las
     let missing = service.budget_spend(&BudgetId::new("bud_ghost"), now).await.unwrap_err();
     assert!(matches!(missing, tollgate_controlplane::ControlError::NotFound { .. }), "{missing:?}");
 }
+
+/// One validation rule per value: whatever budget or key the API accepts, a gateway's
+/// conversion (the same domain constructors) loads; what it refuses never reaches one.
+#[tokio::test]
+async fn every_budget_and_key_the_api_accepts_loads_on_a_gateway() {
+    let cp = Cp::start().await;
+    let t = tenancy(&cp).await;
+    let limits = [
+        json!({"limit_usd": "0"}),
+        json!({"limit_usd": "0.000000001"}),
+        json!({"limit_usd": "-1"}),
+        json!({"limit_usd": "9223372036.854775807"}),
+        json!({"limit_usd": "9223372036.854775808"}),
+        json!({"limit_usd": 1e300}),
+        json!({"limit_tokens": 0}),
+        json!({"limit_tokens": -5}),
+        json!({"limit_tokens": u64::MAX}),
+        json!({"limit_tokens": 1, "limit_usd": "1"}),
+        json!({}),
+    ];
+    let thresholds = [
+        json!(null),
+        json!([]),
+        json!([0]),
+        json!([1]),
+        json!([1.5]),
+        json!([-0.1]),
+        json!(["0.999999999"]),
+        json!([0.5, 0.5]),
+        json!((1..=17).map(|i| f64::from(i) / 20.0).collect::<Vec<_>>()),
+    ];
+    let (mut accepted, mut refused) = (0, 0);
+    for (i, limit) in limits.iter().enumerate() {
+        for (j, th) in thresholds.iter().enumerate() {
+            let window = ["minute", "day", "month", "total"][(i + j) % 4];
+            let mut body = json!({"scope": "project", "scope_id": t.project, "window": window,
+                                   "on_breach": if j % 2 == 0 { "block" } else { "warn" }});
+            body.as_object_mut().unwrap().extend(limit.as_object().unwrap().clone());
+            if !th.is_null() {
+                body["alert_thresholds"] = th.clone();
+            }
+            let r = cp.admin(Method::POST, "/api/v1/budgets", Some(body.clone())).await;
+            match r.status {
+                S::CREATED => accepted += 1,
+                S::BAD_REQUEST => refused += 1,
+                other => panic!("{body}: {other} {}", r.text()),
+            }
+            // The same budget on a key, as the key's inline budget.
+            let mut key = json!({"project": "checkout", "budget": body});
+            for k in ["scope", "scope_id"] {
+                key["budget"].as_object_mut().unwrap().remove(k);
+            }
+            let r = cp.admin(Method::POST, "/api/v1/keys", Some(key.clone())).await;
+            assert!(matches!(r.status, S::CREATED | S::BAD_REQUEST), "{key}: {} {}", r.status, r.text());
+        }
+    }
+    assert!(accepted > 0 && refused > 0, "the inputs cover both sides: {accepted} accepted, {refused} refused");
+    let snap = cp.snapshot_at(cp.revision().await).await;
+    for b in &snap.budgets {
+        if let Err(e) = tollgate_proto::convert::budget(b) {
+            panic!("the control plane accepted a budget no gateway loads: {e} ({b:?})");
+        }
+    }
+    for k in &snap.keys {
+        if let Err(e) = tollgate_proto::convert::key(k) {
+            panic!("the control plane accepted a key no gateway loads: {e}");
+        }
+    }
+    assert!(snap.budgets.len() >= accepted, "every accepted budget is published");
+}
