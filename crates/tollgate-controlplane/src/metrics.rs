@@ -2,7 +2,7 @@
 //! management requests by route, method and status with a latency histogram, the
 //! revision being published, and ledger entries received from gateways.
 //!
-//! Kept apart from `rest.rs`: a middleware on the whole router and one extra route.
+//! Kept apart from `rest/`: a middleware on the whole router and one extra route.
 //! Label values are bounded: routes are the router's patterns (`/api/v1/keys/{id}`,
 //! never a concrete id) or `unmatched`.
 

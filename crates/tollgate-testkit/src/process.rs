@@ -3,11 +3,30 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound then released; the race with other processes is small
-/// and a clash shows up as a clear bind error from the binary).
+/// Where [`free_port`] hands ports out from: below Linux's ephemeral range (32768 and up),
+/// so no listener bound to port 0 and no outgoing connection can take a port between our
+/// check and the binary's bind — which is what made tests fail with "address in use"
+/// while in-process servers and fake upstreams took ephemeral ports beside them.
+const PORT_LOW: u32 = 20_000;
+const PORT_SPAN: u32 = 12_000;
+static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+
+/// A free loopback port for a binary to bind, never the same twice in one test process
+/// (bound then released; a port another program holds is skipped).
 pub fn free_port() -> u16 {
+    // Test binaries of one `cargo test` run one after another; the process id spreads
+    // their starting points so a port a previous binary's child still holds is unlikely.
+    let start = std::process::id().wrapping_mul(7_919);
+    for _ in 0..PORT_SPAN {
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(PORT_LOW + start.wrapping_add(n) % PORT_SPAN).expect("port in range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
