@@ -20,8 +20,34 @@ pub enum UsageSource {
     /// The upstream reported usage (a `usage` object or a final usage chunk).
     Reported,
     /// Counted by the gateway because the upstream did not report it (a broken stream, a
-    /// disconnected client): what was generated is still charged, never zero.
+    /// disconnected client) or reported counts outside any sane range: what was generated
+    /// is still charged, never zero.
     Estimated,
+    /// Settled at start-up from the gateway's ledger log: the request was dispatched but
+    /// the process died before it settled. Charged what was known at dispatch (the
+    /// prompt's estimate); an operator reconciles these against the provider's bill.
+    Recovered,
+}
+
+impl UsageSource {
+    /// The contract's name: `reported`, `estimated` or `recovered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Reported => "reported",
+            UsageSource::Estimated => "estimated",
+            UsageSource::Recovered => "recovered",
+        }
+    }
+
+    /// Reads a contract name back.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "reported" => Some(UsageSource::Reported),
+            "estimated" => Some(UsageSource::Estimated),
+            "recovered" => Some(UsageSource::Recovered),
+            _ => None,
+        }
+    }
 }
 
 /// One try at an upstream while serving a request (fallbacks add more than one).
@@ -50,8 +76,13 @@ impl Attempt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerEntry {
-    /// The request id: unique, and the idempotency key of every sink.
+    /// The request id the gateway generated (unguessable, never the caller's): unique,
+    /// and the idempotency key of every sink.
     pub request_id: String,
+    /// The caller's own `x-request-id`, kept for correlation: echoed, stored, filterable,
+    /// and never used to deduplicate anything.
+    #[serde(default)]
+    pub client_request_id: Option<String>,
     /// When the request was accepted (RFC 3339, UTC, milliseconds).
     pub at: Timestamp,
     /// The virtual key that made the request.
@@ -108,6 +139,14 @@ pub struct LedgerEntry {
     /// Whether the response was streamed.
     #[serde(default)]
     pub stream: bool,
+    /// False when the served model had no price: the entry is kept (the request
+    /// happened) at zero cost, and an operator prices it later.
+    #[serde(default = "priced_default")]
+    pub priced: bool,
+}
+
+fn priced_default() -> bool {
+    true
 }
 
 impl LedgerEntry {
@@ -126,6 +165,7 @@ impl LedgerEntry {
         let requested_model = requested_model.into();
         Self {
             request_id: request_id.into(),
+            client_request_id: None,
             at: Timestamp::now(),
             key_id,
             key_name: None,
@@ -149,7 +189,20 @@ impl LedgerEntry {
             metadata: BTreeMap::new(),
             attempts: Vec::new(),
             stream: false,
+            priced: true,
         }
+    }
+
+    /// Sets the caller's own request id.
+    pub fn with_client_request_id(mut self, id: impl Into<String>) -> Self {
+        self.client_request_id = Some(id.into());
+        self
+    }
+
+    /// Marks the entry as served by a model without a price.
+    pub fn with_priced(mut self, priced: bool) -> Self {
+        self.priced = priced;
+        self
     }
 
     /// Sets when the request was accepted.
@@ -274,6 +327,7 @@ mod tests {
 
     fn sample() -> LedgerEntry {
         LedgerEntry::new("req_1", KeyId::new("key_1"), ProjectId::new("proj_1"), "gpt-4o")
+            .with_client_request_id("caller-7")
             .with_at(Timestamp::parse_rfc3339("2026-03-01T12:00:00.250Z").unwrap())
             .with_key_name("checkout")
             .with_principal("acme:user-42")
@@ -303,7 +357,7 @@ mod tests {
     fn json_form_is_the_stable_contract() {
         let json = serde_json::to_string(&sample()).unwrap();
         let want = concat!(
-            r#"{"request_id":"req_1","at":"2026-03-01T12:00:00.25Z","key_id":"key_1","key_name":"checkout","#,
+            r#"{"request_id":"req_1","client_request_id":"caller-7","at":"2026-03-01T12:00:00.25Z","key_id":"key_1","key_name":"checkout","#,
             r#""principal":"acme:user-42","project_id":"proj_1","team_id":"team_1","org_id":"org_1","#,
             r#""requested_model":"gpt-4o","served_model":"gpt-4o-2024-08-06","provider":"openai-main","#,
             r#""input_tokens":1000,"output_tokens":500,"cached_input_tokens":600,"reasoning_tokens":7,"#,
@@ -311,7 +365,7 @@ mod tests {
             r#""cost_nanos":9007199254740993,"status":200,"latency_ms":1234,"usage_source":"reported","#,
             r#""tags":["prod","eu"],"metadata":{"customer":"acme"},"#,
             r#""attempts":[{"provider":"azure-east","model":"gpt-4o","outcome":"timeout"},"#,
-            r#"{"provider":"openai-main","model":"gpt-4o-2024-08-06","outcome":"ok"}],"stream":true}"#,
+            r#"{"provider":"openai-main","model":"gpt-4o-2024-08-06","outcome":"ok"}],"stream":true,"priced":true}"#,
         );
         assert_eq!(json, want);
     }
@@ -335,6 +389,7 @@ mod tests {
         let e: LedgerEntry = serde_json::from_str(json).unwrap();
         assert_eq!((e.key_name, e.principal, e.team_id, e.org_id), (None, None, None, None));
         assert_eq!((e.cached_input_tokens, e.reasoning_tokens, e.cache_write_tokens, e.stream), (0, 0, 0, false));
+        assert_eq!((e.client_request_id, e.priced), (None, true), "older spools read as priced, no caller id");
         assert!(e.tags.is_empty() && e.metadata.is_empty() && e.attempts.is_empty());
         assert_eq!(e.usage_source, UsageSource::Estimated);
         assert_eq!(e.cost, Money::from_nanos(3));

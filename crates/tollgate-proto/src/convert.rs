@@ -373,11 +373,7 @@ pub fn ledger_entry_to_wire(e: &LedgerEntry) -> v1::LedgerEntry {
         cost_nanos: e.cost.nanos(),
         status: u32::from(e.status),
         latency_ms: e.latency_ms,
-        usage_source: match e.usage_source {
-            UsageSource::Reported => "reported",
-            UsageSource::Estimated => "estimated",
-        }
-        .to_owned(),
+        usage_source: e.usage_source.as_str().to_owned(),
         tags: e.tags.clone(),
         metadata: e.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         attempts: e
@@ -399,14 +395,14 @@ pub fn ledger_entry(w: &v1::LedgerEntry) -> Result<LedgerEntry, Rejected> {
     if w.request_id.is_empty() {
         return Err(bad("empty request_id".into()));
     }
-    let usage_source = match w.usage_source.as_str() {
-        "reported" => UsageSource::Reported,
-        "estimated" => UsageSource::Estimated,
-        other => return Err(bad(format!("unknown usage_source {:?}", other.chars().take(32).collect::<String>()))),
+    let Some(usage_source) = UsageSource::parse(&w.usage_source) else {
+        let other = w.usage_source.chars().take(32).collect::<String>();
+        return Err(bad(format!("unknown usage_source {other:?}")));
     };
     let status = u16::try_from(w.status).map_err(|_| bad(format!("status {} is not an HTTP status", w.status)))?;
     Ok(LedgerEntry {
         request_id: w.request_id.clone(),
+        client_request_id: None,
         at: Timestamp::from_unix_millis(w.at_ms),
         key_id: KeyId::new(w.key_id.as_str()),
         key_name: w.key_name.clone(),
@@ -430,6 +426,7 @@ pub fn ledger_entry(w: &v1::LedgerEntry) -> Result<LedgerEntry, Rejected> {
         metadata: w.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         attempts: w.attempts.iter().map(|a| Attempt::new(&a.provider, &a.model, &a.outcome)).collect(),
         stream: w.stream,
+        priced: true,
     })
 }
 

@@ -43,10 +43,7 @@ fn json<T: serde::Serialize>(e: &LedgerEntry, field: &str, v: &T) -> Result<Stri
 }
 
 fn usage_source_str(s: UsageSource) -> &'static str {
-    match s {
-        UsageSource::Reported => "reported",
-        UsageSource::Estimated => "estimated",
-    }
+    s.as_str()
 }
 
 /// The row of `e`, or why the database could never store it.
@@ -110,10 +107,8 @@ fn from_json<T: serde::de::DeserializeOwned>(id: &str, column: &str, text: &str)
 
 pub(crate) fn entry_from_row(m: ledger_entry::Model) -> Result<LedgerEntry, StoreError> {
     let id = m.request_id.as_str();
-    let usage_source = match m.usage_source.as_str() {
-        "reported" => UsageSource::Reported,
-        "estimated" => UsageSource::Estimated,
-        other => return Err(corrupt(id, format!("column usage_source: unknown value {other:?}"))),
+    let Some(usage_source) = UsageSource::parse(&m.usage_source) else {
+        return Err(corrupt(id, format!("column usage_source: unknown value {:?}", m.usage_source)));
     };
     let status = u16::try_from(m.status).map_err(|_| corrupt(id, format!("column status: {}", m.status)))?;
     let tags: Vec<String> = from_json(id, "tags_json", &m.tags_json)?;
@@ -144,6 +139,8 @@ pub(crate) fn entry_from_row(m: ledger_entry::Model) -> Result<LedgerEntry, Stor
         attempts,
         stream: m.stream,
         request_id: m.request_id,
+        client_request_id: None,
+        priced: true,
     })
 }
 
