@@ -55,6 +55,25 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: imp
     TestResponse { status: parts.status, headers: parts.headers, body }
 }
 
+/// Sends one request, returning why it failed instead of panicking: for requests a test
+/// expects some of to fail (a server killed mid-load).
+pub async fn try_send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<TestResponse, String> {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body.into())).map_err(|e| e.to_string())?;
+    let (parts, body) = client.request(req).await.map_err(|e| e.to_string())?.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(TestResponse { status: parts.status, headers: parts.headers, body })
+}
+
 /// Sends one request whose body may break off (a stream the server cuts): returns what
 /// arrived, and whether the body ended cleanly.
 pub async fn send_cut(

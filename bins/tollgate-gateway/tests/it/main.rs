@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
 
 mod budgets;
+mod crash;
 mod hostile;
+mod identity;
 mod metering;
 mod observability;
 mod routing;

@@ -11,6 +11,38 @@ use tollgate_testkit::{CHAT_COMPLETION, CHAT_STREAM, FakeUpstream, Reply};
 pub(crate) const ADMIN: &str = "test-admin-token-0123456789";
 pub(crate) const UPSTREAM_KEY: &str = "sk-upstream-credential-abcdef123456";
 
+/// Where a standalone gateway keeps its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// SQLite in the data dir (the default).
+    Sqlite,
+    /// A fresh database on `TOLLGATE_TEST_POSTGRES_URL`'s server (SQLite, said so, when
+    /// the variable is unset: the README's test command runs on a bare machine).
+    Postgres,
+}
+
+impl Backend {
+    /// Both backends, for tests about what storage keeps.
+    pub(crate) const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+    /// The `TOLLGATE_DATABASE_URL` to start with, if not the default.
+    async fn database_url(self) -> Option<String> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => match std::env::var("TOLLGATE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) {
+                Some(admin) => Some(tollgate_store::Store::create_postgres_database(&admin).await.unwrap()),
+                None => {
+                    #[allow(clippy::print_stdout)] // says why this run is not on PostgreSQL
+                    {
+                        println!("TOLLGATE_TEST_POSTGRES_URL not set: the PostgreSQL case runs on SQLite");
+                    }
+                    None
+                }
+            },
+        }
+    }
+}
+
 pub(crate) struct Gateway {
     pub(crate) proc: Proc,
     pub(crate) data: String,
@@ -27,6 +59,17 @@ impl Gateway {
 
     /// Starts the standalone binary with extra environment variables.
     pub(crate) async fn start_with_env(extra_env: &[(&str, &str)]) -> Gateway {
+        Self::start_on(Backend::Sqlite, extra_env).await
+    }
+
+    /// Starts the standalone binary on `backend`, with extra environment variables.
+    pub(crate) async fn start_on(backend: Backend, extra_env: &[(&str, &str)]) -> Gateway {
+        let database_url = backend.database_url().await;
+        let mut extra: Vec<(&str, &str)> = extra_env.to_vec();
+        if let Some(url) = &database_url {
+            extra.push(("TOLLGATE_DATABASE_URL", url.as_str()));
+        }
+        let extra_env = extra.as_slice();
         let dir = temp_dir("standalone");
         let (d, a, g) = (free_port(), free_port(), free_port());
         let (data, admin, grpc) = (format!("127.0.0.1:{d}"), format!("127.0.0.1:{a}"), format!("127.0.0.1:{g}"));
@@ -64,6 +107,14 @@ impl Gateway {
     /// same data dir and ports.
     pub(crate) async fn restart(&mut self) {
         assert!(self.proc.terminate(Duration::from_secs(15)), "the gateway stops cleanly on SIGTERM");
+        self.proc = Self::spawn(&self.args, &self.env);
+        self.wait_ready().await;
+    }
+
+    /// Kills the gateway with SIGKILL — no shutdown, no flush, no drop guard — and
+    /// starts it again on the same data dir, database and ports.
+    pub(crate) async fn crash_and_restart(&mut self) {
+        self.proc.kill();
         self.proc = Self::spawn(&self.args, &self.env);
         self.wait_ready().await;
     }
