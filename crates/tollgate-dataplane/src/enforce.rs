@@ -185,6 +185,12 @@ impl Admitted {
         self.pricing = pricing;
     }
 
+    /// Whether the request has a price (a model served unpriced is recorded at zero cost
+    /// with `priced: false`).
+    pub(crate) fn priced(&self) -> bool {
+        self.pricing.is_some()
+    }
+
     /// The cost of `usage` at this request's price (zero when the model has no price,
     /// which only happens for keys without a money budget).
     pub(crate) fn cost(&self, usage: &Usage) -> Money {

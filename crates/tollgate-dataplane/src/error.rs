@@ -88,6 +88,10 @@ pub enum ApiError {
     /// The budget or rate-limit counters could not be reached.
     #[error("budget counters are unavailable")]
     Counters(#[source] tollgate_budgets::StoreError),
+    /// The gateway failed serving the request (a task panicked); the details are in the
+    /// log under the request's id, never in the answer.
+    #[error("the gateway failed serving this request")]
+    Internal,
 }
 
 /// Which error shape a response uses: the caller's dialect.
@@ -153,6 +157,7 @@ impl ServiceError for ApiError {
             ApiError::RateLimited(..) => ErrorCode::RateLimited,
             ApiError::Unpriced => ErrorCode::BadRequest,
             ApiError::Counters(_) => ErrorCode::Unavailable,
+            ApiError::Internal => ErrorCode::Internal,
         }
     }
 }
@@ -192,6 +197,7 @@ impl ApiError {
             ApiError::RateLimited(..) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate_limit_exceeded"),
             ApiError::Unpriced => (StatusCode::BAD_REQUEST, "invalid_request_error", "model_not_priced"),
             ApiError::Counters(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error", "counters_unavailable"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error"),
         }
     }
 

@@ -33,6 +33,7 @@ mod ledger;
 mod ledger_stream;
 mod metrics;
 mod proxy;
+mod request_id;
 mod server;
 mod snapshot;
 mod stream;
@@ -314,6 +315,7 @@ impl DataPlane {
         let spool = self.ledger().map(|l| l.spool_depth());
         let mut out = self.metrics.render(tollgate_core::Timestamp::now().unix_millis(), spool);
         self.metrics.render_config_rejected(&mut out);
+        self.metrics.render_ledger(&mut out, self.ledger().map(|l| l.stats()).as_ref());
         out
     }
 }

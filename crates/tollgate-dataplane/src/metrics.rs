@@ -169,6 +169,9 @@ pub(crate) struct Metrics {
     /// Published objects this gateway refused to load, by kind (in [`ConfigKind::PUBLISHED`]
     /// order), every series present from the start so an alert can watch its increase.
     config_rejected: [AtomicU64; ConfigKind::PUBLISHED.len()],
+    /// Ledger entries of requests served by a model without a price (recorded at zero
+    /// cost with `priced: false`).
+    unpriced_entries: AtomicU64,
 }
 
 /// The endpoints metrics are kept for.
@@ -194,10 +197,48 @@ impl Metrics {
             snapshot_revision: AtomicI64::new(0),
             snapshot_applied_unix_ms: AtomicI64::new(0),
             config_rejected: std::array::from_fn(|_| AtomicU64::new(0)),
+            unpriced_entries: AtomicU64::new(0),
         }
     }
 
     /// Counts a request in flight until the guard drops.
+    /// Counts a ledger entry of a request served unpriced.
+    pub(crate) fn unpriced_entry(&self) {
+        self.unpriced_entries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The ledger's series: what this data plane recorded unpriced, and, when it has a
+    /// ledger writer, that writer's counters.
+    pub(crate) fn render_ledger(&self, out: &mut String, stats: Option<&tollgate_metering::LedgerStats>) {
+        let help = "Ledger entries of requests served by a model without a price (charged $0, `priced: false`).";
+        header(out, "tollgate_ledger_unpriced_entries_total", Kind::Counter, help);
+        sample(out, "tollgate_ledger_unpriced_entries_total", "", self.unpriced_entries.load(Ordering::Relaxed));
+        let Some(s) = stats else { return };
+        let series: [(&str, Kind, &str, u64); 2] = [
+            (
+                "tollgate_ledger_queue_depth",
+                Kind::Gauge,
+                "Ledger entries waiting in memory for the sink.",
+                s.queue_depth,
+            ),
+            (
+                "tollgate_ledger_sink_failures_total",
+                Kind::Counter,
+                "Ledger sink writes that failed (and were retried).",
+                s.sink_failures,
+            ),
+        ];
+        for (name, kind, help, v) in series {
+            header(out, name, kind, help);
+            sample(out, name, "", v);
+        }
+    }
+
+    /// Requests in flight now (until their response head is handed over).
+    pub(crate) fn inflight_now(&self) -> i64 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn inflight(&self) -> InflightGuard<'_> {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         InflightGuard(&self.inflight)

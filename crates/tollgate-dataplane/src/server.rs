@@ -1,8 +1,10 @@
 //! The data-plane HTTP server: accepting connections, dispatching by path, and the
 //! endpoints that never reach an upstream (`/v1/models`, `/v1/key`, health).
 
+use crate::ledger::CallerPresence;
 use crate::metrics::Observation;
-use crate::proxy::{Endpoint, Resp, Seen, json_response, proxy};
+use crate::proxy::{Endpoint, Identity, Resp, Seen, json_response, proxy};
+use crate::request_id::RequestIds;
 use crate::{ApiError, DataPlane, ErrorShape};
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -15,7 +17,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tollgate_budgets::{Budget, BudgetUsage, Limit};
@@ -67,14 +68,23 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(dp.config.shutdown_grace, graceful.shutdown()).await.is_err() {
+    let deadline = tokio::time::Instant::now() + dp.config.shutdown_grace;
+    // Connections first, then the requests whose callers left but whose upstream calls
+    // still run to completion (they are charged when they end).
+    let drained = tokio::time::timeout_at(deadline, async {
+        graceful.shutdown().await;
+        while dp.metrics.inflight_now() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    if drained.await.is_err() {
         tracing::warn!("shutdown grace elapsed with requests still in flight");
     }
     Ok(())
 }
 
 async fn handle(dp: Arc<DataPlane>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    let request_id = request_id(req.headers());
+    let ids = RequestIds::from_headers(req.headers());
     let endpoint = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => Some(Endpoint::Chat),
         (&Method::POST, "/v1/messages" | "/messages") => Some(Endpoint::Messages),
@@ -83,54 +93,7 @@ async fn handle(dp: Arc<DataPlane>, req: Request<Incoming>) -> Result<Resp, Infa
         _ => None,
     };
     if let Some(endpoint) = endpoint {
-        let _inflight = dp.metrics.inflight();
-        let started = Instant::now();
-        let mut seen = Seen::default();
-        // Every log line of the request carries its id (JSON logs: a `span` field).
-        let id = request_id.to_str().unwrap_or("");
-        let span = crate::trace::request_span(id, endpoint);
-        let result =
-            tracing::Instrument::instrument(proxy(&dp, req, endpoint, &request_id, &mut seen), span.clone()).await;
-        let error = result.as_ref().err();
-        if let Some(e) = error {
-            dp.metrics.refused(e);
-        }
-        let status = match &result {
-            Ok(r) => r.status().as_u16(),
-            Err(e) => e.status().as_u16(),
-        };
-        let total = started.elapsed();
-        dp.metrics.observe(&Observation {
-            endpoint: endpoint.label(),
-            model: seen.model.as_deref(),
-            provider: seen.provider.as_deref(),
-            key: seen.key.as_ref().map(|k| k.as_str()),
-            principal: seen.principal.as_deref(),
-            status,
-            error: error.map(ApiError::code_str),
-            total,
-            upstream: seen.upstream,
-        });
-        if dp.config.trace_attributes {
-            crate::trace::record_outcome(&span, id, endpoint, &seen, status, error.map(ApiError::code_str));
-        }
-        // The access log: one line per request (its id and endpoint come from the span);
-        // `TOLLGATE_LOG=info,tollgate::access=off` turns it off.
-        span.in_scope(|| {
-            tracing::info!(
-                target: "tollgate::access",
-                status,
-                duration_us = u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
-                model = seen.model.as_deref().unwrap_or(""),
-                provider = seen.provider.as_deref().unwrap_or(""),
-                key_id = seen.key.as_ref().map_or("", |k| k.as_str()),
-                error = error.map_or("", ApiError::code_str),
-                "request"
-            );
-        });
-        let mut resp = result.unwrap_or_else(|e| error_response(&e, endpoint.error_shape(), Timestamp::now()));
-        resp.headers_mut().insert("x-request-id", request_id);
-        return Ok(resp);
+        return Ok(upstream_bound(dp, req, endpoint, ids).await);
     }
     let result = match (req.method(), req.uri().path()) {
         (&Method::GET, "/v1/models" | "/models") => models(&dp, req.headers()),
@@ -141,8 +104,97 @@ async fn handle(dp: Arc<DataPlane>, req: Request<Incoming>) -> Result<Resp, Infa
         (m, p) => Err(ApiError::UnknownEndpoint { method: m.to_string(), path: p.chars().take(128).collect() }),
     };
     let mut resp = result.unwrap_or_else(|e| error_response(&e, ErrorShape::OpenAi, Timestamp::now()));
-    resp.headers_mut().insert("x-request-id", request_id);
+    ids.write(resp.headers_mut());
     Ok(resp)
+}
+
+/// Serves an upstream-bound request in a task of its own, so that once it is dispatched
+/// it runs to completion (bounded by the upstream timeouts) and is settled even when the
+/// caller hangs up: the provider bills the call either way. The caller leaving is noted
+/// (the ledger records 499) but cancels nothing.
+async fn upstream_bound(dp: Arc<DataPlane>, req: Request<Incoming>, endpoint: Endpoint, ids: RequestIds) -> Resp {
+    let presence = CallerPresence::default();
+    let watch = presence.watch();
+    let shape = endpoint.error_shape();
+    let task = tokio::spawn(served(dp, req, endpoint, ids.clone(), presence));
+    let resp = match task.await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(request_id = ids.ours_str(), error = %e, "request task failed");
+            let mut resp = error_response(&ApiError::Internal, shape, Timestamp::now());
+            ids.write(resp.headers_mut());
+            resp
+        }
+    };
+    // The response is handed over: from here a stream's own end tells how it went.
+    watch.handed_over();
+    resp
+}
+
+async fn served(
+    dp: Arc<DataPlane>,
+    req: Request<Incoming>,
+    endpoint: Endpoint,
+    ids: RequestIds,
+    presence: CallerPresence,
+) -> Resp {
+    let _inflight = dp.metrics.inflight();
+    let started = Instant::now();
+    let mut seen = Seen::default();
+    // Every log line of the request carries our id (JSON logs: a `span` field).
+    let id = ids.ours_str();
+    let span = crate::trace::request_span(id, endpoint);
+    let request = Identity { ids: &ids, presence };
+    let result = tracing::Instrument::instrument(proxy(&dp, req, endpoint, &request, &mut seen), span.clone()).await;
+    let error = result.as_ref().err();
+    if let Some(e) = error {
+        dp.metrics.refused(e);
+    }
+    let status = match &result {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.status().as_u16(),
+    };
+    let total = started.elapsed();
+    dp.metrics.observe(&Observation {
+        endpoint: endpoint.label(),
+        model: seen.model.as_deref(),
+        provider: seen.provider.as_deref(),
+        key: seen.key.as_ref().map(|k| k.as_str()),
+        principal: seen.principal.as_deref(),
+        status,
+        error: error.map(ApiError::code_str),
+        total,
+        upstream: seen.upstream,
+    });
+    if dp.config.trace_attributes {
+        crate::trace::record_outcome(
+            &span,
+            id,
+            ids.client_str(),
+            endpoint,
+            &seen,
+            status,
+            error.map(ApiError::code_str),
+        );
+    }
+    // The access log: one line per request (its id and endpoint come from the span);
+    // `TOLLGATE_LOG=info,tollgate::access=off` turns it off.
+    span.in_scope(|| {
+        tracing::info!(
+            target: "tollgate::access",
+            status,
+            duration_us = u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
+            model = seen.model.as_deref().unwrap_or(""),
+            provider = seen.provider.as_deref().unwrap_or(""),
+            key_id = seen.key.as_ref().map_or("", |k| k.as_str()),
+            client_request_id = ids.client_str().unwrap_or(""),
+            error = error.map_or("", ApiError::code_str),
+            "request"
+        );
+    });
+    let mut resp = result.unwrap_or_else(|e| error_response(&e, endpoint.error_shape(), Timestamp::now()));
+    ids.write(resp.headers_mut());
+    resp
 }
 
 fn metrics(dp: &DataPlane) -> Resp {
@@ -157,23 +209,6 @@ fn readyz(dp: &DataPlane) -> Resp {
     let body = format!("{{\"ready\":{},\"revision\":{}}}", snap.loaded, snap.revision);
     let status = if snap.loaded { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json_response(status, Bytes::from(body))
-}
-
-/// The caller's `x-request-id` when it is short and printable, else a fresh one.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get("x-request-id")
-        && !v.is_empty()
-        && v.len() <= 128
-        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-    {
-        return v.clone();
-    }
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let prefix = *PREFIX.get_or_init(rand::random);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("req_{prefix:08x}{n:012x}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
 }
 
 /// The presented key: `Authorization: Bearer`, then `x-api-key` (Anthropic clients),
@@ -308,16 +343,5 @@ mod tests {
         assert_eq!(presented_key(&h), "anthropic");
         h.insert(AUTHORIZATION, HeaderValue::from_static("bearer  openai "));
         assert_eq!(presented_key(&h), "openai");
-    }
-
-    #[test]
-    fn request_ids_are_kept_when_sane_and_generated_otherwise() {
-        let mut h = HeaderMap::new();
-        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&h), "abc-123");
-        h.insert("x-request-id", HeaderValue::from_static("has space"));
-        let generated = request_id(&h);
-        assert!(generated.to_str().unwrap().starts_with("req_"));
-        assert_ne!(generated, request_id(&HeaderMap::new()));
     }
 }

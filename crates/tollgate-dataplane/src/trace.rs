@@ -23,6 +23,7 @@ pub(crate) fn request_span(request_id: &str, endpoint: Endpoint) -> Span {
         otel.kind = Empty,
         otel.status_code = Empty,
         tollgate.request_id = Empty,
+        tollgate.client_request_id = Empty,
         gen_ai.operation.name = Empty,
         gen_ai.system = Empty,
         gen_ai.request.model = Empty,
@@ -38,6 +39,7 @@ pub(crate) fn request_span(request_id: &str, endpoint: Endpoint) -> Span {
 pub(crate) fn record_outcome(
     span: &Span,
     request_id: &str,
+    client_request_id: Option<&str>,
     endpoint: Endpoint,
     seen: &Seen,
     status: u16,
@@ -46,6 +48,9 @@ pub(crate) fn record_outcome(
     let op = operation_name(endpoint);
     span.record("otel.kind", "server");
     span.record("tollgate.request_id", request_id);
+    if let Some(id) = client_request_id {
+        span.record("tollgate.client_request_id", id);
+    }
     span.record("gen_ai.operation.name", op);
     match seen.model.as_deref() {
         // The GenAI span name: "{operation} {model}".
@@ -144,7 +149,7 @@ mod tests {
                 system: Some(gen_ai_system(ProviderKind::OpenAi)),
                 ..Seen::default()
             };
-            record_outcome(&span, "req_1", Endpoint::Chat, &seen, 200, None);
+            record_outcome(&span, "req_1", Some("caller-9"), Endpoint::Chat, &seen, 200, None);
             span.in_scope(|| record_usage(12, 5));
         });
         let fields: std::collections::HashMap<String, String> = rec.0.lock().unwrap().iter().cloned().collect();
@@ -157,6 +162,7 @@ mod tests {
         assert_eq!(get("gen_ai.usage.output_tokens"), Some("5"));
         assert_eq!(get("http.response.status_code"), Some("200"));
         assert_eq!(get("tollgate.request_id"), Some("req_1"));
+        assert_eq!(get("tollgate.client_request_id"), Some("caller-9"));
         assert_eq!(get("otel.name"), Some("chat gpt-4o"));
         assert!(!fields.contains_key("otel.status_code"), "a 200 is not an error");
         assert!(fields.values().all(|v| !v.contains("key_1")), "the key is not a span attribute: {fields:?}");

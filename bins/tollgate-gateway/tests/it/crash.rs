@@ -24,11 +24,7 @@ fn marked(marker: &str) -> Value {
 
 /// The markers of every request the upstream received.
 fn served_markers(upstream: &FakeUpstream) -> Vec<String> {
-    upstream
-        .requests()
-        .iter()
-        .filter_map(|r| r.json()["messages"][0]["content"].as_str().map(str::to_owned))
-        .collect()
+    upstream.requests().iter().filter_map(|r| r.json()["messages"][0]["content"].as_str().map(str::to_owned)).collect()
 }
 
 /// Entries by the caller's id (each request of these tests sends its marker as
@@ -126,10 +122,7 @@ async fn kill_9_under_load_loses_no_request_the_upstream_served() {
         for (m, e) in &by_id {
             if !answered.contains(m) {
                 let source = e[0]["usage_source"].as_str().unwrap_or_default();
-                assert!(
-                    source == "recovered" || source == "reported",
-                    "{backend:?}: {m} was cut by the crash: {e:?}"
-                );
+                assert!(source == "recovered" || source == "reported", "{backend:?}: {m} was cut by the crash: {e:?}");
                 assert!(e[0]["cost_nanos"].as_i64().unwrap_or(0) > 0, "a recovered entry is charged its prompt: {e:?}");
             }
         }
@@ -137,8 +130,11 @@ async fn kill_9_under_load_loses_no_request_the_upstream_served() {
         let cut = served.len() - answered.len();
         println!("{backend:?}: {} served, {} answered, {recovered} recovered", served.len(), answered.len());
         assert!(recovered <= cut + (entries.len() - served.len()), "only requests cut by the crash are recovered");
-        let answered_entries: Vec<Value> =
-            entries.iter().filter(|e| answered.contains(e["client_request_id"].as_str().unwrap_or(""))).cloned().collect();
+        let answered_entries: Vec<Value> = entries
+            .iter()
+            .filter(|e| answered.contains(e["client_request_id"].as_str().unwrap_or("")))
+            .cloned()
+            .collect();
         assert_eq!(total_nanos(&answered_entries), ANSWERED_NANOS * answered.len() as i64);
         let metrics = tollgate_testkit::http_client::get(&format!("{}/metrics", gw.data), None).await.text();
         let counted: u64 = metrics

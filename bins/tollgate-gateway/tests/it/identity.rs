@@ -88,7 +88,11 @@ async fn a_repeated_caller_request_id_dedupes_nothing_before_or_after_a_restart(
         let by_client = get(&format!("{}/api/v1/ledger?window=24h&client_request_id=same-id-6", gw.admin), Some(ADMIN))
             .await
             .json();
-        assert_eq!(by_client["entries"].as_array().map(Vec::len), Some(6), "filterable by the caller's id: {by_client}");
+        assert_eq!(
+            by_client["entries"].as_array().map(Vec::len),
+            Some(6),
+            "filterable by the caller's id: {by_client}"
+        );
         let spent = total_nanos(&entries);
         assert!(spent > 0);
 
@@ -110,7 +114,8 @@ async fn no_tenant_can_erase_another_tenants_entries_by_guessing_ids() {
         let (_, attacker) = gw.setup(&upstream, json!({})).await;
         gw.created("/api/v1/projects", json!({"name": "victims", "team": "acme"})).await;
         let victim = gw.created("/api/v1/keys", json!({"project": "victims", "name": "v"})).await;
-        let (victim_id, victim) = (victim["id"].as_str().unwrap().to_owned(), victim["key"].as_str().unwrap().to_owned());
+        let (victim_id, victim) =
+            (victim["id"].as_str().unwrap().to_owned(), victim["key"].as_str().unwrap().to_owned());
         gw.wait_key_live(&victim).await;
 
         // The attacker learns the current id, and claims the next ones however they are

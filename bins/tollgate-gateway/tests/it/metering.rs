@@ -42,7 +42,7 @@ async fn ledger_entries(gw: &Gateway, ids: &[String]) -> Vec<Value> {
     let url = format!("{}/api/v1/ledger?window=24h&limit=1000", gw.admin);
     let find = |page: &Value| -> Option<Vec<Value>> {
         let entries = page["entries"].as_array()?;
-        ids.iter().map(|id| entries.iter().find(|e| e["request_id"] == id.as_str()).cloned()).collect()
+        ids.iter().map(|id| entries.iter().find(|e| e["client_request_id"] == id.as_str()).cloned()).collect()
     };
     eventually(Duration::from_secs(10), "the ledger has every entry", || {
         let url = url.clone();

@@ -93,7 +93,7 @@ fn attr(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option
     }
 }
 
-/// Waits for the exported span of request `id`.
+/// Waits for the exported span of the request the caller sent as `x-request-id: id`.
 async fn exported_span(
     received: &collector::Collector,
     gw: &Gateway,
@@ -109,7 +109,7 @@ async fn exported_span(
             .flat_map(|r| &r.resource_spans)
             .flat_map(|r| &r.scope_spans)
             .flat_map(|s| &s.spans)
-            .find(|s| attr(s, "tollgate.request_id").as_deref() == Some(id))
+            .find(|s| attr(s, "tollgate.client_request_id").as_deref() == Some(id))
             .cloned();
         if let Some(s) = found {
             return s;

@@ -6,7 +6,7 @@ use super::authenticate::Ctx;
 use super::route::Routed;
 use crate::ApiError;
 use crate::enforce::{Admitted, Ask};
-use crate::ledger::Pending;
+use crate::ledger::{Pending, Start};
 use tollgate_budgets::RateLimits;
 
 /// What admission hands on: the permits and reservation to settle, and the ledger entry
@@ -37,14 +37,13 @@ pub(super) async fn admit(ctx: &Ctx<'_>, routed: &Routed<'_>) -> Result<Admissio
             now: ctx.now,
         })
         .await?;
-    let ledger = Pending::start(
-        ctx.dp.ledger(),
-        ctx.request_id.to_str().unwrap_or("req_unknown"),
-        key,
-        &ctx.head.model,
-        routed.first.deployment,
-        ctx.stream,
-        ctx.started,
-    );
+    let start = Start {
+        model: &ctx.head.model,
+        deployment: routed.first.deployment,
+        stream: ctx.stream,
+        priced: routed.pricing.is_some(),
+        started: ctx.started,
+    };
+    let ledger = Pending::start(ctx.dp, ctx.identity, key, start);
     Ok(Admission { admitted, ledger })
 }

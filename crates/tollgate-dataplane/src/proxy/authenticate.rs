@@ -2,11 +2,11 @@
 //! the caller's key and the request's head. Builds the request context [`Ctx`] every
 //! later phase reads.
 
-use super::{Endpoint, Seen, read_body};
+use super::{Endpoint, Identity, Seen, read_body};
 use crate::snapshot::Snapshot;
 use crate::{ApiError, DataPlane};
 use bytes::Bytes;
-use http::{HeaderValue, Request};
+use http::Request;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +19,8 @@ use tollgate_providers::openai::RequestHead;
 /// [`authenticate`], read (never changed) by every phase after it.
 pub(super) struct Ctx<'d> {
     pub(super) dp: &'d DataPlane,
-    pub(super) request_id: &'d HeaderValue,
+    /// Our id (the ledger's key) and the caller's, and whether the caller is still there.
+    pub(super) identity: &'d Identity<'d>,
     /// Everything the request needs comes from this one snapshot, held (a reference
     /// count) until dispatch ends: the routing plan borrows its breakers and policy.
     pub(super) snap: Arc<Snapshot>,
@@ -43,7 +44,7 @@ pub(super) async fn authenticate<'d>(
     dp: &'d DataPlane,
     req: Request<Incoming>,
     endpoint: Endpoint,
-    request_id: &'d HeaderValue,
+    identity: &'d Identity<'d>,
     seen: &mut Seen,
 ) -> Result<Ctx<'d>, ApiError> {
     let started = Instant::now();
@@ -62,5 +63,5 @@ pub(super) async fn authenticate<'d>(
     }
     let head = RequestHead::parse(&body)?;
     let stream = head.stream && endpoint != Endpoint::Embeddings;
-    Ok(Ctx { dp, request_id, snap, endpoint, caller, started, now, body, key, head, stream })
+    Ok(Ctx { dp, identity, snap, endpoint, caller, started, now, body, key, head, stream })
 }

@@ -20,6 +20,8 @@ mod dispatch;
 mod respond;
 mod route;
 
+use crate::ledger::CallerPresence;
+use crate::request_id::RequestIds;
 use crate::{ApiError, DataPlane, ErrorShape};
 use admit::admit;
 use authenticate::authenticate;
@@ -115,6 +117,13 @@ pub(crate) struct Seen {
     pub(crate) upstream: Duration,
 }
 
+/// Who is asking, apart from the key: the request's ids and whether its caller is still
+/// there.
+pub(crate) struct Identity<'a> {
+    pub(crate) ids: &'a RequestIds,
+    pub(crate) presence: CallerPresence,
+}
+
 /// Reads the request body, refusing more than `limit` bytes: a larger declared
 /// `content-length` is refused before a byte is read, a chunked body as soon as it
 /// passes the limit.
@@ -139,10 +148,10 @@ pub(crate) async fn proxy(
     dp: &DataPlane,
     req: Request<Incoming>,
     endpoint: Endpoint,
-    request_id: &HeaderValue,
+    identity: &Identity<'_>,
     seen: &mut Seen,
 ) -> Result<Resp, ApiError> {
-    let ctx = authenticate(dp, req, endpoint, request_id, seen).await?;
+    let ctx = authenticate(dp, req, endpoint, identity, seen).await?;
     let mut routed = route(&ctx, seen)?;
     let mut admission = admit(&ctx, &routed).await?;
     let served = dispatch(&ctx, &mut routed, &mut admission, seen).await?;

@@ -63,7 +63,7 @@ pub(super) async fn respond(
         seen.system = Some(crate::trace::gen_ai_system(chosen.provider.provider.kind()));
     }
     if let Some(l) = ledger.as_mut() {
-        l.served_by(chosen.deployment);
+        l.served_by(chosen.deployment, admitted.priced());
     }
     // Only a stream is judged at its end; a whole answer was judged when it came, and
     // needs no reference count taken on a breaker every request shares.

@@ -36,7 +36,7 @@ async fn a_whole_answer_is_charged_its_reported_usage_at_the_catalog_price() {
     // 12 × $1/M + 5 × $2/M.
     assert_eq!(entry.cost, Money::from_nanos(12_000 + 10_000));
     assert_eq!((entry.status, entry.stream), (200, false));
-    assert_eq!(r.headers["x-request-id"].to_str().unwrap(), entry.request_id);
+    assert_eq!(r.headers["x-tollgate-request-id"].to_str().unwrap(), entry.request_id, "the ledger's key is ours");
 }
 
 #[tokio::test]
