@@ -37,6 +37,7 @@
 mod catalog;
 mod entry;
 mod error;
+pub mod journal;
 mod pricing;
 mod sink;
 mod spool;
@@ -46,8 +47,9 @@ mod writer;
 pub use catalog::{BUILTIN_PRICES_JSON, CatalogEntry, CatalogError, PriceCatalog, normalize_model_name};
 pub use entry::{Attempt, LedgerEntry, UsageSource};
 pub use error::{LedgerError, SinkError};
+pub use journal::{FsyncPolicy, FsyncPolicyError, Intent, JournalRecovery};
 pub use pricing::{PriceTable, Pricing};
 pub use sink::{LedgerSink, MemorySink, SinkFuture};
-pub use spool::{DEFAULT_COMPACT_BYTES, Spool, SpoolBatch, SpoolRecovery};
+pub use spool::{DEFAULT_COMPACT_BYTES, Spool, SpoolBatch, SpoolRecovery, rejected_entries};
 pub use tollgate_providers::Usage;
 pub use writer::{LedgerConfig, LedgerStats, LedgerWriter};

@@ -2,5 +2,6 @@
 //! API only — outages, crashes, damaged spools, rejected entries.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
 
+mod journal;
 mod support;
 mod writer;
