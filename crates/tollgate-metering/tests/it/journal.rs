@@ -121,3 +121,225 @@ async fn a_killed_gateway_loses_no_answered_request_and_recovers_those_in_flight
     }
     assert_eq!(stored.len(), SETTLED + RECORDED + IN_FLIGHT, "nothing else, nothing twice");
 }
+
+fn segments(dir: &TempDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.journal())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("ledger-") && n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The number of the newest segment file.
+fn newest_seq(dir: &TempDir) -> u64 {
+    let newest = segments(dir).pop().unwrap();
+    newest.trim_start_matches("ledger-").trim_end_matches(".log").parse().unwrap()
+}
+
+fn journal_config(dir: &TempDir) -> LedgerConfig {
+    LedgerConfig {
+        journal_dir: Some(dir.journal()),
+        journal_rotate: Duration::from_millis(10),
+        fsync: "interval:2".parse().unwrap(),
+        ..config(dir)
+    }
+}
+
+/// One log line as the brief fixes it: `{"t": kind, "e": entry}` or `{"t":"void","id":..}`.
+fn line(kind: &str, e: &LedgerEntry) -> String {
+    if kind == "void" {
+        serde_json::json!({"t": "void", "id": e.request_id}).to_string()
+    } else {
+        serde_json::json!({"t": kind, "e": e}).to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fsync_policy_writes_json_lines_before_the_call_returns() {
+    for policy in ["always", "never", "interval:5"] {
+        let dir = TempDir::new("format");
+        let sink = Arc::new(MemorySink::new());
+        let cfg = LedgerConfig {
+            journal_dir: Some(dir.journal()),
+            fsync: policy.parse().unwrap(),
+            max_delay: Duration::from_secs(3600),
+            ..config(&dir)
+        };
+        let (writer, task) = LedgerWriter::start(sink.clone(), cfg).unwrap();
+        let (answered, voided, plain) = (entry(0, 0), entry(0, 1), entry(0, 2));
+        let intent = writer.intent(&intent_of(&answered));
+        assert!(intent.is_logged(), "{policy}");
+        writer.settle(intent, answered.clone()).unwrap();
+        drop(writer.intent(&intent_of(&voided)));
+        writer.record(plain.clone()).unwrap();
+
+        // Nothing reached the sink yet (an hour's batching delay): the log has it all.
+        assert!(sink.is_empty());
+        let names = segments(&dir);
+        assert_eq!(names.len(), 1, "{policy}: {names:?}");
+        let text = std::fs::read_to_string(dir.journal().join(&names[0])).unwrap();
+        let want = [
+            line("intent", &intent_of(&answered)),
+            line("settled", &answered),
+            line("intent", &intent_of(&voided)),
+            line("void", &voided),
+            line("settled", &plain),
+        ];
+        let got: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let want: Vec<serde_json::Value> = want.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(got, want, "{policy}");
+        assert!(text.ends_with('\n'));
+        writer.shutdown().await.unwrap();
+        task.await.unwrap();
+        assert_eq!(sink.len(), 2, "{policy}");
+        assert_eq!(writer.stats().journal_failures, 0);
+    }
+}
+
+const OLD_SEGMENTS: [&str; 2] = ["ledger-00000000000000000007.log", "ledger-00000000000000000008.log"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_line_and_a_corrupt_line_are_counted_and_the_rest_recovered() {
+    let dir = TempDir::new("torn-log");
+    std::fs::create_dir_all(dir.journal()).unwrap();
+    let (a, b, c, d) = (entry(0, 0), entry(0, 1), entry(0, 2), entry(0, 3));
+    let first = [line("intent", &intent_of(&a)), line("intent", &intent_of(&b)), line("intent", &intent_of(&c))];
+    let first = first.join("\n") + "\n" + &line("settled", &a) + "\n" + &line("void", &b) + "\n";
+    std::fs::write(dir.journal().join(OLD_SEGMENTS[0]), first).unwrap();
+    // The second segment: a line that is not a record, then the settled line of `c` cut
+    // in half by the crash.
+    let settled_c = line("settled", &c);
+    let torn = &settled_c[..settled_c.len() / 2];
+    let second = line("settled", &d) + "\n" + r#"{"t":"settled"}"# + "\n" + torn;
+    std::fs::write(dir.journal().join(OLD_SEGMENTS[1]), second).unwrap();
+
+    let sink = Arc::new(MemorySink::new());
+    let (writer, task) = LedgerWriter::start(sink.clone(), journal_config(&dir)).unwrap();
+    let found = writer.journal_recovery();
+    assert_eq!(
+        (found.segments, found.settled, found.recovered, found.voided, found.corrupt_lines),
+        (2, 2, 1, 1, 2),
+        "{found:?}"
+    );
+    writer.shutdown().await.unwrap();
+    task.await.unwrap();
+    let mut recovered_c = intent_of(&c);
+    recovered_c.usage_source = UsageSource::Recovered;
+    // In log order: a and c were first seen in the first segment, d in the second.
+    assert_eq!(sink.entries(), [a, recovered_c, d]);
+    let aside = std::fs::read_to_string(dir.journal().join("ledger.corrupt")).unwrap();
+    assert_eq!(aside, format!("{{\"t\":\"settled\"}}\n{torn}\n"), "the damaged bytes are kept for inspection");
+    // Clean stop: the old segments' entries are at the sink, so the segments are gone.
+    let left = segments(&dir);
+    assert!(!left.iter().any(|n| n == OLD_SEGMENTS[0] || n == OLD_SEGMENTS[1]), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_deletes_done_segments_and_keeps_one_with_an_open_intent_or_entries_not_yet_durable() {
+    let dir = TempDir::new("rotation");
+    let sink = Arc::new(MemorySink::new());
+    // Entries wait in memory for an hour unless flushed: not durable.
+    let cfg = LedgerConfig { max_delay: Duration::from_secs(3600), ..journal_config(&dir) };
+    let (writer, task) = LedgerWriter::start(sink.clone(), cfg).unwrap();
+    let mut seq = 0;
+    // Records until `n` segments newer than `than` were created (a segment file appears
+    // just before it becomes current, so one more is needed to know it was written to).
+    let mut traffic_until = async |n: u64, than: u64| {
+        crate::support::eventually("rotations", || {
+            writer.record(entry(0, seq)).unwrap();
+            seq += 1;
+            newest_seq(&dir) >= than + n
+        })
+        .await;
+    };
+    let first = segments(&dir)[0].clone();
+    let first_seq = newest_seq(&dir);
+
+    // Traffic across rotations, none of it durable yet: every segment stays.
+    traffic_until(3, first_seq).await;
+    assert_eq!(segments(&dir)[0], first, "no segment goes while its entries are only in memory");
+    // Durable now: the sealed segments go (the current one, and one being created, stay).
+    writer.flush().await.unwrap();
+    crate::support::eventually("done segments are deleted", || segments(&dir).len() <= 2).await;
+
+    // A long stream's intent keeps its segment, and (oldest first) every later one.
+    let long_stream = writer.intent(&intent_of(&entry(9, 0)));
+    let held = segments(&dir).last().cloned().unwrap();
+    traffic_until(3, newest_seq(&dir)).await;
+    writer.flush().await.unwrap();
+    traffic_until(2, newest_seq(&dir)).await;
+    let now = segments(&dir);
+    assert!(now.len() >= 5, "{now:?}");
+    assert!(now[0] <= held, "the open intent's segment stays: {now:?}");
+
+    // The stream ends: its segment and every done one after it go.
+    writer.settle(long_stream, entry(9, 0)).unwrap();
+    writer.flush().await.unwrap();
+    crate::support::eventually("the done segments are deleted", || {
+        let now = segments(&dir);
+        now.len() <= 2 && now[0] > held
+    })
+    .await;
+    writer.shutdown().await.unwrap();
+    task.await.unwrap();
+    assert_eq!(sink.len(), seq + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_on_the_same_log_is_refused_and_files_are_private() {
+    let dir = TempDir::new("lock");
+    let sink = Arc::new(MemorySink::new());
+    let (writer, task) = LedgerWriter::start(sink.clone(), journal_config(&dir)).unwrap();
+    let other_spool = LedgerConfig { spool_path: dir.path().join("other.spool"), ..journal_config(&dir) };
+    let err = LedgerWriter::start(sink.clone(), other_spool).unwrap_err();
+    assert!(matches!(err, tollgate_metering::LedgerError::JournalLocked { .. }), "{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.journal()), 0o700);
+        for name in segments(&dir) {
+            assert_eq!(mode(&dir.journal().join(name)), 0o600);
+        }
+    }
+    writer.shutdown().await.unwrap();
+    task.await.unwrap();
+    drop(writer);
+    // Once stopped and dropped, the directory is free again.
+    let (writer, task) = LedgerWriter::start(sink, journal_config(&dir)).unwrap();
+    writer.shutdown().await.unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_settled_with_another_requests_entry_is_voided_not_recovered() {
+    let dir = TempDir::new("mismatch");
+    let sink = Arc::new(MemorySink::new());
+    let (writer, task) = LedgerWriter::start(sink.clone(), journal_config(&dir)).unwrap();
+    let intent = writer.intent(&intent_of(&entry(0, 0)));
+    writer.settle(intent, entry(0, 1)).unwrap();
+    // A writer without a log hands out intents that do nothing.
+    let plain_dir = TempDir::new("no-log");
+    let (plain, plain_task) = LedgerWriter::start(Arc::new(MemorySink::new()), config(&plain_dir)).unwrap();
+    assert!(!plain.intent(&entry(0, 2)).is_logged());
+    plain.shutdown().await.unwrap();
+    plain_task.await.unwrap();
+    writer.shutdown().await.unwrap();
+    task.await.unwrap();
+    drop(writer);
+
+    let (writer, task) = LedgerWriter::start(sink.clone(), journal_config(&dir)).unwrap();
+    assert_eq!(writer.recovered(), 0);
+    writer.shutdown().await.unwrap();
+    task.await.unwrap();
+    assert_eq!(sink.entries(), [entry(0, 1)]);
+}
+
+#[test]
+fn an_intent_can_cross_threads_and_outlive_its_borrow() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<tollgate_metering::Intent>();
+    check::<LedgerWriter>();
+}
