@@ -151,6 +151,11 @@ mod tests {
             ErrorCode::Conflict,
         );
         check(&LedgerError::Stopped, "ledger writer has stopped", ErrorCode::Unavailable);
+        check(
+            &LedgerError::JournalLocked { dir: "/var/lib/tollgate/ledger-log".into() },
+            "ledger log /var/lib/tollgate/ledger-log is held by another ledger writer",
+            ErrorCode::Conflict,
+        );
 
         let down = SinkError::unavailable("connection refused");
         check(&down, "ledger sink unavailable", ErrorCode::Unavailable);

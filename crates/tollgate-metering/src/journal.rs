@@ -778,3 +778,138 @@ fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_core::{KeyId, ProjectId};
+
+    fn entry(id: &str) -> LedgerEntry {
+        LedgerEntry::new(id, KeyId::new("key_1"), ProjectId::new("proj_1"), "gpt-4o")
+    }
+
+    fn line(kind: Kind, e: &LedgerEntry) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode(&mut buf, kind, e).unwrap();
+        buf
+    }
+
+    fn void_line(id: &str) -> Vec<u8> {
+        format!("{{\"t\":\"void\",\"id\":{}}}\n", serde_json::to_string(id).unwrap()).into_bytes()
+    }
+
+    #[test]
+    fn fsync_policy_parses_the_flag_forms_and_prints_them_back() {
+        for (text, want) in [
+            ("always", FsyncPolicy::Always),
+            ("never", FsyncPolicy::Never),
+            ("interval:1", FsyncPolicy::Interval(Duration::from_millis(1))),
+            ("interval:250", FsyncPolicy::Interval(Duration::from_millis(250))),
+        ] {
+            let got: FsyncPolicy = text.parse().unwrap();
+            assert_eq!(got, want, "{text}");
+            assert_eq!(got.to_string(), text);
+        }
+        assert_eq!(FsyncPolicy::default(), FsyncPolicy::Interval(Duration::from_millis(50)));
+        for bad in [
+            "",
+            "Always",
+            "interval",
+            "interval:",
+            "interval:0",
+            "interval:-5",
+            "interval:+5",
+            "interval:1.5",
+            "interval: 5",
+            "interval:99999999999999999999",
+            "sometimes",
+        ] {
+            let err = bad.parse::<FsyncPolicy>().unwrap_err().to_string();
+            assert!(err.contains("interval:<ms>") && err.contains("always") && err.contains("never"), "{bad}: {err}");
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn recovery_records_settled_entries_and_open_intents_never_voided_ones() {
+        let (a, b, c, d) = (entry("a"), entry("b"), entry("c"), entry("d"));
+        let mut log = Vec::new();
+        for l in [
+            line(Kind::Intent, &a),
+            line(Kind::Intent, &b),
+            line(Kind::Intent, &c),
+            line(Kind::Settled, &a.clone().with_outcome(200, 7)),
+            void_line("b"),
+            // A second settled line (a retried record): the first is what the sink kept.
+            line(Kind::Settled, &a.clone().with_outcome(500, 1)),
+            line(Kind::Settled, &d),
+            // A void for an intent in a segment already deleted: nothing to do.
+            void_line("gone"),
+        ] {
+            log.extend(l);
+        }
+        let mut fates = Fates::default();
+        let mut corrupt = Vec::new();
+        fates.read_segment(&log, &mut corrupt);
+        let replay = fates.finish();
+        let mut recovered_c = c.clone();
+        recovered_c.usage_source = UsageSource::Recovered;
+        assert_eq!(replay.entries, [a.with_outcome(200, 7), recovered_c, d]);
+        let r = replay.recovery;
+        assert_eq!((r.settled, r.recovered, r.voided), (2, 1, 1));
+        assert!(corrupt.is_empty());
+    }
+
+    #[test]
+    fn only_whole_parseable_lines_count_and_the_rest_is_kept_aside() {
+        let a = entry("a");
+        let intent = line(Kind::Intent, &a);
+        let mut log = b"\n{\"t\":\"void\"}\nnot json\n{\"t\":\"settled\",\"e\":{\"request_id\":\"x\"}}\n".to_vec();
+        log.extend(&intent);
+        log.extend(&intent[..intent.len() / 2]);
+        let mut fates = Fates::default();
+        let mut corrupt = Vec::new();
+        fates.read_segment(&log, &mut corrupt);
+        assert_eq!(corrupt.len(), 4, "a void without id, garbage, an entry missing fields, a torn tail");
+        assert_eq!(corrupt[3], &intent[..intent.len() / 2]);
+        assert_eq!(fates.finish().recovery.recovered, 1);
+    }
+
+    #[test]
+    fn segment_names_sort_as_numbers_and_strangers_are_ignored() {
+        let dir = std::env::temp_dir().join(format!("tollgate-journal-names-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        for seq in [10, 9, 100] {
+            File::create(segment_path(&dir, seq)).unwrap();
+        }
+        for stranger in ["ledger-.log", "ledger-12.log.tmp", "ledger-x1.log", "notes.txt", LOCK_FILE] {
+            File::create(dir.join(stranger)).unwrap();
+        }
+        let seqs: Vec<u64> = list_segments(&dir).unwrap().into_iter().map(|(s, _)| s).collect();
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(seqs, [9, 10, 100]);
+    }
+
+    #[test]
+    fn a_journal_tracks_the_segments_it_may_still_need() {
+        let dir = std::env::temp_dir().join(format!("tollgate-journal-track-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let (journal, replay) = Journal::open(&dir, FsyncPolicy::Never, Duration::from_secs(3600)).unwrap();
+        assert!(replay.entries.is_empty());
+        let intent = journal.intent(&entry("a"));
+        journal.settled(entry("b"), None, drop);
+        // Sealed with two entries recorded, one open intent.
+        journal.maintain(0, || 2, true);
+        assert_eq!(journal.tracked(), [1, 2]);
+        journal.maintain(2, || 2, false);
+        assert_eq!(journal.tracked(), [1, 2], "the open intent keeps segment 1");
+        drop(intent);
+        journal.maintain(1, || 2, false);
+        assert_eq!(journal.tracked(), [1, 2], "one of two entries is durable");
+        journal.maintain(2, || 2, false);
+        assert_eq!(journal.tracked(), [2]);
+        assert!(!segment_path(&dir, 1).exists());
+        drop(journal);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

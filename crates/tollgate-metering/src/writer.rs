@@ -3,8 +3,9 @@
 //!
 //! ## How an entry travels
 //!
-//! [`LedgerWriter::record`] pushes the entry onto an in-memory queue under a short mutex
-//! and returns. The background task takes batches of up to `max_batch` entries, as soon
+//! [`LedgerWriter::record`] (and [`LedgerWriter::settle`]) writes the entry to the ledger
+//! log when there is one (see [`crate::journal`]), pushes it onto an in-memory queue
+//! under a short mutex and returns. The background task takes batches of up to `max_batch` entries, as soon
 //! as a batch is full or the oldest entry has waited `max_delay`:
 //! - while the spool is empty, a batch goes straight to the sink (bounded by
 //!   `write_timeout`); if the sink fails, the batch is appended to the spool and the sink
@@ -13,7 +14,20 @@
 //!   kept, and the spool is replayed to the sink one batch at a time, oldest first; each
 //!   batch is acknowledged in the spool only after the sink stored it;
 //! - a batch the sink rejects as invalid is retried entry by entry: refused entries go to
-//!   the dead-letter file, the others through, in order.
+//!   the dead-letter file, the others through, in order;
+//! - the dead letters are offered to the sink again at start and every `rejected_retry`:
+//!   those it takes leave the file, each one it still refuses is logged (error level,
+//!   request id and the sink's reason), and [`LedgerStats::rejected_pending`] counts them.
+//!
+//! ## The ledger log
+//!
+//! A request dispatched upstream is covered from [`LedgerWriter::intent`] on: if the
+//! process dies before [`LedgerWriter::settle`], the next start records the intent's
+//! entry as `usage_source: "recovered"` ([`LedgerWriter::recovered`] counts them), and
+//! settled entries the sink may not have got are recorded again (the sink keeps one per
+//! request id). A thread beside the task fsyncs the log, rotates it, and deletes a
+//! segment once its intents are closed and the entries recorded before it was sealed are
+//! durable.
 //!
 //! ## Why the queue has a soft bound, not a bounded channel
 //!
@@ -34,7 +48,10 @@
 //! the spool, replays the spool for up to `shutdown_replay` if the sink is up, then stops
 //! the task. If the task is aborted or its runtime shuts down instead, a drop guard
 //! appends whatever is still in memory to the spool. After the task stopped, `record`
-//! appends to the spool directly (synchronously) and a later writer replays it.
+//! appends to the spool directly (synchronously) and a later writer replays it. Stopping
+//! also stops the log's thread (waiting for its round in progress) and deletes the
+//! segments no longer needed; the log's lock is released once the last handle and the
+//! last [`crate::Intent`] are dropped.
 
 use crate::entry::LedgerEntry;
 use crate::error::{LedgerError, SinkError};
@@ -345,8 +362,8 @@ impl LedgerWriter {
             None => shared.enqueue(entry),
         };
         match queued {
-            Ok(()) => Ok(()),
-            Err(entry) => shared.record_after_stop(entry),
+            None => Ok(()),
+            Some(entry) => shared.record_after_stop(entry),
         }
     }
 
@@ -538,10 +555,10 @@ fn maintain(journal: &Journal, shared: &std::sync::Weak<Shared>) {
 
 impl Shared {
     /// Queues `entry` for the task; hands it back once the task has stopped.
-    fn enqueue(&self, entry: LedgerEntry) -> Result<(), LedgerEntry> {
+    fn enqueue(&self, entry: LedgerEntry) -> Option<LedgerEntry> {
         let mut inbox = lock(&self.inbox);
         if inbox.closed {
-            return Err(entry);
+            return Some(entry);
         }
         let was_empty = inbox.entries.is_empty();
         if was_empty {
@@ -555,7 +572,7 @@ impl Shared {
         if was_empty || filled {
             self.wake.notify_one();
         }
-        Ok(())
+        None
     }
 
     fn handled(&self, n: usize) {
@@ -1105,6 +1122,9 @@ mod tests {
             LedgerConfig { write_timeout: Duration::ZERO, ..ok.clone() },
             LedgerConfig { retry_initial: Duration::ZERO, ..ok.clone() },
             LedgerConfig { retry_max: Duration::from_millis(1), ..ok.clone() },
+            LedgerConfig { fsync: FsyncPolicy::Interval(Duration::ZERO), ..ok.clone() },
+            LedgerConfig { journal_rotate: Duration::ZERO, ..ok.clone() },
+            LedgerConfig { rejected_retry: Duration::ZERO, ..ok.clone() },
         ];
         for c in bad {
             assert!(matches!(c.validate(), Err(LedgerError::Config(_))), "{c:?}");

@@ -30,7 +30,7 @@ async fn dead_letters_are_retried_until_the_sink_takes_them() {
     sink.stop_rejecting(&bad.request_id);
     eventually("the sink takes the fixed one", || sink.len() == 7).await;
     eventually("it leaves the file", || writer.stats().rejected_pending == 1).await;
-    assert_eq!(rejected_entries(&dir.spool()).unwrap(), [worse.clone()]);
+    assert_eq!(rejected_entries(&dir.spool()).unwrap(), [worse]);
     assert!(sink.entries().contains(&bad));
     writer.shutdown().await.unwrap();
     task.await.unwrap();
