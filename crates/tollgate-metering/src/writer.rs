@@ -96,7 +96,8 @@ pub struct LedgerConfig {
     pub shutdown_replay: Duration,
     /// The ledger log's directory (see [`crate::journal`]): intents and settled entries
     /// written before the sink sees them, so a process crash loses none. `None` (the
-    /// default): no log; a hard crash loses what is still in memory.
+    /// default): no log; a hard crash loses what is still in memory. Created 0700 when
+    /// missing; one writer at a time ([`LedgerError::JournalLocked`]).
     pub journal_dir: Option<PathBuf>,
     /// When the ledger log is fsynced, which bounds what a machine crash can lose.
     /// Default `interval:50`.
