@@ -5,8 +5,9 @@
 //!
 //! [`LedgerWriter::record`] (and [`LedgerWriter::settle`]) writes the entry to the ledger
 //! log when there is one (see [`crate::journal`]), pushes it onto an in-memory queue
-//! under a short mutex and returns. The background task takes batches of up to `max_batch` entries, as soon
-//! as a batch is full or the oldest entry has waited `max_delay`:
+//! under a short mutex and returns. The background task takes batches of up to
+//! `max_batch` entries, as soon as a batch is full or the oldest entry has waited
+//! `max_delay`:
 //! - while the spool is empty, a batch goes straight to the sink (bounded by
 //!   `write_timeout`); if the sink fails, the batch is appended to the spool and the sink
 //!   is retried with capped exponential backoff (with jitter);

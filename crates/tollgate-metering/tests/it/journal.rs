@@ -1,12 +1,15 @@
 //! The ledger log: what survives the process being killed, and what the log keeps on disk.
 
 use crate::support::{TempDir, config, entry};
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::Money;
-use tollgate_metering::{LedgerConfig, LedgerEntry, LedgerWriter, MemorySink, Usage, UsageSource};
+use tollgate_metering::{
+    LedgerConfig, LedgerEntry, LedgerSink, LedgerWriter, MemorySink, SinkFuture, Usage, UsageSource,
+};
 
 /// Set in the child process of the crash tests: the directory it works in.
 const CHILD_ENV: &str = "TOLLGATE_LEDGER_CRASH_CHILD";
@@ -43,6 +46,9 @@ async fn crash_child() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
     };
+    if std::env::var_os(LOAD_ENV).is_some() {
+        return load_child(dir.into()).await;
+    }
     let dir = TempDir::at(dir.into());
     let sink = Arc::new(MemorySink::new());
     let (writer, _task) = LedgerWriter::start(sink, crash_config(&dir)).unwrap();
@@ -342,4 +348,203 @@ fn an_intent_can_cross_threads_and_outlive_its_borrow() {
     fn check<T: Send + Sync + 'static>() {}
     check::<tollgate_metering::Intent>();
     check::<LedgerWriter>();
+}
+
+/// Set (with [`CHILD_ENV`]) for the child of the load test.
+const LOAD_ENV: &str = "TOLLGATE_LEDGER_CRASH_LOAD";
+
+/// A sink that survives the process: one `write(2)` of JSON lines per batch, so what it
+/// acknowledged before a SIGKILL is still there. Slow (20 ms a write), so many entries
+/// are only in the writer's memory when the kill comes, while segments rotate.
+struct FileSink(std::path::PathBuf);
+
+impl LedgerSink for FileSink {
+    fn write_batch<'a>(&'a self, entries: &'a [LedgerEntry]) -> SinkFuture<'a> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut buf = Vec::new();
+            for e in entries {
+                serde_json::to_writer(&mut buf, e).unwrap();
+                buf.push(b'\n');
+            }
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.0).unwrap();
+            f.write_all(&buf).unwrap();
+            Ok(())
+        })
+    }
+}
+
+fn file_sink_entries(path: &std::path::Path) -> Vec<LedgerEntry> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // Only whole lines: the last may have been cut by the kill.
+    text.split_inclusive('\n').filter(|l| l.ends_with('\n')).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Every tenth request of the load never reaches an upstream (its intent is dropped).
+fn is_void(seq: usize) -> bool {
+    seq.is_multiple_of(10)
+}
+
+fn load_config(dir: &TempDir) -> LedgerConfig {
+    // Small batches, a short delay and 5 ms segments: entries reach the sink and
+    // segments are deleted all the time, so the kill lands in the middle of both.
+    LedgerConfig {
+        max_batch: 16,
+        max_delay: Duration::from_millis(3),
+        journal_dir: Some(dir.journal()),
+        journal_rotate: Duration::from_millis(5),
+        ..config(dir)
+    }
+}
+
+/// The child of the load test: 8 producers run requests (intent, a pause, settle or
+/// void) and say on stdout what returned, until killed.
+async fn load_child(dir: std::path::PathBuf) {
+    let dir = TempDir::at(dir);
+    let sink = Arc::new(FileSink(dir.path().join("sink.jsonl")));
+    let (writer, _task) = LedgerWriter::start(sink, load_config(&dir)).unwrap();
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let say = move |line: String| {
+        let mut out = out.lock().unwrap();
+        writeln!(out, "{line}").unwrap();
+        out.flush().unwrap();
+    };
+    let producers: Vec<_> = (0..8)
+        .map(|p| {
+            let (writer, say) = (writer.clone(), say.clone());
+            tokio::spawn(async move {
+                for seq in 0.. {
+                    let done = entry(p, seq);
+                    let intent = writer.intent(&intent_of(&done));
+                    say(format!("D {}", done.request_id));
+                    tokio::time::sleep(Duration::from_micros(200 * (seq % 7) as u64)).await;
+                    if is_void(seq) {
+                        drop(intent);
+                        say(format!("V {}", done.request_id));
+                    } else {
+                        writer.settle(intent, done.clone()).unwrap();
+                        say(format!("S {}", done.request_id));
+                    }
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        let _ = p.await;
+    }
+    std::mem::forget(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_of_a_load_loses_no_request_the_upstream_served() {
+    for round in 0..3 {
+        let dir = TempDir::new("kill9-load");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "journal::crash_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, dir.path())
+            .env(LOAD_ENV, "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let kill_after = 100 + (nanos as usize % 400);
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let mut said: Vec<String> = Vec::new();
+            let mut settled = 0;
+            let mut signalled = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("S ") {
+                    settled += 1;
+                }
+                said.push(line);
+                if settled >= kill_after && !signalled {
+                    signalled = true;
+                    let _ = tx.send(());
+                }
+            }
+            said
+        });
+        let got_there = rx.recv_timeout(Duration::from_secs(60)).is_ok();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let said = reader.join().unwrap();
+        assert!(got_there, "round {round}: the load never got going");
+
+        // The books: what the child's sink stored before the kill, plus the restart.
+        let sink = Arc::new(MemorySink::new());
+        let (writer, task) = LedgerWriter::start(sink.clone(), load_config(&dir)).unwrap();
+        writer.shutdown().await.unwrap();
+        task.await.unwrap();
+        let before = file_sink_entries(&dir.path().join("sink.jsonl"));
+        let after = sink.entries();
+        let mut books: HashMap<String, Vec<LedgerEntry>> = HashMap::new();
+        for e in before.iter().chain(&after) {
+            books.entry(e.request_id.clone()).or_default().push(e.clone());
+        }
+
+        let (mut dispatched, mut settled, mut voided) = (HashSet::new(), HashSet::new(), HashSet::new());
+        for line in &said {
+            match line.split_once(' ') {
+                Some(("D", id)) => dispatched.insert(id.to_owned()),
+                Some(("S", id)) => settled.insert(id.to_owned()),
+                Some(("V", id)) => voided.insert(id.to_owned()),
+                _ => false,
+            };
+        }
+        let parse = |id: &str| -> (usize, usize) {
+            let (p, s) = id.split_once('-').unwrap();
+            (p[1..].parse().unwrap(), s.parse().unwrap())
+        };
+        let mut recovered = 0;
+        for id in &dispatched {
+            let (p, seq) = parse(id);
+            let versions = books.get(id.as_str()).cloned().unwrap_or_default();
+            let mut want_recovered = intent_of(&entry(p, seq));
+            want_recovered.usage_source = UsageSource::Recovered;
+            if voided.contains(id) {
+                assert!(versions.is_empty(), "round {round}: voided {id} was charged: {versions:?}");
+                continue;
+            }
+            // Killed before its intent was dropped, it is in flight as far as anyone knows
+            // (or its void line made it and the child could not say so).
+            if !(is_void(seq) && versions.is_empty()) {
+                assert!(!versions.is_empty(), "round {round}: dispatched {id} has no entry");
+            }
+            if settled.contains(id) {
+                // A real sink keeps the first it got; every version must be the settled one.
+                assert!(versions.iter().all(|e| *e == entry(p, seq)), "round {round}: settled {id}: {versions:?}");
+            } else {
+                assert!(
+                    versions.iter().all(|e| *e == entry(p, seq) || *e == want_recovered),
+                    "round {round}: in flight {id}: {versions:?}"
+                );
+                recovered += usize::from(versions.contains(&want_recovered));
+            }
+        }
+        // An intent the kill cut off before the child could say so: only the request after
+        // its producer's last, and only as recovered.
+        let mut last: HashMap<usize, usize> = HashMap::new();
+        for id in &dispatched {
+            let (p, seq) = parse(id);
+            let l = last.entry(p).or_default();
+            *l = (*l).max(seq);
+        }
+        for (id, versions) in books.iter().filter(|(id, _)| !dispatched.contains(id.as_str())) {
+            let (p, seq) = parse(id);
+            assert_eq!(Some(seq), last.get(&p).map(|l| l + 1), "round {round}: {id} was never dispatched");
+            assert!(versions.iter().all(|e| e.usage_source == UsageSource::Recovered), "{versions:?}");
+            recovered += 1;
+        }
+        assert_eq!(writer.recovered() as usize, recovered, "round {round}");
+        eprintln!(
+            "round {round}: {} dispatched, {} settled, {} recovered, {} at the sink before the kill",
+            dispatched.len(),
+            settled.len(),
+            recovered,
+            before.len()
+        );
+    }
 }
