@@ -288,7 +288,12 @@ impl LedgerWriter {
             sink,
             sink_retry: Backoff::new(config.retry_initial, config.retry_max),
             spool_retry: Backoff::new(config.retry_initial, config.retry_max),
-            rejected_due: Instant::now(),
+            // Dead letters of an earlier run are offered at once; later ones wait a period.
+            rejected_due: if shared.counters.rejected_pending.load(Ordering::Relaxed) > 0 {
+                Instant::now()
+            } else {
+                Instant::now() + config.rejected_retry
+            },
             cfg: config,
             flush_served: 0,
         };
