@@ -76,6 +76,12 @@ pub enum LedgerError {
         /// The spool file.
         path: PathBuf,
     },
+    /// Another writer (in this process or another) holds the ledger log's directory.
+    #[error("ledger log {} is held by another ledger writer", dir.display())]
+    JournalLocked {
+        /// The ledger log's directory.
+        dir: PathBuf,
+    },
     /// An entry could not be encoded as JSON.
     #[error("cannot encode ledger entry {request_id:?}")]
     Encode {
@@ -110,7 +116,7 @@ impl LedgerError {
 impl ServiceError for LedgerError {
     fn code(&self) -> ErrorCode {
         match self {
-            LedgerError::SpoolLocked { .. } => ErrorCode::Conflict,
+            LedgerError::SpoolLocked { .. } | LedgerError::JournalLocked { .. } => ErrorCode::Conflict,
             LedgerError::NotDurable { .. } | LedgerError::Stopped => ErrorCode::Unavailable,
             LedgerError::Config(_)
             | LedgerError::NoRuntime
@@ -145,6 +151,11 @@ mod tests {
             ErrorCode::Conflict,
         );
         check(&LedgerError::Stopped, "ledger writer has stopped", ErrorCode::Unavailable);
+        check(
+            &LedgerError::JournalLocked { dir: "/var/lib/tollgate/ledger-log".into() },
+            "ledger log /var/lib/tollgate/ledger-log is held by another ledger writer",
+            ErrorCode::Conflict,
+        );
 
         let down = SinkError::unavailable("connection refused");
         check(&down, "ledger sink unavailable", ErrorCode::Unavailable);

@@ -90,6 +90,11 @@ impl MemorySink {
         self.state().reject.insert(request_id.into());
     }
 
+    /// Stops rejecting `request_id` (see [`MemorySink::reject`]).
+    pub fn stop_rejecting(&self, request_id: &str) {
+        self.state().reject.remove(request_id);
+    }
+
     /// Makes every write wait `delay` before answering.
     pub fn set_delay(&self, delay: Duration) {
         self.state().delay = delay;

@@ -32,10 +32,13 @@
 //! `<spool>.lock` (held with an OS file lock while a [`Spool`] is open, so two writers
 //! never share a spool), `<spool>.tmp` (compaction in progress; removed on open),
 //! `<spool>.corrupt` (unreadable lines), `<spool>.rejected` (entries the sink refused as
-//! invalid, in the spool format; see [`Spool::read_entries`]).
+//! invalid, in the spool format: the dead letters, see [`rejected_entries`]). Dead
+//! letters are not final: the writer offers them to the sink again, and those it takes
+//! are removed ([`Spool::drop_dead_letters`], a rewrite renamed over the file).
 
 use crate::entry::LedgerEntry;
 use crate::error::LedgerError;
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -109,6 +112,8 @@ pub struct Spool {
     compact_bytes: u64,
     recovery: SpoolRecovery,
     corrupt_total: u64,
+    /// Entries in the dead-letter file.
+    rejected_depth: u64,
 }
 
 impl Spool {
@@ -140,12 +145,15 @@ impl Spool {
             Err(TryLockError::WouldBlock) => return Err(LedgerError::SpoolLocked { path }),
             Err(TryLockError::Error(e)) => return Err(LedgerError::io("lock", lock_path, e)),
         }
-        // A compaction that crashed before its rename: the spool itself is intact.
-        let tmp = sibling(&path, "tmp");
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(LedgerError::io("remove", tmp, e)),
-            _ => {}
+        // A compaction (or dead-letter rewrite) that crashed before its rename: the file
+        // itself is intact.
+        for tmp in [sibling(&path, "tmp"), sibling(&path, "rejected.tmp")] {
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(LedgerError::io("remove", tmp, e)),
+                _ => {}
+            }
         }
+        let rejected_depth = rejected_entries(&path)?.len() as u64;
         let created = !path.exists();
         let file = OpenOptions::new()
             .read(true)
@@ -209,6 +217,7 @@ impl Spool {
             compact_bytes,
             recovery: SpoolRecovery { pending, torn_bytes, corrupt_lines },
             corrupt_total: corrupt_lines,
+            rejected_depth,
         };
         spool.quarantine(&corrupt);
         if read_pos > 0 || torn_bytes > 0 || corrupt_lines > 0 {
@@ -370,7 +379,64 @@ impl Spool {
             push_line(&mut buf, ENTRY, &json);
         }
         let path = self.rejected_path();
-        append_durably(&path, &buf).map_err(|e| LedgerError::io("append to", path, e))
+        append_durably(&path, &buf).map_err(|e| LedgerError::io("append to", path, e))?;
+        self.rejected_depth += entries.len() as u64;
+        Ok(())
+    }
+
+    /// Entries in the dead-letter file, waiting for the sink to take them.
+    pub fn rejected_depth(&self) -> u64 {
+        self.rejected_depth
+    }
+
+    /// The dead letters, oldest first (none when the file does not exist).
+    pub fn dead_letters(&self) -> Result<Vec<LedgerEntry>, LedgerError> {
+        rejected_entries(&self.path)
+    }
+
+    /// Removes from the dead-letter file every entry whose request id is in `stored`
+    /// (the sink took it on a retry); keeps everything else, unreadable lines included.
+    /// The rest is written to `<spool>.rejected.tmp`, synced and renamed over the file.
+    pub fn drop_dead_letters(&mut self, stored: &HashSet<String>) -> Result<(), LedgerError> {
+        let path = self.rejected_path();
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.rejected_depth = 0;
+                return Ok(());
+            }
+            Err(e) => return Err(LedgerError::io("open", path, e)),
+        };
+        let size = file.metadata().map_err(|e| LedgerError::io("stat", &path, e))?.len();
+        let mut kept = Vec::new();
+        let mut left = 0;
+        each_line(&file, &path, 0, size, |_, line| {
+            if let Line::Entry(json) = classify(line)
+                && let Ok(entry) = serde_json::from_slice::<LedgerEntry>(json)
+            {
+                if stored.contains(&entry.request_id) {
+                    return Ok(true);
+                }
+                left += 1;
+            }
+            kept.extend_from_slice(line);
+            kept.push(b'\n');
+            Ok(true)
+        })?;
+        let tmp = sibling(&self.path, "rejected.tmp");
+        let written = (|| {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            f.write_all(&kept)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(LedgerError::io("rewrite", path, e));
+        }
+        sync_dir(&path)?;
+        self.rejected_depth = left;
+        Ok(())
     }
 
     /// Every readable entry line of a file in the spool format (a spool, acknowledged
@@ -502,6 +568,19 @@ impl Spool {
                 tracing::error!(lines = lines.len(), path = %path.display(), error = %e, "ledger spool: cannot copy corrupt lines aside")
             }
         }
+    }
+}
+
+/// The dead letters of the spool at `spool_path` (its `<spool>.rejected` file): entries
+/// the sink refused as invalid, oldest first, for an operator's listing. None when the
+/// file does not exist; unreadable lines are skipped.
+///
+/// A running writer rewrites the file when the sink takes some of them on a retry; the
+/// rewrite is a rename, so a reader sees the file before or after it, never half of it.
+pub fn rejected_entries(spool_path: &Path) -> Result<Vec<LedgerEntry>, LedgerError> {
+    match Spool::read_entries(sibling(spool_path, "rejected")) {
+        Err(LedgerError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        other => other,
     }
 }
 

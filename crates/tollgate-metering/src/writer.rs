@@ -3,9 +3,11 @@
 //!
 //! ## How an entry travels
 //!
-//! [`LedgerWriter::record`] pushes the entry onto an in-memory queue under a short mutex
-//! and returns. The background task takes batches of up to `max_batch` entries, as soon
-//! as a batch is full or the oldest entry has waited `max_delay`:
+//! [`LedgerWriter::record`] (and [`LedgerWriter::settle`]) writes the entry to the ledger
+//! log when there is one (see [`crate::journal`]), pushes it onto an in-memory queue
+//! under a short mutex and returns. The background task takes batches of up to
+//! `max_batch` entries, as soon as a batch is full or the oldest entry has waited
+//! `max_delay`:
 //! - while the spool is empty, a batch goes straight to the sink (bounded by
 //!   `write_timeout`); if the sink fails, the batch is appended to the spool and the sink
 //!   is retried with capped exponential backoff (with jitter);
@@ -13,7 +15,20 @@
 //!   kept, and the spool is replayed to the sink one batch at a time, oldest first; each
 //!   batch is acknowledged in the spool only after the sink stored it;
 //! - a batch the sink rejects as invalid is retried entry by entry: refused entries go to
-//!   the dead-letter file, the others through, in order.
+//!   the dead-letter file, the others through, in order;
+//! - the dead letters are offered to the sink again at start and every `rejected_retry`:
+//!   those it takes leave the file, each one it still refuses is logged (error level,
+//!   request id and the sink's reason), and [`LedgerStats::rejected_pending`] counts them.
+//!
+//! ## The ledger log
+//!
+//! A request dispatched upstream is covered from [`LedgerWriter::intent`] on: if the
+//! process dies before [`LedgerWriter::settle`], the next start records the intent's
+//! entry as `usage_source: "recovered"` ([`LedgerWriter::recovered`] counts them), and
+//! settled entries the sink may not have got are recorded again (the sink keeps one per
+//! request id). A thread beside the task fsyncs the log, rotates it, and deletes a
+//! segment once its intents are closed and the entries recorded before it was sealed are
+//! durable.
 //!
 //! ## Why the queue has a soft bound, not a bounded channel
 //!
@@ -34,10 +49,14 @@
 //! the spool, replays the spool for up to `shutdown_replay` if the sink is up, then stops
 //! the task. If the task is aborted or its runtime shuts down instead, a drop guard
 //! appends whatever is still in memory to the spool. After the task stopped, `record`
-//! appends to the spool directly (synchronously) and a later writer replays it.
+//! appends to the spool directly (synchronously) and a later writer replays it. Stopping
+//! also stops the log's thread (waiting for its round in progress) and deletes the
+//! segments no longer needed; the log's lock is released once the last handle and the
+//! last [`crate::Intent`] are dropped.
 
 use crate::entry::LedgerEntry;
 use crate::error::{LedgerError, SinkError};
+use crate::journal::{FsyncPolicy, Intent, Journal, JournalRecovery, Replay};
 use crate::sink::LedgerSink;
 use crate::spool::{DEFAULT_COMPACT_BYTES, Spool, SpoolRecovery};
 use futures_util::FutureExt;
@@ -76,6 +95,20 @@ pub struct LedgerConfig {
     pub compact_bytes: u64,
     /// How long shutdown keeps replaying the spool to a working sink. Default 5 s.
     pub shutdown_replay: Duration,
+    /// The ledger log's directory (see [`crate::journal`]): intents and settled entries
+    /// written before the sink sees them, so a process crash loses none. `None` (the
+    /// default): no log; a hard crash loses what is still in memory. Created 0700 when
+    /// missing; one writer at a time ([`LedgerError::JournalLocked`]).
+    pub journal_dir: Option<PathBuf>,
+    /// When the ledger log is fsynced, which bounds what a machine crash can lose.
+    /// Default `interval:50`.
+    pub fsync: FsyncPolicy,
+    /// How old the current log segment gets before a new one starts (it also starts
+    /// past 8 MiB). Default 1 s.
+    pub journal_rotate: Duration,
+    /// How often the dead-letter file (`<spool>.rejected`) is offered to the sink again;
+    /// it is also offered once at start. Default 60 s.
+    pub rejected_retry: Duration,
 }
 
 impl LedgerConfig {
@@ -91,6 +124,10 @@ impl LedgerConfig {
             retry_max: Duration::from_secs(30),
             compact_bytes: DEFAULT_COMPACT_BYTES,
             shutdown_replay: Duration::from_secs(5),
+            journal_dir: None,
+            fsync: FsyncPolicy::default(),
+            journal_rotate: Duration::from_secs(1),
+            rejected_retry: Duration::from_secs(60),
         }
     }
 
@@ -105,6 +142,12 @@ impl LedgerConfig {
             "retry_initial must be positive"
         } else if self.retry_max < self.retry_initial {
             "retry_max must be at least retry_initial"
+        } else if self.fsync == FsyncPolicy::Interval(Duration::ZERO) {
+            "the fsync interval must be positive"
+        } else if self.journal_rotate.is_zero() {
+            "journal_rotate must be positive"
+        } else if self.rejected_retry.is_zero() {
+            "rejected_retry must be positive"
         } else {
             return Ok(());
         };
@@ -121,8 +164,16 @@ pub struct LedgerStats {
     pub delivered: u64,
     /// Entries appended to the spool.
     pub spooled: u64,
-    /// Entries the sink rejected as invalid, now in the dead-letter file.
+    /// Times the sink rejected an entry as invalid (each sent to, or kept in, the
+    /// dead-letter file; a retry rejected again counts again).
     pub rejected: u64,
+    /// Entries in the dead-letter file, waiting for the sink to take them.
+    pub rejected_pending: u64,
+    /// Intents found unsettled in the ledger log at start and recorded as
+    /// `usage_source: "recovered"`.
+    pub recovered: u64,
+    /// Ledger log lines that could not be written or synced (the request went on).
+    pub journal_failures: u64,
     /// Failed sink writes (errors, timeouts, panics).
     pub sink_failures: u64,
     /// Failed spool operations.
@@ -172,25 +223,77 @@ impl LedgerWriter {
                 "ledger spool holds entries from an earlier run; replaying them"
             );
         }
+        let (journal, replay) = match &config.journal_dir {
+            Some(dir) => {
+                let (journal, replay) = Journal::open(dir, config.fsync, config.journal_rotate)?;
+                (Some(journal), replay)
+            }
+            None => (None, Replay { entries: Vec::new(), recovery: JournalRecovery::default() }),
+        };
+        let journal_recovery = replay.recovery;
+        if journal_recovery.recovered > 0 {
+            tracing::warn!(
+                recovered = journal_recovery.recovered,
+                settled = journal_recovery.settled,
+                "ledger log holds requests dispatched but never settled by an earlier run; \
+                 they are recorded with usage_source \"recovered\" for reconciliation"
+            );
+        } else if journal_recovery.settled > 0 {
+            tracing::info!(
+                settled = journal_recovery.settled,
+                "ledger log entries of an earlier run are recorded again"
+            );
+        }
+        if journal_recovery.corrupt_lines > 0 {
+            tracing::warn!(
+                corrupt_lines = journal_recovery.corrupt_lines,
+                "ledger log had lines that do not parse (a torn last write); they were copied to ledger.corrupt"
+            );
+        }
         let counters = Counters::default();
         counters.spool_depth.store(spool.depth(), Ordering::Relaxed);
         counters.corrupt_lines.store(spool.corrupt_total(), Ordering::Relaxed);
+        counters.rejected_pending.store(spool.rejected_depth(), Ordering::Relaxed);
         let (progress, _) = watch::channel(Progress::default());
+        // What the log held goes first: the old segments are deleted once these are durable.
+        let inbox = Inbox {
+            first_at: (!replay.entries.is_empty()).then(Instant::now),
+            recorded: replay.entries.len() as u64,
+            entries: replay.entries.into(),
+            ..Inbox::default()
+        };
         let shared = Arc::new(Shared {
-            inbox: Mutex::new(Inbox::default()),
+            inbox: Mutex::new(inbox),
             spool: Mutex::new(spool),
             in_hand: Mutex::new(None),
             wake: Notify::new(),
             progress,
             max_batch: config.max_batch,
             recovery,
+            journal,
+            journal_recovery,
+            maintenance: Mutex::new(None),
             counters,
         });
+        if let Some(journal) = &shared.journal {
+            let (journal, weak) = (journal.clone(), Arc::downgrade(&shared));
+            let thread = std::thread::Builder::new()
+                .name("ledger-log".into())
+                .spawn(move || maintain(&journal, &weak))
+                .map_err(|e| LedgerError::io("start the maintenance thread of", config.spool_path.clone(), e))?;
+            *lock(&shared.maintenance) = Some(thread);
+        }
         let driver = Driver {
             shared: shared.clone(),
             sink,
             sink_retry: Backoff::new(config.retry_initial, config.retry_max),
             spool_retry: Backoff::new(config.retry_initial, config.retry_max),
+            // Dead letters of an earlier run are offered at once; later ones wait a period.
+            rejected_due: if shared.counters.rejected_pending.load(Ordering::Relaxed) > 0 {
+                Instant::now()
+            } else {
+                Instant::now() + config.rejected_retry
+            },
             cfg: config,
             flush_served: 0,
         };
@@ -203,26 +306,72 @@ impl LedgerWriter {
     ///
     /// Errors only after the background task has stopped, when the entry is appended to
     /// the spool directly (blocking file I/O) and that append fails.
+    ///
+    /// With a ledger log, the entry is first written to it as a settled line (one
+    /// `write(2)`, see [`crate::journal`]), so a process crash cannot lose it; a log
+    /// failure is logged and counted, never returned.
     pub fn record(&self, entry: LedgerEntry) -> Result<(), LedgerError> {
+        self.settle_in_log(None, entry)
+    }
+
+    /// Writes the intent line for `entry` — the request as known at dispatch: key,
+    /// tenancy, models, provider, the prompt's estimated input tokens and their cost —
+    /// to the ledger log before the request is dispatched. One `write(2)` under a short
+    /// mutex (plus an fdatasync under [`FsyncPolicy::Always`]); never awaits.
+    ///
+    /// Never fails the request: when the line cannot be written it logs (error level,
+    /// the request id only), counts [`LedgerStats::journal_failures`], and returns an
+    /// [`Intent`] that does nothing. Without a log it returns such an intent at once.
+    ///
+    /// If the process dies before [`LedgerWriter::settle`], the next start records the
+    /// entry with `usage_source: "recovered"`; dropping the intent unsettled voids it.
+    pub fn intent(&self, entry: &LedgerEntry) -> Intent {
+        match &self.inner.shared.journal {
+            Some(journal) => journal.intent(entry),
+            None => Intent::none(),
+        }
+    }
+
+    /// Writes the settled line for `entry` to the ledger log, closing `intent`, then
+    /// queues the entry exactly like [`LedgerWriter::record`] (and fails only like it).
+    ///
+    /// Call it before the response's last byte leaves. `entry` should carry the
+    /// intent's request id; if it does not, the intent is voided and the entry settled
+    /// on its own.
+    pub fn settle(&self, intent: Intent, entry: LedgerEntry) -> Result<(), LedgerError> {
         let shared = &self.inner.shared;
-        let mut inbox = lock(&shared.inbox);
-        if inbox.closed {
-            drop(inbox);
-            return shared.record_after_stop(entry);
+        let closes = match (intent.take(), &shared.journal) {
+            (Some((journal, segment, request_id)), Some(ours))
+                if Arc::ptr_eq(&journal, ours) && request_id == entry.request_id =>
+            {
+                Some(segment)
+            }
+            (Some((journal, segment, request_id)), _) => {
+                tracing::warn!(
+                    request_id = %request_id,
+                    settled_as = %entry.request_id,
+                    "ledger intent settled with another request's entry (or writer); the intent is voided"
+                );
+                crate::journal::void(&journal, segment, &request_id);
+                None
+            }
+            (None, _) => None,
+        };
+        self.settle_in_log(closes, entry)
+    }
+
+    fn settle_in_log(&self, closes: Option<u64>, entry: LedgerEntry) -> Result<(), LedgerError> {
+        let shared = &self.inner.shared;
+        // The entry is queued under the log's mutex: a segment sealed after this line
+        // counts the entry among those that must be durable before it is deleted.
+        let queued = match &shared.journal {
+            Some(journal) => journal.settled(entry, closes, |entry| shared.enqueue(entry)),
+            None => shared.enqueue(entry),
+        };
+        match queued {
+            None => Ok(()),
+            Some(entry) => shared.record_after_stop(entry),
         }
-        let was_empty = inbox.entries.is_empty();
-        if was_empty {
-            inbox.first_at = Some(Instant::now());
-        }
-        inbox.entries.push_back(entry);
-        inbox.recorded += 1;
-        let filled = inbox.entries.len() == shared.max_batch;
-        drop(inbox);
-        shared.counters.recorded.fetch_add(1, Ordering::Relaxed);
-        if was_empty || filled {
-            shared.wake.notify_one();
-        }
-        Ok(())
     }
 
     /// Waits until every entry recorded before this call is durable: stored by the sink
@@ -281,6 +430,17 @@ impl LedgerWriter {
         self.inner.shared.recovery
     }
 
+    /// What the ledger log held when this writer started (all zero without a log).
+    pub fn journal_recovery(&self) -> JournalRecovery {
+        self.inner.shared.journal_recovery
+    }
+
+    /// Intents found unsettled in the ledger log at start and recorded as
+    /// `usage_source: "recovered"` (the metric an operator reconciles).
+    pub fn recovered(&self) -> u64 {
+        self.inner.shared.journal_recovery.recovered
+    }
+
     /// All counters at once.
     pub fn stats(&self) -> LedgerStats {
         let c = &self.inner.shared.counters;
@@ -290,6 +450,9 @@ impl LedgerWriter {
             delivered: get(&c.delivered),
             spooled: get(&c.spooled),
             rejected: get(&c.rejected),
+            rejected_pending: get(&c.rejected_pending),
+            recovered: self.inner.shared.journal_recovery.recovered,
+            journal_failures: self.inner.shared.journal.as_ref().map_or(0, |j| j.failures()),
             sink_failures: get(&c.sink_failures),
             spool_failures: get(&c.spool_failures),
             corrupt_lines: get(&c.corrupt_lines),
@@ -329,6 +492,10 @@ struct Shared {
     progress: watch::Sender<Progress>,
     max_batch: usize,
     recovery: SpoolRecovery,
+    journal: Option<Arc<Journal>>,
+    journal_recovery: JournalRecovery,
+    /// The ledger log's maintenance thread; joined when the writer stops.
+    maintenance: Mutex<Option<std::thread::JoinHandle<()>>>,
     counters: Counters,
 }
 
@@ -360,6 +527,7 @@ struct Counters {
     delivered: AtomicU64,
     spooled: AtomicU64,
     rejected: AtomicU64,
+    rejected_pending: AtomicU64,
     sink_failures: AtomicU64,
     spool_failures: AtomicU64,
     corrupt_lines: AtomicU64,
@@ -374,7 +542,46 @@ fn bump(a: &AtomicU64, n: usize) {
     a.fetch_add(n as u64, Ordering::Relaxed);
 }
 
+/// The ledger log's upkeep, on its own thread (file creation, fdatasync and deletion
+/// stay off the runtime): fsync on the interval, rotate, delete segments no longer
+/// needed.
+fn maintain(journal: &Journal, shared: &std::sync::Weak<Shared>) {
+    let mut synced = std::time::Instant::now();
+    while journal.sleep(journal.tick()) {
+        if let Some(every) = journal.interval()
+            && synced.elapsed() >= every
+        {
+            journal.sync_if_dirty();
+            synced = std::time::Instant::now();
+        }
+        let Some(shared) = shared.upgrade() else { return };
+        let durable = shared.progress.borrow().handled;
+        journal.maintain(durable, || lock(&shared.inbox).recorded, false);
+    }
+}
+
 impl Shared {
+    /// Queues `entry` for the task; hands it back once the task has stopped.
+    fn enqueue(&self, entry: LedgerEntry) -> Option<LedgerEntry> {
+        let mut inbox = lock(&self.inbox);
+        if inbox.closed {
+            return Some(entry);
+        }
+        let was_empty = inbox.entries.is_empty();
+        if was_empty {
+            inbox.first_at = Some(Instant::now());
+        }
+        inbox.entries.push_back(entry);
+        inbox.recorded += 1;
+        let filled = inbox.entries.len() == self.max_batch;
+        drop(inbox);
+        self.counters.recorded.fetch_add(1, Ordering::Relaxed);
+        if was_empty || filled {
+            self.wake.notify_one();
+        }
+        None
+    }
+
     fn handled(&self, n: usize) {
         if n > 0 {
             self.progress.send_modify(|p| p.handled += n as u64);
@@ -384,6 +591,7 @@ impl Shared {
     fn mirror(&self, spool: &Spool) {
         self.counters.spool_depth.store(spool.depth(), Ordering::Relaxed);
         self.counters.corrupt_lines.store(spool.corrupt_total(), Ordering::Relaxed);
+        self.counters.rejected_pending.store(spool.rejected_depth(), Ordering::Relaxed);
     }
 
     fn queue_len(&self) -> usize {
@@ -483,7 +691,23 @@ impl Shared {
         }
         drop(spool);
         drop(inbox);
+        self.stop_journal();
         self.progress.send_modify(|p| p.stopped = true);
+    }
+
+    /// Stops the log's upkeep thread, then seals the current segment and deletes every
+    /// segment no longer needed, so a clean stop leaves little to read at the next start.
+    /// Lines written later (a late settle) still go to the log.
+    fn stop_journal(&self) {
+        let Some(journal) = &self.journal else { return };
+        journal.stop_maintenance();
+        if let Some(thread) = lock(&self.maintenance).take() {
+            // Waits for at most the round in progress (one fdatasync or deletion).
+            let _ = thread.join();
+        }
+        let durable = self.progress.borrow().handled;
+        journal.maintain(durable, || lock(&self.inbox).recorded, true);
+        journal.sync_if_dirty();
     }
 }
 
@@ -536,7 +760,7 @@ fn jitter(span: Duration) -> Duration {
 }
 
 /// An error and its causes, `a: b: c`, for logs.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -555,6 +779,8 @@ struct Driver {
     sink_retry: Backoff,
     spool_retry: Backoff,
     flush_served: u64,
+    /// When the dead letters are next offered to the sink.
+    rejected_due: Instant,
 }
 
 struct View {
@@ -610,6 +836,13 @@ impl Driver {
                 progressed = true;
             }
 
+            let now = Instant::now();
+            if !view.closing && self.rejected_pending() > 0 && now >= self.rejected_due && can_replay {
+                self.rejected_due = now + self.cfg.rejected_retry;
+                self.retry_rejected().await;
+                progressed = true;
+            }
+
             if view.closing && (blocked || self.shared.queue_len() == 0) {
                 let now = Instant::now();
                 let replay_over = self.spool_depth() == 0
@@ -639,6 +872,11 @@ impl Driver {
             if let Some(t) = closing_since {
                 wake_at(t + self.cfg.shutdown_replay);
             }
+            if !view.closing && self.rejected_pending() > 0 {
+                // Not before a backoff in progress ends, or the loop would spin.
+                let backoffs = self.sink_retry.until.into_iter().chain(self.spool_retry.until);
+                wake_at(backoffs.fold(self.rejected_due, Instant::max));
+            }
             match deadline {
                 Some(deadline) => {
                     tokio::select! {
@@ -653,6 +891,70 @@ impl Driver {
 
     fn spool_depth(&self) -> u64 {
         self.shared.counters.spool_depth.load(Ordering::Relaxed)
+    }
+
+    fn rejected_pending(&self) -> u64 {
+        self.shared.counters.rejected_pending.load(Ordering::Relaxed)
+    }
+
+    /// Offers the dead letters to the sink again: in batches, entry by entry within a
+    /// batch it rejects. Those it takes leave the file; each one it still rejects is
+    /// logged with the sink's reason. Stops at the first transient failure.
+    async fn retry_rejected(&mut self) {
+        let entries = match self.with_spool(|s| s.dead_letters()).await {
+            Ok(entries) => entries,
+            Err(e) => return self.spool_failed(&e),
+        };
+        let mut stored = std::collections::HashSet::new();
+        let mut still_rejected = 0u64;
+        'batches: for batch in entries.chunks(self.cfg.max_batch) {
+            match self.write(batch).await {
+                Ok(()) => {
+                    self.sink_retry.reset();
+                    stored.extend(batch.iter().map(|e| e.request_id.clone()));
+                }
+                Err(e) if e.is_retryable() => {
+                    self.sink_failed(&e, batch.len());
+                    break;
+                }
+                Err(_) => {
+                    for entry in batch {
+                        match self.write(std::slice::from_ref(entry)).await {
+                            Ok(()) => {
+                                stored.insert(entry.request_id.clone());
+                            }
+                            Err(e) if e.is_retryable() => {
+                                self.sink_failed(&e, 1);
+                                break 'batches;
+                            }
+                            Err(e) => {
+                                still_rejected += 1;
+                                bump(&self.shared.counters.rejected, 1);
+                                tracing::error!(
+                                    request_id = %entry.request_id,
+                                    error = %chain(&e),
+                                    "ledger sink rejected a dead letter again; it stays in the dead-letter file"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if stored.is_empty() {
+            return;
+        }
+        let taken = stored.len();
+        bump(&self.shared.counters.delivered, taken);
+        match self.with_spool(move |s| s.drop_dead_letters(&stored)).await {
+            Ok(()) => tracing::info!(
+                taken,
+                still_rejected,
+                "ledger sink took dead letters on a retry; they left the dead-letter file"
+            ),
+            // They stay in the file and are offered again: duplicates the sink ignores.
+            Err(e) => self.spool_failed(&e),
+        }
     }
 
     /// Moves one batch off the queue to the sink or the spool. Returns `false` when
@@ -747,7 +1049,7 @@ impl Driver {
                     tracing::error!(
                         request_id = %entry.request_id,
                         error = %chain(&e),
-                        "ledger sink rejected an entry; it is kept in the dead-letter file"
+                        "ledger sink rejected an entry; it is kept in the dead-letter file and offered again later"
                     );
                     let one = vec![entry.clone()];
                     if let Err(e) = self.with_spool(move |s| s.dead_letter(&one)).await {
@@ -827,6 +1129,9 @@ mod tests {
             LedgerConfig { write_timeout: Duration::ZERO, ..ok.clone() },
             LedgerConfig { retry_initial: Duration::ZERO, ..ok.clone() },
             LedgerConfig { retry_max: Duration::from_millis(1), ..ok.clone() },
+            LedgerConfig { fsync: FsyncPolicy::Interval(Duration::ZERO), ..ok.clone() },
+            LedgerConfig { journal_rotate: Duration::ZERO, ..ok.clone() },
+            LedgerConfig { rejected_retry: Duration::ZERO, ..ok.clone() },
         ];
         for c in bad {
             assert!(matches!(c.validate(), Err(LedgerError::Config(_))), "{c:?}");

@@ -2,5 +2,7 @@
 //! API only — outages, crashes, damaged spools, rejected entries.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
 
+mod dead_letters;
+mod journal;
 mod support;
 mod writer;

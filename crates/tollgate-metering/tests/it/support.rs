@@ -29,6 +29,20 @@ impl TempDir {
         self.0.join("data").join("ledger.spool")
     }
 
+    /// The ledger log's directory, beside the spool.
+    pub(crate) fn journal(&self) -> PathBuf {
+        self.0.join("data").join("ledger-log")
+    }
+
+    /// A directory that is not removed on drop (for a child process to use).
+    pub(crate) fn at(path: PathBuf) -> Self {
+        TempDir(path)
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
     pub(crate) fn side_file(&self, suffix: &str) -> PathBuf {
         self.0.join("data").join(format!("ledger.spool.{suffix}"))
     }
