@@ -98,6 +98,18 @@ pub(crate) struct Args {
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// When the crash-safe ledger log (`<data-dir>/ledger-log`) is fsynced:
+    /// `interval:<ms>` (default `interval:50`), `always` or `never`. Each request writes
+    /// an intent line before it is dispatched and its settled entry before its last byte
+    /// leaves; a process crash (kill -9, OOM) loses none of them once written. A machine
+    /// crash or power cut loses at most the last interval (`never`: what the OS had not
+    /// written back; `always`: nothing, at the cost of two disk syncs per request).
+    #[arg(long, env = "TOLLGATE_LEDGER_FSYNC", default_value = "interval:50")]
+    ledger_fsync: tollgate_metering::FsyncPolicy,
+    /// Print the ledger entries the sink refused as invalid (the dead letters of
+    /// `--data-dir`, retried every minute while the gateway runs) as JSON lines, and exit.
+    #[arg(long)]
+    list_rejected_ledger: bool,
     /// OpenTelemetry collector (OTLP/gRPC) that receives request spans, e.g.
     /// http://otel-collector:4317. Off when unset.
     #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
@@ -169,7 +181,43 @@ fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<rustls::pki_types:
     Ok(certs)
 }
 
+/// The ledger writer's settings for `data_dir`: the spool and the crash-safe log beside it.
+fn ledger_config(args: &Args) -> LedgerConfig {
+    let mut config = LedgerConfig::new(args.data_dir.join("ledger.spool"));
+    config.journal_dir = Some(args.data_dir.join("ledger-log"));
+    config.fsync = args.ledger_fsync;
+    config
+}
+
+/// `--list-rejected-ledger`: the dead letters, one JSON entry per line.
+fn list_rejected(args: &Args) -> anyhow::Result<()> {
+    use std::io::Write;
+    let spool = args.data_dir.join("ledger.spool");
+    let entries = tollgate_metering::rejected_entries(&spool)
+        .with_context(|| format!("cannot read the dead letters beside {}", spool.display()))?;
+    let mut out = std::io::stdout().lock();
+    for e in &entries {
+        writeln!(out, "{}", serde_json::to_string(e)?)?;
+    }
+    Ok(())
+}
+
+/// Logs what the ledger log recovered at start: requests a crash cut after dispatch.
+fn report_recovery(ledger: &LedgerWriter) {
+    let r = ledger.journal_recovery();
+    if r.recovered > 0 {
+        tracing::warn!(
+            recovered = r.recovered,
+            "requests dispatched before the last crash were settled from the ledger log as `recovered` \
+             (charged their prompt's estimate); reconcile them with the provider's bill"
+        );
+    }
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if args.list_rejected_ledger {
+        return list_rejected(&args);
+    }
     let telemetry = init_tracing(&args.log_format, args.otlp_endpoint.as_deref())?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = tollgate_dataplane::Config { max_body_bytes: args.max_body_bytes, ..Default::default() };
@@ -237,11 +285,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         // The ledger: every request that reached an upstream, written to the database in
         // batches and spooled beside it if the database is unavailable. Leftovers of an
-        // earlier run are replayed before the budget counters are rebuilt from it.
-        let spool = args.data_dir.join("ledger.spool");
+        // earlier run are replayed, and requests a crash cut after dispatch are settled from
+        // the ledger log as `recovered`, before the budget counters are rebuilt from it.
         let sink: Arc<dyn LedgerSink> = Arc::new(cp.service().store().clone());
-        let (ledger, _) = LedgerWriter::start(sink, LedgerConfig::new(&spool))
-            .with_context(|| format!("cannot open the ledger spool {}", spool.display()))?;
+        let (ledger, _) = LedgerWriter::start(sink, ledger_config(&args))
+            .with_context(|| format!("cannot open the ledger spool and log in {}", args.data_dir.display()))?;
+        report_recovery(&ledger);
         if let Err(e) = ledger.flush().await {
             tracing::warn!(error = %e, "ledger entries of an earlier run are still spooled; budgets may start low");
         }
@@ -296,8 +345,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .context("cannot set up the ledger stream to the control plane")?,
         );
         let sink: Arc<dyn LedgerSink> = grpc_ledger.clone();
-        let (ledger, _) = LedgerWriter::start(sink, LedgerConfig::new(&spool))
-            .with_context(|| format!("cannot open the ledger spool {}", spool.display()))?;
+        let (ledger, _) = LedgerWriter::start(sink, ledger_config(&args))
+            .with_context(|| format!("cannot open the ledger spool and log in {}", args.data_dir.display()))?;
+        report_recovery(&ledger);
         dp.set_ledger(ledger.clone());
         ledger_to_close = Some(ledger);
         // Budget counters are seeded from the control plane's ledger exactly as in

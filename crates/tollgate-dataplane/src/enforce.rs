@@ -185,6 +185,12 @@ impl Admitted {
         self.pricing = pricing;
     }
 
+    /// The prompt's estimated tokens and their cost at this request's price.
+    pub(crate) fn prompt_estimate(&self) -> (u64, Money) {
+        let usage = Usage { input_tokens: self.input_estimate, ..Usage::default() };
+        (self.input_estimate, self.cost(&usage))
+    }
+
     /// Whether the request has a price (a model served unpriced is recorded at zero cost
     /// with `priced: false`).
     pub(crate) fn priced(&self) -> bool {

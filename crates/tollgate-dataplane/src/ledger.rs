@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tollgate_core::Money;
 use tollgate_keys::VirtualKey;
-use tollgate_metering::{Attempt, LedgerEntry, LedgerWriter, Usage, UsageSource};
+use tollgate_metering::{Attempt, Intent, LedgerEntry, LedgerWriter, Usage, UsageSource};
 use tollgate_routing::Deployment;
 
 use crate::DataPlane;
@@ -58,6 +58,9 @@ pub(crate) struct Pending {
     entry: LedgerEntry,
     started: Instant,
     writer: LedgerWriter,
+    /// The intent line in the ledger log: if the process dies before [`Pending::finish`],
+    /// the next start settles it as `recovered`; dropped unfinished, it is voided.
+    intent: Intent,
     presence: CallerPresence,
     metrics: Arc<Metrics>,
 }
@@ -71,6 +74,9 @@ pub(crate) struct Start<'a> {
     pub(crate) stream: bool,
     /// Whether the model has a price.
     pub(crate) priced: bool,
+    /// The prompt's estimated tokens and their cost: what a request cut by a crash is
+    /// charged when the next start recovers it.
+    pub(crate) prompt: (u64, Money),
     pub(crate) started: Instant,
 }
 
@@ -93,10 +99,18 @@ impl Pending {
         if let Some(p) = &key.principal {
             entry = entry.with_principal(&**p);
         }
+        // The intent carries what a recovery would charge: the prompt's estimate, as a
+        // failed (502) request; `finish` overwrites all of it.
+        let (input_tokens, input_cost) = at.prompt;
+        entry.input_tokens = input_tokens;
+        entry.cost = input_cost;
+        entry.status = 502;
+        let intent = writer.intent(&entry);
         Some(Pending {
             entry,
             started: at.started,
             writer,
+            intent,
             presence: identity.presence.clone(),
             metrics: dp.metrics.clone(),
         })
@@ -124,7 +138,7 @@ impl Pending {
             self.metrics.unpriced_entry();
         }
         let request_id = entry.request_id.clone();
-        if let Err(e) = self.writer.record(entry) {
+        if let Err(e) = self.writer.settle(self.intent, entry) {
             // The writer already tried the spool; this is the one place an entry can be
             // lost, so it is loud.
             tracing::error!(request_id = %request_id, error = %e, "ledger entry could not be recorded");

@@ -214,7 +214,7 @@ impl Metrics {
         header(out, "tollgate_ledger_unpriced_entries_total", Kind::Counter, help);
         sample(out, "tollgate_ledger_unpriced_entries_total", "", self.unpriced_entries.load(Ordering::Relaxed));
         let Some(s) = stats else { return };
-        let series: [(&str, Kind, &str, u64); 2] = [
+        let series: [(&str, Kind, &str, u64); 5] = [
             (
                 "tollgate_ledger_queue_depth",
                 Kind::Gauge,
@@ -226,6 +226,24 @@ impl Metrics {
                 Kind::Counter,
                 "Ledger sink writes that failed (and were retried).",
                 s.sink_failures,
+            ),
+            (
+                "tollgate_ledger_recovered_entries_total",
+                Kind::Counter,
+                "Requests dispatched before a crash and settled from the ledger log at start (`usage_source: recovered`): reconcile them with the provider.",
+                s.recovered,
+            ),
+            (
+                "tollgate_ledger_rejected_pending",
+                Kind::Gauge,
+                "Ledger entries the sink refused as invalid, kept in the dead-letter file and retried (`tollgate-gateway --list-rejected-ledger`).",
+                s.rejected_pending,
+            ),
+            (
+                "tollgate_ledger_log_failures_total",
+                Kind::Counter,
+                "Writes to the crash-safe ledger log that failed (those requests are not crash-safe).",
+                s.journal_failures,
             ),
         ];
         for (name, kind, help, v) in series {

@@ -42,6 +42,7 @@ pub(super) async fn admit(ctx: &Ctx<'_>, routed: &Routed<'_>) -> Result<Admissio
         deployment: routed.first.deployment,
         stream: ctx.stream,
         priced: routed.pricing.is_some(),
+        prompt: admitted.prompt_estimate(),
         started: ctx.started,
     };
     let ledger = Pending::start(ctx.dp, ctx.identity, key, start);
