@@ -144,9 +144,12 @@ async fn a_stalled_stream_times_out_frees_its_reservation_and_is_charged() {
         .await;
 }
 
+/// A caller leaving mid-stream ends the stream (what passed is charged, 499); a caller
+/// leaving a dispatched non-streaming call does not cancel it (issue 15: the provider
+/// bills it either way) — it runs until the upstream answers or its per-attempt timeout.
 #[tokio::test]
-async fn a_caller_that_hangs_up_cancels_the_upstream_call() {
-    let gw = Gateway::start().await;
+async fn a_caller_that_hangs_up_ends_a_stream_but_not_a_dispatched_call() {
+    let gw = Gateway::start_with_env(&[("TOLLGATE_UPSTREAM_TIMEOUT_S", "2")]).await;
     let upstream = FakeUpstream::start().await;
     let (_, secret) = gw.setup(&upstream, with_budget()).await;
 
@@ -159,15 +162,24 @@ async fn a_caller_that_hangs_up_cancels_the_upstream_call() {
         upstream.open_bodies() == 0
     })
     .await;
-    wait_settled(&gw, &secret, "the abandoned stream is charged for what was generated").await;
+    let after_stream = wait_settled(&gw, &secret, "the abandoned stream is charged for what was generated").await;
 
-    // Not streaming: the upstream sends its head and then nothing; the caller gives up.
+    // Not streaming: the upstream sends its head and then nothing; the caller gives up,
+    // the call does not: it ends at the 2 s per-attempt timeout, and is settled.
     upstream.set_reply(Reply::chat_completion().stall_after(10));
     let (sock, _) = raw_request(&gw, &secret, &hello(), 0).await;
     eventually(Duration::from_secs(5), "the upstream answers", || async { upstream.open_bodies() == 1 }).await;
     drop(sock);
-    eventually(Duration::from_secs(5), "the upstream call is cancelled with the caller", || async {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(upstream.open_bodies(), 1, "the caller leaving does not cancel a dispatched call");
+    eventually(Duration::from_secs(5), "the call ends at its per-attempt timeout", || async {
         upstream.open_bodies() == 0
+    })
+    .await;
+    // It generated nothing readable: charged its prompt's estimate, never zero.
+    eventually(Duration::from_secs(10), "the abandoned call is charged and its reservation released", || async {
+        let (spent, reserved) = spend(&gw, &secret).await;
+        reserved == "0.00" && spent != after_stream
     })
     .await;
 }
