@@ -9,3 +9,4 @@ mod observability;
 mod routing;
 mod sdk;
 mod standalone;
+mod upstream_faults;
