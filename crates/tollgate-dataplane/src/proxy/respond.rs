@@ -276,6 +276,8 @@ impl Exchange {
         } = self;
         let span = tracing::Span::current();
         Box::new(move |o: StreamOutcome| {
+            // The body is polled outside the request span: the charge is recorded on it.
+            let entered = span.enter();
             if let Some(first) = o.first_event {
                 metrics.time_to_first_token(endpoint.label(), &public_model, &provider, first.duration_since(started));
             }
@@ -314,6 +316,7 @@ impl Exchange {
                 l.finish(&usage, source, cost, status);
             }
             tracing::debug!(key = %key_id, model = %public_model, ?usage, ?source, %cost, status, "stream metered");
+            drop(entered);
             let settle = async move {
                 admitted.settle(&usage).await;
             };
