@@ -210,7 +210,9 @@ impl StreamAdapter for Compose {
 mod tests {
     use super::*;
 
-    fn usage_after(upstream: Dialect, caller: Dialect, events: &[&str]) -> Result<Option<Usage>, InsaneUsage> {
+    type Reported = Result<Option<Usage>, InsaneUsage>;
+
+    fn usage_after(upstream: Dialect, caller: Dialect, events: &[&str]) -> Reported {
         let opts = StreamOptions { public_model: "m".into(), strip_usage_chunk: true };
         let mut a = stream_adapter(upstream, caller, opts).unwrap();
         let mut out = BytesMut::new();
@@ -231,7 +233,7 @@ mod tests {
             assert_eq!(a, usage_after(Dialect::AnthropicMessages, Dialect::OpenAiChat, events), "same either way");
             a
         };
-        let cases: Vec<(Result<Option<Usage>, InsaneUsage>, Option<Usage>)> = vec![
+        let cases: Vec<(Reported, Option<Usage>)> = vec![
             (anthropic(&[]), None),
             (
                 anthropic(&[start]),
