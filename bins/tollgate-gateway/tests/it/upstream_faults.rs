@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_metering::tokens::{count_tokens, estimate_prompt_tokens};
 use tollgate_testkit::http_client::{TestResponse, get, send_cut};
 use tollgate_testkit::process::eventually;
-use tollgate_testkit::{CHAT_STREAM, FakeUpstream, Reply};
+use tollgate_testkit::{CHAT_STREAM, FakeUpstream, RESPONSES_STREAM, Reply};
 
 /// The deployments' upstream model name: it picks the tokenizer of the gateway's count.
 const SERVED: &str = "gpt-4o-mini";
@@ -289,9 +289,14 @@ async fn a_stream_the_upstream_breaks_ends_with_an_error_event_and_the_upstream_
     let an_garbage = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"GARBAGE\n\n";
     let an_output = text.repeat(2);
     assert!(count_tokens(SERVED, &an_output) > 1, "more text than message_start claimed");
+    // OpenAI Responses: response.created and one text delta ("Hello") pass.
+    let second = RESPONSES_STREAM.match_indices("\n\n").nth(1).unwrap().0 + 2;
+    let (rs_passed, rs_rest) = RESPONSES_STREAM.split_at(second);
+    let rs_garbage =
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"GARBAGE\n\n";
 
     for fault in [Fault::BrokenJson, Fault::Binary, Fault::Reset, Fault::Stall] {
-        for caller in ["chat", "messages"] {
+        for caller in ["chat", "messages", "responses"] {
             let id = format!("{fault:?}-{caller}");
             let (path, body, upstream, reply) = match caller {
                 "chat" => (
@@ -300,11 +305,17 @@ async fn a_stream_the_upstream_breaks_ends_with_an_error_event_and_the_upstream_
                     &rig.openai,
                     fault.reply(oa_passed, oa_rest, oa_garbage),
                 ),
-                _ => (
+                "messages" => (
                     "/v1/messages",
                     messages_body("an", true),
                     &rig.anthropic,
                     fault.reply(&an_passed, &an_rest, an_garbage),
+                ),
+                _ => (
+                    "/v1/responses",
+                    json!({"model": "oa", "input": "Tell me about the sea.", "stream": true}).to_string(),
+                    &rig.openai,
+                    fault.reply(rs_passed, rs_rest, rs_garbage),
                 ),
             };
             upstream.set_reply(reply);
@@ -321,6 +332,19 @@ async fn a_stream_the_upstream_breaks_ends_with_an_error_event_and_the_upstream_
                     assert_eq!((name, last["error"]["type"].as_str()), (None, Some("upstream_error")), "{id}: {last}");
                     assert!(last["error"]["message"].is_string(), "{id}: {last}");
                     assert!(!r.text().contains("[DONE]"), "{id}: a broken stream does not claim to have finished");
+                }
+                "responses" => {
+                    assert!(r.text().contains("\"Hello\""), "{id}: what passed reached the caller: {}", r.text());
+                    assert_eq!(name.as_deref(), Some("error"), "{id}: {}", r.text());
+                    assert_eq!(
+                        (last["type"].as_str(), last["error"]["type"].as_str()),
+                        (Some("error"), Some("upstream_error"))
+                    );
+                    assert!(last["message"].is_string(), "{id}: {last}");
+                    assert!(
+                        !r.text().contains("response.completed"),
+                        "{id}: a broken stream does not claim to have finished"
+                    );
                 }
                 _ => {
                     assert!(r.text().contains("The sea is large"), "{id}: what passed reached the caller");
@@ -344,6 +368,7 @@ async fn a_stream_the_upstream_breaks_ends_with_an_error_event_and_the_upstream_
             assert_eq!(e["usage_source"], "estimated", "{id}: {e}");
             let (input, output, cost) = match caller {
                 "chat" => counted_cost(estimate_prompt_tokens(SERVED, body.as_bytes()), "Hel"),
+                "responses" => counted_cost(estimate_prompt_tokens(SERVED, body.as_bytes()), "Hello"),
                 // The prompt as reported; the output counted, as message_start's 1 is too few.
                 _ => counted_cost(11, &an_output),
             };
