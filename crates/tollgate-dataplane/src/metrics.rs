@@ -158,6 +158,9 @@ pub(crate) struct Metrics {
     budget_refusals: RwLock<HashMap<&'static str, AtomicU64>>,
     rate_refusals: RwLock<HashMap<(&'static str, &'static str), AtomicU64>>,
     upstream_errors: RwLock<HashMap<SeriesKey, AtomicU64>>,
+    /// Upstream usage reports not believed (charged from the gateway's own count), by
+    /// provider (kept in the provider slot).
+    usage_rejected: RwLock<HashMap<SeriesKey, AtomicU64>>,
     /// Failed attempts followed by another (a retry or the model's next deployment), by
     /// (model, provider).
     fallbacks: RwLock<HashMap<SeriesKey, AtomicU64>>,
@@ -190,6 +193,7 @@ impl Metrics {
             budget_refusals: RwLock::new(HashMap::new()),
             rate_refusals: RwLock::new(HashMap::new()),
             upstream_errors: RwLock::new(HashMap::new()),
+            usage_rejected: RwLock::new(HashMap::new()),
             fallbacks: RwLock::new(HashMap::new()),
             key_requests: Capped::new(key_label_cap),
             principal_requests: Capped::new(principal_label_cap),
@@ -336,6 +340,12 @@ impl Metrics {
         bump(&self.upstream_errors, SeriesRef { endpoint: kind, model: "", provider }, SeriesKey::from);
     }
 
+    /// `provider` reported usage the gateway does not believe (negative, fractional,
+    /// absurd): the request was charged from the gateway's own count.
+    pub(crate) fn upstream_usage_rejected(&self, provider: &str) {
+        bump(&self.usage_rejected, SeriesRef { endpoint: "", model: "", provider }, SeriesKey::from);
+    }
+
     /// A failed attempt at `provider` for `model` is followed by another (a retry or the
     /// next deployment).
     pub(crate) fn fallback(&self, model: &str, from_provider: &str) {
@@ -476,6 +486,16 @@ impl Metrics {
         for (k, c) in read(&self.upstream_errors).iter() {
             let l = labels(&[("provider", &*k.provider), ("kind", k.endpoint)]);
             sample(&mut out, "tollgate_upstream_errors_total", &l, c.load(Ordering::Relaxed));
+        }
+        header(
+            &mut out,
+            "tollgate_upstream_usage_rejected_total",
+            Kind::Counter,
+            "Upstream usage reports not believed (charged from the gateway's own token count), by provider.",
+        );
+        for (k, c) in read(&self.usage_rejected).iter() {
+            let l = labels(&[("provider", &*k.provider)]);
+            sample(&mut out, "tollgate_upstream_usage_rejected_total", &l, c.load(Ordering::Relaxed));
         }
         header(
             &mut out,

@@ -1,33 +1,108 @@
 //! Server-sent-event streams: the upstream's events framed one by one as they arrive (by
-//! the providers' [`SseFramer`], the one framer the golden tests also run) and handed to
-//! the providers' [`StreamAdapter`], which forwards them (same dialect) or translates them
-//! (caller and upstream differ) and reads usage on the way. Nothing is buffered beyond
-//! one incomplete event.
+//! the providers' [`SseFramer`], the one framer the golden tests also run), each judged
+//! by the providers' framing rules ([`check_event`]: SSE fields only, data a JSON
+//! object), and handed to the providers' [`StreamAdapter`], which forwards them (same
+//! dialect) or translates them (caller and upstream differ) and reads usage on the way.
+//! Nothing is buffered beyond one incomplete event.
+//!
+//! A stream the upstream breaks — an event that fails the rules, a stall past the idle
+//! timeout, a reset — ends for the caller with one error event in its dialect
+//! ([`stream_error_event`]) and a clean end of the body: no byte of the bad event is
+//! forwarded, and the caller's client sees an error, not a cut connection. The completion
+//! callback runs before the last frame is handed out, so whatever it records (the ledger
+//! entry) is recorded before the caller's last byte.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tollgate_providers::{ProviderError, ResponseBody, SseFramer, StreamAdapter, Usage};
+use tollgate_providers::{
+    BadEvent, Dialect, InsaneUsage, ProviderError, ProviderErrorKind, ResponseBody, SseFramer, StreamAdapter, Usage,
+    check_event, stream_error_event,
+};
+
+/// How the upstream failed a stream that had started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamFault {
+    /// It sent an event that is not well-formed SSE with JSON data (broken JSON, binary).
+    Garbage,
+    /// It sent nothing for longer than the idle timeout.
+    Idle,
+    /// The connection broke (a reset, a read error).
+    Broken,
+}
+
+impl StreamFault {
+    /// The attempt's outcome in the ledger.
+    pub(crate) fn outcome(self) -> &'static str {
+        match self {
+            StreamFault::Garbage => "stream_garbage",
+            StreamFault::Idle => "stream_idle",
+            StreamFault::Broken => "stream_broken",
+        }
+    }
+
+    /// The code of the caller's error event.
+    fn code(self) -> &'static str {
+        match self {
+            StreamFault::Idle => "upstream_timeout",
+            StreamFault::Garbage | StreamFault::Broken => "upstream_error",
+        }
+    }
+
+    /// The message of the caller's error event: the gateway's words, never upstream bytes.
+    fn message(self) -> &'static str {
+        match self {
+            StreamFault::Garbage => "the upstream sent a malformed event; the stream was ended",
+            StreamFault::Idle => "the upstream stopped sending; the stream was ended after the idle timeout",
+            StreamFault::Broken => "the upstream connection broke mid-stream",
+        }
+    }
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamEnd {
+    /// The upstream finished it.
+    Completed,
+    /// The caller went away (or the response was dropped) first.
+    CallerLeft,
+    /// The upstream failed it; the caller got an error event.
+    Upstream(StreamFault),
+}
 
 /// How a stream ended, reported once to the completion callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StreamOutcome {
-    /// The usage the upstream reported, if it did.
-    pub(crate) usage: Option<Usage>,
-    /// True when the upstream finished the stream; false when the caller went away or the
-    /// upstream broke it.
-    pub(crate) completed: bool,
-    /// Bytes of event data forwarded to the caller.
+    /// The usage the upstream reported, if it did, or why its report is not believed.
+    pub(crate) usage: Result<Option<Usage>, InsaneUsage>,
+    /// Who ended the stream.
+    pub(crate) end: StreamEnd,
+    /// Bytes of upstream event data forwarded to the caller (the gateway's own error
+    /// event not included).
     pub(crate) bytes_forwarded: u64,
     /// The generated text (content and tool-call arguments) seen, kept only when the
-    /// upstream reported no usage or the stream did not finish, for a tokenizer count.
+    /// upstream reported no believable usage or the stream did not finish, for a
+    /// tokenizer count.
     pub(crate) generated_text: Option<String>,
     /// When the first event reached the caller, if one did.
     pub(crate) first_event: Option<std::time::Instant>,
-    /// True when the upstream broke the stream (a read error), as opposed to finishing
-    /// it or the caller going away: the deployment's health hears of it.
-    pub(crate) upstream_broke: bool,
+}
+
+impl StreamOutcome {
+    /// The upstream finished the stream.
+    pub(crate) fn completed(&self) -> bool {
+        self.end == StreamEnd::Completed
+    }
+
+    /// How the upstream failed it, if it did.
+    pub(crate) fn fault(&self) -> Option<StreamFault> {
+        match self.end {
+            StreamEnd::Upstream(f) => Some(f),
+            StreamEnd::Completed | StreamEnd::CallerLeft => None,
+        }
+    }
 }
 
 type OnDone = Box<dyn FnOnce(StreamOutcome) + Send + Sync>;
@@ -38,6 +113,10 @@ pub(crate) struct SseStream {
     /// Holds the tail after the last complete event until its end arrives.
     framer: SseFramer,
     adapter: Box<dyn StreamAdapter>,
+    /// The upstream's dialect (which events are well formed).
+    upstream: Dialect,
+    /// The caller's dialect (the shape of the error event).
+    caller: Dialect,
     forwarded: u64,
     on_done: Option<OnDone>,
     finished: bool,
@@ -45,11 +124,19 @@ pub(crate) struct SseStream {
 }
 
 impl SseStream {
-    pub(crate) fn new(inner: ResponseBody, adapter: Box<dyn StreamAdapter>, on_done: OnDone) -> Self {
+    pub(crate) fn new(
+        inner: ResponseBody,
+        adapter: Box<dyn StreamAdapter>,
+        upstream: Dialect,
+        caller: Dialect,
+        on_done: OnDone,
+    ) -> Self {
         SseStream {
             inner,
             framer: SseFramer::default(),
             adapter,
+            upstream,
+            caller,
             forwarded: 0,
             on_done: Some(on_done),
             finished: false,
@@ -57,29 +144,76 @@ impl SseStream {
         }
     }
 
-    fn finish(&mut self, completed: bool, upstream_broke: bool) {
+    fn finish(&mut self, end: StreamEnd) {
         if let Some(done) = self.on_done.take() {
             let usage = self.adapter.usage();
+            // Needed for a count when nothing believable (or, for a cut stream, maybe
+            // not all) was reported.
+            let count_needed = !matches!(usage, Ok(Some(_))) || end != StreamEnd::Completed;
             done(StreamOutcome {
                 usage,
-                completed,
+                end,
                 bytes_forwarded: self.forwarded,
-                // Needed for a count when nothing (or, for a cut stream, maybe not all)
-                // was reported.
-                generated_text: (usage.is_none() || !completed).then(|| self.adapter.generated_text().to_owned()),
+                generated_text: count_needed.then(|| self.adapter.generated_text().to_owned()),
                 first_event: self.first_event,
-                upstream_broke,
             });
         }
     }
 
-    /// Frames `data` and hands every event it completes to the adapter; returns what to
-    /// forward.
-    fn drain_events(&mut self, data: &[u8]) -> BytesMut {
+    /// Frames `data`, judges every event it completes and hands the good ones to the
+    /// adapter; returns what to forward, and the first bad event (after which nothing
+    /// more is handed on).
+    fn drain_events(&mut self, data: &[u8]) -> (BytesMut, Option<BadEvent>) {
         let mut out = BytesMut::new();
-        let adapter = &mut self.adapter;
-        self.framer.push(data, |event| adapter.on_event(event, &mut out));
-        out
+        let mut bad = None;
+        let (adapter, upstream) = (&mut self.adapter, self.upstream);
+        self.framer.push(data, |event| judge_and_relay(event, upstream, &mut **adapter, &mut out, &mut bad));
+        (out, bad)
+    }
+
+    /// Hands out `out` as a data frame (nothing when it is empty).
+    fn forward(&mut self, out: BytesMut) -> Option<Frame<Bytes>> {
+        if out.is_empty() {
+            return None;
+        }
+        self.first_event.get_or_insert_with(std::time::Instant::now);
+        self.forwarded += out.len() as u64;
+        Some(Frame::data(out.freeze()))
+    }
+
+    /// The upstream failed the stream: what passed before the fault, then the caller's
+    /// error event, as the last frame; the outcome is reported before it is handed out.
+    fn fail(&mut self, out: BytesMut, fault: StreamFault) -> Frame<Bytes> {
+        self.finished = true;
+        // Let go of the upstream now: its connection closes rather than idling on.
+        self.inner = http_body_util::Empty::new().map_err(|never| match never {}).boxed();
+        let mut last = BytesMut::new();
+        if !out.is_empty() {
+            self.first_event.get_or_insert_with(std::time::Instant::now);
+            self.forwarded += out.len() as u64;
+            last = out;
+        }
+        last.extend_from_slice(&stream_error_event(self.caller, fault.code(), fault.message()));
+        self.finish(StreamEnd::Upstream(fault));
+        Frame::data(last.freeze())
+    }
+}
+
+/// One framed upstream event: judged, then relayed through the adapter when well formed.
+/// After the first bad one, nothing more is relayed.
+fn judge_and_relay(
+    event: &[u8],
+    upstream: Dialect,
+    adapter: &mut dyn StreamAdapter,
+    out: &mut BytesMut,
+    bad: &mut Option<BadEvent>,
+) {
+    if bad.is_some() {
+        return;
+    }
+    match check_event(event, upstream) {
+        Ok(_) => adapter.on_event(event, out),
+        Err(e) => *bad = Some(e),
     }
 }
 
@@ -97,27 +231,42 @@ impl Body for SseStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(mut data) = frame.into_data() else { continue };
-                    let out = this.drain_events(&data.copy_to_bytes(data.remaining()));
-                    if !out.is_empty() {
-                        this.first_event.get_or_insert_with(std::time::Instant::now);
-                        this.forwarded += out.len() as u64;
-                        return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                    let (out, bad) = this.drain_events(&data.copy_to_bytes(data.remaining()));
+                    if let Some(bad) = bad {
+                        tracing::warn!(error = %bad, "upstream stream ended: a malformed event");
+                        return Poll::Ready(Some(Ok(this.fail(out, StreamFault::Garbage))));
+                    }
+                    if let Some(frame) = this.forward(out) {
+                        return Poll::Ready(Some(Ok(frame)));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.finished = true;
-                    this.finish(false, true);
-                    return Poll::Ready(Some(Err(e)));
+                    let fault =
+                        if e.kind == ProviderErrorKind::IdleTimeout { StreamFault::Idle } else { StreamFault::Broken };
+                    tracing::warn!(error = %e, "upstream stream ended: {}", fault.outcome());
+                    // A partial event held by the framer is dropped with the stream.
+                    return Poll::Ready(Some(Ok(this.fail(BytesMut::new(), fault))));
                 }
                 Poll::Ready(None) => {
-                    this.finished = true;
                     let mut out = BytesMut::new();
-                    // An unterminated last event still counts.
-                    let adapter = &mut this.adapter;
-                    this.framer.finish(|event| adapter.on_event(event, &mut out));
+                    let mut bad = None;
+                    // An unterminated last event still counts, completed with its blank
+                    // line so the caller's client dispatches it too.
+                    let (adapter, upstream) = (&mut this.adapter, this.upstream);
+                    this.framer.finish(|event| {
+                        let mut whole = event.to_vec();
+                        while !whole.ends_with(b"\n\n") && !whole.ends_with(b"\r\n\r\n") {
+                            whole.push(b'\n');
+                        }
+                        judge_and_relay(&whole, upstream, &mut **adapter, &mut out, &mut bad);
+                    });
+                    if bad.is_some() {
+                        return Poll::Ready(Some(Ok(this.fail(out, StreamFault::Garbage))));
+                    }
+                    this.finished = true;
                     this.adapter.on_end(&mut out);
                     this.forwarded += out.len() as u64;
-                    this.finish(true, false);
+                    this.finish(StreamEnd::Completed);
                     if out.is_empty() {
                         return Poll::Ready(None);
                     }
@@ -139,7 +288,7 @@ impl Body for SseStream {
 impl Drop for SseStream {
     fn drop(&mut self) {
         // The caller disconnected (or the response was dropped) before the end.
-        self.finish(false, false);
+        self.finish(StreamEnd::CallerLeft);
     }
 }
 
@@ -203,36 +352,54 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
     use std::sync::{Arc, Mutex};
-    use tollgate_providers::{Dialect, StreamOptions, stream_adapter};
+    use tollgate_providers::{StreamOptions, stream_adapter};
 
     const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
 data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n\
 data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n\
 data: [DONE]\n\n";
 
-    fn chunked(text: &str, size: usize) -> ResponseBody {
+    const ANTHROPIC: &str = "event: message_start\n\
+data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n";
+
+    fn chunked(text: &[u8], size: usize) -> ResponseBody {
         let chunks: Vec<Result<Frame<Bytes>, ProviderError>> =
-            text.as_bytes().chunks(size).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
+            text.chunks(size).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
         StreamBody::new(futures_util::stream::iter(chunks)).boxed()
     }
 
-    fn openai(strip: bool) -> Box<dyn StreamAdapter> {
-        stream_adapter(
-            Dialect::OpenAiChat,
-            Dialect::OpenAiChat,
-            StreamOptions { public_model: "m".into(), strip_usage_chunk: strip },
-        )
-        .unwrap()
+    /// `text` in pieces of `size`, then `err` instead of a clean end.
+    fn chunked_then(text: &[u8], size: usize, err: ProviderErrorKind) -> ResponseBody {
+        let mut chunks: Vec<Result<Frame<Bytes>, ProviderError>> =
+            text.chunks(size).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
+        chunks.push(Err(ProviderError::new(err, "upstream failed")));
+        StreamBody::new(futures_util::stream::iter(chunks)).boxed()
+    }
+
+    fn adapter(upstream: Dialect, caller: Dialect, strip: bool) -> Box<dyn StreamAdapter> {
+        stream_adapter(upstream, caller, StreamOptions { public_model: "m".into(), strip_usage_chunk: strip }).unwrap()
+    }
+
+    /// Reads a whole stream as a caller's client does; the body must end cleanly.
+    async fn run_with(body: ResponseBody, upstream: Dialect, caller: Dialect, strip: bool) -> (String, StreamOutcome) {
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        let body = SseStream::new(
+            body,
+            adapter(upstream, caller, strip),
+            upstream,
+            caller,
+            Box::new(move |o| *s.lock().unwrap() = Some(o)),
+        );
+        let out = body.collect().await.expect("the caller's body ends cleanly, never with an error").to_bytes();
+        let outcome = seen.lock().unwrap().take().expect("the outcome is reported once");
+        (String::from_utf8(out.to_vec()).expect("the caller only gets UTF-8"), outcome)
     }
 
     async fn run(size: usize, strip: bool) -> (String, StreamOutcome) {
-        let seen = Arc::new(Mutex::new(None));
-        let s = seen.clone();
-        let body =
-            SseStream::new(chunked(STREAM, size), openai(strip), Box::new(move |o| *s.lock().unwrap() = Some(o)));
-        let out = body.collect().await.unwrap().to_bytes();
-        let outcome = seen.lock().unwrap().take().unwrap();
-        (String::from_utf8(out.to_vec()).unwrap(), outcome)
+        run_with(chunked(STREAM.as_bytes(), size), Dialect::OpenAiChat, Dialect::OpenAiChat, strip).await
     }
 
     #[tokio::test]
@@ -240,13 +407,13 @@ data: [DONE]\n\n";
         for size in [1, 3, 7, 64, 4096] {
             let (kept, outcome) = run(size, false).await;
             assert_eq!(kept, STREAM, "chunk size {size}");
-            assert_eq!(outcome.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((9, 2)));
-            assert!(outcome.completed);
+            assert_eq!(outcome.usage.clone().unwrap().map(|u| (u.input_tokens, u.output_tokens)), Some((9, 2)));
+            assert!(outcome.completed());
 
             let (stripped, outcome) = run(size, true).await;
             assert!(!stripped.contains("usage"), "chunk size {size}: {stripped}");
             assert!(stripped.ends_with("data: [DONE]\n\n"));
-            assert_eq!(outcome.usage.map(|u| u.total_tokens()), Some(11));
+            assert_eq!(outcome.usage.unwrap().map(|u| u.total_tokens()), Some(11));
         }
     }
 
@@ -254,16 +421,157 @@ data: [DONE]\n\n";
     async fn an_abandoned_stream_reports_what_was_forwarded() {
         let seen = Arc::new(Mutex::new(None));
         let s = seen.clone();
-        let mut body =
-            SseStream::new(chunked(STREAM, 10), openai(true), Box::new(move |o| *s.lock().unwrap() = Some(o)));
+        let mut body = SseStream::new(
+            chunked(STREAM.as_bytes(), 10),
+            adapter(Dialect::OpenAiChat, Dialect::OpenAiChat, true),
+            Dialect::OpenAiChat,
+            Dialect::OpenAiChat,
+            Box::new(move |o| *s.lock().unwrap() = Some(o)),
+        );
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert!(!first.is_empty());
         drop(body);
         let outcome = seen.lock().unwrap().take().unwrap();
-        assert!(!outcome.completed);
+        assert_eq!(outcome.end, StreamEnd::CallerLeft);
         assert_eq!(outcome.bytes_forwarded, first.len() as u64);
-        assert_eq!(outcome.usage, None);
+        assert_eq!(outcome.usage, Ok(None));
         assert_eq!(outcome.generated_text.as_deref(), Some("Hel"), "what was generated before the caller left");
+    }
+
+    /// The events of a caller's body: every one must be whole and well formed.
+    fn events(body: &str) -> Vec<String> {
+        assert!(body.is_empty() || body.ends_with("\n\n"), "the body ends with a whole event: {body:?}");
+        body.split_terminator("\n\n").map(str::to_owned).collect()
+    }
+
+    fn last_event_data(body: &str) -> serde_json::Value {
+        let last = events(body).pop().expect("an event");
+        let data = last.lines().find_map(|l| l.strip_prefix("data: ")).expect("data");
+        serde_json::from_str(data).expect("JSON data")
+    }
+
+    #[tokio::test]
+    async fn garbage_ends_the_stream_with_an_error_event_and_never_reaches_the_caller() {
+        let first = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+        let garbage: [&[u8]; 6] = [
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"SECRET-BROKEN\"\n\n",
+            b"\xff\xfe\x00\x01SECRET-BINARY\n\n",
+            b"data: SECRET-NOT-JSON\n\n",
+            b"<html>SECRET-HTML</html>\n\n",
+            b"data: {\"ok\":1}\x00SECRET-NUL\n\n",
+            // An unterminated broken event at the very end.
+            b"data: {\"SECRET-TAIL\":",
+        ];
+        for bad in garbage {
+            for size in [1, 5, 4096] {
+                let mut stream = first.as_bytes().to_vec();
+                stream.extend_from_slice(bad);
+                if bad.ends_with(b"\n\n") {
+                    stream.extend_from_slice(
+                        b"data: {\"choices\":[{\"delta\":{\"content\":\"SECRET-AFTER\"}}]}\n\ndata: [DONE]\n\n",
+                    );
+                }
+                let (body, o) = run_with(chunked(&stream, size), Dialect::OpenAiChat, Dialect::OpenAiChat, false).await;
+                let what = format!("{} in pieces of {size}", String::from_utf8_lossy(bad));
+                assert!(body.starts_with(first), "{what}: what passed before reached the caller: {body}");
+                assert!(!body.contains("SECRET"), "{what}: nothing of the garbage, nor after it: {body}");
+                assert!(!body.contains("[DONE]"), "{what}: a broken stream does not claim to have finished");
+                assert_eq!(last_event_data(&body)["error"]["type"], "upstream_error", "{what}: {body}");
+                assert_eq!(o.end, StreamEnd::Upstream(StreamFault::Garbage), "{what}");
+                assert_eq!(o.generated_text.as_deref(), Some("Hel"), "{what}: what passed is counted");
+                assert_eq!(o.bytes_forwarded, first.len() as u64, "{what}: our error event is not upstream output");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reset_or_a_stall_ends_the_stream_with_an_error_event_in_the_callers_dialect() {
+        let up = Dialect::AnthropicMessages;
+        for (kind, fault) in
+            [(ProviderErrorKind::Io, StreamFault::Broken), (ProviderErrorKind::IdleTimeout, StreamFault::Idle)]
+        {
+            // Cut inside an event: the partial event is dropped, never forwarded.
+            let mut stream = ANTHROPIC.as_bytes().to_vec();
+            stream.extend_from_slice(b"event: content_block_delta\ndata: {\"type\":\"content_blo");
+            for caller in [Dialect::AnthropicMessages, Dialect::OpenAiChat] {
+                let (body, o) = run_with(chunked_then(&stream, 7, kind.clone()), up, caller, false).await;
+                assert_eq!(o.end, StreamEnd::Upstream(fault), "{kind:?} {caller:?}");
+                assert_eq!(o.generated_text.as_deref(), Some("Hel"));
+                assert!(body.contains("Hel"), "{body}");
+                assert!(!body.contains("content_blo\""), "the partial event is not forwarded: {body}");
+                let all = events(&body);
+                let last = all.last().unwrap();
+                let v = last_event_data(&body);
+                match caller {
+                    Dialect::AnthropicMessages => {
+                        assert!(last.starts_with("event: error\n"), "{body}");
+                        assert_eq!(
+                            (v["type"].as_str(), v["error"]["type"].as_str()),
+                            (Some("error"), Some("api_error"))
+                        );
+                        assert!(!body.contains("message_stop"), "a broken stream does not claim to have finished");
+                    }
+                    _ => {
+                        assert_eq!(v["error"]["type"], "upstream_error", "{body}");
+                        assert!(!body.contains("[DONE]"), "a broken stream does not claim to have finished");
+                    }
+                }
+                let code = if fault == StreamFault::Idle { "upstream_timeout" } else { "upstream_error" };
+                assert!(last.contains(code), "{last}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_outcome_is_reported_before_the_last_frame_is_handed_out() {
+        let body = chunked_then(STREAM.as_bytes(), 4096, ProviderErrorKind::Io);
+        for (body, want) in
+            [(body, StreamEnd::Upstream(StreamFault::Broken)), (chunked(STREAM.as_bytes(), 4096), StreamEnd::Completed)]
+        {
+            let seen = Arc::new(Mutex::new(None));
+            let s = seen.clone();
+            let mut sse = SseStream::new(
+                body,
+                adapter(Dialect::OpenAiChat, Dialect::OpenAiChat, false),
+                Dialect::OpenAiChat,
+                Dialect::OpenAiChat,
+                Box::new(move |o| *s.lock().unwrap() = Some(o)),
+            );
+            let mut frames = 0;
+            loop {
+                let frame = sse.frame().await;
+                // When the caller's client sees the last frame (or the end), the outcome
+                // has been reported: nothing of it is left to run after the last byte.
+                if frame.is_none() || sse.is_end_stream() {
+                    assert_eq!(seen.lock().unwrap().as_ref().map(|o: &StreamOutcome| o.end), Some(want));
+                }
+                match frame {
+                    Some(Ok(_)) => frames += 1,
+                    Some(Err(e)) => panic!("the caller's body never ends in an error: {e}"),
+                    None => break,
+                }
+            }
+            assert!(frames >= 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn implausible_stream_usage_is_reported_and_the_text_kept_for_a_count() {
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":-9,\"completion_tokens\":2}}\n\n\
+data: [DONE]\n\n";
+        let (_, o) = run_with(chunked(stream.as_bytes(), 9), Dialect::OpenAiChat, Dialect::OpenAiChat, true).await;
+        assert!(o.completed());
+        assert_eq!(o.usage.map_err(|e| e.field), Err("prompt_tokens"));
+        assert_eq!(o.generated_text.as_deref(), Some("Hello"), "kept for the gateway's own count");
+    }
+
+    #[tokio::test]
+    async fn comments_and_an_unterminated_last_event_are_well_formed() {
+        let stream = ": keep-alive\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: [DONE]";
+        let (body, o) = run_with(chunked(stream.as_bytes(), 3), Dialect::OpenAiChat, Dialect::OpenAiChat, true).await;
+        assert!(o.completed());
+        assert_eq!(body, format!("{stream}\n\n"), "kept, and the last event completed for the caller's parser");
     }
 
     #[test]
@@ -278,12 +586,12 @@ data: [DONE]\n\n";
 
     #[tokio::test]
     async fn the_first_frame_read_ahead_is_served_first() {
-        let mut body = chunked(STREAM, 10);
+        let mut body = chunked(STREAM.as_bytes(), 10);
         let first = first_data(&mut body).await.unwrap().unwrap();
         assert_eq!(&first[..], &STREAM.as_bytes()[..10]);
         let whole = Prepend::new(Some(first), body).collect().await.unwrap().to_bytes();
         assert_eq!(&whole[..], STREAM.as_bytes(), "nothing lost or reordered");
-        assert_eq!(first_data(&mut chunked("", 1)).await.unwrap(), None, "an empty body has no first frame");
+        assert_eq!(first_data(&mut chunked(b"", 1)).await.unwrap(), None, "an empty body has no first frame");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Wire dialects, and usage read from a complete body of any of them (each dialect's
 //! reader lives in its upstream's folder).
 
-use crate::{Usage, anthropic, gemini, openai};
+use crate::{InsaneUsage, Usage, anthropic, gemini, openai};
 use serde_json::{Value, json};
 
 /// The wire dialect of a request or response body.
@@ -19,11 +19,15 @@ pub enum Dialect {
     OpenAiEmbeddings,
 }
 
-/// Reads usage from a complete (non-streaming) response body of the given dialect.
+/// Reads usage from a complete (non-streaming) response body of the given dialect:
+/// `Ok(None)` when the body is not JSON or carries no usage object; an [`InsaneUsage`]
+/// when it carries one the gateway does not believe (a count that is negative, not an
+/// integer, above [`MAX_REQUEST_TOKENS`](crate::MAX_REQUEST_TOKENS), or a part larger
+/// than its whole), which the caller charges from its own count instead.
 ///
 /// Runs on every non-streaming answer, so only the usage object is materialized: the
 /// rest of the body is validated and skipped, never built into values.
-pub fn usage_of(dialect: Dialect, body: &[u8]) -> Option<Usage> {
+pub fn usage_of(dialect: Dialect, body: &[u8]) -> Result<Option<Usage>, InsaneUsage> {
     #[derive(serde::Deserialize)]
     struct Envelope {
         #[serde(default)]
@@ -31,14 +35,18 @@ pub fn usage_of(dialect: Dialect, body: &[u8]) -> Option<Usage> {
         #[serde(default, rename = "usageMetadata")]
         usage_metadata: Option<Value>,
     }
-    let env: Envelope = serde_json::from_slice(body).ok()?;
+    let Ok(env) = serde_json::from_slice::<Envelope>(body) else { return Ok(None) };
     match dialect {
-        Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => {
-            openai::response::openai_usage(&json!({"usage": env.usage?}))
-        }
-        Dialect::OpenAiResponses => openai::response::responses_usage(&env.usage?),
-        Dialect::AnthropicMessages => anthropic::response::anthropic_usage(&env.usage?),
-        Dialect::Gemini => gemini::response::gemini_usage(&json!({"usageMetadata": env.usage_metadata?})),
+        Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => match env.usage {
+            Some(u) => openai::response::openai_usage(&json!({ "usage": u })),
+            None => Ok(None),
+        },
+        Dialect::OpenAiResponses => env.usage.map_or(Ok(None), |u| openai::response::responses_usage(&u)),
+        Dialect::AnthropicMessages => env.usage.map_or(Ok(None), |u| anthropic::response::anthropic_usage(&u)),
+        Dialect::Gemini => match env.usage_metadata {
+            Some(m) => gemini::response::gemini_usage(&json!({ "usageMetadata": m })),
+            None => Ok(None),
+        },
     }
 }
 
@@ -100,13 +108,68 @@ mod tests {
             ),
         ];
         for (d, body, want) in cases {
-            assert_eq!(usage_of(d, body.as_bytes()), Some(want), "{d:?}");
+            assert_eq!(usage_of(d, body.as_bytes()), Ok(Some(want)), "{d:?}");
         }
-        assert_eq!(usage_of(Dialect::OpenAiChat, b"{}"), None);
-        assert_eq!(usage_of(Dialect::OpenAiChat, br#"{"usage":null}"#), None);
-        assert_eq!(usage_of(Dialect::AnthropicMessages, br#"{"usage":[1]}"#), None);
-        assert_eq!(usage_of(Dialect::Gemini, br#"{"usage":{"prompt_tokens":3}}"#), None, "not Gemini's field");
-        assert_eq!(usage_of(Dialect::OpenAiChat, br#"{"usage":{"prompt_tokens":3}} trailing"#), None);
-        assert_eq!(usage_of(Dialect::AnthropicMessages, b"<html>"), None);
+        assert_eq!(usage_of(Dialect::OpenAiChat, b"{}"), Ok(None));
+        assert_eq!(usage_of(Dialect::OpenAiChat, br#"{"usage":null}"#), Ok(None));
+        assert_eq!(usage_of(Dialect::AnthropicMessages, br#"{"usage":[1]}"#), Ok(None));
+        assert_eq!(usage_of(Dialect::Gemini, br#"{"usage":{"prompt_tokens":3}}"#), Ok(None), "not Gemini's field");
+        assert_eq!(usage_of(Dialect::OpenAiChat, br#"{"usage":{"prompt_tokens":3}} trailing"#), Ok(None));
+        assert_eq!(usage_of(Dialect::AnthropicMessages, b"<html>"), Ok(None));
+    }
+
+    #[test]
+    fn implausible_usage_is_refused_in_every_dialect_naming_the_field() {
+        let cases: [(Dialect, &str, &str, &str); 10] = [
+            (
+                Dialect::OpenAiChat,
+                r#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":1}}"#,
+                "prompt_tokens",
+                "18446744073709551615",
+            ),
+            (Dialect::OpenAiChat, r#"{"usage":{"prompt_tokens":5,"completion_tokens":-3}}"#, "completion_tokens", "-3"),
+            (Dialect::OpenAiChat, r#"{"usage":{"prompt_tokens":5.5,"completion_tokens":3}}"#, "prompt_tokens", "5.5"),
+            (
+                Dialect::OpenAiChat,
+                r#"{"usage":{"prompt_tokens":5,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":6}}}"#,
+                "cached_input_tokens",
+                "6 (more than input_tokens 5)",
+            ),
+            (Dialect::OpenAiEmbeddings, r#"{"usage":{"prompt_tokens":"6"}}"#, "prompt_tokens", "a string"),
+            (
+                Dialect::OpenAiResponses,
+                r#"{"usage":{"input_tokens":1,"output_tokens":1000000001}}"#,
+                "output_tokens",
+                "1000000001",
+            ),
+            (
+                Dialect::OpenAiResponses,
+                r#"{"usage":{"input_tokens":1,"output_tokens":2,"output_tokens_details":{"reasoning_tokens":-1}}}"#,
+                "reasoning_tokens",
+                "-1",
+            ),
+            (
+                Dialect::AnthropicMessages,
+                r#"{"usage":{"input_tokens":10,"cache_read_input_tokens":-10,"output_tokens":7}}"#,
+                "cache_read_input_tokens",
+                "-10",
+            ),
+            (
+                Dialect::AnthropicMessages,
+                r#"{"usage":{"input_tokens":600000000,"cache_creation_input_tokens":600000000,"output_tokens":7}}"#,
+                "input_tokens",
+                "1200000000",
+            ),
+            (
+                Dialect::Gemini,
+                r#"{"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":1e20}}"#,
+                "candidatesTokenCount",
+                "1e+20",
+            ),
+        ];
+        for (d, body, field, value) in cases {
+            let got = usage_of(d, body.as_bytes());
+            assert_eq!(got, Err(InsaneUsage { field, value: value.into() }), "{d:?} {body}");
+        }
     }
 }

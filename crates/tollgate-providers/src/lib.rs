@@ -8,11 +8,13 @@
 //! offered); the wire [`Dialect`]s and the tables of dialect pairs ([`translate`] for
 //! whole request, response and error bodies; [`stream_adapter`] for SSE streams, event by
 //! event); [`SseFramer`], the one SSE framer, which the data plane and the golden tests
-//! both run; parsing of the few request fields the gateway acts on
+//! both run, with the rules an upstream event must meet ([`check_event`]) and the error
+//! event a broken stream ends with in each caller's dialect ([`stream_error_event`]);
+//! parsing of the few request fields the gateway acts on
 //! ([`openai::RequestHead`], which serves OpenAI chat, Responses, embeddings and
 //! Anthropic bodies alike), the byte-level model rewrite, and the common [`Usage`] shape
 //! every dialect's report is mapped to ([`usage_of`], and [`StreamAdapter::usage`] for
-//! streams).
+//! streams), checked for sanity on the way ([`InsaneUsage`]).
 //!
 //! Does not own: choosing a provider or falling back (routing, data plane),
 //! authenticating callers (keys), pricing (metering), the data plane's HTTP server, or
@@ -32,6 +34,9 @@
 //!   nothing is buffered beyond one event.
 //! - Errors say where they came from and whether a retry may help, and never carry an
 //!   upstream body verbatim.
+//! - An upstream's usage report is never taken on trust: every count is a non-negative
+//!   integer up to [`MAX_REQUEST_TOKENS`] and every part (cached, reasoning) within its
+//!   whole, or the report is an [`InsaneUsage`] and nothing is charged from it.
 #![forbid(unsafe_code)]
 
 // Shared by every upstream.
@@ -68,9 +73,9 @@ pub use config::{ApiKey, ProviderConfig};
 pub use dialect::{Dialect, usage_of};
 pub use error::{ErrorOrigin, ProviderError, ProviderErrorKind};
 pub use registry::{ProviderKind, build_provider};
-pub use sse::SseFramer;
+pub use sse::{BadEvent, EventCheck, SseFramer, check_event, stream_error_event};
 pub use stream::{StreamAdapter, StreamOptions, stream_adapter};
-pub use usage::Usage;
+pub use usage::{InsaneUsage, MAX_REQUEST_TOKENS, Usage};
 
 /// The body of an upstream response, streamed.
 pub type ResponseBody = BoxBody<Bytes, ProviderError>;

@@ -1,9 +1,13 @@
-//! Server-sent events, the one place they are cut and written: [`SseFramer`] splits an
-//! upstream byte stream into complete events whatever the boundaries of the network reads
-//! (the data plane's stream body and the golden tests both frame through it), the event
-//! parser the stream adapters read them with, and the writers of the events they emit.
+//! Server-sent events, the one place they are cut, judged and written: [`SseFramer`]
+//! splits an upstream byte stream into complete events whatever the boundaries of the
+//! network reads (the data plane's stream body and the golden tests both frame through
+//! it); [`check_event`] holds the rules an upstream event must meet before any of it
+//! reaches a caller; the event parser the stream adapters read them with; and the
+//! writers of the events they emit, [`stream_error_event`] among them.
 
+use crate::Dialect;
 use bytes::{Bytes, BytesMut};
+use serde_json::json;
 
 /// Splits an SSE byte stream into complete events (each up to and including its blank
 /// line, `\n\n` or `\r\n\r\n`). Holds at most one incomplete event; one longer than the
@@ -91,6 +95,101 @@ fn find_event_end(buf: &[u8]) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// What a well-formed upstream SSE event carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventCheck {
+    /// `data:` that parses as a JSON object, or OpenAI's `[DONE]` sentinel from an
+    /// OpenAI-dialect upstream.
+    Data,
+    /// No data: a comment or keep-alive (`: ping`), or a lone `event:` / `id:` /
+    /// `retry:`, which dispatches nothing.
+    NoData,
+}
+
+/// Why an upstream SSE event is not well formed. A stream holding one is broken: the
+/// event is never forwarded, and the caller gets an error event in its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadEvent {
+    /// The bytes are not UTF-8 (raw binary).
+    #[error("the upstream sent an event that is not UTF-8")]
+    NotUtf8,
+    /// A line is neither an SSE field (`data`, `event`, `id`, `retry`) nor a comment,
+    /// or holds a control character.
+    #[error("the upstream sent a line that is not server-sent events")]
+    NotSse,
+    /// The event's data is not a JSON object (nor the `[DONE]` sentinel).
+    #[error("the upstream sent event data that is not JSON")]
+    NotJson,
+}
+
+/// Judges one raw event as framed by [`SseFramer`] from an upstream speaking
+/// `upstream`: every line an SSE field or a comment, printable, and the data (if any) a
+/// JSON object or, for OpenAI dialects, `[DONE]`.
+///
+/// Cost: one UTF-8 check and one skim of the data (serde's `IgnoredAny`: validated, no
+/// values built) per event.
+pub fn check_event(raw: &[u8], upstream: Dialect) -> Result<EventCheck, BadEvent> {
+    let text = std::str::from_utf8(raw).map_err(|_| BadEvent::NotUtf8)?;
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(BadEvent::NotSse);
+        }
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let field = line.split_once(':').map_or(line, |(name, _)| name);
+        if !matches!(field, "data" | "event" | "id" | "retry") {
+            return Err(BadEvent::NotSse);
+        }
+    }
+    let Some(event) = parse_event(raw) else { return Ok(EventCheck::NoData) };
+    let data = event.data.trim();
+    let openai = matches!(upstream, Dialect::OpenAiChat | Dialect::OpenAiResponses | Dialect::OpenAiEmbeddings);
+    if openai && data == "[DONE]" {
+        return Ok(EventCheck::Data);
+    }
+    if data.starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok() {
+        return Ok(EventCheck::Data);
+    }
+    Err(BadEvent::NotJson)
+}
+
+/// The last event of a stream the upstream broke (garbage, a stall past the idle
+/// timeout, a reset), in the caller's dialect, so the caller's SDK raises an error
+/// instead of taking a cut answer for a whole one:
+///
+/// - OpenAI chat: `data: {"error": {"message", "type": "upstream_error", "code", "param"}}`
+///   (the shape OpenAI's SDKs raise on mid-stream). No `[DONE]` follows: a stream that
+///   ends with `[DONE]` finished.
+/// - OpenAI Responses: an `error` event (`{"type": "error", "code", "message", "param"}`)
+///   that also carries the same `error` object, which the SDKs check for.
+/// - Anthropic: `event: error` with `{"type": "error", "error": {"type": "api_error",
+///   "message"}}`, as Anthropic itself sends mid-stream.
+///
+/// `code` is a machine-readable code (`upstream_error`, `upstream_timeout`); `message`
+/// must be the gateway's own words, never upstream bytes.
+pub fn stream_error_event(caller: Dialect, code: &str, message: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    let error = json!({"message": message, "type": "upstream_error", "code": code, "param": null});
+    match caller {
+        Dialect::AnthropicMessages => emit_named(
+            &mut out,
+            "error",
+            &json!({"type": "error", "error": {"type": "api_error", "message": message, "code": code}}),
+        ),
+        Dialect::OpenAiResponses => emit_named(
+            &mut out,
+            "error",
+            &json!({"type": "error", "code": code, "message": message, "param": null, "error": error}),
+        ),
+        Dialect::OpenAiChat | Dialect::OpenAiEmbeddings | Dialect::Gemini => {
+            emit_data(&mut out, &json!({ "error": error }))
+        }
+    }
+    out.freeze()
 }
 
 /// One parsed SSE event: its `event:` name (if any) and its `data:` payload (lines
@@ -228,5 +327,67 @@ mod tests {
         let e = parse_event(b"data: a\ndata: b\n\n").unwrap();
         assert_eq!(&*e.data, "a\nb");
         assert_eq!(parse_event(b": ping\n\n"), None);
+    }
+
+    #[test]
+    fn only_well_formed_events_with_json_data_pass() {
+        use Dialect::*;
+        let ok: [(&[u8], Dialect, EventCheck); 9] = [
+            (b"data: {\"a\":1}\n\n", OpenAiChat, EventCheck::Data),
+            (b"event: message_start\r\ndata: {\"a\":[1,2]}\r\n\r\n", AnthropicMessages, EventCheck::Data),
+            (b"data: {\"a\":\ndata: 1}\n\n", Gemini, EventCheck::Data),
+            (b"id: 7\nretry: 100\ndata: {}\n\n", OpenAiResponses, EventCheck::Data),
+            (b"data: [DONE]\n\n", OpenAiChat, EventCheck::Data),
+            (b": keep-alive\n\n", AnthropicMessages, EventCheck::NoData),
+            (b"event: ping\n\n", AnthropicMessages, EventCheck::NoData),
+            (b"data: {\"text\":\"caf\xc3\xa9\",\t\"ok\":1}\n\n", OpenAiChat, EventCheck::Data),
+            (b"data:{}", OpenAiChat, EventCheck::Data),
+        ];
+        for (raw, d, want) in ok {
+            assert_eq!(check_event(raw, d), Ok(want), "{}", String::from_utf8_lossy(raw));
+        }
+        let bad: [(&[u8], Dialect, BadEvent); 11] = [
+            (b"data: {\"a\":\n\n", OpenAiChat, BadEvent::NotJson),
+            (b"data: {\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]\n\n", OpenAiChat, BadEvent::NotJson),
+            (b"data: hello\n\n", OpenAiChat, BadEvent::NotJson),
+            (b"data: 42\n\n", OpenAiChat, BadEvent::NotJson),
+            (b"data: [DONE]\n\n", AnthropicMessages, BadEvent::NotJson),
+            (b"data:\n\n", OpenAiChat, BadEvent::NotJson),
+            (b"\xff\xfe\x00garbage\n\n", OpenAiChat, BadEvent::NotUtf8),
+            (b"data: {\"a\":1}\x00\n\n", OpenAiChat, BadEvent::NotSse),
+            (b"<html>502 Bad Gateway</html>\n\n", OpenAiChat, BadEvent::NotSse),
+            (b"HTTP/1.1 200 OK\r\n\r\n", AnthropicMessages, BadEvent::NotSse),
+            (b": comment with a bell \x07\n\n", OpenAiChat, BadEvent::NotSse),
+        ];
+        for (raw, d, want) in bad {
+            assert_eq!(check_event(raw, d), Err(want), "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn the_error_event_is_in_each_callers_shape() {
+        let parsed = |d: Dialect| {
+            let raw = stream_error_event(d, "upstream_error", "the upstream broke the stream");
+            assert!(raw.ends_with(b"\n\n"), "one whole event");
+            let e = parse_event(&raw).unwrap();
+            (e.event.map(str::to_owned), serde_json::from_str::<serde_json::Value>(&e.data).unwrap())
+        };
+        let (name, v) = parsed(Dialect::OpenAiChat);
+        assert_eq!(name, None);
+        assert_eq!(v["error"]["message"], "the upstream broke the stream");
+        assert_eq!(v["error"]["type"], "upstream_error");
+        assert_eq!(v["error"]["code"], "upstream_error");
+        let (name, v) = parsed(Dialect::AnthropicMessages);
+        assert_eq!(name.as_deref(), Some("error"));
+        assert_eq!((v["type"].as_str(), v["error"]["type"].as_str()), (Some("error"), Some("api_error")));
+        assert_eq!(v["error"]["message"], "the upstream broke the stream");
+        let (name, v) = parsed(Dialect::OpenAiResponses);
+        assert_eq!(name.as_deref(), Some("error"));
+        assert_eq!((v["type"].as_str(), v["code"].as_str()), (Some("error"), Some("upstream_error")));
+        assert_eq!(v["error"]["message"], "the upstream broke the stream");
+        for d in [Dialect::OpenAiChat, Dialect::AnthropicMessages, Dialect::OpenAiResponses] {
+            let raw = stream_error_event(d, "upstream_error", "x");
+            assert_eq!(check_event(&raw, d), Ok(EventCheck::Data), "our own event meets our own rules");
+        }
     }
 }

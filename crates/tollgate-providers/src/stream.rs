@@ -11,6 +11,7 @@
 use crate::openai::response::{openai_usage, responses_usage};
 use crate::sse::{SseEvent, SseFramer, parse_event};
 use crate::translate::TranslateError;
+use crate::usage::{InsaneUsage, StreamUsage};
 use crate::{Dialect, Usage, anthropic, gemini};
 use bytes::BytesMut;
 use serde_json::Value;
@@ -25,8 +26,9 @@ pub trait StreamAdapter: Send + Sync {
     /// The upstream ended the stream cleanly; appends any closing events the caller's
     /// dialect needs.
     fn on_end(&mut self, out: &mut BytesMut);
-    /// Usage seen so far (final once the upstream reported it).
-    fn usage(&self) -> Option<Usage>;
+    /// Usage seen so far (final once the upstream reported it), or why the upstream's
+    /// report is not believed (once any report of the stream was implausible).
+    fn usage(&self) -> Result<Option<Usage>, InsaneUsage>;
     /// The generated text seen so far (content and tool-call argument deltas), capped at
     /// 1 MiB, for a tokenizer count when the upstream never reports usage.
     fn generated_text(&self) -> &str;
@@ -107,13 +109,13 @@ fn scan_text(data: &str, text: &mut String) {
 struct Passthrough {
     dialect: Dialect,
     strip_usage_chunk: bool,
-    usage: Option<Usage>,
+    usage: StreamUsage,
     text: String,
 }
 
 impl Passthrough {
     fn new(dialect: Dialect, strip_usage_chunk: bool) -> Self {
-        Passthrough { dialect, strip_usage_chunk, usage: None, text: String::new() }
+        Passthrough { dialect, strip_usage_chunk, usage: StreamUsage::default(), text: String::new() }
     }
 
     /// Reads usage from an event; false when the event is a usage-only chunk to strip.
@@ -126,23 +128,20 @@ impl Passthrough {
         let Ok(v) = serde_json::from_str::<Value>(data) else { return true };
         match self.dialect {
             Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => {
-                if let Some(u) = openai_usage(&v) {
-                    self.usage = Some(u);
+                let report = openai_usage(&v);
+                if let Ok(Some(_)) | Err(_) = report {
+                    self.usage.take(report);
                     let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
                     return !(usage_only && self.strip_usage_chunk);
                 }
             }
             Dialect::OpenAiResponses => {
-                if let Some(u) = v.get("response").and_then(|r| r.get("usage")).and_then(responses_usage) {
-                    self.usage = Some(u);
+                if let Some(u) = v.get("response").and_then(|r| r.get("usage")) {
+                    self.usage.take(responses_usage(u));
                 }
             }
             Dialect::AnthropicMessages => anthropic::stream::merge_anthropic_usage(&mut self.usage, &v),
-            Dialect::Gemini => {
-                if let Some(u) = gemini::response::gemini_usage(&v) {
-                    self.usage = Some(u);
-                }
-            }
+            Dialect::Gemini => self.usage.take(gemini::response::gemini_usage(&v)),
         }
         true
     }
@@ -161,8 +160,8 @@ impl StreamAdapter for Passthrough {
 
     fn on_end(&mut self, _out: &mut BytesMut) {}
 
-    fn usage(&self) -> Option<Usage> {
-        self.usage
+    fn usage(&self) -> Result<Option<Usage>, InsaneUsage> {
+        self.usage.get()
     }
 
     fn generated_text(&self) -> &str {
@@ -198,7 +197,7 @@ impl StreamAdapter for Compose {
         self.second.on_end(out);
     }
 
-    fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Result<Option<Usage>, InsaneUsage> {
         self.first.usage()
     }
 
@@ -211,7 +210,9 @@ impl StreamAdapter for Compose {
 mod tests {
     use super::*;
 
-    fn usage_after(upstream: Dialect, caller: Dialect, events: &[&str]) -> Option<Usage> {
+    type Reported = Result<Option<Usage>, InsaneUsage>;
+
+    fn usage_after(upstream: Dialect, caller: Dialect, events: &[&str]) -> Reported {
         let opts = StreamOptions { public_model: "m".into(), strip_usage_chunk: true };
         let mut a = stream_adapter(upstream, caller, opts).unwrap();
         let mut out = BytesMut::new();
@@ -232,7 +233,7 @@ mod tests {
             assert_eq!(a, usage_after(Dialect::AnthropicMessages, Dialect::OpenAiChat, events), "same either way");
             a
         };
-        let cases: Vec<(Option<Usage>, Option<Usage>)> = vec![
+        let cases: Vec<(Reported, Option<Usage>)> = vec![
             (anthropic(&[]), None),
             (
                 anthropic(&[start]),
@@ -310,8 +311,58 @@ mod tests {
             ),
         ];
         for (i, (got, want)) in cases.into_iter().enumerate() {
-            assert_eq!(got, want, "case {i}");
+            assert_eq!(got, Ok(want), "case {i}");
         }
+    }
+
+    #[test]
+    fn implausible_stream_usage_is_reported_as_such_by_every_adapter() {
+        let start = |input: &str| {
+            format!(r#"{{"type":"message_start","message":{{"usage":{{"input_tokens":{input},"output_tokens":1}}}}}}"#)
+        };
+        let delta = |output: &str| format!(r#"{{"type":"message_delta","usage":{{"output_tokens":{output}}}}}"#);
+        let openai =
+            |p: &str, c: &str| format!(r#"{{"choices":[],"usage":{{"prompt_tokens":{p},"completion_tokens":{c}}}}}"#);
+        let gemini = |c: &str| format!(r#"{{"usageMetadata":{{"promptTokenCount":3,"candidatesTokenCount":{c}}}}}"#);
+        let responses = |o: &str| {
+            format!(
+                r#"{{"type":"response.completed","response":{{"usage":{{"input_tokens":1,"output_tokens":{o}}}}}}}"#
+            )
+        };
+        use Dialect::*;
+        let cases: Vec<(Dialect, Dialect, Vec<String>, &str)> = vec![
+            (AnthropicMessages, AnthropicMessages, vec![start("18446744073709551615")], "input_tokens"),
+            (AnthropicMessages, OpenAiChat, vec![start("10"), delta("-4")], "output_tokens"),
+            // A later plausible report does not clear an earlier lie.
+            (AnthropicMessages, AnthropicMessages, vec![start("10"), delta("2.5"), delta("3")], "output_tokens"),
+            (OpenAiChat, OpenAiChat, vec![openai("-1", "2")], "prompt_tokens"),
+            (OpenAiChat, AnthropicMessages, vec![openai("1", "18446744073709551615")], "completion_tokens"),
+            (Gemini, OpenAiChat, vec![gemini("1.5")], "candidatesTokenCount"),
+            (Gemini, AnthropicMessages, vec![gemini("-2")], "candidatesTokenCount"),
+            (OpenAiResponses, OpenAiResponses, vec![responses("1000000001")], "output_tokens"),
+        ];
+        for (upstream, caller, events, field) in cases {
+            let events: Vec<&str> = events.iter().map(String::as_str).collect();
+            let got = usage_after(upstream, caller, &events).map_err(|e| e.field);
+            assert_eq!(got, Err(field), "{upstream:?} -> {caller:?}: {events:?}");
+        }
+    }
+
+    #[test]
+    fn a_translated_stream_does_not_show_the_caller_usage_it_does_not_believe() {
+        let opts = StreamOptions { public_model: "m".into(), strip_usage_chunk: false };
+        let mut a = stream_adapter(Dialect::AnthropicMessages, Dialect::OpenAiChat, opts).unwrap();
+        let mut out = BytesMut::new();
+        a.on_event(
+            br#"data: {"type":"message_start","message":{"usage":{"input_tokens":-7,"output_tokens":1}}}
+
+"#,
+            &mut out,
+        );
+        a.on_end(&mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(!text.contains("\"usage\""), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     }
 
     #[test]
@@ -324,7 +375,7 @@ mod tests {
             a.on_event(usage, &mut out);
             a.on_end(&mut out);
             assert_eq!(!out.is_empty(), kept, "strip={strip}");
-            assert!(a.usage().is_some());
+            assert!(a.usage().is_ok_and(|u| u.is_some()));
         }
     }
 }

@@ -134,6 +134,11 @@ impl Reply {
         }
     }
 
+    /// Any bytes under any content type, e.g. an event stream with raw binary in it.
+    pub fn raw_bytes(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Self {
+        Reply { body: body.into(), ..Reply::raw(status, content_type, "") }
+    }
+
     /// Each dialect's recorded answer, by path: `/messages` → Anthropic
     /// ([`ANTHROPIC_MESSAGE`] / [`ANTHROPIC_STREAM`]), `:generateContent` /
     /// `:streamGenerateContent` → Gemini ([`GEMINI_RESPONSE`] / [`GEMINI_STREAM`]),

@@ -48,7 +48,8 @@ async fn wait_settled(gw: &Gateway, secret: &str, what: &str) -> String {
     spend(gw, secret).await.0
 }
 
-/// Sends a raw HTTP/1.1 request and returns the open socket after reading `read` bytes.
+/// Sends a raw HTTP/1.1 request and returns the open socket after reading `read` bytes
+/// (or up to the end of a chunked body, when it ends first).
 async fn raw_request(gw: &Gateway, secret: &str, body: &Value, read: usize) -> (TcpStream, Vec<u8>) {
     let addr = gw.data.trim_start_matches("http://");
     let mut sock = TcpStream::connect(addr).await.unwrap();
@@ -63,7 +64,12 @@ async fn raw_request(gw: &Gateway, secret: &str, body: &Value, read: usize) -> (
     while n < read {
         match tokio::time::timeout(Duration::from_secs(10), sock.read(&mut got[n..])).await {
             Ok(Ok(0)) | Err(_) => break,
-            Ok(Ok(k)) => n += k,
+            Ok(Ok(k)) => {
+                n += k;
+                if got[..n].ends_with(b"\r\n0\r\n\r\n") {
+                    break;
+                }
+            }
             Ok(Err(_)) => break,
         }
     }

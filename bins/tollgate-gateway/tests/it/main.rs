@@ -11,3 +11,4 @@ mod observability;
 mod routing;
 mod sdk;
 mod standalone;
+mod upstream_faults;

@@ -227,7 +227,16 @@ async fn an_anthropic_stream_cut_after_it_started_is_charged_for_what_it_generat
         let (r, complete) = send_cut(Method::POST, &format!("{}{path}", gw.data), &headers, body).await;
         assert_eq!(r.status, StatusCode::OK, "the stream had started: {}", r.text());
         assert!(r.text().contains("quick brown fox"), "what passed reached the caller");
-        assert!(!complete, "a cut stream does not end as if it had finished");
+        assert!(complete, "the caller's body ends cleanly, with an error event: {}", r.text());
+        let text = r.text();
+        assert!(
+            !text.contains("[DONE]") && !text.contains("message_stop"),
+            "a cut stream does not end as if it had finished"
+        );
+        assert!(
+            text.trim_end().lines().last().is_some_and(|l| l.contains("\"error\"")),
+            "it ends with an error event: {text}"
+        );
 
         let e = ledger_entries(&gw, std::slice::from_ref(&id)).await.remove(0);
         assert_eq!(e["usage_source"], "estimated", "{e}");
@@ -235,7 +244,7 @@ async fn an_anthropic_stream_cut_after_it_started_is_charged_for_what_it_generat
         assert_eq!(e["output_tokens"].as_u64(), Some(expected_output), "what was generated is counted: {e}");
         // $1 per 1M input, $100 per 1M output: 1,000 and 100,000 nano-dollars a token.
         assert_eq!(e["cost_nanos"].as_u64(), Some(20 * 1_000 + expected_output * 100_000), "{e}");
-        assert_ne!(e["status"], 200, "the ledger shows the stream did not finish: {e}");
+        assert_eq!(e["status"], 502, "the ledger shows the upstream broke the stream: {e}");
     }
 }
 

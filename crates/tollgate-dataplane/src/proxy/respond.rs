@@ -12,7 +12,7 @@ use crate::ApiError;
 use crate::enforce::{Admitted, estimate_tokens, usage_to_charge};
 use crate::ledger::Pending;
 use crate::metrics::{Metered, Metrics};
-use crate::stream::{SseStream, StreamOutcome};
+use crate::stream::{SseStream, StreamEnd, StreamFault, StreamOutcome};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -20,9 +20,10 @@ use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate_core::Money;
-use tollgate_metering::{Usage, UsageSource};
+use tollgate_metering::{Attempt, Usage, UsageSource};
 use tollgate_providers::{
-    Dialect, ProviderError, ProviderErrorKind, ResponseBody, StreamOptions, stream_adapter, translate, usage_of,
+    Dialect, InsaneUsage, ProviderError, ProviderErrorKind, ResponseBody, StreamOptions, stream_adapter, translate,
+    usage_of,
 };
 use tollgate_routing::Outcome;
 
@@ -113,17 +114,44 @@ struct StreamHealth {
 
 impl StreamHealth {
     fn judge(self, o: &StreamOutcome) {
-        let verdict = if o.upstream_broke {
-            Outcome::StreamBroken { after_first_byte: true }
-        } else if o.completed {
-            Outcome::Success
-        } else {
-            if let Some(lease) = self.probe {
-                self.breaker.release(lease);
+        let verdict = match o.end {
+            StreamEnd::Upstream(fault) => fault_outcome(fault),
+            StreamEnd::Completed => Outcome::Success,
+            StreamEnd::CallerLeft => {
+                if let Some(lease) = self.probe {
+                    self.breaker.release(lease);
+                }
+                return;
             }
-            return;
         };
         self.breaker.record(&verdict, Instant::now(), &self.policy, self.probe);
+    }
+}
+
+/// What the routing engine hears of a stream the upstream failed after it had started.
+fn fault_outcome(fault: StreamFault) -> Outcome {
+    match fault {
+        StreamFault::Garbage => Outcome::Malformed,
+        StreamFault::Idle | StreamFault::Broken => Outcome::StreamBroken { after_first_byte: true },
+    }
+}
+
+/// The upstream's usage report, or `None` (so the gateway counts) when it is not
+/// believed: counted in a metric and logged with the provider and the field, never with
+/// request or response content.
+fn believed(reported: Result<Option<Usage>, InsaneUsage>, metrics: &Metrics, provider: &str) -> Option<Usage> {
+    match reported {
+        Ok(u) => u,
+        Err(e) => {
+            metrics.upstream_usage_rejected(provider);
+            tracing::warn!(
+                provider = %provider,
+                field = e.field,
+                value = %e.value,
+                "upstream usage not believed; charged from the gateway's own token count"
+            );
+            None
+        }
     }
 }
 
@@ -208,7 +236,7 @@ impl Exchange {
         let mut headers = HeaderMap::new();
         self.admitted.write_headers(&mut headers);
         let on_done = self.on_stream_done(key_id.clone());
-        let body = SseStream::new(body, adapter, on_done);
+        let body = SseStream::new(body, adapter, upstream, caller, on_done);
         let mut resp = Response::new(body.boxed());
         *resp.headers_mut() = headers;
         let content_type = match content_type {
@@ -221,9 +249,16 @@ impl Exchange {
     }
 
     /// What runs when a stream ends (or the caller leaves): first-token time, the
-    /// breaker's verdict, and the charge. The charge runs after the response head has
-    /// left, in its own task: it keeps the request span (open until the charge ends, so
-    /// the span shows the stream's whole life and its usage).
+    /// breaker's verdict, and the charge. Runs inside the body's last poll, before its
+    /// last frame is handed out, so the ledger entry is finished (and, with a crash-safe
+    /// ledger log, written) before the caller's last byte. Only the budget and
+    /// rate-limit settlement, which may wait on a counter store, runs after, in its own
+    /// task that keeps the request span open (so the span shows the stream's whole life).
+    ///
+    /// Cost on the response path: nothing extra when the upstream reported believable
+    /// usage and finished; otherwise one tokenizer pass over the generated text (capped
+    /// at 1 MiB by the adapter) and one over the prompt — the same work the charge did
+    /// before, now ahead of the last frame instead of just after it.
     fn on_stream_done(self, key_id: tollgate_core::KeyId) -> Box<dyn FnOnce(StreamOutcome) + Send + Sync> {
         let Exchange {
             public_model,
@@ -241,42 +276,58 @@ impl Exchange {
         } = self;
         let span = tracing::Span::current();
         Box::new(move |o: StreamOutcome| {
+            // The body is polled outside the request span: the charge is recorded on it.
+            let entered = span.enter();
             if let Some(first) = o.first_event {
                 metrics.time_to_first_token(endpoint.label(), &public_model, &provider, first.duration_since(started));
             }
             if let Some(health) = breaker {
                 health.judge(&o);
             }
-            if o.upstream_broke
-                && let Some(kind) = failure_label(&Outcome::StreamBroken { after_first_byte: true })
-            {
+            let fault = o.fault();
+            if let Some(kind) = fault.map(fault_outcome).as_ref().and_then(failure_label) {
                 metrics.upstream_error(&provider, kind);
             }
-            // The body is done (or the caller left): charge off the response path.
-            let charge = async move {
-                // Count what was generated with the model's tokenizer, for when nothing
-                // (or, for a cut stream, too little) was reported.
-                let output = match &o.generated_text {
-                    Some(text) if !text.is_empty() => tollgate_metering::tokens::count_tokens(&served_model, text),
-                    Some(_) if o.usage.is_some() => 0,
-                    _ => estimate_tokens(o.bytes_forwarded),
-                };
-                let (usage, source) =
-                    usage_to_charge(o.usage, o.completed, output, || prompt_tokens(&served_model, &prompt));
-                let cost = admitted.settle(&usage).await;
-                metered(&metrics, trace, endpoint, &public_model, &provider, &usage, cost);
-                if let Some(l) = ledger {
-                    l.finish(&usage, source, cost, if o.completed { 200 } else { 499 });
+            let completed = o.completed();
+            let reported = believed(o.usage, &metrics, &provider);
+            // Count what was generated with the model's tokenizer, for when nothing
+            // (or, for a cut stream, too little) was reported.
+            let output = match &o.generated_text {
+                Some(text) if !text.is_empty() => tollgate_metering::tokens::count_tokens(&served_model, text),
+                Some(_) if reported.is_some() => 0,
+                _ => estimate_tokens(o.bytes_forwarded),
+            };
+            let (usage, source) =
+                usage_to_charge(reported, completed, output, || prompt_tokens(&served_model, &prompt));
+            // What `settle` will charge: the ledger needs it now, the counters later.
+            let cost = admitted.cost(&usage);
+            metered(&metrics, trace, endpoint, &public_model, &provider, &usage, cost);
+            // The upstream's failure is the upstream's: 502 with the attempt's outcome;
+            // 499 only for a caller that hung up.
+            let status = match o.end {
+                StreamEnd::Completed => 200,
+                StreamEnd::CallerLeft => 499,
+                StreamEnd::Upstream(_) => 502,
+            };
+            if let Some(mut l) = ledger {
+                if let Some(f) = fault {
+                    l.attempt(Attempt::new(&*provider, &*served_model, f.outcome()));
                 }
-                tracing::debug!(key = %key_id, model = %public_model, ?usage, ?source, %cost, completed = o.completed, "stream metered");
+                l.finish(&usage, source, cost, status);
+            }
+            tracing::debug!(key = %key_id, model = %public_model, ?usage, ?source, %cost, status, "stream metered");
+            drop(entered);
+            let settle = async move {
+                admitted.settle(&usage).await;
             };
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    rt.spawn(tracing::Instrument::instrument(charge, span));
+                    rt.spawn(tracing::Instrument::instrument(settle, span));
                 }
                 // Dropped outside the runtime (process teardown): nothing can be awaited
-                // any more; the reservation stops counting when its TTL passes.
-                Err(_) => tracing::warn!("stream ended outside the runtime; its charge was not committed"),
+                // any more; the ledger has the entry, and the reservation stops counting
+                // when its TTL passes.
+                Err(_) => tracing::warn!("stream ended outside the runtime; its budget settlement was not committed"),
             }
         })
     }
@@ -392,7 +443,7 @@ impl Exchange {
             let what = if answer.stream { "not an event stream" } else { "not JSON" };
             return Err(ApiError::UpstreamGarbage(what.into()));
         }
-        let reported = usage_of(upstream, &bytes);
+        let reported = believed(usage_of(upstream, &bytes), &metrics, &provider);
         let counted = if reported.is_some() { 0 } else { answer_tokens(&bytes) };
         let (usage, source) = usage_to_charge(reported, true, counted, prompt_tokens);
         let out = if answer.stream {

@@ -4,23 +4,25 @@
 use crate::Usage;
 use crate::openai::response::{openai_usage, openai_usage_json};
 use crate::translate::{now_secs, openai_text};
-use crate::usage::count;
+use crate::usage::{InsaneUsage, count};
 use serde_json::{Value, json};
 
 /// Usage from an Anthropic `usage` object. Anthropic counts cache reads and writes apart
 /// from `input_tokens`; the common shape counts every prompt token in `input_tokens`.
-pub(crate) fn anthropic_usage(usage: &Value) -> Option<Usage> {
+pub(crate) fn anthropic_usage(usage: &Value) -> Result<Option<Usage>, InsaneUsage> {
     if !usage.is_object() {
-        return None;
+        return Ok(None);
     }
-    let (read, write) = (count(usage, "cache_read_input_tokens"), count(usage, "cache_creation_input_tokens"));
-    Some(Usage {
-        input_tokens: count(usage, "input_tokens").saturating_add(read).saturating_add(write),
-        output_tokens: count(usage, "output_tokens"),
+    let (read, write) = (count(usage, "cache_read_input_tokens")?, count(usage, "cache_creation_input_tokens")?);
+    Usage {
+        input_tokens: count(usage, "input_tokens")?.saturating_add(read).saturating_add(write),
+        output_tokens: count(usage, "output_tokens")?,
         cached_input_tokens: read,
         reasoning_tokens: 0,
         cache_write_tokens: write,
-    })
+    }
+    .checked()
+    .map(Some)
 }
 
 /// Anthropic Messages response → OpenAI chat completion shown as `model`.
@@ -36,7 +38,8 @@ pub(crate) fn anthropic_to_openai_response(v: &Value, model: &str) -> Value {
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
     }
-    let usage = v.get("usage").and_then(anthropic_usage).unwrap_or_default();
+    // A report the gateway does not believe is not shown either.
+    let usage = v.get("usage").map(anthropic_usage).and_then(Result::ok).flatten().unwrap_or_default();
     json!({
         "id": format!("chatcmpl-{}", v["id"].as_str().unwrap_or("tollgate")),
         "object": "chat.completion",
@@ -61,7 +64,7 @@ pub(crate) fn openai_to_anthropic_response(v: &Value, model: &str) -> Value {
             serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}")).unwrap_or(json!({}));
         content.push(json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}));
     }
-    let u = openai_usage(v).unwrap_or_default();
+    let u = openai_usage(v).ok().flatten().unwrap_or_default();
     json!({
         "id": format!("msg_{}", v["id"].as_str().unwrap_or("tollgate")),
         "type": "message",

@@ -8,32 +8,41 @@ use crate::openai::response::openai_usage;
 use crate::openai::stream::ChunkWriter;
 use crate::sse::{emit_data, emit_named, parse_event};
 use crate::stream::{StreamAdapter, StreamOptions, push_text};
+use crate::usage::{InsaneUsage, StreamUsage, count};
 use bytes::BytesMut;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Anthropic streams report input usage in `message_start` and cumulative output in
-/// `message_delta` (which may repeat the input counts).
-pub(crate) fn merge_anthropic_usage(usage: &mut Option<Usage>, v: &Value) {
+/// `message_delta` (which may repeat the input counts). A count the gateway does not
+/// believe taints the stream's usage.
+pub(crate) fn merge_anthropic_usage(usage: &mut StreamUsage, v: &Value) {
     match v.get("type").and_then(Value::as_str) {
         Some("message_start") => {
-            if let Some(u) = v.get("message").and_then(|m| m.get("usage")).and_then(anthropic_usage) {
-                *usage = Some(u);
+            if let Some(u) = v.get("message").and_then(|m| m.get("usage")) {
+                usage.take(anthropic_usage(u));
             }
         }
         Some("message_delta") => {
-            if let Some(d) = v.get("usage").filter(|u| u.is_object()) {
-                let current = usage.get_or_insert_with(Usage::default);
-                if let Some(o) = d.get("output_tokens").and_then(Value::as_u64) {
-                    current.output_tokens = o;
+            let Some(d) = v.get("usage").filter(|u| u.is_object()) else { return };
+            let restated = d.get("input_tokens").is_some_and(|i| !i.is_null());
+            let delta = (|| {
+                let output = count(d, "output_tokens")?;
+                let full = if restated { anthropic_usage(d)? } else { None };
+                let mut next = usage.latest().unwrap_or_default();
+                if d.get("output_tokens").is_some_and(|o| !o.is_null()) {
+                    next.output_tokens = output;
                 }
-                if d.get("input_tokens").and_then(Value::as_u64).is_some()
-                    && let Some(full) = anthropic_usage(d)
-                {
-                    current.input_tokens = full.input_tokens;
-                    current.cached_input_tokens = full.cached_input_tokens;
-                    current.cache_write_tokens = full.cache_write_tokens;
+                if let Some(full) = full {
+                    next.input_tokens = full.input_tokens;
+                    next.cached_input_tokens = full.cached_input_tokens;
+                    next.cache_write_tokens = full.cache_write_tokens;
                 }
+                next.checked()
+            })();
+            match delta {
+                Ok(next) => usage.take(Ok(Some(next))),
+                Err(e) => usage.reject(e),
             }
         }
         _ => {}
@@ -44,7 +53,7 @@ pub(crate) fn merge_anthropic_usage(usage: &mut Option<Usage>, v: &Value) {
 pub(crate) struct AnthropicToOpenAi {
     w: ChunkWriter,
     strip_usage_chunk: bool,
-    usage: Option<Usage>,
+    usage: StreamUsage,
     text: String,
     /// Anthropic content-block index → OpenAI tool-call index, for tool_use blocks.
     tools: Vec<(u64, usize)>,
@@ -56,7 +65,7 @@ impl AnthropicToOpenAi {
         AnthropicToOpenAi {
             w: ChunkWriter::new(opts.public_model),
             strip_usage_chunk: opts.strip_usage_chunk,
-            usage: None,
+            usage: StreamUsage::default(),
             text: String::new(),
             tools: Vec::new(),
             done: false,
@@ -69,7 +78,7 @@ impl AnthropicToOpenAi {
         }
         self.done = true;
         if !self.strip_usage_chunk
-            && let Some(u) = &self.usage
+            && let Some(u) = &self.usage.shown()
         {
             emit_data(out, &self.w.usage_chunk(u));
         }
@@ -148,8 +157,8 @@ impl StreamAdapter for AnthropicToOpenAi {
         self.finish(out);
     }
 
-    fn usage(&self) -> Option<Usage> {
-        self.usage
+    fn usage(&self) -> Result<Option<Usage>, InsaneUsage> {
+        self.usage.get()
     }
 
     fn generated_text(&self) -> &str {
@@ -167,7 +176,7 @@ pub(crate) struct OpenAiToAnthropic {
     open: Option<(usize, Option<u64>)>,
     next_block: usize,
     stop_reason: Option<&'static str>,
-    usage: Option<Usage>,
+    usage: StreamUsage,
     text: String,
     done: bool,
 }
@@ -181,7 +190,7 @@ impl OpenAiToAnthropic {
             open: None,
             next_block: 0,
             stop_reason: None,
-            usage: None,
+            usage: StreamUsage::default(),
             text: String::new(),
             done: false,
         }
@@ -226,7 +235,7 @@ impl OpenAiToAnthropic {
         self.done = true;
         self.start(out);
         self.close_block(out);
-        let u = self.usage.unwrap_or_default();
+        let u = self.usage.shown().unwrap_or_default();
         let usage = json!({
             "input_tokens": u.input_tokens.saturating_sub(u.cached_input_tokens),
             "cache_read_input_tokens": u.cached_input_tokens,
@@ -254,9 +263,7 @@ impl StreamAdapter for OpenAiToAnthropic {
         if let Some(id) = v.get("id").and_then(Value::as_str).filter(|_| !self.started) {
             self.id = format!("msg_{id}");
         }
-        if let Some(u) = openai_usage(&v) {
-            self.usage = Some(u);
-        }
+        self.usage.take(openai_usage(&v));
         let Some(choice) = v.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else { return };
         self.start(out);
         let delta = &choice["delta"];
@@ -295,8 +302,8 @@ impl StreamAdapter for OpenAiToAnthropic {
         self.finish(out);
     }
 
-    fn usage(&self) -> Option<Usage> {
-        self.usage
+    fn usage(&self) -> Result<Option<Usage>, InsaneUsage> {
+        self.usage.get()
     }
 
     fn generated_text(&self) -> &str {

@@ -4,20 +4,22 @@
 use crate::Usage;
 use crate::openai::response::openai_usage_json;
 use crate::translate::now_secs;
-use crate::usage::count;
+use crate::usage::{InsaneUsage, count};
 use serde_json::{Value, json};
 
 /// Usage from Gemini `usageMetadata`: output is candidates plus thoughts.
-pub(crate) fn gemini_usage(v: &Value) -> Option<Usage> {
-    let m = v.get("usageMetadata").filter(|m| m.is_object())?;
-    let thoughts = count(m, "thoughtsTokenCount");
-    Some(Usage {
-        input_tokens: count(m, "promptTokenCount"),
-        output_tokens: count(m, "candidatesTokenCount").saturating_add(thoughts),
-        cached_input_tokens: count(m, "cachedContentTokenCount"),
+pub(crate) fn gemini_usage(v: &Value) -> Result<Option<Usage>, InsaneUsage> {
+    let Some(m) = v.get("usageMetadata").filter(|m| m.is_object()) else { return Ok(None) };
+    let thoughts = count(m, "thoughtsTokenCount")?;
+    Usage {
+        input_tokens: count(m, "promptTokenCount")?,
+        output_tokens: count(m, "candidatesTokenCount")?.saturating_add(thoughts),
+        cached_input_tokens: count(m, "cachedContentTokenCount")?,
         reasoning_tokens: thoughts,
         cache_write_tokens: 0,
-    })
+    }
+    .checked()
+    .map(Some)
 }
 
 /// Gemini `generateContent` response → OpenAI chat completion shown as `model`.
@@ -57,7 +59,7 @@ pub(crate) fn gemini_to_openai_response(v: &Value, model: &str) -> Value {
     } else {
         choices
     };
-    let usage = gemini_usage(v).unwrap_or_default();
+    let usage = gemini_usage(v).ok().flatten().unwrap_or_default();
     json!({
         "id": format!("chatcmpl-{}", v["responseId"].as_str().unwrap_or("tollgate")),
         "object": "chat.completion",

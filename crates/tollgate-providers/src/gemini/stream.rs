@@ -6,6 +6,7 @@ use crate::Usage;
 use crate::openai::stream::ChunkWriter;
 use crate::sse::{emit_data, parse_event};
 use crate::stream::{StreamAdapter, StreamOptions, push_text};
+use crate::usage::{InsaneUsage, StreamUsage};
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
@@ -17,7 +18,7 @@ pub(crate) struct GeminiToOpenAi {
     started: bool,
     /// Tool calls seen so far, per choice index.
     tool_calls: Vec<(u64, usize)>,
-    usage: Option<Usage>,
+    usage: StreamUsage,
     text: String,
     done: bool,
 }
@@ -29,7 +30,7 @@ impl GeminiToOpenAi {
             strip_usage_chunk: opts.strip_usage_chunk,
             started: false,
             tool_calls: Vec::new(),
-            usage: None,
+            usage: StreamUsage::default(),
             text: String::new(),
             done: false,
         }
@@ -51,9 +52,7 @@ impl StreamAdapter for GeminiToOpenAi {
     fn on_event(&mut self, event: &[u8], out: &mut BytesMut) {
         let Some(e) = parse_event(event) else { return };
         let Ok(v) = serde_json::from_str::<Value>(&e.data) else { return };
-        if let Some(u) = gemini_usage(&v) {
-            self.usage = Some(u);
-        }
+        self.usage.take(gemini_usage(&v));
         if let Some(err) = v.get("error") {
             let msg = err["message"].as_str().unwrap_or("upstream error");
             emit_data(out, &json!({"error": {"message": msg, "type": "upstream_error", "code": "upstream_error"}}));
@@ -110,15 +109,15 @@ impl StreamAdapter for GeminiToOpenAi {
         }
         self.done = true;
         if !self.strip_usage_chunk
-            && let Some(u) = &self.usage
+            && let Some(u) = &self.usage.shown()
         {
             emit_data(out, &self.w.usage_chunk(u));
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
     }
 
-    fn usage(&self) -> Option<Usage> {
-        self.usage
+    fn usage(&self) -> Result<Option<Usage>, InsaneUsage> {
+        self.usage.get()
     }
 
     fn generated_text(&self) -> &str {

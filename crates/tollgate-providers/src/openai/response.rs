@@ -3,7 +3,7 @@
 //! an OpenAI caller expects for an HTTP status.
 
 use crate::Usage;
-use crate::usage::count;
+use crate::usage::{InsaneUsage, count};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -61,30 +61,37 @@ pub fn usage_from_value(v: &serde_json::Value) -> Option<Usage> {
     OpenAiUsage::deserialize(u).ok().map(Usage::from)
 }
 
-/// Usage from an OpenAI chat or embeddings `usage` object.
-pub(crate) fn openai_usage(v: &Value) -> Option<Usage> {
-    let usage = v.get("usage").filter(|u| u.is_object())?;
-    Some(Usage {
-        input_tokens: count(usage, "prompt_tokens"),
-        output_tokens: count(usage, "completion_tokens"),
-        cached_input_tokens: usage.get("prompt_tokens_details").map_or(0, |d| count(d, "cached_tokens")),
-        reasoning_tokens: usage.get("completion_tokens_details").map_or(0, |d| count(d, "reasoning_tokens")),
+/// Usage from an OpenAI chat or embeddings `usage` object (`None` when there is none;
+/// an [`InsaneUsage`] when a count is not plausible).
+pub(crate) fn openai_usage(v: &Value) -> Result<Option<Usage>, InsaneUsage> {
+    let Some(usage) = v.get("usage").filter(|u| u.is_object()) else { return Ok(None) };
+    let details = |key: &str, field: &'static str| usage.get(key).map_or(Ok(0), |d| count(d, field));
+    Usage {
+        input_tokens: count(usage, "prompt_tokens")?,
+        output_tokens: count(usage, "completion_tokens")?,
+        cached_input_tokens: details("prompt_tokens_details", "cached_tokens")?,
+        reasoning_tokens: details("completion_tokens_details", "reasoning_tokens")?,
         cache_write_tokens: 0,
-    })
+    }
+    .checked()
+    .map(Some)
 }
 
 /// Usage from an OpenAI Responses `usage` object (`input_tokens`, `output_tokens`).
-pub(crate) fn responses_usage(usage: &Value) -> Option<Usage> {
+pub(crate) fn responses_usage(usage: &Value) -> Result<Option<Usage>, InsaneUsage> {
     if !usage.is_object() {
-        return None;
+        return Ok(None);
     }
-    Some(Usage {
-        input_tokens: count(usage, "input_tokens"),
-        output_tokens: count(usage, "output_tokens"),
-        cached_input_tokens: usage.get("input_tokens_details").map_or(0, |d| count(d, "cached_tokens")),
-        reasoning_tokens: usage.get("output_tokens_details").map_or(0, |d| count(d, "reasoning_tokens")),
+    let details = |key: &str, field: &'static str| usage.get(key).map_or(Ok(0), |d| count(d, field));
+    Usage {
+        input_tokens: count(usage, "input_tokens")?,
+        output_tokens: count(usage, "output_tokens")?,
+        cached_input_tokens: details("input_tokens_details", "cached_tokens")?,
+        reasoning_tokens: details("output_tokens_details", "reasoning_tokens")?,
         cache_write_tokens: 0,
-    })
+    }
+    .checked()
+    .map(Some)
 }
 
 /// The OpenAI `usage` object for a common usage.

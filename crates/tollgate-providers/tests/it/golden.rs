@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tollgate_providers::translate::{chat_request, chat_response};
-use tollgate_providers::{Dialect, SseFramer, StreamOptions, Usage, stream_adapter, usage_of};
+use tollgate_providers::{Dialect, SseFramer, StreamOptions, Usage, check_event, stream_adapter, usage_of};
 
 fn dir(pair: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(pair)
@@ -106,7 +106,7 @@ fn run_stream(upstream: Dialect, caller: Dialect, input: &[u8], strip: bool, rea
     a.on_end(&mut out);
     Streamed {
         out: normalize(std::str::from_utf8(&out).unwrap()),
-        usage: a.usage(),
+        usage: a.usage().expect("recorded usage is plausible"),
         generated: a.generated_text().to_owned(),
     }
 }
@@ -153,7 +153,7 @@ fn golden(pair: &str, caller: Dialect, upstream: Dialect) -> BTreeMap<String, Va
     }
     for name in files(pair, "response", ".in.json") {
         let body = read(pair, &name);
-        usage.insert(name.clone(), usage_json(usage_of(upstream, &body)));
+        usage.insert(name.clone(), usage_json(usage_of(upstream, &body).expect("recorded usage is plausible")));
         let out = chat_response(upstream, caller, &body, "public-model").unwrap();
         if same {
             assert_eq!(out, body, "{pair}/{name}: same dialect answers are forwarded as they are");
@@ -163,6 +163,10 @@ fn golden(pair: &str, caller: Dialect, upstream: Dialect) -> BTreeMap<String, Va
     }
     for name in files(pair, "stream", ".in.sse") {
         let input = read(pair, &name);
+        for event in SseFramer::split_all(&input) {
+            let ok = check_event(&event, upstream);
+            assert!(ok.is_ok(), "{pair}/{name}: a recorded event passes the framing rules: {ok:?}");
+        }
         let s = stream_all_ways(upstream, caller, &input, false);
         assert!(!s.generated.is_empty(), "{pair}/{name}: generated text is tracked for estimates");
         usage.insert(name.clone(), usage_json(s.usage));

@@ -183,7 +183,7 @@ fn garbage_events_in_a_stream_are_skipped_never_fatal() {
         }
         a.on_end(&mut out);
         let text = String::from_utf8(out.to_vec()).unwrap();
-        assert_eq!(a.usage(), None, "{up:?}->{caller:?}");
+        assert_eq!(a.usage(), Ok(None), "{up:?}->{caller:?}");
         // Whatever was emitted is well-formed events in the caller's dialect.
         for event in text.split_terminator("\n\n") {
             let data = event.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
