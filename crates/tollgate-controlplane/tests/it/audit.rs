@@ -146,7 +146,8 @@ async fn a_write_whose_audit_event_cannot_be_stored_is_refused_and_leaves_no_tra
     let revision = cp.revision().await;
 
     audit_table(&cp, true).await;
-    let provider = json!({"name": "up", "kind": "openai-compatible", "base_url": "http://127.0.0.1:9", "api_key": "sk-x"});
+    let provider =
+        json!({"name": "up", "kind": "openai-compatible", "base_url": "http://127.0.0.1:9", "api_key": "sk-x"});
     let writes = [
         (Method::POST, "/api/v1/keys".to_owned(), json!({"project": "p", "name": "k"})),
         (Method::PATCH, budget_path.clone(), json!({"limit_usd": "99.00"})),

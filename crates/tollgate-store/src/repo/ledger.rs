@@ -16,7 +16,8 @@ use crate::error::StoreError;
 use crate::repo::Store;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, RuntimeErr,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect,
+    RuntimeErr,
 };
 use std::collections::{BTreeMap, HashSet};
 use tollgate_core::{KeyId, Money, OrgId, ProjectId, ScopeKind, TeamId, Timestamp};
@@ -201,7 +202,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let backend = self.db.get_database_backend();
+        let backend = self.db().get_database_backend();
         let txn = self.begin_write().await.map_err(|e| match e {
             StoreError::Database(db) => sink_err(backend, db),
             other => SinkError::unavailable(other),
@@ -250,7 +251,7 @@ impl Store {
             .filter(ledger_entry::Column::AtMs.gte(from.unix_millis()))
             .filter(ledger_entry::Column::AtMs.lt(to.unix_millis()))
             .into_tuple()
-            .one(&self.db)
+            .one(&self.db())
             .await?;
         let (cost, tokens) = row.unwrap_or((0, 0));
         let tokens = u64::try_from(tokens).map_err(|_| StoreError::Corrupt {
@@ -263,12 +264,12 @@ impl Store {
 
     /// How many ledger entries are stored.
     pub async fn ledger_count(&self) -> Result<u64, StoreError> {
-        Ok(ledger_entry::Entity::find().count(&self.db).await?)
+        Ok(ledger_entry::Entity::find().count(&self.db()).await?)
     }
 
     /// The stored ledger entry of `request_id`, exactly as it was first written.
     pub async fn ledger_entry(&self, request_id: &str) -> Result<Option<LedgerEntry>, StoreError> {
-        ledger_entry::Entity::find_by_id(request_id).one(&self.db).await?.map(entry_from_row).transpose()
+        ledger_entry::Entity::find_by_id(request_id).one(&self.db()).await?.map(entry_from_row).transpose()
     }
 }
 

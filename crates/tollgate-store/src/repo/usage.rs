@@ -197,7 +197,7 @@ impl Store {
     ///
     /// A sum beyond `i64::MAX` is a [`StoreError::Database`] error, never a wrapped value.
     pub async fn usage_totals(&self, f: &UsageFilter) -> Result<UsageTotals, StoreError> {
-        let row: Option<SumRow> = with_sums(filtered(f).select_only()).into_tuple().one(&self.db).await?;
+        let row: Option<SumRow> = with_sums(filtered(f).select_only()).into_tuple().one(&self.db()).await?;
         totals("usage totals", row.unwrap_or_default())
     }
 
@@ -213,7 +213,7 @@ impl Store {
         let mut rows = match group {
             UsageGroup::Day | UsageGroup::Hour => {
                 let width = if group == UsageGroup::Day { MS_PER_DAY } else { MS_PER_HOUR };
-                let raw: Vec<(i64, i64, i64, i64, i64, i64)> = q.into_tuple().all(&self.db).await?;
+                let raw: Vec<(i64, i64, i64, i64, i64, i64)> = q.into_tuple().all(&self.db()).await?;
                 raw.into_iter()
                     .map(|(b, r, i, o, c, n)| {
                         let key = UsageKey::Start(Timestamp::from_unix_millis(b.saturating_mul(width)));
@@ -222,7 +222,7 @@ impl Store {
                     .collect::<Result<Vec<_>, StoreError>>()?
             }
             _ => {
-                let raw: Vec<(Option<String>, i64, i64, i64, i64, i64)> = q.into_tuple().all(&self.db).await?;
+                let raw: Vec<(Option<String>, i64, i64, i64, i64, i64)> = q.into_tuple().all(&self.db()).await?;
                 raw.into_iter()
                     .map(|(g, r, i, o, c, n)| {
                         Ok(UsageRow { key: UsageKey::Name(g), totals: totals(group.as_str(), (r, i, o, c, n))? })
@@ -258,7 +258,7 @@ impl Store {
             .order_by_asc(ledger_entry::Column::AtMs)
             .order_by_asc(ledger_entry::Column::RequestId)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.db())
             .await?;
         rows.into_iter().map(entry_from_row).collect()
     }
