@@ -34,7 +34,7 @@ pub use tenancy::{
     PrincipalPage, PrincipalRevocation, PrincipalView, ProjectView, TeamView,
 };
 pub use tokens::{CreateToken, TokenView, TokenWithSecret};
-pub use usage::{LedgerPage, LedgerQuery, UsageFormat, UsageQuery, UsageReport};
+pub use usage::{LedgerEntryView, LedgerPage, LedgerQuery, UsageFormat, UsageQuery, UsageReport};
 
 use crate::ControlError;
 use crate::secrets::Secrets;

@@ -16,14 +16,14 @@ use crate::error::StoreError;
 use crate::repo::Store;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect,
-    RuntimeErr,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QuerySelect, RuntimeErr,
 };
 use std::collections::{BTreeMap, HashSet};
 use tollgate_core::{KeyId, Money, OrgId, ProjectId, ScopeKind, TeamId, Timestamp};
 use tollgate_metering::{Attempt, LedgerEntry, LedgerSink, SinkError, SinkFuture, UsageSource};
 
-/// Rows per `INSERT` statement: 24 bound values each keeps a statement far below the
+/// Rows per `INSERT` statement: 26 bound values each keeps a statement far below the
 /// bind-parameter limits of SQLite (32766) and PostgreSQL (65535).
 const INSERT_CHUNK: usize = 200;
 
@@ -60,6 +60,7 @@ fn entry_to_row(e: &LedgerEntry) -> Result<ledger_entry::Model, SinkError> {
         Some(e.requested_model.as_str()),
         Some(e.served_model.as_str()),
         Some(e.provider.as_str()),
+        e.client_request_id.as_deref(),
     ];
     // PostgreSQL refuses NUL in text; refuse it on SQLite too, so both backends agree.
     // (Inside the JSON columns serde_json escapes it as \u0000.)
@@ -91,6 +92,8 @@ fn entry_to_row(e: &LedgerEntry) -> Result<ledger_entry::Model, SinkError> {
         tags_json: json(e, "tags", &e.tags)?,
         metadata_json: json(e, "metadata", &e.metadata)?,
         attempts_json: json(e, "attempts", &e.attempts)?,
+        client_request_id: e.client_request_id.clone(),
+        priced: e.priced,
     })
 }
 
@@ -140,8 +143,8 @@ pub(crate) fn entry_from_row(m: ledger_entry::Model) -> Result<LedgerEntry, Stor
         attempts,
         stream: m.stream,
         request_id: m.request_id,
-        client_request_id: None,
-        priced: true,
+        client_request_id: m.client_request_id,
+        priced: m.priced,
     })
 }
 

@@ -25,8 +25,8 @@ const MS_PER_HOUR: i64 = 3_600_000;
 const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 
 /// Which ledger entries a usage query covers: those accepted in `[from, to)`, of one
-/// scope target when `scope` is set, carrying `tag` when it is set, of everything
-/// otherwise.
+/// scope target when `scope` is set, carrying `tag` when it is set, with the given
+/// request ids when those are set, of everything otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageFilter {
     /// The scope kind and the id of its target (`key_…`, a principal, `prj_…`, …).
@@ -36,6 +36,11 @@ pub struct UsageFilter {
     /// Only entries inside this team or project (`(Team, id)` or `(Project, id)`), on
     /// top of `scope`: how a tenant-bound admin token is confined to its tenancy.
     pub within: Option<(ScopeKind, String)>,
+    /// Only the entry with this (gateway-generated) request id.
+    pub request_id: Option<String>,
+    /// Only entries whose caller sent this `x-request-id` (exact match; several entries
+    /// may share one, since it deduplicates nothing).
+    pub client_request_id: Option<String>,
     /// First instant covered.
     pub from: Timestamp,
     /// First instant no longer covered.
@@ -152,6 +157,12 @@ fn filtered(f: &UsageFilter) -> Select<ledger_entry::Entity> {
         .filter(ledger_entry::Column::AtMs.lt(f.to.unix_millis()));
     for (kind, id) in [&f.scope, &f.within].into_iter().flatten() {
         q = q.filter(scope_column(*kind).eq(id.as_str()));
+    }
+    if let Some(id) = &f.request_id {
+        q = q.filter(ledger_entry::Column::RequestId.eq(id.as_str()));
+    }
+    if let Some(id) = &f.client_request_id {
+        q = q.filter(ledger_entry::Column::ClientRequestId.eq(id.as_str()));
     }
     if let Some(tag) = &f.tag {
         q = q.filter(
