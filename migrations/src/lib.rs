@@ -21,6 +21,7 @@ mod m0004_prices;
 mod m0005_tags;
 mod m0006_routing;
 mod m0007_token_lifecycle;
+mod m0008_ledger_identity;
 
 /// Brings [`Migrator::up`] and friends into scope for crates that do not depend on
 /// sea-orm-migration themselves.
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_tags::Migration),
             Box::new(m0006_routing::Migration),
             Box::new(m0007_token_lifecycle::Migration),
+            Box::new(m0008_ledger_identity::Migration),
         ]
     }
 }

@@ -26,7 +26,8 @@ pub struct RotationReport {
     pub new_fingerprint: String,
     /// The configuration revision the rotation committed.
     pub revision: i64,
-    /// Whether the audit event was written (the rotation stands either way).
+    /// Whether the audit event was written: always true, since the rotation and its
+    /// event commit in one transaction or not at all.
     pub audited: bool,
     /// The data directory's key file, when the rotation replaced it.
     pub key_file: Option<PathBuf>,
@@ -116,7 +117,8 @@ pub(crate) async fn check_master_key(store: &Store, key: &MasterKey) -> Result<(
 
 /// Re-encrypts every provider credential from `old` to `new` in one store transaction,
 /// records `new` as the key in use, and writes an audit event (actor
-/// `master-key-rotation`, target kind `secrets`).
+/// `master-key-rotation`, target kind `secrets`) in that same transaction: if the event
+/// cannot be stored, nothing is rotated.
 ///
 /// Refused, with nothing changed, when `old` is not the key in use (by recorded id, or on
 /// a database without one, when any credential does not decrypt under it) or when `new`
@@ -151,13 +153,14 @@ pub async fn rotate_master_key(
         })?;
         new.encrypt(&plain)
     };
-    let (reencrypted, revision) = store.reencrypt_provider_credentials(new.key_id(), check, reencrypt).await?;
-    let mut report = RotationReport {
+    let txn = store.begin().await?;
+    let (reencrypted, revision) = txn.store().reencrypt_provider_credentials(new.key_id(), check, reencrypt).await?;
+    let report = RotationReport {
         reencrypted,
         old_fingerprint: old.fingerprint(),
         new_fingerprint: new.fingerprint(),
         revision,
-        audited: false,
+        audited: true,
         key_file: None,
     };
     let metadata = serde_json::json!({
@@ -166,11 +169,8 @@ pub async fn rotate_master_key(
         "new_fingerprint": report.new_fingerprint,
         "revision": revision,
     });
-    match crate::service::append_audit(store, ROTATION_ACTOR, "master_key.rotate", "secrets", "master_key", metadata)
-        .await
-    {
-        Ok(_) => report.audited = true,
-        Err(e) => tracing::error!(error = %e, "the master key was rotated but its audit event could not be written"),
-    }
+    crate::service::append_audit(txn.store(), ROTATION_ACTOR, "master_key.rotate", "secrets", "master_key", metadata)
+        .await?;
+    txn.commit().await?;
     Ok(report)
 }

@@ -386,6 +386,8 @@ pub fn ledger_entry_to_wire(e: &LedgerEntry) -> v1::LedgerEntry {
             })
             .collect(),
         stream: e.stream,
+        client_request_id: e.client_request_id.clone(),
+        priced: Some(e.priced),
     }
 }
 
@@ -402,7 +404,7 @@ pub fn ledger_entry(w: &v1::LedgerEntry) -> Result<LedgerEntry, Rejected> {
     let status = u16::try_from(w.status).map_err(|_| bad(format!("status {} is not an HTTP status", w.status)))?;
     Ok(LedgerEntry {
         request_id: w.request_id.clone(),
-        client_request_id: None,
+        client_request_id: w.client_request_id.clone(),
         at: Timestamp::from_unix_millis(w.at_ms),
         key_id: KeyId::new(w.key_id.as_str()),
         key_name: w.key_name.clone(),
@@ -426,7 +428,8 @@ pub fn ledger_entry(w: &v1::LedgerEntry) -> Result<LedgerEntry, Rejected> {
         metadata: w.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         attempts: w.attempts.iter().map(|a| Attempt::new(&a.provider, &a.model, &a.outcome)).collect(),
         stream: w.stream,
-        priced: true,
+        // Gateways older than the field send none: they only ever sent priced entries.
+        priced: w.priced.unwrap_or(true),
     })
 }
 
@@ -611,5 +614,23 @@ mod tests {
         assert!(ledger_entry(&status).is_err());
         let anonymous = v1::LedgerEntry { request_id: String::new(), ..wire };
         assert!(ledger_entry(&anonymous).is_err());
+    }
+
+    #[test]
+    fn the_callers_request_id_and_the_priced_flag_cross_the_wire_and_older_gateways_read_as_priced() {
+        let at = Timestamp::from_unix_millis(1_772_000_000_250);
+        let e = tollgate_testkit::ledger::full_entry("req_2", at).with_client_request_id("caller-7").with_priced(false);
+        let bytes = prost::Message::encode_to_vec(&ledger_entry_to_wire(&e));
+        let back: v1::LedgerEntry = prost::Message::decode(bytes.as_slice()).unwrap();
+        assert_eq!((back.client_request_id.as_deref(), back.priced), (Some("caller-7"), Some(false)));
+        let read = ledger_entry(&back).unwrap();
+        assert_eq!((read.client_request_id.as_deref(), read.priced), (Some("caller-7"), false));
+        assert_eq!(read, e);
+
+        // What a gateway built before these fields sends: neither is on the wire.
+        let old = v1::LedgerEntry { client_request_id: None, priced: None, ..back };
+        let bytes = prost::Message::encode_to_vec(&old);
+        let read = ledger_entry(&prost::Message::decode(bytes.as_slice()).unwrap()).unwrap();
+        assert_eq!((read.client_request_id, read.priced), (None, true));
     }
 }

@@ -18,6 +18,10 @@
 //! - Every write that changes configuration bumps `meta.revision` by exactly one in the
 //!   same transaction and returns the new revision; revisions are committed in order.
 //!   Audit appends and ledger writes do not bump it.
+//! - [`Store::append_audit_chained`] reads the chain's newest hash and inserts the next
+//!   event in one transaction under the chain's lock, so concurrent appenders (in one
+//!   process or several) never fork the chain; inside a [`StoreTxn`] the event commits
+//!   or rolls back with the writes it records.
 //! - A ledger entry is stored at most once per `request_id` and never changed; writing
 //!   it again is a success that stores nothing.
 //! - [`Store::snapshot`] reads the revision and every row in one transaction, so the rows
@@ -44,5 +48,5 @@ pub use records::{
     DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, PrincipalFilter, PrincipalSummary, ProjectRecord,
     ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
 };
-pub use repo::Store;
 pub use repo::usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};
+pub use repo::{Store, StoreTxn};

@@ -152,8 +152,10 @@ fn chained(r: AuditRecord) -> ChainedEvent {
     }
 }
 
-/// Appends one audit event to the chain in `store`. Callers in one process serialize
-/// through [`Service`]'s audit lock.
+/// Appends one audit event to the chain in `store`: the store reads the chain's newest
+/// hash and inserts this event after it in one transaction, under the chain's lock (a
+/// savepoint of the caller's transaction when `store` is a [`tollgate_store::StoreTxn`]'s,
+/// so the event commits or rolls back with the write it records).
 pub(crate) async fn append_audit(
     store: &Store,
     actor: &str,
@@ -162,7 +164,6 @@ pub(crate) async fn append_audit(
     id: &str,
     metadata: serde_json::Value,
 ) -> Result<i64, tollgate_store::StoreError> {
-    let prev = store.last_audit().await?.map(|a| a.hash).unwrap_or_else(|| tollgate_audit::GENESIS.to_owned());
     let event = AuditEvent {
         id: new_id("aud"),
         at: Timestamp::now(),
@@ -172,21 +173,22 @@ pub(crate) async fn append_audit(
         target_id: id.to_owned(),
         metadata: redact(metadata),
     };
-    let hash = chain_hash(&prev, &event);
-    store
-        .append_audit(&tollgate_store::AuditRecord {
+    let seal = |prev: &str| {
+        let hash = chain_hash(prev, &event);
+        tollgate_store::AuditRecord {
             seq: 0,
-            id: event.id,
+            id: event.id.clone(),
             at: event.at,
-            actor: event.actor,
-            action: event.action,
-            target_kind: event.target_kind,
-            target_id: event.target_id,
-            metadata: event.metadata,
-            prev_hash: prev,
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            target_kind: event.target_kind.clone(),
+            target_id: event.target_id.clone(),
+            metadata: event.metadata.clone(),
+            prev_hash: prev.to_owned(),
             hash,
-        })
-        .await
+        }
+    };
+    Ok(store.append_audit_chained(tollgate_audit::GENESIS, seal).await?.seq)
 }
 
 impl Service {

@@ -512,11 +512,11 @@ impl Service {
         domain_budget("", &rec)?;
         let _checked =
             self.refuse_unpriced_reach("limit_usd", Change { budgets: &[&rec], ..Change::default() }).await?;
-        let rev = self.store.create_budget(&rec).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let rev = w.store().create_budget(&rec).await?;
         let view = budget_view(&rec, now);
-        self.audit(actor, "budget.create", "budget", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
-            .await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "budget.create", ("budget", rec.id.as_str()), meta).await?;
         Ok(view)
     }
 
@@ -596,10 +596,11 @@ impl Service {
         };
         let now = Timestamp::now();
         rec.updated_at = now;
-        let (stored, rev) = self.store.update_budget(&rec).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let (stored, rev) = w.store().update_budget(&rec).await?;
         let view = budget_view(&stored, now);
-        self.audit(actor, "budget.update", "budget", id, serde_json::to_value(&view).unwrap_or_default()).await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "budget.update", ("budget", id), meta).await?;
         Ok(view)
     }
 
@@ -607,10 +608,11 @@ impl Service {
     pub async fn delete_budget(&self, actor: &Actor, id: &str) -> Result<(), ControlError> {
         self.authorize(actor, Scope::BudgetsWrite, Target::Budget(id)).await?;
         let rec = self.budget_record(id).await?;
-        let rev = self.store.delete_budget(&rec.id).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let rev = w.store().delete_budget(&rec.id).await?;
         let view = budget_view(&rec, Timestamp::now());
-        self.audit(actor, "budget.delete", "budget", id, serde_json::to_value(&view).unwrap_or_default()).await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "budget.delete", ("budget", id), meta).await?;
         Ok(())
     }
 
@@ -619,9 +621,10 @@ impl Service {
     pub async fn reset_budget(&self, actor: &Actor, id: &str) -> Result<BudgetView, ControlError> {
         self.authorize(actor, Scope::BudgetsWrite, Target::Budget(id)).await?;
         let now = Timestamp::now();
-        let (stored, rev) = self.store.reset_budget(&BudgetId::new(id), now).await?;
-        self.committed(rev);
-        self.audit(actor, "budget.reset", "budget", id, serde_json::json!({"epoch": stored.epoch})).await;
+        let w = self.begin_write().await?;
+        let (stored, rev) = w.store().reset_budget(&BudgetId::new(id), now).await?;
+        let meta = serde_json::json!({"epoch": stored.epoch});
+        self.commit_audited(w, Some(rev), actor, "budget.reset", ("budget", id), meta).await?;
         Ok(budget_view(&stored, now))
     }
 
@@ -701,18 +704,12 @@ impl Service {
         rec.temporary_increase_until = Some(until);
         check_headroom(field_of_amount(&rec), &rec)?;
         rec.updated_at = now;
-        let (stored, rev) = self.store.update_budget(&rec).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let (stored, rev) = w.store().update_budget(&rec).await?;
         let view = budget_view(&stored, now);
         let amount = amount_of(&stored, amount);
-        self.audit(
-            actor,
-            "budget.increase",
-            "budget",
-            id,
-            serde_json::json!({"amount": amount, "until": until, "epoch": stored.epoch}),
-        )
-        .await;
+        let meta = serde_json::json!({"amount": amount, "until": until, "epoch": stored.epoch});
+        self.commit_audited(w, Some(rev), actor, "budget.increase", ("budget", id), meta).await?;
         Ok(view)
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tollgate_core::{BudgetId, KeyId, OnBreach, ProjectId, ScopeKind, Timestamp};
 use tollgate_keys::{AllowlistError, KeyStatus, MetadataError, mint_secret};
-use tollgate_store::{BudgetRecord, KeyFilter, KeyRecord};
+use tollgate_store::{BudgetRecord, KeyFilter, KeyRecord, Store};
 use utoipa::ToSchema;
 
 /// `POST /api/v1/keys`.
@@ -284,10 +284,11 @@ impl Service {
         let _checked = self
             .refuse_unpriced_reach(field, Change { key: Some(&rec), budgets: &inline, ..Change::default() })
             .await?;
-        let rev = self.store.create_key(&rec, budget.as_ref()).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let rev = w.store().create_key(&rec, budget.as_ref()).await?;
         let view = key_view(&rec, budget.iter().map(|b| budget_view(b, now)).collect(), now);
-        self.audit(actor, "key.create", "key", id.as_str(), serde_json::to_value(&view).unwrap_or_default()).await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "key.create", ("key", id.as_str()), meta).await?;
         Ok(KeyWithSecret { key: secret.expose().to_owned(), view })
     }
 
@@ -299,9 +300,7 @@ impl Service {
     }
 
     async fn key_view_of(&self, rec: &KeyRecord) -> Result<KeyView, ControlError> {
-        let budgets = self.store.list_budgets_for(ScopeKind::VirtualKey, rec.id.as_str()).await?;
-        let now = Timestamp::now();
-        Ok(key_view(rec, budgets.iter().map(|b| budget_view(b, now)).collect(), now))
+        key_view_in(&self.store, rec).await
     }
 
     /// Reads a key.
@@ -392,10 +391,11 @@ impl Service {
             None
         };
         rec.updated_at = Timestamp::now();
-        let rev = self.store.update_key(&rec).await?;
-        self.committed(rev);
-        let view = self.key_view_of(&rec).await?;
-        self.audit(actor, "key.update", "key", id, serde_json::to_value(&view).unwrap_or_default()).await;
+        let w = self.begin_write().await?;
+        let rev = w.store().update_key(&rec).await?;
+        let view = key_view_in(w.store(), &rec).await?;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "key.update", ("key", id), meta).await?;
         Ok(view)
     }
 
@@ -423,10 +423,11 @@ impl Service {
         rec.key_hint = secret.hint();
         rec.rotated_at = Some(now);
         rec.updated_at = now;
-        let rev = self.store.update_key(&rec).await?;
-        self.committed(rev);
-        let view = self.key_view_of(&rec).await?;
-        self.audit(actor, "key.rotate", "key", id, serde_json::json!({"grace_period_s": grace})).await;
+        let w = self.begin_write().await?;
+        let rev = w.store().update_key(&rec).await?;
+        let view = key_view_in(w.store(), &rec).await?;
+        let meta = serde_json::json!({"grace_period_s": grace});
+        self.commit_audited(w, Some(rev), actor, "key.rotate", ("key", id), meta).await?;
         Ok(KeyWithSecret { key: secret.expose().to_owned(), view })
     }
 
@@ -441,12 +442,20 @@ impl Service {
             rec.updated_at = now;
             rec.previous_key_hash = None;
             rec.previous_valid_until = None;
-            let rev = self.store.update_key(&rec).await?;
-            self.committed(rev);
-            self.audit(actor, "key.revoke", "key", id, serde_json::Value::Null).await;
+            let w = self.begin_write().await?;
+            let rev = w.store().update_key(&rec).await?;
+            self.commit_audited(w, Some(rev), actor, "key.revoke", ("key", id), serde_json::Value::Null).await?;
         }
         self.key_view_of(&rec).await
     }
+}
+
+/// The view of `rec` with its budgets as `store` sees them (an admin write's store, to
+/// read what the write is about to commit).
+async fn key_view_in(store: &Store, rec: &KeyRecord) -> Result<KeyView, ControlError> {
+    let budgets = store.list_budgets_for(ScopeKind::VirtualKey, rec.id.as_str()).await?;
+    let now = Timestamp::now();
+    Ok(key_view(rec, budgets.iter().map(|b| budget_view(b, now)).collect(), now))
 }
 
 fn key_view(r: &KeyRecord, budgets: Vec<BudgetView>, now: Timestamp) -> KeyView {

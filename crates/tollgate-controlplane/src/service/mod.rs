@@ -34,7 +34,7 @@ pub use tenancy::{
     PrincipalPage, PrincipalRevocation, PrincipalView, ProjectView, TeamView,
 };
 pub use tokens::{CreateToken, TokenView, TokenWithSecret};
-pub use usage::{LedgerPage, LedgerQuery, UsageFormat, UsageQuery, UsageReport};
+pub use usage::{LedgerEntryView, LedgerPage, LedgerQuery, UsageFormat, UsageQuery, UsageReport};
 
 use crate::ControlError;
 use crate::secrets::Secrets;
@@ -42,9 +42,9 @@ use budgets::budget_view;
 pub(crate) use budgets::no_fields;
 use serde::Deserialize;
 use std::sync::Arc;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, MutexGuard, watch};
 use tollgate_keys::KeyHasher;
-use tollgate_store::{OrgRecord, Store};
+use tollgate_store::{OrgRecord, Store, StoreTxn};
 
 /// Name of the organization created at first start.
 pub const DEFAULT_ORG: &str = "default";
@@ -70,6 +70,8 @@ pub struct Service {
     hasher: KeyHasher,
     org: OrgRecord,
     revision: watch::Sender<i64>,
+    /// Serializes this process's admin writes ([`Service::begin_write`]): on SQLite they
+    /// would otherwise queue on the database's write lock and could time out.
     audit_lock: Mutex<()>,
     /// Held from the unpriced-model check to the end of the write it clears, so two
     /// writes that are fine alone but not together (an unpriced model and a `*` key
@@ -148,12 +150,52 @@ impl Service {
         });
     }
 
-    async fn audit(&self, actor: &Actor, action: &str, kind: &str, id: &str, metadata: serde_json::Value) {
-        let _guard = self.audit_lock.lock().await;
-        let result = append_audit(&self.store, &actor.id, action, kind, id, metadata).await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, action, "could not append audit event");
+    /// Opens an admin write: the write, the revision bump and the audit event all go
+    /// through [`AdminWrite::store`] and commit together in [`Service::commit_audited`];
+    /// dropping the `AdminWrite` instead (an early `?`) rolls all of it back.
+    ///
+    /// While it is open, every read of the calling task must go through
+    /// [`AdminWrite::store`] too: on an in-memory SQLite database the transaction holds
+    /// the only connection.
+    async fn begin_write(&self) -> Result<AdminWrite<'_>, ControlError> {
+        let guard = self.audit_lock.lock().await;
+        let txn = self.store.begin().await?;
+        Ok(AdminWrite { txn, _serial: guard })
+    }
+
+    /// Appends the write's audit event (actor, action, target, details with secrets
+    /// removed) inside its transaction and commits both; then announces `revision` to the
+    /// watchers. If the event cannot be stored, nothing of the write is committed and the
+    /// caller gets the error (500 `internal_error`).
+    /// `target` is the event's `(target_kind, target_id)`.
+    async fn commit_audited(
+        &self,
+        write: AdminWrite<'_>,
+        revision: Option<i64>,
+        actor: &Actor,
+        action: &str,
+        (kind, id): (&str, &str),
+        metadata: serde_json::Value,
+    ) -> Result<(), ControlError> {
+        append_audit(write.store(), &actor.id, action, kind, id, metadata).await?;
+        write.txn.commit().await?;
+        if let Some(rev) = revision {
+            self.committed(rev);
         }
+        Ok(())
+    }
+}
+
+/// An admin write in progress; see [`Service::begin_write`].
+struct AdminWrite<'a> {
+    txn: StoreTxn,
+    _serial: MutexGuard<'a, ()>,
+}
+
+impl AdminWrite<'_> {
+    /// The store whose operations are part of this write.
+    fn store(&self) -> &Store {
+        self.txn.store()
     }
 }
 

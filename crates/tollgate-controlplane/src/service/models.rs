@@ -254,11 +254,11 @@ impl Service {
             }
             None => self.refuse_unpriced_reach("pricing", Change { model: Some(&rec), ..Change::default() }).await?,
         };
-        let rev = self.store.create_model(&rec).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let rev = w.store().create_model(&rec).await?;
         let view = model_view(&rec);
-        self.audit(actor, "model.create", "model", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
-            .await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "model.create", ("model", rec.id.as_str()), meta).await?;
         Ok(view)
     }
 
@@ -351,11 +351,11 @@ impl Service {
             rec.max_output_tokens = cap.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
         }
         rec.updated_at = Timestamp::now();
-        let rev = self.store.update_model(&rec).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let rev = w.store().update_model(&rec).await?;
         let view = model_view(&rec);
-        self.audit(actor, "model.update", "model", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
-            .await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "model.update", ("model", rec.id.as_str()), meta).await?;
         Ok(view)
     }
 

@@ -205,17 +205,11 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        let rev = self.store.create_provider(&rec).await?;
-        self.committed(rev);
         let view = self.provider_view(&rec)?;
-        self.audit(
-            actor,
-            "provider.create",
-            "provider",
-            rec.id.as_str(),
-            serde_json::to_value(&view).unwrap_or_default(),
-        )
-        .await;
+        let w = self.begin_write().await?;
+        let rev = w.store().create_provider(&rec).await?;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "provider.create", ("provider", rec.id.as_str()), meta).await?;
         Ok(view)
     }
 
@@ -280,14 +274,14 @@ impl Service {
             changed.push("extra");
         }
         rec.updated_at = Timestamp::now();
-        let rev = self.store.update_provider(&rec).await?;
-        self.committed(rev);
         let view = self.provider_view(&rec)?;
         let mut audit = serde_json::to_value(&view).unwrap_or_default();
         if let Some(m) = audit.as_object_mut() {
             m.insert("changed".into(), serde_json::json!(changed));
         }
-        self.audit(actor, "provider.update", "provider", rec.id.as_str(), audit).await;
+        let w = self.begin_write().await?;
+        let rev = w.store().update_provider(&rec).await?;
+        self.commit_audited(w, Some(rev), actor, "provider.update", ("provider", rec.id.as_str()), audit).await?;
         Ok(view)
     }
 

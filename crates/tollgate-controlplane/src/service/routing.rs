@@ -328,10 +328,11 @@ impl Service {
             return Err(ControlError::invalid("model", format!("no model {:?}", input.model)));
         };
         let rec = AliasRecord { name: input.name, target_model: target.name, created_at: Timestamp::now() };
-        let rev = self.store.create_alias(&rec).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let rev = w.store().create_alias(&rec).await?;
         let view = alias_view(&rec);
-        self.audit(actor, "alias.create", "alias", &rec.name, serde_json::to_value(&view).unwrap_or_default()).await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "alias.create", ("alias", &rec.name), meta).await?;
         Ok(view)
     }
 
@@ -352,9 +353,10 @@ impl Service {
     pub async fn delete_alias(&self, actor: &Actor, name: &str) -> Result<(), ControlError> {
         self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         let view = self.get_alias(name).await?;
-        let rev = self.store.delete_alias(name).await?;
-        self.committed(rev);
-        self.audit(actor, "alias.delete", "alias", name, serde_json::to_value(&view).unwrap_or_default()).await;
+        let w = self.begin_write().await?;
+        let rev = w.store().delete_alias(name).await?;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "alias.delete", ("alias", name), meta).await?;
         Ok(())
     }
 
@@ -403,17 +405,11 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        let rev = self.store.create_routing_policy(&rec).await?;
-        self.committed(rev);
         let view = policy_view(&rec)?;
-        self.audit(
-            actor,
-            "routing_policy.create",
-            "routing_policy",
-            &rec.id,
-            serde_json::to_value(&view).unwrap_or_default(),
-        )
-        .await;
+        let w = self.begin_write().await?;
+        let rev = w.store().create_routing_policy(&rec).await?;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "routing_policy.create", ("routing_policy", &rec.id), meta).await?;
         Ok(view)
     }
 
@@ -441,17 +437,11 @@ impl Service {
         let mut rec = self.store.get_routing_policy(id).await?.ok_or_else(|| policy_not_found(id))?;
         rec.policy = policy;
         rec.updated_at = Timestamp::now();
-        let (stored, rev) = self.store.update_routing_policy(&rec).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let (stored, rev) = w.store().update_routing_policy(&rec).await?;
         let view = policy_view(&stored)?;
-        self.audit(
-            actor,
-            "routing_policy.update",
-            "routing_policy",
-            id,
-            serde_json::to_value(&view).unwrap_or_default(),
-        )
-        .await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "routing_policy.update", ("routing_policy", id), meta).await?;
         Ok(view)
     }
 
@@ -460,16 +450,10 @@ impl Service {
     pub async fn delete_routing_policy(&self, actor: &Actor, id: &str) -> Result<(), ControlError> {
         self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         let view = self.get_routing_policy(actor, id).await?;
-        let rev = self.store.delete_routing_policy(id).await?;
-        self.committed(rev);
-        self.audit(
-            actor,
-            "routing_policy.delete",
-            "routing_policy",
-            id,
-            serde_json::to_value(&view).unwrap_or_default(),
-        )
-        .await;
+        let w = self.begin_write().await?;
+        let rev = w.store().delete_routing_policy(id).await?;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "routing_policy.delete", ("routing_policy", id), meta).await?;
         Ok(())
     }
 }

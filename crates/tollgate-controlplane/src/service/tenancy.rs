@@ -165,11 +165,11 @@ impl Service {
             }
             None => self.org.id.clone(),
         };
-        let (rec, rev) = self.store.create_team(&org, &input.name).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let (rec, rev) = w.store().create_team(&org, &input.name).await?;
         let view = team_view(&rec);
-        self.audit(actor, "team.create", "team", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
-            .await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "team.create", ("team", rec.id.as_str()), meta).await?;
         Ok(view)
     }
 
@@ -182,17 +182,11 @@ impl Service {
             .find_team(&input.team)
             .await?
             .ok_or_else(|| ControlError::invalid("team", format!("no team {:?}", input.team)))?;
-        let (rec, rev) = self.store.create_project(&team.id, &input.name).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let (rec, rev) = w.store().create_project(&team.id, &input.name).await?;
         let view = project_view(&rec);
-        self.audit(
-            actor,
-            "project.create",
-            "project",
-            rec.id.as_str(),
-            serde_json::to_value(&view).unwrap_or_default(),
-        )
-        .await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "project.create", ("project", rec.id.as_str()), meta).await?;
         Ok(view)
     }
 
@@ -211,10 +205,11 @@ impl Service {
     ) -> Result<OrganizationView, ControlError> {
         self.authorize(actor, Scope::Admin, Target::Global).await?;
         check_name("name", &input.name)?;
-        let (rec, rev) = self.store.create_org(&input.name).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let (rec, rev) = w.store().create_org(&input.name).await?;
         let view = org_view(&rec);
-        self.audit(actor, "organization.create", "organization", rec.id.as_str(), to_value(&view)).await;
+        let target = ("organization", rec.id.as_str());
+        self.commit_audited(w, Some(rev), actor, "organization.create", target, to_value(&view)).await?;
         Ok(view)
     }
 
@@ -371,11 +366,13 @@ impl Service {
         if self.store.list_principals(&probe, Timestamp::now()).await?.is_empty() {
             return Err(super::auth::not_found("principal", id));
         }
-        let (revoked, rev) = self.store.revoke_principal_keys(id, &f, Timestamp::now()).await?;
+        let w = self.begin_write().await?;
+        let (revoked, rev) = w.store().revoke_principal_keys(id, &f, Timestamp::now()).await?;
+        // Nothing to revoke: nothing was written, and dropping `w` ends its transaction.
         if let Some(rev) = rev {
-            self.committed(rev);
             let ids: Vec<&str> = revoked.iter().map(|k| k.as_str()).collect();
-            self.audit(actor, "principal.revoke_keys", "principal", id, serde_json::json!({ "revoked": ids })).await;
+            let meta = serde_json::json!({ "revoked": ids });
+            self.commit_audited(w, Some(rev), actor, "principal.revoke_keys", ("principal", id), meta).await?;
         }
         Ok(PrincipalRevocation { id: id.to_owned(), revoked })
     }

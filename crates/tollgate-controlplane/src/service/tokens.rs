@@ -179,11 +179,11 @@ impl Service {
             expires_at: input.expires_at,
             hint: format!("{}…", secret.chars().take(8).collect::<String>()),
         };
-        let rev = self.store.create_admin_token(&rec).await?;
-        self.committed(rev);
+        let w = self.begin_write().await?;
+        let rev = w.store().create_admin_token(&rec).await?;
         let view = token_view(&rec, now);
-        self.audit(actor, "token.create", "token", rec.id.as_str(), serde_json::to_value(&view).unwrap_or_default())
-            .await;
+        let meta = serde_json::to_value(&view).unwrap_or_default();
+        self.commit_audited(w, Some(rev), actor, "token.create", ("token", rec.id.as_str()), meta).await?;
         Ok(TokenWithSecret { token: secret, view })
     }
 
@@ -239,10 +239,12 @@ impl Service {
             )));
         }
         let now = Timestamp::now();
-        let (rec, rev) = self.store.revoke_admin_token(&id, now).await?;
+        let w = self.begin_write().await?;
+        let (rec, rev) = w.store().revoke_admin_token(&id, now).await?;
+        // Already revoked: nothing was written, and dropping `w` ends its transaction.
         if let Some(rev) = rev {
-            self.committed(rev);
-            self.audit(actor, "token.revoke", "token", id.as_str(), serde_json::Value::Null).await;
+            let target = ("token", id.as_str());
+            self.commit_audited(w, Some(rev), actor, "token.revoke", target, serde_json::Value::Null).await?;
         }
         Ok(token_view(&rec, now))
     }

@@ -132,7 +132,15 @@ fn take_filter(q: &mut HashMap<String, String>, now: Timestamp) -> Result<UsageF
                 "7d" => 7 * 24,
                 "30d" => 30 * 24,
                 "mtd" | "month-to-date" => {
-                    return Ok(UsageFilter { scope, tag, within: None, from: month_start(now), to: now });
+                    return Ok(UsageFilter {
+                        scope,
+                        tag,
+                        within: None,
+                        request_id: None,
+                        client_request_id: None,
+                        from: month_start(now),
+                        to: now,
+                    });
                 }
                 _ => {
                     return Err(ControlError::invalid(
@@ -147,7 +155,7 @@ fn take_filter(q: &mut HashMap<String, String>, now: Timestamp) -> Result<UsageF
     if from >= to {
         return Err(ControlError::invalid("from", "must be before to"));
     }
-    Ok(UsageFilter { scope, tag, within: None, from, to })
+    Ok(UsageFilter { scope, tag, within: None, request_id: None, client_request_id: None, from, to })
 }
 
 impl UsageQuery {
@@ -196,7 +204,9 @@ fn decode_cursor(text: &str) -> Result<LedgerCursor, ControlError> {
 impl LedgerQuery {
     /// Parses the query string of `/api/v1/ledger` at `now`.
     pub fn parse(mut q: HashMap<String, String>, now: Timestamp) -> Result<LedgerQuery, ControlError> {
-        let filter = take_filter(&mut q, now)?;
+        let mut filter = take_filter(&mut q, now)?;
+        filter.request_id = q.remove("request_id").filter(|v| !v.is_empty());
+        filter.client_request_id = q.remove("client_request_id").filter(|v| !v.is_empty());
         let limit = match q.remove("limit") {
             None => DEFAULT_LEDGER_LIMIT,
             Some(l) => l.parse::<u64>().ok().filter(|l| (1..=MAX_LEDGER_LIMIT).contains(l)).ok_or_else(|| {
@@ -238,11 +248,33 @@ fn key_text(group: UsageGroup, key: &UsageKey) -> Option<String> {
     }
 }
 
+/// One ledger entry as `GET /api/v1/ledger` shows it: every field of the stored entry
+/// (`request_id` ours, `client_request_id` the caller's, `cost_nanos`, `priced`, ...) and
+/// its cost as an exact decimal string.
+#[derive(Debug, Clone, serde::Serialize, ToSchema)]
+pub struct LedgerEntryView {
+    /// The stored entry.
+    #[serde(flatten)]
+    pub entry: LedgerEntry,
+    /// The cost in USD, exactly `cost_nanos` / 10^9, as a decimal string: at least two
+    /// decimals, no trailing zeros beyond them, `-` first for a negative adjustment
+    /// (`"0.0012345"`, `"1.00"`, `"9007199.254740993"`). Never a float.
+    #[schema(example = "0.0012345")]
+    pub cost_usd: String,
+}
+
+impl From<LedgerEntry> for LedgerEntryView {
+    fn from(entry: LedgerEntry) -> Self {
+        let cost_usd = entry.cost.to_string();
+        LedgerEntryView { entry, cost_usd }
+    }
+}
+
 /// One page of `GET /api/v1/ledger`.
 #[derive(Debug, Clone, serde::Serialize, ToSchema)]
 pub struct LedgerPage {
-    /// The entries, newest first.
-    pub entries: Vec<LedgerEntry>,
+    /// The entries, oldest first (by acceptance time, then request id).
+    pub entries: Vec<LedgerEntryView>,
     /// Pass as `cursor` for the next page; `null` once a page comes back short.
     pub next_cursor: Option<String>,
 }
@@ -406,7 +438,7 @@ impl Service {
             }
             _ => None,
         };
-        Ok(LedgerPage { entries, next_cursor: next })
+        Ok(LedgerPage { entries: entries.into_iter().map(LedgerEntryView::from).collect(), next_cursor: next })
     }
 }
 

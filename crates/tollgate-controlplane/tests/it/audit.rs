@@ -126,3 +126,80 @@ async fn no_provider_credential_or_minted_token_ever_reaches_the_audit_trail() {
         assert!(!raw.contains(secret), "{secret} stored in the audit trail");
     }
 }
+
+/// Renames the audit table away (`off`) or back: while it is away every audit append
+/// fails, on SQLite and PostgreSQL alike.
+async fn audit_table(cp: &Cp, off: bool) {
+    let (from, to) = if off { ("audit_events", "audit_events_off") } else { ("audit_events_off", "audit_events") };
+    cp.cp.service().store().execute_unchecked(&format!("ALTER TABLE {from} RENAME TO {to}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_write_whose_audit_event_cannot_be_stored_is_refused_and_leaves_no_trace() {
+    let cp = Cp::start().await;
+    cp.expect(Method::POST, "/api/v1/teams", Some(json!({"name": "t"})), S::CREATED).await;
+    cp.expect(Method::POST, "/api/v1/projects", Some(json!({"name": "p", "team": "t"})), S::CREATED).await;
+    let budget = json!({"scope": "team", "scope_id": "t", "limit_usd": "10.00", "window": "month"});
+    let budget = cp.expect(Method::POST, "/api/v1/budgets", Some(budget), S::CREATED).await;
+    let budget_path = format!("/api/v1/budgets/{}", budget["id"].as_str().unwrap());
+    let events_before = cp.expect(Method::GET, "/api/v1/audit?limit=1000", None, S::OK).await["data"].clone();
+    let revision = cp.revision().await;
+
+    audit_table(&cp, true).await;
+    let provider =
+        json!({"name": "up", "kind": "openai-compatible", "base_url": "http://127.0.0.1:9", "api_key": "sk-x"});
+    let writes = [
+        (Method::POST, "/api/v1/keys".to_owned(), json!({"project": "p", "name": "k"})),
+        (Method::PATCH, budget_path.clone(), json!({"limit_usd": "99.00"})),
+        (Method::POST, "/api/v1/providers".to_owned(), provider),
+        (Method::POST, "/api/v1/teams".to_owned(), json!({"name": "t2"})),
+    ];
+    for (method, path, body) in writes {
+        let r = cp.admin(method.clone(), &path, Some(body)).await;
+        assert_eq!(r.status, S::INTERNAL_SERVER_ERROR, "{method} {path}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], "internal_error", "{method} {path}");
+    }
+    assert_eq!(cp.revision().await, revision, "no refused write bumped the revision");
+    audit_table(&cp, false).await;
+
+    let keys = cp.expect(Method::GET, "/api/v1/keys", None, S::OK).await;
+    assert_eq!(keys["data"], json!([]), "the refused key is not stored");
+    let stored = cp.expect(Method::GET, &budget_path, None, S::OK).await;
+    assert_eq!(stored["limit_usd"], "10.00", "the refused budget update is not stored");
+    let providers = cp.expect(Method::GET, "/api/v1/providers", None, S::OK).await;
+    assert!(!providers.to_string().contains("\"up\""), "the refused provider is not stored: {providers}");
+    let teams = cp.expect(Method::GET, "/api/v1/teams", None, S::OK).await;
+    assert!(!teams.to_string().contains("\"t2\""), "the refused team is not stored: {teams}");
+    let events_after = cp.expect(Method::GET, "/api/v1/audit?limit=1000", None, S::OK).await["data"].clone();
+    assert_eq!(events_after, events_before, "no audit event of a refused write");
+    let snapshot = cp.snapshot_at(revision).await;
+    assert_eq!(snapshot.revision, revision);
+
+    // The store is not left wedged: the same write goes through once audits can be stored.
+    cp.expect(Method::POST, "/api/v1/keys", Some(json!({"project": "p", "name": "k"})), S::CREATED).await;
+    assert_eq!(cp.revision().await, revision + 1);
+    let ok = cp.expect(Method::GET, "/api/v1/audit/verify", None, S::OK).await;
+    assert_eq!(ok["ok"], true, "{ok}");
+}
+
+#[tokio::test]
+async fn the_chain_verifies_after_a_burst_of_concurrent_writes() {
+    let cp = std::sync::Arc::new(Cp::start().await);
+    cp.expect(Method::POST, "/api/v1/teams", Some(json!({"name": "base"})), S::CREATED).await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let cp = cp.clone();
+        tasks.push(tokio::spawn(async move {
+            cp.expect(Method::POST, "/api/v1/teams", Some(json!({"name": format!("t{i}")})), S::CREATED).await;
+            let b = json!({"scope": "team", "scope_id": "base", "limit_usd": i + 1, "window": "day"});
+            let b = cp.expect(Method::POST, "/api/v1/budgets", Some(b), S::CREATED).await;
+            let path = format!("/api/v1/budgets/{}", b["id"].as_str().unwrap());
+            cp.expect(Method::PATCH, &path, Some(json!({"limit_usd": i + 100})), S::OK).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ok = cp.expect(Method::GET, "/api/v1/audit/verify", None, S::OK).await;
+    assert_eq!(ok, json!({"ok": true, "checked": 1 + 12 * 3, "first_broken": null}));
+}

@@ -254,6 +254,18 @@ async fn a_project_bound_token_cannot_reach_another_projects_keys_usage_or_budge
     let entries: Vec<&str> =
         ledger["entries"].as_array().unwrap().iter().map(|e| e["request_id"].as_str().unwrap()).collect();
     assert_eq!(entries, ["r1"]);
+    // The caller's request id filters within the tenancy: B's entry carrying the same id
+    // stays invisible, and naming B's entry by our request id finds nothing.
+    let shared = |id: &str, project: &str, team: &str| spend(id, project, team, 1).with_client_request_id("shared");
+    sink.write_batch(&[shared("r3", &t.pb, "team_b"), shared("r4", &t.pa, &t.team_a)]).await.unwrap();
+    for (query, want) in
+        [("client_request_id=shared", vec!["r4"]), ("request_id=r3", vec![]), ("request_id=r4", vec!["r4"])]
+    {
+        let (s, ledger) = t.call(&tok, Method::GET, &format!("/api/v1/ledger?{query}"), None).await;
+        let got: Vec<&str> =
+            ledger["entries"].as_array().unwrap().iter().map(|e| e["request_id"].as_str().unwrap()).collect();
+        assert_eq!((s, got), (S::OK, want), "{query}: {ledger}");
+    }
 
     // Budgets: not on B, not on its own team (wider than the token), yes on its key.
     for (scope, scope_id) in [("project", t.pb.as_str()), ("team", "B"), ("team", "A"), ("virtual_key", kb.as_str())] {

@@ -290,3 +290,54 @@ async fn usage_filters_and_groups_by_tag_in_json_and_csv() {
     ];
     assert_eq!(parse_csv(&r.text()), want);
 }
+
+#[tokio::test]
+async fn ledger_entries_carry_their_exact_cost_usd_the_callers_id_and_priced_and_filter_by_either_id() {
+    let cp = Cp::start().await;
+    // A minute ago: "now" is the window's exclusive end.
+    let at = Timestamp::now().plus_millis(-60_000);
+    let e = |id: &str, nanos: i64| spend_entry(id, "key_a", "prj_1", "gpt-4o", at, (1, 1), nanos);
+    let batch = [
+        e("r1", 1).with_client_request_id("mine-1"),
+        // Two entries under one caller id: both stored, both listed.
+        e("r2", 999_999_999).with_client_request_id("mine-1").with_priced(false),
+        e("r3", 1_000_000_000).with_client_request_id("other"),
+        e("r4", 9_007_199_254_740_993),
+        e("r5", -1_234_500),
+    ];
+    let sink: &dyn LedgerSink = cp.cp.service().store();
+    sink.write_batch(&batch).await.unwrap();
+
+    let all = get(&cp, "/api/v1/ledger?window=1h").await;
+    let entries = all["entries"].as_array().unwrap();
+    let row = |id: &str| entries.iter().find(|e| e["request_id"] == id).unwrap_or_else(|| panic!("{id}: {all}"));
+    for (id, nanos, usd) in [
+        ("r1", 1_i64, "0.000000001"),
+        ("r2", 999_999_999, "0.999999999"),
+        ("r3", 1_000_000_000, "1.00"),
+        ("r4", 9_007_199_254_740_993, "9007199.254740993"),
+        ("r5", -1_234_500, "-0.0012345"),
+    ] {
+        let r = row(id);
+        assert_eq!((r["cost_nanos"].as_i64(), r["cost_usd"].as_str()), (Some(nanos), Some(usd)), "{r}");
+        let parsed = tollgate_core::Money::parse_usd(r["cost_usd"].as_str().unwrap()).unwrap();
+        assert_eq!(parsed.nanos(), nanos, "cost_usd reads back to cost_nanos exactly");
+    }
+    assert_eq!((row("r1")["client_request_id"].as_str(), row("r1")["priced"].as_bool()), (Some("mine-1"), Some(true)));
+    assert_eq!((row("r2")["client_request_id"].as_str(), row("r2")["priced"].as_bool()), (Some("mine-1"), Some(false)));
+    assert_eq!((&row("r4")["client_request_id"], row("r4")["priced"].as_bool()), (&Value::Null, Some(true)));
+
+    let ids = |v: &Value| -> Vec<String> {
+        let mut ids: Vec<String> =
+            v["entries"].as_array().unwrap().iter().map(|e| e["request_id"].as_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&get(&cp, "/api/v1/ledger?window=1h&client_request_id=mine-1").await), ["r1", "r2"]);
+    assert_eq!(ids(&get(&cp, "/api/v1/ledger?window=1h&client_request_id=other").await), ["r3"]);
+    assert!(ids(&get(&cp, "/api/v1/ledger?window=1h&client_request_id=nobody").await).is_empty());
+    assert!(ids(&get(&cp, "/api/v1/ledger?window=1h&client_request_id=mine").await).is_empty(), "exact match");
+    assert_eq!(ids(&get(&cp, "/api/v1/ledger?window=1h&request_id=r4").await), ["r4"]);
+    // The caller's id is not ours: it never names an entry by request_id.
+    assert!(ids(&get(&cp, "/api/v1/ledger?window=1h&request_id=mine-1").await).is_empty());
+}

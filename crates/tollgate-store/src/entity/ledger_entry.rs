@@ -31,6 +31,8 @@ pub(crate) struct Model {
     pub(crate) tags_json: String,
     pub(crate) metadata_json: String,
     pub(crate) attempts_json: String,
+    pub(crate) client_request_id: Option<String>,
+    pub(crate) priced: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,18 +1,66 @@
 //! The audit log: appends (the caller computes the hash chain; appends never bump the
 //! revision), filtered listings newest first, and the chain walked oldest first.
+//!
+//! [`Store::append_audit_chained`] reads the chain's newest hash and inserts the event
+//! that follows it in one transaction (the caller's, when the store is a
+//! [`super::StoreTxn`]'s), under a lock every appender takes: on PostgreSQL a
+//! transaction-scoped advisory lock, on SQLite the write lock an `IMMEDIATE` transaction
+//! holds. Two appenders, in one process or several, can then never both chain onto the
+//! same event.
 
 use super::Store;
 use crate::convert::{audit_from_row, audit_to_active};
 use crate::entity::audit_event;
 use crate::error::{StoreError, write_err};
 use crate::records::{AuditFilter, AuditRecord};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tollgate_core::Timestamp;
 
 /// The largest page [`Store::list_audit`] returns.
 const AUDIT_PAGE_MAX: u64 = 1000;
 
+/// The PostgreSQL advisory lock key of the audit chain (the bytes of "tollgate").
+const AUDIT_CHAIN_LOCK: i64 = 0x746f_6c6c_6761_7465;
+
 impl Store {
+    /// Appends the next event of the hash chain: inside one write transaction (a
+    /// savepoint of the caller's when this store is a [`super::StoreTxn`]'s), under the
+    /// chain's lock (see the module docs), reads the newest event's hash — `genesis` when
+    /// the chain is empty — and stores `seal(prev_hash)`, which must carry that
+    /// `prev_hash` and its own chain hash. Returns the stored record with its seq.
+    ///
+    /// [`StoreError::Invalid`] if the sealed record does not follow `prev_hash`;
+    /// [`StoreError::Conflict`] if its id is taken; nothing is stored on any error.
+    pub async fn append_audit_chained<F>(&self, genesis: &str, seal: F) -> Result<AuditRecord, StoreError>
+    where
+        F: FnOnce(&str) -> AuditRecord + Send,
+    {
+        let txn = self.begin_write().await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({AUDIT_CHAIN_LOCK})")).await?;
+        }
+        let last = audit_event::Entity::find().order_by_desc(audit_event::Column::Seq).one(&txn).await?;
+        let prev = match last {
+            Some(row) => audit_from_row(row)?.hash,
+            None => genesis.to_owned(),
+        };
+        let mut rec = seal(&prev);
+        if rec.prev_hash != prev {
+            return Err(StoreError::Invalid {
+                kind: "audit event",
+                detail: format!("event {:?} does not follow the chain's newest hash", rec.id),
+            });
+        }
+        let am = audit_to_active(&rec)?;
+        let res = audit_event::Entity::insert(am)
+            .exec(&txn)
+            .await
+            .map_err(|err| write_err("audit event", err, &[], format!("audit event id {:?} is taken", rec.id)))?;
+        txn.commit().await?;
+        rec.seq = res.last_insert_id;
+        Ok(rec)
+    }
+
     /// Appends an audit event; computes nothing itself — the caller passes prev_hash/hash.
     /// Returns the seq the database assigned (`e.seq` is ignored). Does not bump the
     /// revision.
@@ -21,7 +69,7 @@ impl Store {
     pub async fn append_audit(&self, e: &AuditRecord) -> Result<i64, StoreError> {
         let am = audit_to_active(e)?;
         let res = audit_event::Entity::insert(am)
-            .exec(&self.db)
+            .exec(&self.db())
             .await
             .map_err(|err| write_err("audit event", err, &[], format!("audit event id {:?} is taken", e.id)))?;
         Ok(res.last_insert_id)
@@ -31,7 +79,7 @@ impl Store {
     pub async fn last_audit(&self) -> Result<Option<AuditRecord>, StoreError> {
         audit_event::Entity::find()
             .order_by_desc(audit_event::Column::Seq)
-            .one(&self.db)
+            .one(&self.db())
             .await?
             .map(audit_from_row)
             .transpose()
@@ -82,7 +130,7 @@ impl Store {
         }
         q.order_by_desc(audit_event::Column::Seq)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.db())
             .await?
             .into_iter()
             .map(audit_from_row)
@@ -98,7 +146,7 @@ impl Store {
         }
         q.order_by_asc(audit_event::Column::Seq)
             .limit(limit.min(AUDIT_PAGE_MAX))
-            .all(&self.db)
+            .all(&self.db())
             .await?
             .into_iter()
             .map(audit_from_row)

@@ -37,7 +37,7 @@ impl Store {
             .filter(budget::Column::Scope.eq(scope.as_str()))
             .filter(budget::Column::ScopeId.eq(scope_id))
             .order_by_asc(budget::Column::Id)
-            .all(&self.db)
+            .all(&self.db())
             .await?
             .into_iter()
             .map(budget_from_row)
@@ -46,7 +46,7 @@ impl Store {
 
     /// The budget with this id.
     pub async fn get_budget(&self, id: &BudgetId) -> Result<Option<BudgetRecord>, StoreError> {
-        budget::Entity::find_by_id(id.as_str()).one(&self.db).await?.map(budget_from_row).transpose()
+        budget::Entity::find_by_id(id.as_str()).one(&self.db()).await?.map(budget_from_row).transpose()
     }
 
     /// The budgets matching `f`, by id ascending, at most `f.limit` (capped at
@@ -66,7 +66,13 @@ impl Store {
         if let Some(after) = &f.after {
             q = q.filter(budget::Column::Id.gt(after.as_str()));
         }
-        q.order_by_asc(budget::Column::Id).limit(limit).all(&self.db).await?.into_iter().map(budget_from_row).collect()
+        q.order_by_asc(budget::Column::Id)
+            .limit(limit)
+            .all(&self.db())
+            .await?
+            .into_iter()
+            .map(budget_from_row)
+            .collect()
     }
 
     /// Replaces the mutable columns of the budget with `b.id` — limit (money or tokens),

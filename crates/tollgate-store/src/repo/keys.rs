@@ -44,7 +44,7 @@ impl Store {
 
     /// The key with this id.
     pub async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        virtual_key::Entity::find_by_id(id.as_str()).one(&self.db).await?.map(key_from_row).transpose()
+        virtual_key::Entity::find_by_id(id.as_str()).one(&self.db()).await?.map(key_from_row).transpose()
     }
 
     /// The keys matching `f`, by id ascending, at most `f.limit` (capped at
@@ -57,7 +57,7 @@ impl Store {
         if f.metadata.is_empty() && f.tag.is_none() {
             return key_query(f, f.after.as_ref().map(KeyId::as_str))
                 .limit(limit)
-                .all(&self.db)
+                .all(&self.db())
                 .await?
                 .into_iter()
                 .map(key_from_row)
@@ -69,7 +69,7 @@ impl Store {
         let mut out = Vec::new();
         let mut cursor = f.after.as_ref().map(|a| a.as_str().to_owned());
         loop {
-            let rows = key_query(f, cursor.as_deref()).limit(batch).all(&self.db).await?;
+            let rows = key_query(f, cursor.as_deref()).limit(batch).all(&self.db()).await?;
             let exhausted = (rows.len() as u64) < batch;
             for row in rows {
                 cursor = Some(row.id.clone());

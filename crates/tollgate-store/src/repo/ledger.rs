@@ -16,13 +16,14 @@ use crate::error::StoreError;
 use crate::repo::Store;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, RuntimeErr,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QuerySelect, RuntimeErr,
 };
 use std::collections::{BTreeMap, HashSet};
 use tollgate_core::{KeyId, Money, OrgId, ProjectId, ScopeKind, TeamId, Timestamp};
 use tollgate_metering::{Attempt, LedgerEntry, LedgerSink, SinkError, SinkFuture, UsageSource};
 
-/// Rows per `INSERT` statement: 24 bound values each keeps a statement far below the
+/// Rows per `INSERT` statement: 26 bound values each keeps a statement far below the
 /// bind-parameter limits of SQLite (32766) and PostgreSQL (65535).
 const INSERT_CHUNK: usize = 200;
 
@@ -59,6 +60,7 @@ fn entry_to_row(e: &LedgerEntry) -> Result<ledger_entry::Model, SinkError> {
         Some(e.requested_model.as_str()),
         Some(e.served_model.as_str()),
         Some(e.provider.as_str()),
+        e.client_request_id.as_deref(),
     ];
     // PostgreSQL refuses NUL in text; refuse it on SQLite too, so both backends agree.
     // (Inside the JSON columns serde_json escapes it as \u0000.)
@@ -90,6 +92,8 @@ fn entry_to_row(e: &LedgerEntry) -> Result<ledger_entry::Model, SinkError> {
         tags_json: json(e, "tags", &e.tags)?,
         metadata_json: json(e, "metadata", &e.metadata)?,
         attempts_json: json(e, "attempts", &e.attempts)?,
+        client_request_id: e.client_request_id.clone(),
+        priced: e.priced,
     })
 }
 
@@ -139,8 +143,8 @@ pub(crate) fn entry_from_row(m: ledger_entry::Model) -> Result<LedgerEntry, Stor
         attempts,
         stream: m.stream,
         request_id: m.request_id,
-        client_request_id: None,
-        priced: true,
+        client_request_id: m.client_request_id,
+        priced: m.priced,
     })
 }
 
@@ -201,7 +205,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let backend = self.db.get_database_backend();
+        let backend = self.db().get_database_backend();
         let txn = self.begin_write().await.map_err(|e| match e {
             StoreError::Database(db) => sink_err(backend, db),
             other => SinkError::unavailable(other),
@@ -250,7 +254,7 @@ impl Store {
             .filter(ledger_entry::Column::AtMs.gte(from.unix_millis()))
             .filter(ledger_entry::Column::AtMs.lt(to.unix_millis()))
             .into_tuple()
-            .one(&self.db)
+            .one(&self.db())
             .await?;
         let (cost, tokens) = row.unwrap_or((0, 0));
         let tokens = u64::try_from(tokens).map_err(|_| StoreError::Corrupt {
@@ -263,12 +267,12 @@ impl Store {
 
     /// How many ledger entries are stored.
     pub async fn ledger_count(&self) -> Result<u64, StoreError> {
-        Ok(ledger_entry::Entity::find().count(&self.db).await?)
+        Ok(ledger_entry::Entity::find().count(&self.db()).await?)
     }
 
     /// The stored ledger entry of `request_id`, exactly as it was first written.
     pub async fn ledger_entry(&self, request_id: &str) -> Result<Option<LedgerEntry>, StoreError> {
-        ledger_entry::Entity::find_by_id(request_id).one(&self.db).await?.map(entry_from_row).transpose()
+        ledger_entry::Entity::find_by_id(request_id).one(&self.db()).await?.map(entry_from_row).transpose()
     }
 }
 

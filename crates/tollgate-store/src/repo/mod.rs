@@ -6,6 +6,11 @@
 //! lock up front and wait (`busy_timeout`) instead of failing half-way when another writer
 //! got there first. On PostgreSQL the `UPDATE meta` row lock serializes writers, so
 //! revision numbers are committed in order.
+//!
+//! [`Store::begin`] opens a transaction that several operations share (an admin write and
+//! its audit event): the [`StoreTxn`]'s store runs every operation inside it, each
+//! operation's own transaction becoming a savepoint, and nothing is visible to anyone else
+//! until [`StoreTxn::commit`]. Dropping the `StoreTxn` rolls everything back.
 
 mod audit;
 mod budgets;
@@ -25,9 +30,10 @@ pub(crate) mod usage;
 
 use crate::error::StoreError;
 use sea_orm::{
-    AccessMode, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, IsolationLevel,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseExecutor, DatabaseTransaction,
+    DbBackend, IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
+use std::sync::Arc;
 use std::time::Duration;
 use tollgate_migrations::{Migrator, MigratorTrait};
 
@@ -38,16 +44,63 @@ const SQLITE_FILE_POOL: u32 = 4;
 /// How long a SQLite statement waits for another connection's lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The control plane's database. Cheap to clone: clones share one connection pool.
+/// Where a [`Store`]'s statements run.
+#[derive(Clone)]
+enum Db {
+    /// The connection pool: each operation is on its own.
+    Pool(DatabaseConnection),
+    /// One open transaction ([`Store::begin`]): shared by every clone of the store that
+    /// holds it, committed by [`StoreTxn::commit`], rolled back when the last one drops.
+    Txn(Arc<DatabaseTransaction>),
+}
+
+/// The control plane's database. Cheap to clone: clones share one connection pool (or,
+/// for the store of a [`StoreTxn`], one transaction).
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) db: DatabaseConnection,
+    db: Db,
 }
 
 impl std::fmt::Debug for Store {
     // Only the backend: connection options can hold a database password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.db.get_database_backend()).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.db().get_database_backend())
+            .field("in_transaction", &matches!(self.db, Db::Txn(_)))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A write transaction several [`Store`] operations share; see the module docs.
+///
+/// Everything done through [`StoreTxn::store`] becomes visible at once on
+/// [`StoreTxn::commit`], or not at all when the `StoreTxn` is dropped uncommitted. While it
+/// is open it holds a connection (on an in-memory SQLite database, the only one) and, on
+/// SQLite, the write lock: do every read of the same task through its store.
+#[derive(Debug)]
+pub struct StoreTxn {
+    store: Store,
+}
+
+impl StoreTxn {
+    /// The store whose every operation runs inside this transaction.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Commits everything done through [`StoreTxn::store`].
+    ///
+    /// [`StoreError::Invalid`] (and nothing committed) if a clone of that store is still
+    /// alive: the transaction is only committed by its last holder.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let Db::Txn(txn) = self.store.db else {
+            return Err(StoreError::Invalid { kind: "transaction", detail: "not a transaction".to_owned() });
+        };
+        let txn = Arc::try_unwrap(txn).map_err(|_| StoreError::Invalid {
+            kind: "transaction",
+            detail: "a clone of its store is still in use".to_owned(),
+        })?;
+        Ok(txn.commit().await?)
     }
 }
 
@@ -92,27 +145,48 @@ impl Store {
         }
         let db = Database::connect(opts).await?;
         Migrator::up(&db, None).await.map_err(StoreError::Migration)?;
-        Ok(Store { db })
+        Ok(Store { db: Db::Pool(db) })
     }
 
-    /// A write transaction; see the module docs for the locking.
+    /// What this store's statements run on: the pool, or its open transaction.
+    pub(crate) fn db(&self) -> DatabaseExecutor<'_> {
+        match &self.db {
+            Db::Pool(c) => DatabaseExecutor::Connection(c),
+            Db::Txn(t) => DatabaseExecutor::Transaction(t),
+        }
+    }
+
+    /// Opens a write transaction that every operation of the returned [`StoreTxn`]'s
+    /// store joins (see the module docs). On a store that is itself a transaction's, the
+    /// new one is a savepoint inside it.
+    pub async fn begin(&self) -> Result<StoreTxn, StoreError> {
+        let txn = self.begin_write().await?;
+        Ok(StoreTxn { store: Store { db: Db::Txn(Arc::new(txn)) } })
+    }
+
+    /// A write transaction; see the module docs for the locking. Inside a [`StoreTxn`] it
+    /// is a savepoint: an operation that fails rolls back its own statements only, and
+    /// the caller decides about the rest.
     pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
         let opts = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        Ok(self.db.begin_with_options(opts).await?)
+        Ok(self.db().begin_with_options(opts).await?)
     }
 
     /// A read transaction that sees one consistent state of the whole database.
     async fn begin_snapshot(&self) -> Result<DatabaseTransaction, StoreError> {
-        let txn = match self.db.get_database_backend() {
+        let txn = match (&self.db, self.db().get_database_backend()) {
+            // Inside a transaction: a savepoint sees what the transaction sees (an
+            // isolation level can no longer be set there).
+            (Db::Txn(_), _) => self.db().begin().await?,
             // Per-statement snapshots (READ COMMITTED) could mix two revisions.
-            DbBackend::Postgres => {
-                self.db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?
+            (Db::Pool(_), DbBackend::Postgres) => {
+                self.db().begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?
             }
             // A SQLite read transaction keeps the snapshot its first read took.
-            _ => self.db.begin().await?,
+            (Db::Pool(_), _) => self.db().begin().await?,
         };
         Ok(txn)
     }

@@ -52,7 +52,7 @@ impl Store {
     pub async fn list_models(&self) -> Result<Vec<ModelRecord>, StoreError> {
         model::Entity::find()
             .order_by_asc(model::Column::Name)
-            .all(&self.db)
+            .all(&self.db())
             .await?
             .into_iter()
             .map(model_from_row)
@@ -61,9 +61,9 @@ impl Store {
 
     /// The model with id `id_or_name`, else the one with that public name.
     pub async fn find_model(&self, id_or_name: &str) -> Result<Option<ModelRecord>, StoreError> {
-        let row = match model::Entity::find_by_id(id_or_name).one(&self.db).await? {
+        let row = match model::Entity::find_by_id(id_or_name).one(&self.db()).await? {
             Some(m) => Some(m),
-            None => model::Entity::find().filter(model::Column::Name.eq(id_or_name)).one(&self.db).await?,
+            None => model::Entity::find().filter(model::Column::Name.eq(id_or_name)).one(&self.db()).await?,
         };
         row.map(model_from_row).transpose()
     }
@@ -93,12 +93,12 @@ impl Store {
 
     /// The alias named `name`.
     pub async fn find_alias(&self, name: &str) -> Result<Option<AliasRecord>, StoreError> {
-        Ok(model_alias::Entity::find_by_id(name).one(&self.db).await?.map(alias_from_row))
+        Ok(model_alias::Entity::find_by_id(name).one(&self.db()).await?.map(alias_from_row))
     }
 
     /// Every alias, by name.
     pub async fn list_aliases(&self) -> Result<Vec<AliasRecord>, StoreError> {
-        let rows = model_alias::Entity::find().order_by_asc(model_alias::Column::Name).all(&self.db).await?;
+        let rows = model_alias::Entity::find().order_by_asc(model_alias::Column::Name).all(&self.db()).await?;
         Ok(rows.into_iter().map(alias_from_row).collect())
     }
 

@@ -40,7 +40,7 @@ impl Store {
             names = names.filter(virtual_key::Column::Principal.eq(exact.as_str()));
         }
         let names: Vec<Option<String>> =
-            names.order_by_asc(virtual_key::Column::Principal).limit(limit).into_tuple().all(&self.db).await?;
+            names.order_by_asc(virtual_key::Column::Principal).limit(limit).into_tuple().all(&self.db()).await?;
         let names: Vec<String> = names.into_iter().flatten().collect();
         if names.is_empty() {
             return Ok(Vec::new());
@@ -53,7 +53,7 @@ impl Store {
             .column(virtual_key::Column::ExpiresAt)
             .column(virtual_key::Column::ProjectId)
             .into_tuple()
-            .all(&self.db)
+            .all(&self.db())
             .await?;
         let mut out: BTreeMap<String, PrincipalSummary> = names
             .into_iter()

@@ -31,9 +31,9 @@ impl Store {
 
     /// The provider with id `id_or_name`, else the one with that name.
     pub async fn find_provider(&self, id_or_name: &str) -> Result<Option<ProviderRecord>, StoreError> {
-        let row = match provider::Entity::find_by_id(id_or_name).one(&self.db).await? {
+        let row = match provider::Entity::find_by_id(id_or_name).one(&self.db()).await? {
             Some(m) => Some(m),
-            None => provider::Entity::find().filter(provider::Column::Name.eq(id_or_name)).one(&self.db).await?,
+            None => provider::Entity::find().filter(provider::Column::Name.eq(id_or_name)).one(&self.db()).await?,
         };
         row.map(provider_from_row).transpose()
     }
@@ -42,7 +42,7 @@ impl Store {
     pub async fn list_providers(&self) -> Result<Vec<ProviderRecord>, StoreError> {
         provider::Entity::find()
             .order_by_asc(provider::Column::Name)
-            .all(&self.db)
+            .all(&self.db())
             .await?
             .into_iter()
             .map(provider_from_row)
@@ -78,7 +78,7 @@ impl Store {
     /// The id of the master key the provider credentials are encrypted under, if one was
     /// recorded. The store does not interpret it.
     pub async fn master_key_id(&self) -> Result<Option<i64>, StoreError> {
-        Ok(meta::Entity::find_by_id(MASTER_KEY_ID).one(&self.db).await?.map(|m| m.value))
+        Ok(meta::Entity::find_by_id(MASTER_KEY_ID).one(&self.db()).await?.map(|m| m.value))
     }
 
     /// Records `id` as the master key id unless one is recorded already; returns the one

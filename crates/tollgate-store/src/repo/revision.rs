@@ -40,6 +40,6 @@ pub(crate) async fn bump_revision(txn: &DatabaseTransaction) -> Result<i64, Stor
 impl Store {
     /// The current configuration revision (0 on a fresh database).
     pub async fn revision(&self) -> Result<i64, StoreError> {
-        read_revision(&self.db).await
+        read_revision(&self.db()).await
     }
 }

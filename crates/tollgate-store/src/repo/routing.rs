@@ -31,14 +31,14 @@ impl Store {
 
     /// The routing policy with this id.
     pub async fn get_routing_policy(&self, id: &str) -> Result<Option<RoutingPolicyRecord>, StoreError> {
-        routing_policy::Entity::find_by_id(id).one(&self.db).await?.map(routing_policy_from_row).transpose()
+        routing_policy::Entity::find_by_id(id).one(&self.db()).await?.map(routing_policy_from_row).transpose()
     }
 
     /// Every routing policy, by id.
     pub async fn list_routing_policies(&self) -> Result<Vec<RoutingPolicyRecord>, StoreError> {
         routing_policy::Entity::find()
             .order_by_asc(routing_policy::Column::Id)
-            .all(&self.db)
+            .all(&self.db())
             .await?
             .into_iter()
             .map(routing_policy_from_row)

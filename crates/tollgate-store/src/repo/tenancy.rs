@@ -32,7 +32,7 @@ impl Store {
     /// Returns the org named `name`, creating it if missing (bumps revision only when created).
     pub async fn ensure_org(&self, name: &str) -> Result<OrgRecord, StoreError> {
         let by_name = || organization::Entity::find().filter(organization::Column::Name.eq(name));
-        if let Some(m) = by_name().one(&self.db).await? {
+        if let Some(m) = by_name().one(&self.db()).await? {
             return Ok(org_from_row(m));
         }
         let rec =
@@ -50,7 +50,7 @@ impl Store {
                 drop(txn);
                 // Another writer created it between our read and our insert (PostgreSQL).
                 if matches!(err, StoreError::Conflict { .. })
-                    && let Some(m) = by_name().one(&self.db).await?
+                    && let Some(m) = by_name().one(&self.db()).await?
                 {
                     return Ok(org_from_row(m));
                 }
@@ -64,10 +64,10 @@ impl Store {
 
     /// The organization with id `id_or_name`, else the one with that name.
     pub async fn find_org(&self, id_or_name: &str) -> Result<Option<OrgRecord>, StoreError> {
-        let row = match organization::Entity::find_by_id(id_or_name).one(&self.db).await? {
+        let row = match organization::Entity::find_by_id(id_or_name).one(&self.db()).await? {
             Some(m) => Some(m),
             None => {
-                organization::Entity::find().filter(organization::Column::Name.eq(id_or_name)).one(&self.db).await?
+                organization::Entity::find().filter(organization::Column::Name.eq(id_or_name)).one(&self.db()).await?
             }
         };
         Ok(row.map(org_from_row))
@@ -75,7 +75,7 @@ impl Store {
 
     /// Every organization, by name.
     pub async fn list_orgs(&self) -> Result<Vec<OrgRecord>, StoreError> {
-        let rows = organization::Entity::find().order_by_asc(organization::Column::Name).all(&self.db).await?;
+        let rows = organization::Entity::find().order_by_asc(organization::Column::Name).all(&self.db()).await?;
         Ok(rows.into_iter().map(org_from_row).collect())
     }
 
@@ -85,7 +85,7 @@ impl Store {
         if let Some(o) = org {
             q = q.filter(team::Column::OrgId.eq(o.as_str()));
         }
-        let rows = q.order_by_asc(team::Column::Name).order_by_asc(team::Column::Id).all(&self.db).await?;
+        let rows = q.order_by_asc(team::Column::Name).order_by_asc(team::Column::Id).all(&self.db()).await?;
         Ok(rows.into_iter().map(team_from_row).collect())
     }
 
@@ -110,8 +110,8 @@ impl Store {
                 ),
             );
         }
-        let rows = q.order_by_asc(project::Column::Name).order_by_asc(project::Column::Id).all(&self.db).await?;
-        projects_with_orgs(&self.db, rows).await
+        let rows = q.order_by_asc(project::Column::Name).order_by_asc(project::Column::Id).all(&self.db()).await?;
+        projects_with_orgs(&self.db(), rows).await
     }
 
     /// Creates a team named `name` in organization `org_id`; returns it and the new revision.
@@ -144,14 +144,14 @@ impl Store {
     ///
     /// [`StoreError::Conflict`] if the name matches teams in several organizations.
     pub async fn find_team(&self, id_or_name: &str) -> Result<Option<TeamRecord>, StoreError> {
-        if let Some(m) = team::Entity::find_by_id(id_or_name).one(&self.db).await? {
+        if let Some(m) = team::Entity::find_by_id(id_or_name).one(&self.db()).await? {
             return Ok(Some(team_from_row(m)));
         }
         let mut rows = team::Entity::find()
             .filter(team::Column::Name.eq(id_or_name))
             .order_by_asc(team::Column::Id)
             .limit(2)
-            .all(&self.db)
+            .all(&self.db())
             .await?;
         if rows.len() > 1 {
             return Err(StoreError::Conflict {
@@ -193,14 +193,14 @@ impl Store {
     ///
     /// [`StoreError::Conflict`] if the name matches projects in several teams.
     pub async fn find_project(&self, id_or_name: &str) -> Result<Option<ProjectRecord>, StoreError> {
-        let rows = match project::Entity::find_by_id(id_or_name).one(&self.db).await? {
+        let rows = match project::Entity::find_by_id(id_or_name).one(&self.db()).await? {
             Some(m) => vec![m],
             None => {
                 project::Entity::find()
                     .filter(project::Column::Name.eq(id_or_name))
                     .order_by_asc(project::Column::Id)
                     .limit(2)
-                    .all(&self.db)
+                    .all(&self.db())
                     .await?
             }
         };
@@ -210,7 +210,7 @@ impl Store {
                 detail: format!("several projects are named {id_or_name:?}; use the id"),
             });
         }
-        Ok(projects_with_orgs(&self.db, rows).await?.pop())
+        Ok(projects_with_orgs(&self.db(), rows).await?.pop())
     }
 }
 

@@ -9,7 +9,7 @@ impl Store {
     /// Runs SQL as is and returns the rows it touched: for tests that tamper with stored
     /// rows (the audit chain) behind the store's back.
     pub async fn execute_unchecked(&self, sql: &str) -> Result<u64, StoreError> {
-        Ok(self.db.execute_unprepared(sql).await?.rows_affected())
+        Ok(self.db().execute_unprepared(sql).await?.rows_affected())
     }
 
     /// Creates an empty PostgreSQL database with a fresh name on the server of

@@ -39,7 +39,7 @@ impl Store {
 
     /// The admin token with this id, revoked or not.
     pub async fn get_admin_token(&self, id: &TokenId) -> Result<Option<AdminTokenRecord>, StoreError> {
-        admin_token::Entity::find_by_id(id.as_str()).one(&self.db).await?.map(admin_token_from_row).transpose()
+        admin_token::Entity::find_by_id(id.as_str()).one(&self.db()).await?.map(admin_token_from_row).transpose()
     }
 
     /// Every admin token, revoked ones included, ordered by id (oldest first: ids are
@@ -47,7 +47,7 @@ impl Store {
     pub async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
         admin_token::Entity::find()
             .order_by_asc(admin_token::Column::Id)
-            .all(&self.db)
+            .all(&self.db())
             .await?
             .into_iter()
             .map(admin_token_from_row)
@@ -83,7 +83,7 @@ impl Store {
     pub async fn find_admin_token_by_hash(&self, token_hash: &str) -> Result<Option<AdminTokenRecord>, StoreError> {
         admin_token::Entity::find()
             .filter(admin_token::Column::TokenHash.eq(token_hash))
-            .one(&self.db)
+            .one(&self.db())
             .await?
             .map(admin_token_from_row)
             .transpose()

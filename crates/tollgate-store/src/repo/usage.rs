@@ -25,8 +25,8 @@ const MS_PER_HOUR: i64 = 3_600_000;
 const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 
 /// Which ledger entries a usage query covers: those accepted in `[from, to)`, of one
-/// scope target when `scope` is set, carrying `tag` when it is set, of everything
-/// otherwise.
+/// scope target when `scope` is set, carrying `tag` when it is set, with the given
+/// request ids when those are set, of everything otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageFilter {
     /// The scope kind and the id of its target (`key_…`, a principal, `prj_…`, …).
@@ -36,6 +36,11 @@ pub struct UsageFilter {
     /// Only entries inside this team or project (`(Team, id)` or `(Project, id)`), on
     /// top of `scope`: how a tenant-bound admin token is confined to its tenancy.
     pub within: Option<(ScopeKind, String)>,
+    /// Only the entry with this (gateway-generated) request id.
+    pub request_id: Option<String>,
+    /// Only entries whose caller sent this `x-request-id` (exact match; several entries
+    /// may share one, since it deduplicates nothing).
+    pub client_request_id: Option<String>,
     /// First instant covered.
     pub from: Timestamp,
     /// First instant no longer covered.
@@ -153,6 +158,12 @@ fn filtered(f: &UsageFilter) -> Select<ledger_entry::Entity> {
     for (kind, id) in [&f.scope, &f.within].into_iter().flatten() {
         q = q.filter(scope_column(*kind).eq(id.as_str()));
     }
+    if let Some(id) = &f.request_id {
+        q = q.filter(ledger_entry::Column::RequestId.eq(id.as_str()));
+    }
+    if let Some(id) = &f.client_request_id {
+        q = q.filter(ledger_entry::Column::ClientRequestId.eq(id.as_str()));
+    }
     if let Some(tag) = &f.tag {
         q = q.filter(
             ledger_entry::Column::RequestId.in_subquery(
@@ -197,7 +208,7 @@ impl Store {
     ///
     /// A sum beyond `i64::MAX` is a [`StoreError::Database`] error, never a wrapped value.
     pub async fn usage_totals(&self, f: &UsageFilter) -> Result<UsageTotals, StoreError> {
-        let row: Option<SumRow> = with_sums(filtered(f).select_only()).into_tuple().one(&self.db).await?;
+        let row: Option<SumRow> = with_sums(filtered(f).select_only()).into_tuple().one(&self.db()).await?;
         totals("usage totals", row.unwrap_or_default())
     }
 
@@ -213,7 +224,7 @@ impl Store {
         let mut rows = match group {
             UsageGroup::Day | UsageGroup::Hour => {
                 let width = if group == UsageGroup::Day { MS_PER_DAY } else { MS_PER_HOUR };
-                let raw: Vec<(i64, i64, i64, i64, i64, i64)> = q.into_tuple().all(&self.db).await?;
+                let raw: Vec<(i64, i64, i64, i64, i64, i64)> = q.into_tuple().all(&self.db()).await?;
                 raw.into_iter()
                     .map(|(b, r, i, o, c, n)| {
                         let key = UsageKey::Start(Timestamp::from_unix_millis(b.saturating_mul(width)));
@@ -222,7 +233,7 @@ impl Store {
                     .collect::<Result<Vec<_>, StoreError>>()?
             }
             _ => {
-                let raw: Vec<(Option<String>, i64, i64, i64, i64, i64)> = q.into_tuple().all(&self.db).await?;
+                let raw: Vec<(Option<String>, i64, i64, i64, i64, i64)> = q.into_tuple().all(&self.db()).await?;
                 raw.into_iter()
                     .map(|(g, r, i, o, c, n)| {
                         Ok(UsageRow { key: UsageKey::Name(g), totals: totals(group.as_str(), (r, i, o, c, n))? })
@@ -258,7 +269,7 @@ impl Store {
             .order_by_asc(ledger_entry::Column::AtMs)
             .order_by_asc(ledger_entry::Column::RequestId)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.db())
             .await?;
         rows.into_iter().map(entry_from_row).collect()
     }

@@ -68,6 +68,8 @@ conformance!(
     create_key_with_budget_is_atomic,
     audit_is_listed_newest_first_with_filters_and_pages,
     audit_is_filtered_by_actor_and_until_and_walked_oldest_first,
+    a_transaction_commits_its_writes_and_audit_event_together_or_not_at_all,
+    chained_appends_follow_the_newest_event_even_when_racing,
     admin_tokens_are_listed_and_revoked_once,
     list_keys_filters_by_team,
     reconnecting_keeps_data_and_reruns_no_migration,

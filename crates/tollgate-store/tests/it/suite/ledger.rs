@@ -6,8 +6,9 @@ use super::*;
 pub(crate) async fn ledger_batch_round_trips_field_for_field_without_bumping_the_revision(db: &TestDb) {
     let store = &db.store;
     let rev = store.revision().await.unwrap();
-    let full = full_entry("req_full", 1_772_366_400_250);
-    // Every optional empty, zero counts, estimated usage, negative cost (a refund).
+    // The caller's own id and an unpriced model are stored and read back too.
+    let full = full_entry("req_full", 1_772_366_400_250).with_client_request_id("caller-7").with_priced(false);
+    // Every optional empty (no caller id, priced), zero counts, estimated usage, negative cost (a refund).
     let bare = LedgerEntry::new("req_bare", KeyId::new("key_2"), ProjectId::new("proj_2"), "claude")
         .with_at(at(1))
         .with_cost(Money::from_nanos(-3))
