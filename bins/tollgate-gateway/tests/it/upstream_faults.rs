@@ -76,12 +76,11 @@ impl Rig {
     }
 }
 
-/// The ledger entry of the request sent with `x-request-id: id`. Every lookup goes
-/// through here: when the ledger's key becomes the gateway's own id, this filters on
-/// `client_request_id` instead.
+/// The ledger entry of the request sent with `x-request-id: id` (kept as the entry's
+/// `client_request_id`; the ledger's own key is the gateway's id).
 async fn ledger_entry(gw: &Gateway, id: &str) -> Value {
     let url = format!("{}/api/v1/ledger?window=24h&limit=1000", gw.admin);
-    let find = |page: Value| page["entries"].as_array()?.iter().find(|e| e["request_id"] == id).cloned();
+    let find = |page: Value| page["entries"].as_array()?.iter().find(|e| e["client_request_id"] == id).cloned();
     eventually(Duration::from_secs(10), &format!("the ledger has the entry of {id}"), || {
         let url = url.clone();
         async move { find(get(&url, Some(ADMIN)).await.json()).is_some() }
