@@ -319,6 +319,23 @@ pub(crate) fn could_be_sse(first: &[u8]) -> bool {
             .any(|field| field.starts_with(head) || head.starts_with(field))
 }
 
+/// Whether the first bytes of an upstream stream open a well-formed event stream: they
+/// can be server-sent events ([`could_be_sse`]) and every event complete in them passes
+/// the providers' [`check_event`](tollgate_providers::check_event). Judged before the
+/// caller gets a 200, so a stream that opens with garbage falls back like any other
+/// failed try.
+pub(crate) fn opens_event_stream(first: &[u8], upstream: tollgate_providers::Dialect) -> bool {
+    if !could_be_sse(first) {
+        return false;
+    }
+    let mut framer = SseFramer::default();
+    let mut well_formed = true;
+    framer.push(first, |event| {
+        well_formed &= tollgate_providers::check_event(event, upstream).is_ok();
+    });
+    well_formed
+}
+
 /// A body whose first frame was already read: that frame, then the rest.
 pub(crate) struct Prepend {
     first: Option<Bytes>,
@@ -581,6 +598,23 @@ data: [DONE]\n\n";
         }
         for bad in ["<html>gateway error</html>", "{\"id\":\"x\"}", "HTTP/1.1 502", "dat a:", "Internal Server Error"] {
             assert!(!could_be_sse(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_stream_opens_only_with_well_formed_events() {
+        use tollgate_providers::Dialect::{AnthropicMessages, OpenAiChat};
+        let complete_then_partial = "data: {\"id\":\"1\"}\n\ndata: {\"id\":";
+        assert!(opens_event_stream(complete_then_partial.as_bytes(), OpenAiChat), "a partial tail is judged later");
+        assert!(opens_event_stream(b"event: ping\ndata: {}\n\n", AnthropicMessages));
+        assert!(opens_event_stream(b": keep-alive\n\n", OpenAiChat));
+        for bad in [
+            &b"data: {\"id\":\"x\",\"choices\":[{\"delta\n\n"[..],
+            b"data: not json\n\n",
+            b"data: {}\n\ndata: \xff\xfe\n\n",
+            b"<html>",
+        ] {
+            assert!(!opens_event_stream(bad, OpenAiChat), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 

@@ -8,7 +8,7 @@ use super::route::{Candidate, Routed};
 use super::{Seen, truncate};
 use crate::enforce::Admitted;
 use crate::idle::IdleTimeout;
-use crate::stream::{Prepend, could_be_sse, first_data};
+use crate::stream::{Prepend, first_data, opens_event_stream};
 use crate::{ApiError, DataPlane};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
@@ -176,9 +176,10 @@ async fn permitted<'c>(
 }
 
 /// One try at one deployment, within `timeout` to the answer's head, and what it means
-/// for routing. A stream's first bytes are read here too: an answer that is not an event
-/// stream (an HTML page, one JSON body, nothing) is this upstream failing, so the request
-/// can still go elsewhere before anything reaches the caller.
+/// for routing. A stream's first bytes are read here too: an answer that is not a
+/// well-formed event stream (an HTML page, one JSON body, a garbled first event, nothing)
+/// is this upstream failing, so the request can still go elsewhere before anything
+/// reaches the caller.
 async fn call_upstream(
     dp: &DataPlane,
     c: &Candidate<'_>,
@@ -208,7 +209,7 @@ async fn call_upstream(
     match first_data(&mut answered.body).await {
         Err(e) => (Outcome::StreamBroken { after_first_byte: false }, Err(e)),
         Ok(first) => {
-            answered.event_stream = first.as_deref().is_some_and(could_be_sse);
+            answered.event_stream = first.as_deref().is_some_and(|f| opens_event_stream(f, c.upstream));
             answered.body = Prepend::new(first, answered.body).boxed();
             (if answered.event_stream { outcome } else { Outcome::Malformed }, Ok(answered))
         }

@@ -91,3 +91,35 @@ async fn a_request_error_from_the_upstream_is_the_callers_answer_without_fallbac
     let entry = &gw.ledger_entries(1).await[0];
     assert_eq!((entry.status, entry.cost), (400, tollgate_core::Money::ZERO), "nothing generated, nothing charged");
 }
+
+/// A stream whose first event is garbage is that upstream failing before anything reached
+/// the caller: the request falls back to the next deployment instead of answering 200 and
+/// ending with an error event.
+#[tokio::test]
+async fn a_stream_opening_with_garbage_falls_back_before_the_caller_sees_a_byte() {
+    let garbled = FakeUpstream::start_with(Reply::raw(
+        StatusCode::OK,
+        "text/event-stream",
+        "data: {\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"GARB\n\ndata: [DONE]\n\n",
+    ))
+    .await;
+    let healthy = FakeUpstream::start_with(Reply::chat_stream()).await;
+    let mut w = World::new();
+    w.provider("garbled", "openai-compatible", &garbled.base_url());
+    w.provider("healthy", "openai-compatible", &healthy.base_url());
+    w.model("gpt-4o-mini", &[("garbled", "mini-garbled"), ("healthy", "mini-healthy")]);
+    let secret = w.key("key_garbled", |_| {});
+    let gw = Gateway::start(&w).await;
+
+    let mut body = chat("gpt-4o-mini");
+    body["stream"] = serde_json::json!(true);
+    let r = gw.post("/v1/chat/completions", &secret, &body).await;
+
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(!r.text().contains("GARB"), "{}", r.text());
+    assert!(!r.text().contains("\"error\""), "the healthy deployment's stream, whole: {}", r.text());
+    assert_eq!((garbled.request_count(), healthy.request_count()), (1, 1));
+    let entry = &gw.ledger_entries(1).await[0];
+    assert_eq!((entry.provider.as_str(), entry.status), ("healthy", 200));
+    assert_eq!((entry.attempts[0].provider.as_str(), entry.attempts[0].outcome.as_str()), ("garbled", "malformed"));
+}
