@@ -17,17 +17,7 @@ fn pricing() -> Value {
 
 /// A provider of `kind` at `upstream` and a priced model `name` on it.
 async fn model(gw: &Gateway, name: &str, kind: &str, upstream: &FakeUpstream) {
-    let base = if kind == "openai-compatible" { upstream.base_url() } else { upstream.root_url() };
-    gw.created(
-        "/api/v1/providers",
-        json!({"name": format!("p-{name}"), "kind": kind, "base_url": base, "api_key": UPSTREAM_KEY}),
-    )
-    .await;
-    gw.created(
-        "/api/v1/models",
-        json!({"name": name, "deployments": [{"provider": format!("p-{name}"), "model": "up-model"}], "pricing": pricing()}),
-    )
-    .await;
+    gw.provider_and_model(name, kind, upstream, "up-model", pricing()).await;
 }
 
 /// Calls `path` with the caller-chosen request id `id`.

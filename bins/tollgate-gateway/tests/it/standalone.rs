@@ -169,6 +169,29 @@ impl Gateway {
         (id, secret)
     }
 
+    /// A provider `p-{name}` of `kind` at `upstream` (its root for native dialects) and a
+    /// model `name` on it, served as `served`, at `pricing`.
+    pub(crate) async fn provider_and_model(
+        &self,
+        name: &str,
+        kind: &str,
+        upstream: &FakeUpstream,
+        served: &str,
+        pricing: Value,
+    ) {
+        let base = if kind == "openai-compatible" { upstream.base_url() } else { upstream.root_url() };
+        self.created(
+            "/api/v1/providers",
+            json!({"name": format!("p-{name}"), "kind": kind, "base_url": base, "api_key": UPSTREAM_KEY}),
+        )
+        .await;
+        self.created(
+            "/api/v1/models",
+            json!({"name": name, "deployments": [{"provider": format!("p-{name}"), "model": served}], "pricing": pricing}),
+        )
+        .await;
+    }
+
     pub(crate) async fn wait_key_live(&self, secret: &str) {
         let url = format!("{}/v1/models", self.data);
         eventually(Duration::from_secs(10), "key reaches the data plane", || {

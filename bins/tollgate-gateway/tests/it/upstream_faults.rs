@@ -9,7 +9,7 @@
 //! garbage reaches it, and the ledger blames the upstream (502, the attempt's outcome)
 //! while charging what passed. Only a caller that hung up is recorded as 499.
 
-use crate::standalone::{ADMIN, Gateway, UPSTREAM_KEY};
+use crate::standalone::{ADMIN, Gateway};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -44,21 +44,9 @@ impl Rig {
         let first = FakeUpstream::start().await;
         let (_, secret) = gw.setup(&first, json!({})).await;
         let (openai, anthropic) = (FakeUpstream::start().await, FakeUpstream::start().await);
-        for (name, kind, base) in
-            [("oa", "openai-compatible", openai.base_url()), ("an", "anthropic", anthropic.root_url())]
-        {
-            gw.created(
-                "/api/v1/providers",
-                json!({"name": format!("p-{name}"), "kind": kind, "base_url": base, "api_key": UPSTREAM_KEY}),
-            )
-            .await;
-            gw.created(
-                "/api/v1/models",
-                json!({"name": name, "deployments": [{"provider": format!("p-{name}"), "model": SERVED}],
-                       "pricing": {"input_per_mtok": "1", "output_per_mtok": "2"}}),
-            )
-            .await;
-        }
+        let pricing = json!({"input_per_mtok": "1", "output_per_mtok": "2"});
+        gw.provider_and_model("oa", "openai-compatible", &openai, SERVED, pricing.clone()).await;
+        gw.provider_and_model("an", "anthropic", &anthropic, SERVED, pricing).await;
         eventually(Duration::from_secs(10), "both models route", || async {
             let models = get(&format!("{}/v1/models", gw.data), Some(&secret)).await.text();
             models.contains("\"oa\"") && models.contains("\"an\"")
@@ -214,7 +202,12 @@ impl Fault {
     /// The reply: `passed`, then the fault, then (for garbage) more events that must not
     /// reach the caller either.
     fn reply(self, passed: &str, rest: &str, garbage_event: &str) -> Reply {
-        let sse = |body: Vec<u8>| Reply::raw_bytes(StatusCode::OK, "text/event-stream", body);
+        // What passed arrives on its own first: garbage in the very first bytes is a failed
+        // try judged before the caller sees anything (data plane `routing.rs`), not a
+        // stream broken midway.
+        let sse = |body: Vec<u8>| {
+            Reply::raw_bytes(StatusCode::OK, "text/event-stream", body).trickle(passed.len(), Duration::from_millis(30))
+        };
         match self {
             Fault::BrokenJson => sse([passed, garbage_event, rest].concat().into_bytes()),
             Fault::Binary => {

@@ -132,15 +132,7 @@ fn take_filter(q: &mut HashMap<String, String>, now: Timestamp) -> Result<UsageF
                 "7d" => 7 * 24,
                 "30d" => 30 * 24,
                 "mtd" | "month-to-date" => {
-                    return Ok(UsageFilter {
-                        scope,
-                        tag,
-                        within: None,
-                        request_id: None,
-                        client_request_id: None,
-                        from: month_start(now),
-                        to: now,
-                    });
+                    return Ok(UsageFilter { scope, tag, ..UsageFilter::between(month_start(now), now) });
                 }
                 _ => {
                     return Err(ControlError::invalid(
@@ -155,7 +147,7 @@ fn take_filter(q: &mut HashMap<String, String>, now: Timestamp) -> Result<UsageF
     if from >= to {
         return Err(ControlError::invalid("from", "must be before to"));
     }
-    Ok(UsageFilter { scope, tag, within: None, request_id: None, client_request_id: None, from, to })
+    Ok(UsageFilter { scope, tag, ..UsageFilter::between(from, to) })
 }
 
 impl UsageQuery {

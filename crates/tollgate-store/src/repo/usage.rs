@@ -47,6 +47,14 @@ pub struct UsageFilter {
     pub to: Timestamp,
 }
 
+impl UsageFilter {
+    /// Everything from `from` (included) to `to` (excluded), no other condition: add
+    /// conditions with struct-update syntax.
+    pub fn between(from: Timestamp, to: Timestamp) -> Self {
+        UsageFilter { scope: None, tag: None, within: None, request_id: None, client_request_id: None, from, to }
+    }
+}
+
 /// A dimension usage can be grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UsageGroup {

@@ -28,15 +28,7 @@ pub(crate) async fn usage_groups_sum_exactly_across_day_and_hour_boundaries(db: 
         model_entry("u6", MAR1 + 2 * DAY_MS, "k1", Some("alice"), "claude", 6), // at `to`
     ];
     write(store, &batch).await.unwrap();
-    let all = UsageFilter {
-        scope: None,
-        tag: None,
-        within: None,
-        request_id: None,
-        client_request_id: None,
-        from: at(MAR1),
-        to: at(MAR1 + 2 * DAY_MS),
-    };
+    let all = UsageFilter::between(at(MAR1), at(MAR1 + 2 * DAY_MS));
     let t = |requests, cost| UsageTotals {
         requests,
         input_tokens: 10 * requests,
@@ -116,15 +108,7 @@ pub(crate) async fn usage_by_tag_counts_each_entry_once_per_tag_and_replays_once
     assert_eq!(store.ledger_count().await.unwrap(), 5);
     assert_eq!(store.ledger_entry("t2").await.unwrap(), Some(t2));
 
-    let all = UsageFilter {
-        scope: None,
-        tag: None,
-        within: None,
-        request_id: None,
-        client_request_id: None,
-        from: at(MAR1),
-        to: at(MAR1 + DAY_MS),
-    };
+    let all = UsageFilter::between(at(MAR1), at(MAR1 + DAY_MS));
     let t = |requests: u64, cost| UsageTotals {
         requests,
         input_tokens: 10 * requests,
