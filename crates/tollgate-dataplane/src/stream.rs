@@ -18,8 +18,8 @@ use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tollgate_providers::{
-    BadEvent, Dialect, InsaneUsage, ProviderError, ProviderErrorKind, ResponseBody, SseFramer, StreamAdapter, Usage,
-    check_event, stream_error_event,
+    BadEvent, Dialect, EventCheck, InsaneUsage, ProviderError, ProviderErrorKind, ResponseBody, SseFramer,
+    StreamAdapter, Usage, check_event, stream_error_event,
 };
 
 /// How the upstream failed a stream that had started.
@@ -31,6 +31,9 @@ pub(crate) enum StreamFault {
     Idle,
     /// The connection broke (a reset, a read error).
     Broken,
+    /// It reported its own failure in an error event (forwarded to the caller as it
+    /// came, in the caller's dialect), then ended the stream.
+    Reported,
 }
 
 impl StreamFault {
@@ -40,6 +43,7 @@ impl StreamFault {
             StreamFault::Garbage => "stream_garbage",
             StreamFault::Idle => "stream_idle",
             StreamFault::Broken => "stream_broken",
+            StreamFault::Reported => "stream_error_event",
         }
     }
 
@@ -47,7 +51,7 @@ impl StreamFault {
     fn code(self) -> &'static str {
         match self {
             StreamFault::Idle => "upstream_timeout",
-            StreamFault::Garbage | StreamFault::Broken => "upstream_error",
+            StreamFault::Garbage | StreamFault::Broken | StreamFault::Reported => "upstream_error",
         }
     }
 
@@ -57,6 +61,7 @@ impl StreamFault {
             StreamFault::Garbage => "the upstream sent a malformed event; the stream was ended",
             StreamFault::Idle => "the upstream stopped sending; the stream was ended after the idle timeout",
             StreamFault::Broken => "the upstream connection broke mid-stream",
+            StreamFault::Reported => "the upstream reported an error mid-stream",
         }
     }
 }
@@ -121,6 +126,8 @@ pub(crate) struct SseStream {
     on_done: Option<OnDone>,
     finished: bool,
     first_event: Option<std::time::Instant>,
+    /// The upstream sent its own error event: the stream is its failure when it ends.
+    upstream_reported_error: bool,
 }
 
 impl SseStream {
@@ -141,6 +148,7 @@ impl SseStream {
             on_done: Some(on_done),
             finished: false,
             first_event: None,
+            upstream_reported_error: false,
         }
     }
 
@@ -166,8 +174,8 @@ impl SseStream {
     fn drain_events(&mut self, data: &[u8]) -> (BytesMut, Option<BadEvent>) {
         let mut out = BytesMut::new();
         let mut bad = None;
-        let (adapter, upstream) = (&mut self.adapter, self.upstream);
-        self.framer.push(data, |event| judge_and_relay(event, upstream, &mut **adapter, &mut out, &mut bad));
+        let (adapter, upstream, reported) = (&mut self.adapter, self.upstream, &mut self.upstream_reported_error);
+        self.framer.push(data, |event| judge_and_relay(event, upstream, &mut **adapter, &mut out, &mut bad, reported));
         (out, bad)
     }
 
@@ -201,18 +209,23 @@ impl SseStream {
 
 /// One framed upstream event: judged, then relayed through the adapter when well formed.
 /// After the first bad one, nothing more is relayed.
+/// An upstream's own error event is relayed too, and noted in `reported`.
 fn judge_and_relay(
     event: &[u8],
     upstream: Dialect,
     adapter: &mut dyn StreamAdapter,
     out: &mut BytesMut,
     bad: &mut Option<BadEvent>,
+    reported: &mut bool,
 ) {
     if bad.is_some() {
         return;
     }
     match check_event(event, upstream) {
-        Ok(_) => adapter.on_event(event, out),
+        Ok(check) => {
+            *reported |= check == EventCheck::Error;
+            adapter.on_event(event, out);
+        }
         Err(e) => *bad = Some(e),
     }
 }
@@ -252,13 +265,14 @@ impl Body for SseStream {
                     let mut bad = None;
                     // An unterminated last event still counts, completed with its blank
                     // line so the caller's client dispatches it too.
-                    let (adapter, upstream) = (&mut this.adapter, this.upstream);
+                    let (adapter, upstream, reported) =
+                        (&mut this.adapter, this.upstream, &mut this.upstream_reported_error);
                     this.framer.finish(|event| {
                         let mut whole = event.to_vec();
                         while !whole.ends_with(b"\n\n") && !whole.ends_with(b"\r\n\r\n") {
                             whole.push(b'\n');
                         }
-                        judge_and_relay(&whole, upstream, &mut **adapter, &mut out, &mut bad);
+                        judge_and_relay(&whole, upstream, &mut **adapter, &mut out, &mut bad, reported);
                     });
                     if bad.is_some() {
                         return Poll::Ready(Some(Ok(this.fail(out, StreamFault::Garbage))));
@@ -266,7 +280,14 @@ impl Body for SseStream {
                     this.finished = true;
                     this.adapter.on_end(&mut out);
                     this.forwarded += out.len() as u64;
-                    this.finish(StreamEnd::Completed);
+                    // A stream that carried the upstream's own error event ended, but did
+                    // not succeed: the ledger and the breaker hear of the failure.
+                    let end = if this.upstream_reported_error {
+                        StreamEnd::Upstream(StreamFault::Reported)
+                    } else {
+                        StreamEnd::Completed
+                    };
+                    this.finish(end);
                     if out.is_empty() {
                         return Poll::Ready(None);
                     }
@@ -499,6 +520,32 @@ data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_d
                 assert_eq!(o.bytes_forwarded, first.len() as u64, "{what}: our error event is not upstream output");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn an_upstreams_own_error_event_is_relayed_and_the_stream_is_its_failure() {
+        let anthropic_error = format!(
+            "{ANTHROPIC}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}}}\n\n"
+        );
+        let openai_error = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n";
+        let cases = [
+            (anthropic_error.as_str(), Dialect::AnthropicMessages, "overloaded_error"),
+            (openai_error, Dialect::OpenAiChat, "server_error"),
+        ];
+        for (stream, dialect, marker) in cases {
+            for size in [3, 4096] {
+                let (body, o) = run_with(chunked(stream.as_bytes(), size), dialect, dialect, false).await;
+                assert!(body.contains(marker), "{dialect:?}: the upstream's own error reaches the caller: {body}");
+                assert_eq!(o.end, StreamEnd::Upstream(StreamFault::Reported), "{dialect:?} in pieces of {size}");
+                assert_eq!(StreamFault::Reported.outcome(), "stream_error_event");
+            }
+        }
+        // A stream that merely mentions an error in its text, or carries `"error": null`,
+        // succeeded.
+        let fine = "data: {\"choices\":[{\"delta\":{\"content\":\"error\"}}],\"error\":null}\n\ndata: [DONE]\n\n";
+        let (_, o) = run_with(chunked(fine.as_bytes(), 4096), Dialect::OpenAiChat, Dialect::OpenAiChat, false).await;
+        assert_eq!(o.end, StreamEnd::Completed);
     }
 
     #[tokio::test]

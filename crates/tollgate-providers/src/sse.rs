@@ -106,6 +106,11 @@ pub enum EventCheck {
     /// No data: a comment or keep-alive (`: ping`), or a lone `event:` / `id:` /
     /// `retry:`, which dispatches nothing.
     NoData,
+    /// A well-formed event in which the upstream reports that it failed mid-stream: an
+    /// event named `error` (Anthropic, Responses) or `response.failed`, or data whose
+    /// top-level `error` is set (OpenAI chat). Forwarded like any event; the stream is
+    /// then the upstream's failure, not a success.
+    Error,
 }
 
 /// Why an upstream SSE event is not well formed. A stream holding one is broken: the
@@ -151,10 +156,44 @@ pub fn check_event(raw: &[u8], upstream: Dialect) -> Result<EventCheck, BadEvent
     if openai && data == "[DONE]" {
         return Ok(EventCheck::Data);
     }
-    if data.starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok() {
-        return Ok(EventCheck::Data);
+    if !data.starts_with('{') {
+        return Err(BadEvent::NotJson);
     }
-    Err(BadEvent::NotJson)
+    let top: TopLevel = serde_json::from_str(data).map_err(|_| BadEvent::NotJson)?;
+    if top.error || matches!(event.event, Some("error" | "response.failed")) {
+        return Ok(EventCheck::Error);
+    }
+    Ok(EventCheck::Data)
+}
+
+/// A JSON object skimmed for one fact, whether its top-level `error` is set (not null):
+/// every value is skipped unbuilt, as `IgnoredAny` does.
+struct TopLevel {
+    error: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = TopLevel;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+                let mut error = false;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "error" {
+                        error |= map.next_value::<Option<serde::de::IgnoredAny>>()?.is_some();
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(TopLevel { error })
+            }
+        }
+        d.deserialize_map(Keys)
+    }
 }
 
 /// The last event of a stream the upstream broke (garbage, a stall past the idle
@@ -332,7 +371,7 @@ mod tests {
     #[test]
     fn only_well_formed_events_with_json_data_pass() {
         use Dialect::*;
-        let ok: [(&[u8], Dialect, EventCheck); 9] = [
+        let ok: [(&[u8], Dialect, EventCheck); 14] = [
             (b"data: {\"a\":1}\n\n", OpenAiChat, EventCheck::Data),
             (b"event: message_start\r\ndata: {\"a\":[1,2]}\r\n\r\n", AnthropicMessages, EventCheck::Data),
             (b"data: {\"a\":\ndata: 1}\n\n", Gemini, EventCheck::Data),
@@ -342,6 +381,15 @@ mod tests {
             (b"event: ping\n\n", AnthropicMessages, EventCheck::NoData),
             (b"data: {\"text\":\"caf\xc3\xa9\",\t\"ok\":1}\n\n", OpenAiChat, EventCheck::Data),
             (b"data:{}", OpenAiChat, EventCheck::Data),
+            (b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n", OpenAiChat, EventCheck::Error),
+            (
+                b"data: {\"choices\":[{\"delta\":{\"content\":\"error\"}}],\"error\":null}\n\n",
+                OpenAiChat,
+                EventCheck::Data,
+            ),
+            (b"data: {\"response\":{\"error\":{\"code\":\"x\"}}}\n\n", OpenAiResponses, EventCheck::Data),
+            (b"event: error\ndata: {\"type\":\"error\"}\n\n", AnthropicMessages, EventCheck::Error),
+            (b"event: response.failed\ndata: {\"type\":\"response.failed\"}\n\n", OpenAiResponses, EventCheck::Error),
         ];
         for (raw, d, want) in ok {
             assert_eq!(check_event(raw, d), Ok(want), "{}", String::from_utf8_lossy(raw));
@@ -387,7 +435,7 @@ mod tests {
         assert_eq!(v["error"]["message"], "the upstream broke the stream");
         for d in [Dialect::OpenAiChat, Dialect::AnthropicMessages, Dialect::OpenAiResponses] {
             let raw = stream_error_event(d, "upstream_error", "x");
-            assert_eq!(check_event(&raw, d), Ok(EventCheck::Data), "our own event meets our own rules");
+            assert_eq!(check_event(&raw, d), Ok(EventCheck::Error), "our own event meets our own rules, as an error");
         }
     }
 }

@@ -132,7 +132,9 @@ impl StreamHealth {
 fn fault_outcome(fault: StreamFault) -> Outcome {
     match fault {
         StreamFault::Garbage => Outcome::Malformed,
-        StreamFault::Idle | StreamFault::Broken => Outcome::StreamBroken { after_first_byte: true },
+        StreamFault::Idle | StreamFault::Broken | StreamFault::Reported => {
+            Outcome::StreamBroken { after_first_byte: true }
+        }
     }
 }
 
