@@ -184,3 +184,42 @@ async fn a_caller_hanging_up_after_dispatch_is_still_charged_with_status_499() {
         assert_eq!(e["cost_nanos"], ANSWERED_NANOS, "{e}");
     }
 }
+
+/// Entries a sink once refused as invalid are not dropped into a side file for good: an
+/// operator lists them (`--list-rejected-ledger`), `/metrics` counts them, and the
+/// gateway offers them to the sink again at start (and every minute), so once the cause
+/// is fixed they reach the books.
+#[tokio::test]
+async fn refused_ledger_entries_are_listed_counted_and_retried_into_the_books() {
+    let dir = tollgate_testkit::process::temp_dir("dead-letters");
+    let entry = tollgate_testkit::ledger::full_entry("req_refused_once", tollgate_core::Timestamp::now());
+    {
+        let mut spool = tollgate_metering::Spool::open(dir.join("ledger.spool")).unwrap();
+        spool.dead_letter(std::slice::from_ref(&entry)).unwrap();
+    }
+    let list = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-gateway"))
+            .args(["--list-rejected-ledger", "--data-dir", &dir.to_string_lossy()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = list();
+    let line: Value = serde_json::from_str(listed.lines().next().unwrap_or("null")).unwrap();
+    assert_eq!(line["request_id"], "req_refused_once", "listed as the ledger entry it is: {listed}");
+
+    let gw = Gateway::start_in(Backend::Sqlite, &dir, &[]).await;
+    eventually(Duration::from_secs(15), "the refused entry reaches the ledger once the sink takes it", || async {
+        ledger(&gw).await.iter().any(|e| e["request_id"] == "req_refused_once")
+    })
+    .await;
+    let stored = ledger(&gw).await.into_iter().find(|e| e["request_id"] == "req_refused_once").unwrap();
+    assert_eq!(stored["cost_nanos"], entry.cost.nanos(), "{stored}");
+    eventually(Duration::from_secs(5), "nothing waits in the dead letters any more", || async {
+        let metrics = tollgate_testkit::http_client::get(&format!("{}/metrics", gw.data), None).await.text();
+        metrics.lines().any(|l| l == "tollgate_ledger_rejected_pending 0")
+    })
+    .await;
+    assert_eq!(list(), "", "the listing is empty once the books hold the entry");
+}

@@ -64,13 +64,19 @@ impl Gateway {
 
     /// Starts the standalone binary on `backend`, with extra environment variables.
     pub(crate) async fn start_on(backend: Backend, extra_env: &[(&str, &str)]) -> Gateway {
+        Self::start_in(backend, &temp_dir("standalone"), extra_env).await
+    }
+
+    /// Starts the standalone binary on `backend` with `dir` as its data dir (which may
+    /// hold what an earlier run left), with extra environment variables.
+    pub(crate) async fn start_in(backend: Backend, dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Gateway {
         let database_url = backend.database_url().await;
         let mut extra: Vec<(&str, &str)> = extra_env.to_vec();
         if let Some(url) = &database_url {
             extra.push(("TOLLGATE_DATABASE_URL", url.as_str()));
         }
         let extra_env = extra.as_slice();
-        let dir = temp_dir("standalone");
+        let dir = dir.to_path_buf();
         let (d, a, g) = (free_port(), free_port(), free_port());
         let (data, admin, grpc) = (format!("127.0.0.1:{d}"), format!("127.0.0.1:{a}"), format!("127.0.0.1:{g}"));
         let dir_s = dir.to_string_lossy().into_owned();
