@@ -150,3 +150,41 @@ fn guesses(id: &str, n: u64) -> Vec<String> {
         }
     }
 }
+
+/// Money in the ledger API as the contract says: `cost_usd`, the exact decimal of
+/// `cost_nanos`, and a model served without a price kept at zero with `priced: false`,
+/// counted on `/metrics` so an operator finds what to price.
+#[tokio::test]
+async fn ledger_entries_carry_cost_usd_and_unpriced_ones_say_so() {
+    let upstream = FakeUpstream::start_with(Reply::chat_completion()).await;
+    let gw = Gateway::start().await;
+    let (_, secret) = gw.setup(&upstream, json!({})).await;
+    chat_as(&gw, &secret, Some("priced-1")).await;
+    let mut unpriced = hello();
+    unpriced["model"] = json!("other");
+    let auth = format!("Bearer {secret}");
+    let headers =
+        [("authorization", auth.as_str()), ("content-type", "application/json"), ("x-request-id", "unpriced-1")];
+    let r = send(Method::POST, &format!("{}/v1/chat/completions", gw.data), &headers, unpriced.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    let entries = ledger_of(&gw, 2).await;
+    let by = |id: &str| entries.iter().find(|e| e["client_request_id"] == id).cloned().unwrap();
+    let priced = by("priced-1");
+    // 12 × $0.15 + 5 × $0.60 per Mtok.
+    assert_eq!(
+        (priced["cost_nanos"].as_i64(), priced["cost_usd"].as_str()),
+        (Some(4800), Some("0.0000048")),
+        "{priced}"
+    );
+    assert_eq!(priced["priced"], true);
+    let free = by("unpriced-1");
+    assert_eq!((free["cost_nanos"].as_i64(), free["priced"].as_bool()), (Some(0), Some(false)), "{free}");
+    assert_eq!(
+        (free["input_tokens"].as_u64(), free["output_tokens"].as_u64()),
+        (Some(12), Some(5)),
+        "usage still kept"
+    );
+    let metrics = get(&format!("{}/metrics", gw.data), None).await.text();
+    assert!(metrics.lines().any(|l| l == "tollgate_ledger_unpriced_entries_total 1"), "{metrics}");
+}
