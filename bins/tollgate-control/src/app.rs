@@ -93,7 +93,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.rotate_master_key {
         return rotate(&args).await;
     }
-    std::fs::create_dir_all(&args.data_dir)
+    tollgate_controlplane::create_data_dir(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let cfg = tollgate_controlplane::Config {
         database_url: args.database_url.clone(),

@@ -262,7 +262,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
 
     if args.standalone {
-        std::fs::create_dir_all(&args.data_dir)
+        tollgate_controlplane::create_data_dir(&args.data_dir)
             .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
         let database_url = args
             .database_url
@@ -337,7 +337,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .context("--control-plane needs a token: set TOLLGATE_CONTROL_PLANE_TOKEN or TOLLGATE_ADMIN_TOKEN")?;
         // The ledger: batches pushed to the control plane over gRPC, spooled in the data
         // dir while it is unreachable and replayed in order when it returns.
-        std::fs::create_dir_all(&args.data_dir)
+        tollgate_controlplane::create_data_dir(&args.data_dir)
             .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
         let spool = args.data_dir.join("ledger.spool");
         let grpc_ledger = Arc::new(

@@ -32,7 +32,7 @@ mod snapshot;
 pub use changes::{Feed, FeedItem, Subscription};
 pub use error::ControlError;
 pub use rotation::{RotationKeys, RotationReport, rotate_master_key, rotate_master_key_at};
-pub use secrets::{SecretSources, Secrets};
+pub use secrets::{SecretSources, Secrets, create_data_dir};
 pub use service::Service;
 
 use std::future::Future;

@@ -156,7 +156,7 @@ impl std::fmt::Debug for SecretSources {
 impl Secrets {
     /// Loads or creates the secrets for a data directory.
     pub fn load(data_dir: &Path, sources: &SecretSources) -> Result<Secrets, ControlError> {
-        std::fs::create_dir_all(data_dir)
+        create_data_dir(data_dir)
             .map_err(|e| ControlError::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
         let master_key = match &sources.master_key {
             Some(v) => MasterKey::from_base64(v)?,
@@ -182,6 +182,21 @@ impl Secrets {
         };
         Ok(Secrets { master_key, pepper, bootstrap_token_hash: token_hash(&token), generated_admin_token: generated })
     }
+}
+
+/// Creates the data directory, and any missing parent, private to its owner (mode
+/// 0700): it holds the generated secrets, the SQLite database and the ledger spool. A
+/// directory that already exists keeps its mode. Binaries call this instead of
+/// `create_dir_all`; [`Secrets::load`] (and so `ControlPlane::start`) calls it too.
+pub fn create_data_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
 }
 
 /// The file in a data directory that holds the generated master key.

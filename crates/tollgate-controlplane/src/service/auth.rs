@@ -296,14 +296,14 @@ impl Service {
             }
             Target::ProjectRef { field, id_or_name } => {
                 let missing = ControlError::invalid(field, format!("no project {id_or_name:?}"));
-                match self.store.find_project(id_or_name).await? {
+                match self.find_project_for(actor, id_or_name).await? {
                     Some(p) => (Tenancy::of_project(&p), missing),
                     None => return Err(missing),
                 }
             }
             Target::TeamRef { field, id_or_name } => {
                 let missing = ControlError::invalid(field, format!("no team {id_or_name:?}"));
-                match self.store.find_team(id_or_name).await? {
+                match self.find_team_for(actor, id_or_name).await? {
                     Some(t) => (Tenancy::Team(t.id), missing),
                     None => return Err(missing),
                 }
@@ -315,7 +315,7 @@ impl Service {
                 (self.owner_of_budget(&b).await?, not_found("budget", id))
             }
             Target::BudgetScope(kind, scope_id) => {
-                let stored = self.scope_target(kind, scope_id).await?;
+                let stored = self.scope_target(actor, kind, scope_id).await?;
                 let owner = self.owner_of_scope(kind, &stored).await?.unwrap_or(Tenancy::Global);
                 (owner, not_found(kind_name(kind), scope_id))
             }

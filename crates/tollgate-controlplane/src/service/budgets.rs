@@ -463,17 +463,25 @@ fn budget_not_found(id: &str) -> ControlError {
 // ------------------------------------------------------------------ operations
 
 impl Service {
-    /// The stored id of a budget's scope target; 404 when the target does not exist.
-    pub(super) async fn scope_target(&self, scope: ScopeKind, scope_id: &str) -> Result<String, ControlError> {
+    /// The stored id of a budget's scope target, its name resolved as `actor` may name
+    /// it; 404 when the target does not exist (or is another tenant's).
+    pub(super) async fn scope_target(
+        &self,
+        actor: &Actor,
+        scope: ScopeKind,
+        scope_id: &str,
+    ) -> Result<String, ControlError> {
         check_name("scope_id", scope_id)?;
         let not_found = |kind| ControlError::NotFound { kind, id: scope_id.to_owned() };
         Ok(match scope {
             ScopeKind::Organization => {
-                self.store.find_org(scope_id).await?.ok_or_else(|| not_found("organization"))?.id.to_string()
+                self.find_org_for(actor, scope_id).await?.ok_or_else(|| not_found("organization"))?.id.to_string()
             }
-            ScopeKind::Team => self.store.find_team(scope_id).await?.ok_or_else(|| not_found("team"))?.id.to_string(),
+            ScopeKind::Team => {
+                self.find_team_for(actor, scope_id).await?.ok_or_else(|| not_found("team"))?.id.to_string()
+            }
             ScopeKind::Project => {
-                self.store.find_project(scope_id).await?.ok_or_else(|| not_found("project"))?.id.to_string()
+                self.find_project_for(actor, scope_id).await?.ok_or_else(|| not_found("project"))?.id.to_string()
             }
             ScopeKind::VirtualKey => {
                 self.store.get_key(&KeyId::new(scope_id)).await?.ok_or_else(|| not_found("key"))?.id.to_string()
@@ -491,7 +499,7 @@ impl Service {
         self.authorize(actor, Scope::BudgetsWrite, Target::BudgetScope(input.scope, &input.scope_id)).await?;
         let (limit_nanos, limit_tokens) = limit_of("", input.limit_usd, input.limit_tokens)?;
         let alert_thresholds = permilles("alert_thresholds", &input.alert_thresholds)?;
-        let scope_id = self.scope_target(input.scope, &input.scope_id).await?;
+        let scope_id = self.scope_target(actor, input.scope, &input.scope_id).await?;
         let now = Timestamp::now();
         let rec = BudgetRecord {
             id: BudgetId::new(new_id(BudgetId::PREFIX)),
@@ -534,7 +542,7 @@ impl Service {
         let scope_id = match (q.scope, q.scope_id) {
             // Names resolve to ids like on create; an unknown target simply has no budgets.
             (Some(scope @ (ScopeKind::Organization | ScopeKind::Team | ScopeKind::Project)), Some(sid)) => {
-                match self.scope_target(scope, &sid).await {
+                match self.scope_target(actor, scope, &sid).await {
                     Ok(id) => Some(id),
                     Err(ControlError::NotFound { .. }) => Some(sid),
                     Err(e) => return Err(e),

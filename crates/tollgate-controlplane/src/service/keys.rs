@@ -214,7 +214,7 @@ impl Service {
             // The budget is on the new key, which is inside the project just checked.
             self.authorize(actor, Scope::BudgetsWrite, Target::Filtered).await?;
         }
-        let project = self.project("project", &input.project).await?;
+        let project = self.project(actor, "project", &input.project).await?;
         if let Some(n) = &input.name {
             check_name("name", n)?;
         }
@@ -317,7 +317,7 @@ impl Service {
         let project_id = match &q.project {
             Some(p) => {
                 self.authorize(actor, Scope::KeysRead, Target::ProjectRef { field: "project", id_or_name: p }).await?;
-                Some(self.project("project", p).await?.id)
+                Some(self.project(actor, "project", p).await?.id)
             }
             None => match actor.tenancy() {
                 Tenancy::Project { project, .. } => Some(project.clone()),

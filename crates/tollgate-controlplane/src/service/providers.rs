@@ -21,7 +21,7 @@ pub struct CreateProvider {
     /// `openai`, `openai-compatible`, `mock`, ...
     #[schema(schema_with = provider_kind_schema)]
     pub kind: String,
-    /// Base URL; defaults per kind.
+    /// Base URL; defaults per kind. Must not carry credentials (`user:password@`).
     #[serde(default)]
     pub base_url: Option<String>,
     /// The platform's credential at the provider (stored encrypted).
@@ -45,7 +45,7 @@ pub struct CreateProvider {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProvider {
-    /// New base URL.
+    /// New base URL; must not carry credentials (`user:password@`).
     #[serde(default)]
     pub base_url: Option<String>,
     /// New credential (rotation); stored encrypted, never returned.
@@ -101,6 +101,13 @@ fn provider_kind_schema() -> utoipa::openapi::Object {
 
 /// A provider's base URL, checked for its kind and without a trailing slash.
 fn check_base_url(kind: ProviderKind, url: &str) -> Result<String, ControlError> {
+    // Refused before anything else, so no later message can quote the URL's password.
+    if has_userinfo(url) {
+        return Err(ControlError::invalid(
+            "base_url",
+            "must not carry credentials (user:password@); give the provider's credential as api_key",
+        ));
+    }
     let base_url = url.trim_end_matches('/').to_owned();
     if kind != ProviderKind::Mock {
         let uri: http::Uri = base_url.parse().map_err(|_| ControlError::invalid("base_url", "not a valid URL"))?;
@@ -109,6 +116,15 @@ fn check_base_url(kind: ProviderKind, url: &str) -> Result<String, ControlError>
         }
     }
     Ok(base_url)
+}
+
+/// Whether `url`'s authority (between `scheme://` and the path, query or fragment)
+/// holds a `user@` or `user:password@` part. A URL without `://` is judged whole, so a
+/// credential is caught even where the URL is not otherwise parsed (kind `mock`).
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.contains('@')
 }
 
 /// A provider credential's shape, for its kind.
@@ -313,5 +329,17 @@ mod tests {
         assert_eq!(a, fingerprint("sk-proj-abcdefghijklmnop"));
         assert_ne!(a, fingerprint("sk-proj-abcdefghijklmnoq"));
         assert!(!a.contains("mnop"));
+    }
+
+    #[test]
+    fn a_url_with_a_user_or_password_is_refused_and_an_at_sign_elsewhere_is_not() {
+        for url in ["https://u:p@h/v1", "https://u@h", "http://:p@127.0.0.1:9", "mock://u:p@x", "u:p@h/x"] {
+            let err = check_base_url(ProviderKind::OpenAiCompatible, url).unwrap_err();
+            assert_eq!(err.field(), Some("base_url"), "{url}");
+            assert!(!err.to_string().contains("u:p"), "{err}");
+        }
+        for url in ["https://h/v1/@models", "https://h/v1?user=a@b", "https://h/v1#a@b"] {
+            assert!(check_base_url(ProviderKind::OpenAiCompatible, url).is_ok(), "{url}");
+        }
     }
 }

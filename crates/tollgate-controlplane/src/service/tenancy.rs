@@ -178,8 +178,7 @@ impl Service {
         self.authorize(actor, Scope::Admin, Target::TeamRef { field: "team", id_or_name: &input.team }).await?;
         check_name("name", &input.name)?;
         let team = self
-            .store
-            .find_team(&input.team)
+            .find_team_for(actor, &input.team)
             .await?
             .ok_or_else(|| ControlError::invalid("team", format!("no team {:?}", input.team)))?;
         let w = self.begin_write().await?;
@@ -190,11 +189,66 @@ impl Service {
         Ok(view)
     }
 
-    pub(super) async fn project(&self, field: &str, id_or_name: &str) -> Result<ProjectRecord, ControlError> {
-        self.store
-            .find_project(id_or_name)
+    /// The project `actor` names in `field` (see [`Service::find_project_for`]); one it
+    /// cannot see is 400 "no project", exactly like a missing one.
+    pub(super) async fn project(
+        &self,
+        actor: &Actor,
+        field: &str,
+        id_or_name: &str,
+    ) -> Result<ProjectRecord, ControlError> {
+        self.find_project_for(actor, id_or_name)
             .await?
             .ok_or_else(|| ControlError::invalid(field, format!("no project {id_or_name:?}")))
+    }
+
+    /// A project by id or name as `actor` may name it. An unbound token looks in every
+    /// team (a name that several teams use is 409: use the id). A bound token looks only
+    /// inside its own team, and a project-bound one only at its own project: another
+    /// tenant's project is then exactly as absent as a missing one, and never makes the
+    /// tenant's own names ambiguous.
+    pub(crate) async fn find_project_for(
+        &self,
+        actor: &Actor,
+        id_or_name: &str,
+    ) -> Result<Option<ProjectRecord>, ControlError> {
+        Ok(match actor.tenancy() {
+            Tenancy::Global => self.store.find_project(id_or_name).await?,
+            Tenancy::Team(team) => self.store.find_project_in_team(team, id_or_name).await?,
+            Tenancy::Project { team, project } => {
+                self.store.find_project_in_team(team, id_or_name).await?.filter(|p| p.id == *project)
+            }
+        })
+    }
+
+    /// A team by id or name as `actor` may name it: any team for an unbound token (a name
+    /// used in several organizations is 409: use the id), only its own team for a bound
+    /// one — whose project-bound tokens may still read it.
+    pub(crate) async fn find_team_for(
+        &self,
+        actor: &Actor,
+        id_or_name: &str,
+    ) -> Result<Option<TeamRecord>, ControlError> {
+        Ok(match actor.tenancy() {
+            Tenancy::Global => self.store.find_team(id_or_name).await?,
+            Tenancy::Team(own) | Tenancy::Project { team: own, .. } => {
+                self.store.get_team(own).await?.filter(|t| t.id.as_str() == id_or_name || t.name == id_or_name)
+            }
+        })
+    }
+
+    /// An organization by id or name as `actor` may name it: any for an unbound token,
+    /// only its own for a bound one.
+    pub(crate) async fn find_org_for(
+        &self,
+        actor: &Actor,
+        id_or_name: &str,
+    ) -> Result<Option<OrgRecord>, ControlError> {
+        let Some(own) = self.own_org(actor).await? else {
+            return Ok(self.store.find_org(id_or_name).await?);
+        };
+        let rec = self.store.find_org(own.as_str()).await?;
+        Ok(rec.filter(|o| o.id == own && (o.id.as_str() == id_or_name || o.name == id_or_name)))
     }
 
     /// Creates an organization.
@@ -225,11 +279,8 @@ impl Service {
     pub async fn get_organization(&self, actor: &Actor, id_or_name: &str) -> Result<OrganizationView, ControlError> {
         self.authorize(actor, Scope::KeysRead, Target::Filtered).await?;
         let missing = || super::auth::not_found("organization", id_or_name);
-        let rec = self.store.find_org(id_or_name).await?.ok_or_else(missing)?;
-        match self.own_org(actor).await? {
-            Some(own) if own != rec.id => Err(missing()),
-            _ => Ok(org_view(&rec)),
-        }
+        let rec = self.find_org_for(actor, id_or_name).await?.ok_or_else(missing)?;
+        Ok(org_view(&rec))
     }
 
     /// The organization a bound token lives in; `None` for an unbound token.
@@ -246,9 +297,9 @@ impl Service {
     pub async fn list_teams(&self, actor: &Actor, q: ListTeams) -> Result<Vec<TeamView>, ControlError> {
         self.authorize(actor, Scope::KeysRead, Target::Filtered).await?;
         let org = match &q.organization {
+            // Another tenant's organization reads exactly like a missing one.
             Some(o) => Some(
-                self.store
-                    .find_org(o)
+                self.find_org_for(actor, o)
                     .await?
                     .ok_or_else(|| ControlError::invalid("organization", format!("no organization {o:?}")))?
                     .id,
@@ -267,7 +318,7 @@ impl Service {
     pub async fn get_team(&self, actor: &Actor, id_or_name: &str) -> Result<TeamView, ControlError> {
         self.authorize(actor, Scope::KeysRead, Target::Filtered).await?;
         let missing = || super::auth::not_found("team", id_or_name);
-        let team = self.store.find_team(id_or_name).await?.ok_or_else(missing)?;
+        let team = self.find_team_for(actor, id_or_name).await?.ok_or_else(missing)?;
         if actor.tenancy().covers(&Tenancy::Team(team.id.clone())) || own_team(actor, &team.id) {
             Ok(team_view(&team))
         } else {
@@ -279,9 +330,9 @@ impl Service {
     pub async fn list_projects(&self, actor: &Actor, q: ListProjects) -> Result<Vec<ProjectView>, ControlError> {
         self.authorize(actor, Scope::KeysRead, Target::Filtered).await?;
         let team = match &q.team {
+            // Another tenant's team reads exactly like a missing one.
             Some(t) => Some(
-                self.store
-                    .find_team(t)
+                self.find_team_for(actor, t)
                     .await?
                     .ok_or_else(|| ControlError::invalid("team", format!("no team {t:?}")))?
                     .id,
@@ -296,7 +347,7 @@ impl Service {
     pub async fn get_project(&self, actor: &Actor, id_or_name: &str) -> Result<ProjectView, ControlError> {
         self.authorize(actor, Scope::KeysRead, Target::Filtered).await?;
         let missing = || super::auth::not_found("project", id_or_name);
-        let project = self.store.find_project(id_or_name).await?.ok_or_else(missing)?;
+        let project = self.find_project_for(actor, id_or_name).await?.ok_or_else(missing)?;
         if actor.tenancy().covers(&Tenancy::of_project(&project)) { Ok(project_view(&project)) } else { Err(missing()) }
     }
 
@@ -309,7 +360,7 @@ impl Service {
         }
         if let Some(p) = project {
             self.authorize(actor, Scope::KeysRead, Target::ProjectRef { field: "project", id_or_name: p }).await?;
-            f.project_id = Some(self.project("project", p).await?.id);
+            f.project_id = Some(self.project(actor, "project", p).await?.id);
         }
         Ok(f)
     }

@@ -193,7 +193,7 @@ impl Service {
         let team = match &input.team {
             Some(t) => {
                 self.authorize(actor, Scope::TokensWrite, Target::TeamRef { field: "team", id_or_name: t }).await?;
-                let rec = self.store.find_team(t).await?;
+                let rec = self.find_team_for(actor, t).await?;
                 Some(rec.ok_or_else(|| ControlError::invalid("team", format!("no team {t:?}")))?)
             }
             None => None,
@@ -202,7 +202,7 @@ impl Service {
             Some(p) => {
                 self.authorize(actor, Scope::TokensWrite, Target::ProjectRef { field: "project", id_or_name: p })
                     .await?;
-                let rec = self.store.find_project(p).await?;
+                let rec = self.find_project_for(actor, p).await?;
                 let project = rec.ok_or_else(|| ControlError::invalid("project", format!("no project {p:?}")))?;
                 if team.as_ref().is_some_and(|t| t.id != project.team_id) {
                     return Err(ControlError::invalid("project", "is not in the given team"));

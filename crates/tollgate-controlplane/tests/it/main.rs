@@ -9,6 +9,7 @@ pub(crate) mod budgets;
 pub(crate) mod grpc;
 pub(crate) mod metrics;
 pub(crate) mod models;
+pub(crate) mod names;
 pub(crate) mod openapi;
 pub(crate) mod rotation;
 pub(crate) mod routing;

@@ -117,11 +117,45 @@ fn is_sqlite_memory_url(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
+/// Makes the SQLite database at `url` private to its owner: created with mode 0600 when
+/// missing and `create` allows it, tightened to 0600 when it (or its `-wal` / `-shm`)
+/// already exists readable by others. SQLite gives the `-wal` and `-shm` files it creates
+/// the database file's mode, so they follow. Best effort: a file this process cannot
+/// create or change is left to SQLite, which reports what it cannot open.
+fn make_sqlite_files_private(url: &str, create: bool) {
+    use std::str::FromStr;
+    let Ok(opts) = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url) else { return };
+    let path = opts.get_filename().to_path_buf();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if create {
+            // An empty file is an empty SQLite database; an existing one is left alone.
+            let _created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
+        }
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        let mut shm = path.clone().into_os_string();
+        shm.push("-shm");
+        for file in [path.into_os_string(), wal, shm] {
+            if let Ok(meta) = std::fs::metadata(&file)
+                && meta.is_file()
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                let _tightened = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, create);
+}
+
 impl Store {
     /// Connects to `url` and runs every pending migration.
     ///
     /// SQLite (`sqlite://path/to/file.db`, `sqlite::memory:`): the file is created when
-    /// missing (unless the URL sets `mode=`), and connections use WAL, enforced foreign
+    /// missing (unless the URL sets `mode=` other than `rwc`), private to its owner (mode
+    /// 0600, its `-wal` and `-shm` alike), and connections use WAL, enforced foreign
     /// keys and a busy timeout. An in-memory database uses one connection that is never
     /// recycled, since the data lives only as long as it does. PostgreSQL
     /// (`postgres://...`): the database must exist.
@@ -131,6 +165,9 @@ impl Store {
         if is_sqlite_url(url) {
             let memory = is_sqlite_memory_url(url);
             let explicit_mode = url.contains("mode=");
+            if !memory {
+                make_sqlite_files_private(url, !explicit_mode || url.contains("mode=rwc"));
+            }
             if memory {
                 opts.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
             } else {

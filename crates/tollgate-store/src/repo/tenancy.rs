@@ -140,6 +140,11 @@ impl Store {
         Ok((rec, rev))
     }
 
+    /// The team with id `id`, by id only (a team named like an id is not it).
+    pub async fn get_team(&self, id: &TeamId) -> Result<Option<TeamRecord>, StoreError> {
+        Ok(team::Entity::find_by_id(id.as_str()).one(&self.db()).await?.map(team_from_row))
+    }
+
     /// The team with id `id_or_name`, else the team with that name in any organization.
     ///
     /// [`StoreError::Conflict`] if the name matches teams in several organizations.
@@ -211,6 +216,23 @@ impl Store {
             });
         }
         Ok(projects_with_orgs(&self.db(), rows).await?.pop())
+    }
+
+    /// The project of team `team` with id `id_or_name`, else the one of that team with
+    /// that name (names are unique within a team). A project of another team is `None`,
+    /// whatever its name: this is how a team-bound caller's names resolve, so another
+    /// team's project of the same name never shadows its own.
+    pub async fn find_project_in_team(
+        &self,
+        team: &TeamId,
+        id_or_name: &str,
+    ) -> Result<Option<ProjectRecord>, StoreError> {
+        let in_team = || project::Entity::find().filter(project::Column::TeamId.eq(team.as_str()));
+        let row = match in_team().filter(project::Column::Id.eq(id_or_name)).one(&self.db()).await? {
+            Some(m) => Some(m),
+            None => in_team().filter(project::Column::Name.eq(id_or_name)).one(&self.db()).await?,
+        };
+        Ok(projects_with_orgs(&self.db(), row.into_iter().collect()).await?.pop())
     }
 }
 

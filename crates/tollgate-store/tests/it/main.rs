@@ -60,6 +60,7 @@ conformance!(
     unique_violations_are_conflicts,
     missing_parents_are_not_found,
     find_accepts_id_or_name_and_refuses_ambiguous_names,
+    names_are_unique_per_parent_and_resolve_inside_one_team,
     list_keys_filters_by_project_principal_status_and_metadata,
     list_keys_paginates_by_id_with_and_without_metadata_filter,
     list_keys_orders_ids_bytewise,

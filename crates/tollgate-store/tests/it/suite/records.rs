@@ -198,6 +198,26 @@ pub(crate) async fn missing_parents_are_not_found(db: &TestDb) {
     assert!(store.get_key(&k.id).await.unwrap().is_none());
 }
 
+pub(crate) async fn names_are_unique_per_parent_and_resolve_inside_one_team(db: &TestDb) {
+    let store = &db.store;
+    let (org, team_a, project_a) = tenancy(store, "a").await;
+    let (team_b, _) = store.create_team(&org.id, "team-b").await.unwrap();
+    // One name per team and per organization; the same name in another parent is fine.
+    assert_conflict(store.create_project(&team_a.id, "project-a").await);
+    assert_conflict(store.create_team(&org.id, "team-a").await);
+    let (project_b, _) = store.create_project(&team_b.id, "project-a").await.unwrap();
+
+    // Inside one team, a name finds that team's project only, and an id of another
+    // team's project finds nothing.
+    assert_eq!(store.find_project_in_team(&team_a.id, "project-a").await.unwrap(), Some(project_a.clone()));
+    assert_eq!(store.find_project_in_team(&team_b.id, "project-a").await.unwrap(), Some(project_b.clone()));
+    assert_eq!(store.find_project_in_team(&team_a.id, project_a.id.as_str()).await.unwrap(), Some(project_a));
+    assert_eq!(store.find_project_in_team(&team_a.id, project_b.id.as_str()).await.unwrap(), None);
+    assert_eq!(store.find_project_in_team(&team_a.id, "nope").await.unwrap(), None);
+    assert_eq!(store.get_team(&team_b.id).await.unwrap(), Some(team_b));
+    assert_eq!(store.get_team(&tollgate_core::TeamId::new("team-a")).await.unwrap(), None, "names are not ids");
+}
+
 pub(crate) async fn find_accepts_id_or_name_and_refuses_ambiguous_names(db: &TestDb) {
     let store = &db.store;
     let (org, team, project) = tenancy(store, "a").await;
