@@ -58,6 +58,10 @@ pub(crate) struct Args {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "TOLLGATE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Memory all buffered request bodies may hold at once, in bytes; above it requests
+    /// are refused at once with 503 `overloaded` and `retry-after`.
+    #[arg(long, env = "TOLLGATE_MAX_BUFFERED_BODY_BYTES", default_value_t = 256 * 1024 * 1024)]
+    max_buffered_body_bytes: usize,
     /// Seconds allowed for an upstream's response head.
     #[arg(long, env = "TOLLGATE_UPSTREAM_TIMEOUT_S", default_value_t = 300)]
     upstream_timeout_s: u64,
@@ -221,6 +225,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let telemetry = init_tracing(&args.log_format, args.otlp_endpoint.as_deref())?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = tollgate_dataplane::Config { max_body_bytes: args.max_body_bytes, ..Default::default() };
+    config.max_buffered_body_bytes = args.max_buffered_body_bytes;
     config.upstream.request_timeout = Duration::from_secs(args.upstream_timeout_s);
     if let Some(path) = &args.upstream_ca_file {
         config.upstream.extra_roots = read_ca_file(path)?;

@@ -3,8 +3,9 @@
 //! revision being published, and ledger entries received from gateways.
 //!
 //! Kept apart from `rest/`: a middleware on the whole router and one extra route.
-//! Label values are bounded: routes are the router's patterns (`/api/v1/keys/{id}`,
-//! never a concrete id) or `unmatched`.
+//! Label values come from closed sets: routes are the router's patterns
+//! (`/api/v1/keys/{id}`, never a concrete id) or `unmatched`; methods are the standard
+//! ones or `other` (a made-up method, sent without a token, must not add a series).
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -133,10 +134,27 @@ fn metrics_response(m: &Metrics) -> Response {
     ([(http::header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], m.render()).into_response()
 }
 
+/// The method's label: a standard method, or `other`.
+fn method_label(m: &http::Method) -> &'static str {
+    use http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN.iter().find(|(k, _)| k == m).map_or("other", |(_, label)| label)
+}
+
 async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let span = tracing::info_span!(
         "admin_request",
         otel.name = %format_args!("{method} {route}"),
@@ -148,6 +166,27 @@ async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Respo
     let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let status = resp.status().as_u16();
     span.record("http.response.status_code", u64::from(status));
-    m.observe(&route, &method, status, started.elapsed());
+    m.observe(&route, method, status, started.elapsed());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_series() {
+        let (_tx, rx) = watch::channel(Arc::new(v1::Snapshot::default()));
+        let m = Metrics::new(rx);
+        for i in 0..50 {
+            let method = http::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+            m.observe("unmatched", method_label(&method), 405, Duration::from_millis(1));
+        }
+        m.observe("unmatched", method_label(&http::Method::GET), 404, Duration::from_millis(1));
+        let out = m.render();
+        let series: Vec<&str> = out.lines().filter(|l| l.starts_with("tollgate_control_requests_total{")).collect();
+        assert_eq!(series.len(), 2, "{series:?}");
+        assert!(series.iter().any(|l| l.contains("method=\"other\"") && l.ends_with(" 50")), "{series:?}");
+        assert!(!out.contains("MADEUP"));
+    }
 }

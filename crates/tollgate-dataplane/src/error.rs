@@ -22,6 +22,10 @@ pub enum ApiError {
     /// The body could not be read from the client.
     #[error("could not read the request body")]
     BodyRead,
+    /// Buffered request bodies are at their memory budget: refused at once, not queued;
+    /// the caller may retry shortly.
+    #[error("the gateway is overloaded; retry shortly")]
+    Overloaded,
     /// The body is not a valid request.
     #[error(transparent)]
     BadRequest(#[from] HeadError),
@@ -156,7 +160,7 @@ impl ServiceError for ApiError {
             ApiError::BudgetExceeded(_) => ErrorCode::BudgetExceeded,
             ApiError::RateLimited(..) => ErrorCode::RateLimited,
             ApiError::Unpriced => ErrorCode::BadRequest,
-            ApiError::Counters(_) => ErrorCode::Unavailable,
+            ApiError::Counters(_) | ApiError::Overloaded => ErrorCode::Unavailable,
             ApiError::Internal => ErrorCode::Internal,
         }
     }
@@ -197,6 +201,7 @@ impl ApiError {
             ApiError::RateLimited(..) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate_limit_exceeded"),
             ApiError::Unpriced => (StatusCode::BAD_REQUEST, "invalid_request_error", "model_not_priced"),
             ApiError::Counters(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error", "counters_unavailable"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "api_error", "overloaded"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error"),
         }
     }
@@ -276,8 +281,8 @@ impl ApiError {
         Bytes::from(v.to_string())
     }
 
-    /// Extra headers: `www-authenticate` on 401, `retry-after` on 402, 429 and a 503
-    /// whose upstreams are cooling down, when waiting can help.
+    /// Extra headers: `www-authenticate` on 401, `retry-after` on 402, 429, 503
+    /// `overloaded` and a 503 whose upstreams are cooling down, when waiting can help.
     pub(crate) fn headers(&self, now: Timestamp) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
             ApiError::Auth(AuthError::Missing | AuthError::Malformed(_) | AuthError::Unknown) => {
@@ -293,6 +298,8 @@ impl ApiError {
                 let secs = u64::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u64::MAX).max(1);
                 Some((header::RETRY_AFTER, HeaderValue::from(secs)))
             }
+            // Bodies in flight end within seconds; a second is a fair first wait.
+            ApiError::Overloaded => Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
             _ => None,
         }
     }
@@ -333,6 +340,16 @@ mod tests {
         );
         check(ApiError::UpstreamGarbage("html".into()), 502, "upstream_error");
         check(ApiError::UpstreamAuth { status: 401 }, 502, "upstream_error");
+        check(ApiError::Overloaded, 503, "overloaded");
+        let retry = ApiError::Overloaded.headers(Timestamp::now());
+        assert_eq!(retry.map(|(n, _)| n), Some(header::RETRY_AFTER));
+        let deep = ApiError::BadRequest(HeadError::TooDeep { limit: 128 });
+        check(deep, 400, "invalid_request_error");
+        let v: serde_json::Value =
+            serde_json::from_slice(&ApiError::BadRequest(HeadError::TooDeep { limit: 128 }).body()).unwrap();
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("depth") && message.contains("128"), "{message}");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
     }
 
     #[test]

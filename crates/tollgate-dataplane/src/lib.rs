@@ -32,6 +32,7 @@ mod idle;
 mod ledger;
 mod ledger_stream;
 mod metrics;
+mod offload;
 mod proxy;
 mod request_id;
 mod server;
@@ -92,6 +93,14 @@ pub struct Config {
     /// each request span. Set it when spans are exported: off, the request path records
     /// nothing beyond the request id and endpoint the logs already carry.
     pub trace_attributes: bool,
+    /// Memory all buffered request bodies may hold at once, in bytes. A request whose
+    /// body would take more than what is left is refused at once with 503 `overloaded`
+    /// and `retry-after`, never queued; its share is given back when the request ends.
+    pub max_buffered_body_bytes: usize,
+    /// Most CPU-heavy tasks (tokenizer counts, parsing large bodies) run at once on the
+    /// blocking pool, off the async runtime; more wait their turn there, so a health
+    /// probe never waits behind them.
+    pub heavy_work_threads: usize,
 }
 
 impl Default for Config {
@@ -108,6 +117,8 @@ impl Default for Config {
             metrics_principal_labels: 0,
             trace_attributes: false,
             breaker: BreakerConfig::default(),
+            max_buffered_body_bytes: 256 * 1024 * 1024,
+            heavy_work_threads: offload::default_threads(),
         }
     }
 }
@@ -165,6 +176,10 @@ pub struct DataPlane {
     metrics: Arc<metrics::Metrics>,
     /// The routing policy of requests with none attached (from [`Config::breaker`]).
     routing: RoutingPolicy,
+    /// The memory budget of buffered request bodies ([`Config::max_buffered_body_bytes`]).
+    bodies: offload::BodyBudget,
+    /// The bounded blocking pool CPU-heavy work runs on ([`Config::heavy_work_threads`]).
+    offload: offload::Offload,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -200,6 +215,8 @@ impl DataPlane {
             ledger: OnceLock::new(),
             metrics: Arc::new(metrics::Metrics::new(config.metrics_key_labels, config.metrics_principal_labels)),
             routing: default_policy(config.breaker),
+            bodies: offload::BodyBudget::new(config.max_buffered_body_bytes),
+            offload: offload::Offload::new(config.heavy_work_threads),
             config,
         }))
     }

@@ -10,13 +10,19 @@
 //! ([`stream_error_event`]) and a clean end of the body: no byte of the bad event is
 //! forwarded, and the caller's client sees an error, not a cut connection. The completion
 //! callback runs before the last frame is handed out, so whatever it records (the ledger
-//! entry) is recorded before the caller's last byte.
+//! entry) is recorded before the caller's last byte. When it has tokens to count (no
+//! believable usage, or a cut stream) it runs on the bounded blocking pool, never on a
+//! runtime thread, and the last frame is held (the body is pending) until it is done; a
+//! stream the caller left is settled there too, with nobody waiting.
 
+use crate::offload::Offload;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tokio::task::JoinHandle;
 use tollgate_providers::{
     BadEvent, Dialect, EventCheck, InsaneUsage, ProviderError, ProviderErrorKind, ResponseBody, SseFramer,
     StreamAdapter, Usage, check_event, stream_error_event,
@@ -128,6 +134,12 @@ pub(crate) struct SseStream {
     first_event: Option<std::time::Instant>,
     /// The upstream sent its own error event: the stream is its failure when it ends.
     upstream_reported_error: bool,
+    /// Where a completion that counts tokens runs (none: here, in the poll).
+    offload: Option<Offload>,
+    /// The completion running on the blocking pool; the last frame waits for it.
+    settling: Option<JoinHandle<()>>,
+    /// The last frame, handed out once the completion is done.
+    held: Option<Frame<Bytes>>,
 }
 
 impl SseStream {
@@ -149,7 +161,16 @@ impl SseStream {
             finished: false,
             first_event: None,
             upstream_reported_error: false,
+            offload: None,
+            settling: None,
+            held: None,
         }
+    }
+
+    /// Runs a completion that counts tokens on `pool`, off the runtime.
+    pub(crate) fn offloaded(mut self, pool: Offload) -> Self {
+        self.offload = Some(pool);
+        self
     }
 
     fn finish(&mut self, end: StreamEnd) {
@@ -158,14 +179,38 @@ impl SseStream {
             // Needed for a count when nothing believable (or, for a cut stream, maybe
             // not all) was reported.
             let count_needed = !matches!(usage, Ok(Some(_))) || end != StreamEnd::Completed;
-            done(StreamOutcome {
+            let outcome = StreamOutcome {
                 usage,
                 end,
                 bytes_forwarded: self.forwarded,
                 generated_text: count_needed.then(|| self.adapter.generated_text().to_owned()),
                 first_event: self.first_event,
-            });
+            };
+            // A count tokenizes the prompt and the text: heavy work, not for a runtime
+            // thread. Without a count the completion only records.
+            match self.offload.as_ref().filter(|_| count_needed) {
+                Some(pool) => self.settling = pool.start(move || done(outcome)),
+                None => done(outcome),
+            }
         }
+    }
+
+    /// Hands out the last frame (none: the end) once the completion is done.
+    fn hand_last(
+        &mut self,
+        cx: &mut Context<'_>,
+        last: Option<Frame<Bytes>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ProviderError>>> {
+        if last.is_some() {
+            self.held = last;
+        }
+        if let Some(settling) = self.settling.as_mut() {
+            if Pin::new(settling).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.settling = None;
+        }
+        Poll::Ready(self.held.take().map(Ok))
     }
 
     /// Frames `data`, judges every event it completes and hands the good ones to the
@@ -238,7 +283,7 @@ impl Body for SseStream {
         let this = &mut *self;
         loop {
             if this.finished {
-                return Poll::Ready(None);
+                return this.hand_last(cx, None);
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -247,7 +292,8 @@ impl Body for SseStream {
                     let (out, bad) = this.drain_events(&data.copy_to_bytes(data.remaining()));
                     if let Some(bad) = bad {
                         tracing::warn!(error = %bad, "upstream stream ended: a malformed event");
-                        return Poll::Ready(Some(Ok(this.fail(out, StreamFault::Garbage))));
+                        let last = this.fail(out, StreamFault::Garbage);
+                        return this.hand_last(cx, Some(last));
                     }
                     if let Some(frame) = this.forward(out) {
                         return Poll::Ready(Some(Ok(frame)));
@@ -258,7 +304,8 @@ impl Body for SseStream {
                         if e.kind == ProviderErrorKind::IdleTimeout { StreamFault::Idle } else { StreamFault::Broken };
                     tracing::warn!(error = %e, "upstream stream ended: {}", fault.outcome());
                     // A partial event held by the framer is dropped with the stream.
-                    return Poll::Ready(Some(Ok(this.fail(BytesMut::new(), fault))));
+                    let last = this.fail(BytesMut::new(), fault);
+                    return this.hand_last(cx, Some(last));
                 }
                 Poll::Ready(None) => {
                     let mut out = BytesMut::new();
@@ -275,7 +322,8 @@ impl Body for SseStream {
                         judge_and_relay(&whole, upstream, &mut **adapter, &mut out, &mut bad, reported);
                     });
                     if bad.is_some() {
-                        return Poll::Ready(Some(Ok(this.fail(out, StreamFault::Garbage))));
+                        let last = this.fail(out, StreamFault::Garbage);
+                        return this.hand_last(cx, Some(last));
                     }
                     this.finished = true;
                     this.adapter.on_end(&mut out);
@@ -288,17 +336,15 @@ impl Body for SseStream {
                         StreamEnd::Completed
                     };
                     this.finish(end);
-                    if out.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                    let last = (!out.is_empty()).then(|| Frame::data(out.freeze()));
+                    return this.hand_last(cx, last);
                 }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.finished
+        self.finished && self.held.is_none() && self.settling.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -24,6 +24,49 @@ pub enum HeadError {
     /// `model` is not a non-empty string.
     #[error("'model' must be a non-empty string")]
     BadModel,
+    /// Arrays and objects nested deeper than [`MAX_JSON_DEPTH`].
+    #[error("invalid JSON body: nesting depth exceeds the limit of {limit}")]
+    TooDeep {
+        /// The limit, [`MAX_JSON_DEPTH`].
+        limit: usize,
+    },
+}
+
+/// The deepest nesting of arrays and objects a request body may have (the body's own
+/// object is depth 1). Deeper bodies are refused before anything is forwarded: no
+/// upstream is asked to parse them, and every parser after this one (translation,
+/// token counts) stays within its recursion limit.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether `body` nests arrays and objects deeper than `limit`: one pass over the bytes,
+/// brackets inside strings ignored. Says nothing about whether the body is valid JSON.
+fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The few fields of an OpenAI-dialect request the gateway acts on. Everything else in
@@ -68,12 +111,15 @@ struct StreamOptions {
 }
 
 impl RequestHead {
-    /// Parses the head of an OpenAI-dialect body. The whole body is validated as JSON
-    /// (serde_json bounds nesting depth), but only these fields are materialized.
+    /// Parses the head of an OpenAI-dialect body. The whole body is validated as JSON,
+    /// nested at most [`MAX_JSON_DEPTH`] deep, but only these fields are materialized.
     pub fn parse(body: &[u8]) -> Result<RequestHead, HeadError> {
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         if first.is_some_and(|&b| b != b'{') {
             return Err(HeadError::NotAnObject);
+        }
+        if nests_deeper_than(body, MAX_JSON_DEPTH) {
+            return Err(HeadError::TooDeep { limit: MAX_JSON_DEPTH });
         }
         // serde_json does not check UTF-8 inside fields it skips; JSON must be UTF-8
         // throughout, so check the whole body once (and parse the checked text).
@@ -189,15 +235,23 @@ mod tests {
         check(b"{\"model\": \"\xff\xfe\"}", |e| matches!(e, HeadError::Json(_)));
         check(b"{\"model\": \"m\", \"skipped\": \"\xff\"}", |e| matches!(e, HeadError::Json(_)));
         let unbalanced = format!("{{\"model\":\"m\",\"x\":{}", "[".repeat(100_000));
-        check(unbalanced.as_bytes(), |e| matches!(e, HeadError::Json(_)));
+        check(unbalanced.as_bytes(), |e| matches!(e, HeadError::TooDeep { limit: 128 }));
     }
 
     #[test]
-    fn deep_nesting_in_pass_through_fields_is_skipped_without_recursion() {
-        // Unknown fields are skipped iteratively, so depth cannot overflow the stack;
-        // the body is forwarded as is.
-        let deep = format!("{{\"model\":\"m\",\"x\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(RequestHead::parse(deep.as_bytes()).unwrap().model, "m");
+    fn nesting_deeper_than_the_limit_is_refused_naming_it() {
+        // The body's object is depth 1: 127 arrays inside it are 128 levels, the limit.
+        let body = |arrays: usize| format!("{{\"model\":\"m\",\"x\":{}{}}}", "[".repeat(arrays), "]".repeat(arrays));
+        assert_eq!(RequestHead::parse(body(MAX_JSON_DEPTH - 1).as_bytes()).unwrap().model, "m");
+        for arrays in [MAX_JSON_DEPTH, 10_000, 100_000] {
+            let err = RequestHead::parse(body(arrays).as_bytes()).unwrap_err();
+            assert_eq!(err, HeadError::TooDeep { limit: MAX_JSON_DEPTH });
+            let message = err.to_string();
+            assert!(message.contains("depth") && message.contains("128"), "{message}");
+        }
+        // Brackets inside strings (escaped quotes too) are text, not nesting.
+        let text = format!("{{\"model\":\"m\",\"x\":\"\\\"{}\"}}", "[{".repeat(10_000));
+        assert_eq!(RequestHead::parse(text.as_bytes()).unwrap().model, "m");
     }
 
     #[test]

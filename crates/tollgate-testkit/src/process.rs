@@ -83,6 +83,11 @@ impl Proc {
         Proc { child, log, name }
     }
 
+    /// The process id (to read its `/proc/<pid>/status`, for instance).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the process wrote so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -2,6 +2,7 @@
 //! completions through a fake upstream, and the error contract at the edges.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test helper is a failed test
 
+mod admission;
 mod budgets;
 mod crash;
 mod hostile;

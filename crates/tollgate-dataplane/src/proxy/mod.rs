@@ -2,7 +2,10 @@
 //! `/v1/messages`, `/v1/responses` and `/v1/embeddings`, as named phases over one
 //! request context ([`authenticate::Ctx`]), each in its own file:
 //!
-//! 1. [`authenticate()`]: a capped body → one snapshot → the key → the request's head;
+//! 1. [`authenticate()`]: one snapshot → the key (from the headers alone: an unknown,
+//!    revoked or expired key is answered before a byte of the body is read) → the body,
+//!    capped and within the bodies' memory budget → the request's head (its JSON depth
+//!    bounded; a large body parsed off the runtime);
 //! 2. [`route()`]: model and alias → allowlist → deployments that serve the endpoint →
 //!    routing plan → reservation price → the first try and its body in the upstream's
 //!    dialect (the caller's bytes with only `model` spliced when both speak the same
@@ -21,15 +24,17 @@ mod respond;
 mod route;
 
 use crate::ledger::CallerPresence;
+use crate::offload::{BodyBudget, BodyLease};
 use crate::request_id::RequestIds;
 use crate::{ApiError, DataPlane, ErrorShape};
 use admit::admit;
 use authenticate::authenticate;
 use bytes::Bytes;
+use bytes::BytesMut;
 use dispatch::dispatch;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use respond::respond;
 use route::route;
@@ -124,21 +129,41 @@ pub(crate) struct Identity<'a> {
     pub(crate) presence: CallerPresence,
 }
 
-/// Reads the request body, refusing more than `limit` bytes: a larger declared
-/// `content-length` is refused before a byte is read, a chunked body as soon as it
-/// passes the limit.
-pub(crate) async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+/// The declared `content-length`, when there is a readable one.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads the request body, refusing more than `limit` bytes (413: a larger declared
+/// `content-length` before a byte is read, a chunked body as soon as it passes the
+/// limit) and more than what is left of the bodies' memory budget (503 `overloaded`:
+/// the declared length is taken before a byte is read, a chunked body's frame by frame).
+/// The body's share of the budget is held by the returned lease.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    mut body: Incoming,
+    limit: usize,
+    budget: &BodyBudget,
+) -> Result<(Bytes, BodyLease), ApiError> {
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::BodyTooLarge { limit })
+    let mut taking = budget.take(declared.unwrap_or(0)).map_err(|_| ApiError::Overloaded)?;
+    // Declared (and within the limit): allocated once, already paid for.
+    let mut buf = BytesMut::with_capacity(taking.taken());
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ApiError::BodyRead)?.into_data() else { continue };
+        let total = buf.len() + data.len();
+        if total > limit {
+            return Err(ApiError::BodyTooLarge { limit });
         }
-        Err(_) => Err(ApiError::BodyRead),
+        if total > taking.taken() {
+            taking.grow(total - taking.taken()).map_err(|_| ApiError::Overloaded)?;
+        }
+        buf.extend_from_slice(&data);
     }
+    Ok((buf.freeze(), taking.lease()))
 }
 
 /// Serves one upstream-bound request end to end: the phases in order, each handing the

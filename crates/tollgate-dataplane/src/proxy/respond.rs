@@ -9,9 +9,10 @@ use super::dispatch::{Answered, Served, Unanswered, failure_label};
 use super::route::Routed;
 use super::{Endpoint, Resp, Seen, json_response, truncate};
 use crate::ApiError;
-use crate::enforce::{Admitted, estimate_tokens, usage_to_charge};
+use crate::enforce::{Admitted, estimate_tokens, input_token_bound, usage_to_charge};
 use crate::ledger::Pending;
 use crate::metrics::{Metered, Metrics};
+use crate::offload::{BodyLease, Offload};
 use crate::stream::{SseStream, StreamEnd, StreamFault, StreamOutcome};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -85,6 +86,8 @@ pub(super) async fn respond(
         provider: chosen.deployment.provider.clone(),
         // Kept (a reference count, not a copy) for a tokenizer count if no usage comes back.
         prompt: ctx.body.clone(),
+        body_lease: ctx.body_lease.clone(),
+        offload: ctx.dp.offload.clone(),
         endpoint: ctx.endpoint,
         started: ctx.started,
         metrics: ctx.dp.metrics.clone(),
@@ -176,6 +179,10 @@ struct Exchange {
     provider: Arc<str>,
     /// The caller's request body.
     prompt: Bytes,
+    /// The body's share of the bodies' memory budget, held as long as `prompt` is.
+    body_lease: BodyLease,
+    /// Where tokenizer counts run: the bounded blocking pool, off the runtime.
+    offload: Offload,
     endpoint: Endpoint,
     started: Instant,
     metrics: Arc<Metrics>,
@@ -237,8 +244,9 @@ impl Exchange {
         let adapter = stream_adapter(upstream, caller, options)?;
         let mut headers = HeaderMap::new();
         self.admitted.write_headers(&mut headers);
+        let offload = self.offload.clone();
         let on_done = self.on_stream_done(key_id.clone());
-        let body = SseStream::new(body, adapter, upstream, caller, on_done);
+        let body = SseStream::new(body, adapter, upstream, caller, on_done).offloaded(offload);
         let mut resp = Response::new(body.boxed());
         *resp.headers_mut() = headers;
         let content_type = match content_type {
@@ -259,8 +267,8 @@ impl Exchange {
     ///
     /// Cost on the response path: nothing extra when the upstream reported believable
     /// usage and finished; otherwise one tokenizer pass over the generated text (capped
-    /// at 1 MiB by the adapter) and one over the prompt — the same work the charge did
-    /// before, now ahead of the last frame instead of just after it.
+    /// at 1 MiB by the adapter) and one over the prompt, run on the bounded blocking
+    /// pool ([`SseStream::offloaded`]) while the last frame waits.
     fn on_stream_done(self, key_id: tollgate_core::KeyId) -> Box<dyn FnOnce(StreamOutcome) + Send + Sync> {
         let Exchange {
             public_model,
@@ -274,10 +282,13 @@ impl Exchange {
             admitted,
             ledger,
             breaker,
+            body_lease,
             ..
         } = self;
         let span = tracing::Span::current();
         Box::new(move |o: StreamOutcome| {
+            // The prompt is let go of with the completion; so is its share of the budget.
+            let _body_lease = body_lease;
             // The body is polled outside the request span: the charge is recorded on it.
             let entered = span.enter();
             if let Some(first) = o.first_event {
@@ -338,8 +349,9 @@ impl Exchange {
     /// charged at the estimate of the reservation's prompt (the output is unknown), never
     /// zero, and the ledger records `status`.
     async fn broken(self, e: ProviderError, status: u16) -> ApiError {
-        let Exchange { admitted, ledger, served_model, prompt, .. } = self;
-        let (usage, source) = usage_to_charge(None, false, 0, || prompt_tokens(&served_model, &prompt));
+        let Exchange { admitted, ledger, served_model, prompt, offload, .. } = self;
+        let (prompt_n, _) = counted(&offload, served_model, prompt, None).await;
+        let (usage, source) = usage_to_charge(None, false, 0, || prompt_n);
         let cost = admitted.settle(&usage).await;
         if let Some(l) = ledger {
             l.finish(&usage, source, cost, status);
@@ -428,16 +440,15 @@ impl Exchange {
             trace,
             admitted,
             ledger,
+            offload,
             ..
         } = self;
         // Only when the upstream reported no usage: the prompt and the answer counted with
-        // the model's tokenizer.
-        let prompt_tokens = || prompt_tokens(&served_model, &prompt);
-        let answer_tokens =
-            |b: &[u8]| tollgate_metering::tokens::count_tokens(&served_model, &String::from_utf8_lossy(b));
+        // the model's tokenizer, on the blocking pool.
         if !looks_json {
             // A 200 with garbage may still have cost the platform a generation.
-            let (usage, source) = usage_to_charge(None, true, answer_tokens(&bytes), prompt_tokens);
+            let (prompt_n, answer_n) = counted(&offload, served_model, prompt, Some(bytes.clone())).await;
+            let (usage, source) = usage_to_charge(None, true, answer_n, || prompt_n);
             let cost = admitted.settle(&usage).await;
             if let Some(l) = ledger {
                 l.finish(&usage, source, cost, 502);
@@ -446,8 +457,13 @@ impl Exchange {
             return Err(ApiError::UpstreamGarbage(what.into()));
         }
         let reported = believed(usage_of(upstream, &bytes), &metrics, &provider);
-        let counted = if reported.is_some() { 0 } else { answer_tokens(&bytes) };
-        let (usage, source) = usage_to_charge(reported, true, counted, prompt_tokens);
+        let (usage, source) = match reported {
+            Some(u) => usage_to_charge(Some(u), true, 0, || 0),
+            None => {
+                let (prompt_n, answer_n) = counted(&offload, served_model, prompt, Some(bytes.clone())).await;
+                usage_to_charge(None, true, answer_n, || prompt_n)
+            }
+        };
         let out = if answer.stream {
             // The upstream ignored `stream` and answered whole: what it generated is
             // charged, but a caller reading events cannot take a JSON body.
@@ -478,6 +494,22 @@ impl Exchange {
         tracing::debug!(model = %public_model, input = usage.input_tokens, output = usage.output_tokens, ?source, %cost, "metered");
         Ok(resp)
     }
+}
+
+/// The prompt's tokens and, when given, the answer's, counted with the model's tokenizer
+/// on the bounded blocking pool (never on a runtime thread). Should the count fail, the
+/// body sizes stand in for it (an upper bound of the prompt, a rough count of the answer).
+async fn counted(offload: &Offload, model: Arc<str>, prompt: Bytes, answer: Option<Bytes>) -> (u64, u64) {
+    let fallback = (input_token_bound(prompt.len()), answer.as_ref().map_or(0, |a| estimate_tokens(a.len() as u64)));
+    let count = move || {
+        let answer =
+            answer.map_or(0, |a| tollgate_metering::tokens::count_tokens(&model, &String::from_utf8_lossy(&a)));
+        (prompt_tokens(&model, &prompt), answer)
+    };
+    offload.run(count).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "token count failed; charged from body sizes");
+        fallback
+    })
 }
 
 /// The status a failed dispatch is recorded with.

@@ -14,7 +14,7 @@ use crate::registry::Spec;
 use crate::{Dialect, HttpClient, Provider, ProviderConfig, ProviderError};
 use std::sync::Arc;
 
-pub use crate::head::{HeadError, RequestHead, request_stream_usage, rewrite_model};
+pub use crate::head::{HeadError, MAX_JSON_DEPTH, RequestHead, request_stream_usage, rewrite_model};
 pub use adapter::OpenAiProvider;
 pub use response::{extract_usage, usage_from_value};
 
