@@ -4,6 +4,7 @@
 
 mod budgets;
 mod crash;
+mod edges;
 mod hostile;
 mod identity;
 mod metering;

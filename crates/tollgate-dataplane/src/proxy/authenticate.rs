@@ -49,6 +49,7 @@ pub(super) async fn authenticate<'d>(
 ) -> Result<Ctx<'d>, ApiError> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    let body = tollgate_edge::GuardedBody::from_extensions(body, &parts.extensions);
     let body = read_body(&parts.headers, body, dp.config.max_body_bytes).await?;
     let now = Timestamp::now();
     let caller = endpoint.dialect();
