@@ -38,10 +38,16 @@ pub use service::Service;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tollgate_edge::EdgeListener;
 use tollgate_proto::v1;
 use tollgate_store::Store;
+
+/// How long open management requests may finish once shutdown begins.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Largest request head the management API reads.
+const REST_MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Settings of the control plane.
 #[derive(Debug, Clone)]
@@ -107,24 +113,55 @@ impl ControlPlane {
         self.generated_admin_token.as_deref()
     }
 
-    /// Serves the REST management API (and its `GET /metrics`) until `shutdown` resolves.
+    /// Serves the REST management API (and its `GET /metrics`) until `shutdown` resolves,
+    /// then lets open requests finish for up to [`SHUTDOWN_GRACE`]. Every phase of every
+    /// connection is bounded by the listener's limits (a plain `TcpListener` gets the
+    /// defaults), request bodies included.
     pub async fn serve_rest(
         &self,
-        listener: TcpListener,
+        listener: impl Into<EdgeListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        use tower::ServiceExt as _;
+        let listener = listener.into();
         let router = metrics::instrument(rest::router(self.service.clone()), self.metrics.clone());
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+        let builder = tollgate_edge::http_builder(listener.limits(), REST_MAX_HEADER_BYTES);
+        let rules = listener.limits().body_rules();
+        let make = |conn: tollgate_edge::ConnHandle| {
+            let router = router.clone();
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let request = conn.begin();
+                let req = req.map(|body| axum::body::Body::new(tollgate_edge::GuardedBody::new(body, rules)));
+                let served = router.clone().oneshot(req);
+                async move {
+                    let resp = served.await?;
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| tollgate_edge::Tracked::new(body, request)))
+                }
+            })
+        };
+        let graceful = tollgate_edge::serve_http(listener, builder, make, shutdown).await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+            tracing::warn!("management API: shutdown grace elapsed with requests still open");
+        }
+        Ok(())
     }
 
-    /// Serves the gRPC services until `shutdown` resolves.
+    /// Serves the gRPC services until `shutdown` resolves. Connections are bounded by the
+    /// listener's limits (a plain `TcpListener` gets the defaults): a connection must send
+    /// its first call within the header timeout and is closed once idle past the idle
+    /// timeout; calls in flight (Watch and PushLedger streams) are kept alive by HTTP/2
+    /// keep-alive pings, the connection closed when a ping goes unanswered.
     pub async fn serve_grpc(
         &self,
-        listener: TcpListener,
+        listener: impl Into<EdgeListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ControlError> {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = listener.into();
+        let limits = *incoming.limits();
         tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+            .layer(tollgate_edge::TrackLayer)
             .add_service(
                 v1::config_service_server::ConfigServiceServer::new(grpc::ConfigApi::new(
                     self.service.clone(),

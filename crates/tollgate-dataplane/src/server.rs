@@ -11,63 +11,40 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 use tollgate_budgets::{Budget, BudgetUsage, Limit};
 use tollgate_core::Timestamp;
+use tollgate_edge::{ConnHandle, EdgeListener, Tracked};
 
 /// Serves the data plane on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish for the configured grace period.
+/// requests finish for the configured grace period. Every phase of every connection is
+/// bounded by the listener's limits (a plain `TcpListener` gets the defaults): see
+/// `tollgate-edge`. Request bodies carry the listener's [`tollgate_edge::BodyRules`] in their
+/// extensions for the body reader to apply.
 pub async fn serve(
     dp: Arc<DataPlane>,
-    listener: TcpListener,
+    listener: impl Into<EdgeListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(dp.config.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(dp.config.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let dp = dp.clone();
-                let svc = service_fn(move |req| handle(dp.clone(), req));
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+    let listener = listener.into();
+    let builder = tollgate_edge::http_builder(listener.limits(), dp.config.max_header_bytes);
+    let rules = listener.limits().body_rules();
+    let make = |conn: ConnHandle| {
+        let dp = dp.clone();
+        service_fn(move |mut req: Request<Incoming>| {
+            let request = conn.begin();
+            req.extensions_mut().insert(rules);
+            let dp = dp.clone();
+            async move {
+                let Ok(resp) = handle(dp, req).await;
+                Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, request)))
             }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
+        })
+    };
+    let graceful = tollgate_edge::serve_http(listener, builder, make, shutdown).await;
     let deadline = tokio::time::Instant::now() + dp.config.shutdown_grace;
     // Connections first, then the requests whose callers left but whose upstream calls
     // still run to completion (they are charged when they end).

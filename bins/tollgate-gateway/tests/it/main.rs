@@ -5,6 +5,7 @@
 mod admission;
 mod budgets;
 mod crash;
+mod edges;
 mod hostile;
 mod identity;
 mod metering;

@@ -47,6 +47,8 @@ pub(crate) struct Gateway {
     pub(crate) proc: Proc,
     pub(crate) data: String,
     pub(crate) admin: String,
+    /// The gRPC listener, `http://127.0.0.1:<port>`.
+    pub(crate) grpc: String,
     pub(crate) dir: std::path::PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -92,7 +94,15 @@ impl Gateway {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
         let proc = Self::spawn(&args, &env);
-        let mut gw = Gateway { proc, data: format!("http://{data}"), admin: format!("http://{admin}"), dir, args, env };
+        let mut gw = Gateway {
+            proc,
+            data: format!("http://{data}"),
+            admin: format!("http://{admin}"),
+            grpc: format!("http://{grpc}"),
+            dir,
+            args,
+            env,
+        };
         gw.wait_ready().await;
         gw
     }

@@ -62,6 +62,8 @@ pub(super) async fn authenticate<'d>(
     if declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
+    // The listener's body deadline and minimum rate apply to whatever is read below.
+    let body = tollgate_edge::GuardedBody::from_extensions(body, &parts.extensions);
     let caller = endpoint.dialect();
     let snap = dp.snapshot_arc();
     if !snap.loaded {

@@ -139,12 +139,13 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// limit) and more than what is left of the bodies' memory budget (503 `overloaded`:
 /// the declared length is taken before a byte is read, a chunked body's frame by frame).
 /// The body's share of the budget is held by the returned lease.
-pub(crate) async fn read_body(
+pub(crate) async fn read_body<B: http_body::Body<Data = Bytes>>(
     headers: &HeaderMap,
-    mut body: Incoming,
+    body: B,
     limit: usize,
     budget: &BodyBudget,
 ) -> Result<(Bytes, BodyLease), ApiError> {
+    let mut body = std::pin::pin!(body);
     let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
