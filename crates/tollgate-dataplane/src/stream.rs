@@ -666,6 +666,52 @@ data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_erro
     }
 
     #[tokio::test]
+    async fn a_completion_that_counts_runs_off_the_runtime_and_the_last_frame_waits_for_it() {
+        let runtime_thread = std::thread::current().id();
+        // Cut by the upstream, and abandoned by the caller: both need a count.
+        for abandon in [false, true] {
+            let seen = Arc::new(Mutex::new(None));
+            let s = seen.clone();
+            let mut sse = SseStream::new(
+                chunked_then(STREAM.as_bytes(), 16, ProviderErrorKind::Io),
+                adapter(Dialect::OpenAiChat, Dialect::OpenAiChat, false),
+                Dialect::OpenAiChat,
+                Dialect::OpenAiChat,
+                Box::new(move |o| {
+                    // Heavy work takes a while; the caller's last frame must wait for it.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    *s.lock().unwrap() = Some((o.end, std::thread::current().id()));
+                }),
+            )
+            .offloaded(Offload::new(1));
+            if abandon {
+                let _ = sse.frame().await;
+                drop(sse);
+                for _ in 0..100 {
+                    if seen.lock().unwrap().is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                let (end, thread) = seen.lock().unwrap().expect("an abandoned stream is settled");
+                assert_eq!(end, StreamEnd::CallerLeft);
+                assert_ne!(thread, runtime_thread, "counted off the runtime");
+                continue;
+            }
+            loop {
+                let frame = sse.frame().await;
+                if frame.is_none() || sse.is_end_stream() {
+                    break;
+                }
+                assert!(seen.lock().unwrap().is_none() || sse.is_end_stream());
+            }
+            let (end, thread) = seen.lock().unwrap().expect("settled before the last frame was handed out");
+            assert_eq!(end, StreamEnd::Upstream(StreamFault::Broken));
+            assert_ne!(thread, runtime_thread, "counted off the runtime");
+        }
+    }
+
+    #[tokio::test]
     async fn implausible_stream_usage_is_reported_and_the_text_kept_for_a_count() {
         let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}\n\n\
 data: {\"choices\":[],\"usage\":{\"prompt_tokens\":-9,\"completion_tokens\":2}}\n\n\

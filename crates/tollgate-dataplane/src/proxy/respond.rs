@@ -12,7 +12,7 @@ use crate::ApiError;
 use crate::enforce::{Admitted, estimate_tokens, input_token_bound, usage_to_charge};
 use crate::ledger::Pending;
 use crate::metrics::{Metered, Metrics};
-use crate::offload::{BodyLease, Offload};
+use crate::offload::{BodyLease, LARGE_BODY, Offload};
 use crate::stream::{SseStream, StreamEnd, StreamFault, StreamOutcome};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -386,8 +386,13 @@ impl Exchange {
         };
         // A JSON object, checked whole (serde skims it without building values): a 200
         // that is not valid JSON must never reach the caller as if it were an answer.
-        let looks_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+        // A large answer is checked on the blocking pool, off the runtime.
+        let looks_json = if bytes.len() < LARGE_BODY {
+            is_json_object(&bytes)
+        } else {
+            let whole = bytes.clone();
+            self.offload.run(move || is_json_object(&whole)).await.unwrap_or(false)
+        };
         if !answer.status.is_success() {
             return self.refused(answer, bytes, looks_json);
         }
@@ -464,15 +469,22 @@ impl Exchange {
                 usage_to_charge(None, true, answer_n, || prompt_n)
             }
         };
+        let translate = move |bytes: &Bytes, public_model: &str| {
+            translate::chat_response(upstream, caller, bytes, public_model)
+                .map_err(|e| format!("could not translate the upstream's answer: {e}"))
+        };
         let out = if answer.stream {
             // The upstream ignored `stream` and answered whole: what it generated is
             // charged, but a caller reading events cannot take a JSON body.
             Err("a single JSON body instead of an event stream".to_owned())
         } else if caller == upstream {
             Ok(bytes.clone())
+        } else if bytes.len() < LARGE_BODY {
+            translate(&bytes, &public_model)
         } else {
-            translate::chat_response(upstream, caller, &bytes, &public_model)
-                .map_err(|e| format!("could not translate the upstream's answer: {e}"))
+            // A large answer is translated on the blocking pool, off the runtime.
+            let (whole, model) = (bytes.clone(), public_model.clone());
+            offload.run(move || translate(&whole, &model)).await.unwrap_or_else(|e| Err(e.to_string()))
         };
         let mut resp = match out {
             Ok(b) => json_response(StatusCode::OK, b),
@@ -510,6 +522,13 @@ async fn counted(offload: &Offload, model: Arc<str>, prompt: Bytes, answer: Opti
         tracing::error!(error = %e, "token count failed; charged from body sizes");
         fallback
     })
+}
+
+/// Whether `bytes` is one JSON object, checked whole (serde skims it without building
+/// values).
+fn is_json_object(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// The status a failed dispatch is recorded with.
