@@ -127,6 +127,21 @@ fn has_userinfo(url: &str) -> bool {
     authority.contains('@')
 }
 
+/// `url` with any `user:password@` replaced by `***@`, for views.
+fn redact_userinfo(url: &str) -> String {
+    if !has_userinfo(url) {
+        return url.to_owned();
+    }
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}***@{host}{tail}")
+}
+
 /// A provider credential's shape, for its kind.
 fn check_api_key(kind: ProviderKind, api_key: &str) -> Result<(), ControlError> {
     if api_key.len() > 4096 || api_key.chars().any(char::is_control) {
@@ -168,7 +183,8 @@ fn provider_view(r: &ProviderRecord) -> ProviderView {
         id: r.id.clone(),
         name: r.name.clone(),
         kind: r.kind.clone(),
-        base_url: r.base_url.clone(),
+        // A row stored before credentials in URLs were refused must not echo them.
+        base_url: redact_userinfo(&r.base_url),
         api_key_hint: r.api_key_hint.clone(),
         api_key_fingerprint: String::new(),
         rpm: r.rpm,
@@ -340,6 +356,14 @@ mod tests {
         }
         for url in ["https://h/v1/@models", "https://h/v1?user=a@b", "https://h/v1#a@b"] {
             assert!(check_base_url(ProviderKind::OpenAiCompatible, url).is_ok(), "{url}");
+            assert_eq!(redact_userinfo(url), url);
         }
+    }
+
+    #[test]
+    fn a_stored_url_with_credentials_is_shown_without_them() {
+        assert_eq!(redact_userinfo("https://u:secret@h:8443/v1?x=a@b"), "https://***@h:8443/v1?x=a@b");
+        assert_eq!(redact_userinfo("https://u@h"), "https://***@h");
+        assert_eq!(redact_userinfo("u:secret@h/x"), "***@h/x");
     }
 }
