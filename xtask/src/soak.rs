@@ -62,7 +62,7 @@ pub(crate) fn parse_opts(args: &[String]) -> anyhow::Result<Opts> {
         minutes: 0,
         interval: Duration::from_secs(60),
         rate: 200,
-        conns: 8,
+        conns: 32,
         faults: 5,
         command: ["cargo xtask soak"].into_iter().chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join(" "),
     };
@@ -243,9 +243,9 @@ async fn soak(root: &Path, gateway_bin: &Path, opts: &Opts) -> anyhow::Result<()
     for t in tasks {
         t.abort();
     }
-    // Hostile sockets still held are dropped with their tasks; give the gateway time to
-    // notice every closed connection and settle.
-    tokio::time::sleep(Duration::from_secs(10).min(opts.interval)).await;
+    // Hostile sockets still held are released within HOSTILE_HOLD; then give the gateway
+    // a moment to notice every closed connection and settle.
+    tokio::time::sleep(HOSTILE_HOLD + Duration::from_secs(5)).await;
     rows.push(take_row(&shared, "idle".into(), pid)?);
     drop(stack);
 
@@ -457,7 +457,9 @@ async fn hostile_one(addr: SocketAddr, auth: &str, kind: Hostile) -> anyhow::Res
         match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
             Err(_) => return Ok(false),
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(true),
-            // An answer (401, 408, 400): read on until the gateway closes.
+            // The bad key's answer: the connection may then stay for keep-alive.
+            Ok(Ok(_)) if matches!(kind, Hostile::LargeBadKey) => return Ok(true),
+            // An answer to a body that never came (408, 400): read on until the close.
             Ok(Ok(_)) => {}
         }
     }
@@ -474,7 +476,7 @@ mod tests {
     #[test]
     fn minutes_are_required_and_the_rest_has_defaults() {
         let o = parse_opts(&args(&["--minutes", "3"])).unwrap();
-        assert_eq!((o.minutes, o.rate, o.conns, o.faults), (3, 200, 8, 5));
+        assert_eq!((o.minutes, o.rate, o.conns, o.faults), (3, 200, 32, 5));
         assert_eq!(o.interval, Duration::from_secs(60));
         assert_eq!(o.command, "cargo xtask soak --minutes 3");
         assert!(parse_opts(&[]).is_err());
