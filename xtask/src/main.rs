@@ -8,9 +8,15 @@
 //! `bench` builds the gateway in release and measures it end to end against a fake
 //! upstream, direct vs through tollgate (see `bench/mod.rs` and docs/performance.md).
 //!
+//! `fuzz [--smoke]` runs the cargo-fuzz targets of `fuzz/` and fails on a crash (CI runs
+//! the smoke); `soak --minutes N` drives the gateway with mixed and hostile traffic
+//! against a faulty upstream and reports RSS, fds and latency per minute.
+//!
 //! Does not own: anything the shipped binaries do.
 
 mod bench;
+mod fuzz;
+mod soak;
 mod tidy;
 
 use anyhow::bail;
@@ -32,9 +38,14 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Some("bench") => bench::run(&workspace_root(), &args[1..]),
+        Some("fuzz") => fuzz::run(&workspace_root(), &args[1..]),
+        Some("soak") => soak::run(&workspace_root(), &args[1..]),
         // Hidden: the fake upstream `bench` starts as its own process.
         Some("fake-upstream") => bench::upstream::run(&args[1..]),
-        _ => bail!("usage: cargo xtask tidy | cargo xtask bench [--quick] [--duration S] [--connections N]"),
+        _ => bail!(
+            "usage: cargo xtask tidy | cargo xtask bench [--quick] [--duration S] [--connections N] | \
+             cargo xtask fuzz [--smoke] [--seconds N] [TARGET...] | cargo xtask soak --minutes N"
+        ),
     }
 }
 

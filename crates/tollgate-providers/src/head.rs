@@ -84,7 +84,7 @@ pub struct RequestHead {
     pub max_output_tokens: Option<u64>,
     /// Whether the caller asked for the usage chunk of a stream.
     pub include_usage: bool,
-    /// Whether the body has a `stream_options` field at all.
+    /// Whether the body has a `stream_options` field at all (`null` included).
     pub has_stream_options: bool,
 }
 
@@ -100,8 +100,14 @@ struct RawHead<'a> {
     max_tokens: Option<u64>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
+    /// `Some(None)` for an explicit `null`: present, so it is replaced rather than a
+    /// second `stream_options` spliced in beside it.
+    #[serde(default, deserialize_with = "present")]
+    stream_options: Option<Option<StreamOptions>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<StreamOptions>>, D::Error> {
+    Option::<StreamOptions>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -143,7 +149,7 @@ impl RequestHead {
             stream: raw.stream.unwrap_or(false),
             max_output_tokens: raw.max_completion_tokens.or(raw.max_tokens).or(raw.max_output_tokens),
             has_stream_options: raw.stream_options.is_some(),
-            include_usage: raw.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+            include_usage: raw.stream_options.flatten().and_then(|o| o.include_usage).unwrap_or(false),
         })
     }
 }
@@ -282,6 +288,20 @@ mod tests {
         let out = request_stream_usage(&partial, &RequestHead::parse(&partial).unwrap());
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["stream_options"], serde_json::json!({"include_obfuscation": false, "include_usage": true}));
+    }
+
+    #[test]
+    fn null_stream_options_are_replaced_not_duplicated() {
+        // Found by the request_head fuzz target: `"stream_options": null` counted as absent,
+        // so a second `stream_options` was spliced in and the upstream got the key twice
+        // (most parsers keep the last, null: no usage chunk, the stream metered by estimate).
+        let body = Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":null}"#);
+        let head = RequestHead::parse(&body).unwrap();
+        let out = request_stream_usage(&body, &head);
+        let again = RequestHead::parse(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+        assert!(again.include_usage);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true}));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!
 //! Does not own: the gateway itself; targets are reported here, never asserted in tests.
 
-mod load;
+pub(crate) mod load;
 pub(crate) mod report;
 pub(crate) mod upstream;
 
@@ -102,7 +102,7 @@ fn parse_opts(args: &[String]) -> anyhow::Result<Opts> {
 }
 
 /// A child process killed when dropped.
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -111,16 +111,16 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
 /// The target directory cargo uses for this workspace (honours CARGO_TARGET_DIR).
-fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
     let out = Command::new(cargo())
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(root)
@@ -148,11 +148,11 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     report::parse_stat_cpu_ticks(&s).ok_or_else(|| anyhow!("unparsable /proc/{pid}/stat"))
 }
 
-fn mem_kib(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn mem_kib(pid: u32, field: &str) -> Option<u64> {
     report::parse_status_kib(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, field)
 }
 
-fn machine() -> serde_json::Value {
+pub(crate) fn machine() -> serde_json::Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -175,37 +175,55 @@ fn machine() -> serde_json::Value {
 /// gateway and upstream need. So this builds the gateway *and* xtask in release and, when
 /// running from a debug build, re-executes the release xtask (`--built` skips the build).
 pub(crate) fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
-    let built = args.iter().any(|a| a == "--built");
-    let args: Vec<String> = args.iter().filter(|a| *a != "--built").cloned().collect();
+    let (built, args) = strip_built(args);
     let opts = parse_opts(&args)?;
-    let release = target_dir(root)?.join("release");
-    if !built {
-        eprintln!("bench: building tollgate-gateway and xtask (release)…");
-        // `cargo xtask` runs under `cargo run`, which sets CARGO_MANIFEST_DIR; ring's build
-        // script tracks it, so passing it on would rebuild ring and everything above it
-        // whenever the release tree was last built from a plain shell (and back again).
-        let st = Command::new(cargo())
-            .args(["build", "--release", "-p", "tollgate-gateway", "-p", "xtask"])
-            .env_remove("CARGO_MANIFEST_DIR")
-            .current_dir(root)
-            .status()
-            .context("running cargo build")?;
-        if !st.success() {
-            bail!("cargo build --release -p tollgate-gateway -p xtask failed");
-        }
-        if cfg!(debug_assertions) {
-            let st = Command::new(release.join("xtask"))
-                .arg("bench")
-                .arg("--built")
-                .args(&args)
-                .current_dir(root)
-                .status()
-                .context("running the release xtask")?;
-            return if st.success() { Ok(()) } else { bail!("bench failed ({st})") };
-        }
-    }
+    let Some(release) = release_or_reexec(root, "bench", built, &args)? else { return Ok(()) };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(bench(root, &release.join("tollgate-gateway"), &opts))
+}
+
+/// Whether `--built` is among `args`, and the other arguments.
+pub(crate) fn strip_built(args: &[String]) -> (bool, Vec<String>) {
+    (args.iter().any(|a| a == "--built"), args.iter().filter(|a| *a != "--built").cloned().collect())
+}
+
+/// Unless `built`, builds the gateway and xtask in release and, when this is a debug
+/// build, re-executes the release xtask as `xtask <command> --built <args>` and returns
+/// `None` once it has finished. Otherwise returns the release directory to run from.
+pub(crate) fn release_or_reexec(
+    root: &Path,
+    command: &str,
+    built: bool,
+    args: &[String],
+) -> anyhow::Result<Option<PathBuf>> {
+    let release = target_dir(root)?.join("release");
+    if built {
+        return Ok(Some(release));
+    }
+    eprintln!("{command}: building tollgate-gateway and xtask (release)…");
+    // `cargo xtask` runs under `cargo run`, which sets CARGO_MANIFEST_DIR; ring's build
+    // script tracks it, so passing it on would rebuild ring and everything above it
+    // whenever the release tree was last built from a plain shell (and back again).
+    let st = Command::new(cargo())
+        .args(["build", "--release", "-p", "tollgate-gateway", "-p", "xtask"])
+        .env_remove("CARGO_MANIFEST_DIR")
+        .current_dir(root)
+        .status()
+        .context("running cargo build")?;
+    if !st.success() {
+        bail!("cargo build --release -p tollgate-gateway -p xtask failed");
+    }
+    if !cfg!(debug_assertions) {
+        return Ok(Some(release));
+    }
+    let st = Command::new(release.join("xtask"))
+        .arg(command)
+        .arg("--built")
+        .args(args)
+        .current_dir(root)
+        .status()
+        .context("running the release xtask")?;
+    if st.success() { Ok(None) } else { bail!("{command} failed ({st})") }
 }
 
 /// Runs the data plane's `snapshot_load` bench at 100,000 keys (its own process, so the
@@ -271,7 +289,7 @@ async fn propagation(admin_addr: SocketAddr, data_addr: SocketAddr, n: usize) ->
     Ok(samples)
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<()>
+pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -295,89 +313,126 @@ async fn admin(addr: SocketAddr, path: &str, body: serde_json::Value) -> anyhow:
     Ok(serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
 }
 
+/// A fake upstream and a standalone gateway serving one key through it, both killed when
+/// dropped: what `bench` and `soak` measure.
+pub(crate) struct Stack {
+    /// The fake upstream's address.
+    pub(crate) up_addr: SocketAddr,
+    /// The gateway's data-plane listener.
+    pub(crate) data_addr: SocketAddr,
+    /// The gateway's admin listener.
+    pub(crate) admin_addr: SocketAddr,
+    /// The gateway's process id.
+    pub(crate) pid: u32,
+    /// `Bearer <key>` of a key allowed model `bench`, with a huge rpm limit and budget.
+    pub(crate) auth: String,
+    // Dropped (killed) in this order: the gateway, then the upstream.
+    _gateway: Proc,
+    _upstream: Proc,
+}
+
+impl Stack {
+    /// Starts the fake upstream (this binary, re-executed, with `faults_pct` percent of
+    /// faulty answers) and the gateway `gateway_bin` (data under `tmp`, log in
+    /// `tmp/gateway.log`, `extra_args` appended), and sets up provider, model, team,
+    /// project and key through the admin API.
+    pub(crate) async fn start(
+        gateway_bin: &Path,
+        tmp: &Path,
+        faults_pct: u64,
+        extra_args: &[String],
+    ) -> anyhow::Result<Stack> {
+        // Fake upstream: this binary, re-executed.
+        let up_port = free_port()?;
+        let up_addr: SocketAddr = ([127, 0, 0, 1], up_port).into();
+        let upstream = Proc(
+            Command::new(std::env::current_exe()?)
+                .args(["fake-upstream", "--port", &up_port.to_string(), "--faults", &faults_pct.to_string()])
+                .stdin(Stdio::null())
+                .spawn()
+                .context("starting the fake upstream")?,
+        );
+        wait_until("fake upstream", Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(up_addr).await.is_ok()
+        })
+        .await?;
+
+        // Standalone gateway.
+        let (d, a, g) = (free_port()?, free_port()?, free_port()?);
+        let data_addr: SocketAddr = ([127, 0, 0, 1], d).into();
+        let admin_addr: SocketAddr = ([127, 0, 0, 1], a).into();
+        let log = std::fs::File::create(tmp.join("gateway.log"))?;
+        let gw = Proc(
+            Command::new(gateway_bin)
+                .arg("--standalone")
+                .arg("--data-dir")
+                .arg(tmp.join("data"))
+                .args(["--listen", &data_addr.to_string(), "--admin-listen", &admin_addr.to_string()])
+                .args(["--grpc-listen", &format!("127.0.0.1:{g}")])
+                .args(extra_args)
+                .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+                .env("TOLLGATE_LOG", "warn")
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", gateway_bin.display()))?,
+        );
+        let pid = gw.0.id();
+        wait_until("gateway /readyz", Duration::from_secs(60), || async move {
+            matches!(http_call(data_addr, http::Method::GET, "/readyz", None, Bytes::new()).await, Ok((s, _)) if s.is_success())
+        })
+        .await
+        .with_context(|| format!("gateway log: {}", tmp.join("gateway.log").display()))?;
+
+        admin(
+            admin_addr,
+            "/api/v1/providers",
+            json!({"name": "fake", "kind": "openai-compatible", "base_url": format!("http://{up_addr}/v1"), "api_key": "sk-bench-upstream-0123456789"}),
+        )
+        .await?;
+        admin(
+            admin_addr,
+            "/api/v1/models",
+            json!({"name": "bench", "deployments": [{"provider": "fake", "model": "gpt-4o-mini"}],
+                   "pricing": {"input_per_mtok": "0.15", "output_per_mtok": "0.6"}}),
+        )
+        .await?;
+        admin(admin_addr, "/api/v1/teams", json!({"name": "bench-team"})).await?;
+        admin(admin_addr, "/api/v1/projects", json!({"name": "bench-project", "team": "bench-team"})).await?;
+        let k = admin(
+            admin_addr,
+            "/api/v1/keys",
+            json!({"project": "bench-project", "models_allowed": ["bench"], "rpm": 100_000_000,
+                   "budget": {"limit_usd": "1000000", "window": "day", "on_breach": "block"}}),
+        )
+        .await?;
+        let key = k["key"].as_str().ok_or_else(|| anyhow!("no key in {k}"))?.to_owned();
+        let auth = format!("Bearer {key}");
+        {
+            let auth = auth.clone();
+            wait_until("key live on the data plane", Duration::from_secs(10), move || {
+                let auth = auth.clone();
+                async move {
+                    matches!(http_call(data_addr, http::Method::GET, "/v1/models", Some(&auth), Bytes::new()).await, Ok((s, _)) if s.is_success())
+                }
+            })
+            .await?;
+        }
+        Ok(Stack { up_addr, data_addr, admin_addr, pid, auth, _gateway: gw, _upstream: upstream })
+    }
+}
+
 async fn bench(root: &Path, gateway_bin: &Path, opts: &Opts) -> anyhow::Result<()> {
     // The machine may be shared: the load before and after goes in the report.
     let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
     let tmp = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
 
-    // Fake upstream: this binary, re-executed.
-    let up_port = free_port()?;
-    let up_addr: SocketAddr = ([127, 0, 0, 1], up_port).into();
-    let _upstream = Proc(
-        Command::new(std::env::current_exe()?)
-            .args(["fake-upstream", "--port", &up_port.to_string()])
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting the fake upstream")?,
-    );
-    wait_until("fake upstream", Duration::from_secs(10), || async move {
-        tokio::net::TcpStream::connect(up_addr).await.is_ok()
-    })
-    .await?;
-
-    // Standalone gateway.
-    let (d, a, g) = (free_port()?, free_port()?, free_port()?);
-    let data_addr: SocketAddr = ([127, 0, 0, 1], d).into();
-    let admin_addr: SocketAddr = ([127, 0, 0, 1], a).into();
-    let log = std::fs::File::create(tmp.join("gateway.log"))?;
-    let gw = Proc(
-        Command::new(gateway_bin)
-            .arg("--standalone")
-            .arg("--data-dir")
-            .arg(tmp.join("data"))
-            .args(["--listen", &data_addr.to_string(), "--admin-listen", &admin_addr.to_string()])
-            .args(["--grpc-listen", &format!("127.0.0.1:{g}")])
-            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("TOLLGATE_LOG", "warn")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", gateway_bin.display()))?,
-    );
-    let pid = gw.0.id();
-    wait_until("gateway /readyz", Duration::from_secs(60), || async move {
-        matches!(http_call(data_addr, http::Method::GET, "/readyz", None, Bytes::new()).await, Ok((s, _)) if s.is_success())
-    })
-    .await
-    .with_context(|| format!("gateway log: {}", tmp.join("gateway.log").display()))?;
-
-    admin(
-        admin_addr,
-        "/api/v1/providers",
-        json!({"name": "fake", "kind": "openai-compatible", "base_url": format!("http://{up_addr}/v1"), "api_key": "sk-bench-upstream-0123456789"}),
-    )
-    .await?;
-    admin(
-        admin_addr,
-        "/api/v1/models",
-        json!({"name": "bench", "deployments": [{"provider": "fake", "model": "gpt-4o-mini"}],
-               "pricing": {"input_per_mtok": "0.15", "output_per_mtok": "0.6"}}),
-    )
-    .await?;
-    admin(admin_addr, "/api/v1/teams", json!({"name": "bench-team"})).await?;
-    admin(admin_addr, "/api/v1/projects", json!({"name": "bench-project", "team": "bench-team"})).await?;
-    let k = admin(
-        admin_addr,
-        "/api/v1/keys",
-        json!({"project": "bench-project", "models_allowed": ["bench"], "rpm": 100_000_000,
-               "budget": {"limit_usd": "1000000", "window": "day", "on_breach": "block"}}),
-    )
-    .await?;
-    let key = k["key"].as_str().ok_or_else(|| anyhow!("no key in {k}"))?.to_owned();
-    let auth = format!("Bearer {key}");
-    {
-        let auth = auth.clone();
-        wait_until("key live on the data plane", Duration::from_secs(10), move || {
-            let auth = auth.clone();
-            async move {
-                matches!(http_call(data_addr, http::Method::GET, "/v1/models", Some(&auth), Bytes::new()).await, Ok((s, _)) if s.is_success())
-            }
-        })
-        .await?;
-    }
+    let stack = Stack::start(gateway_bin, &tmp, 0, &[]).await?;
+    let (up_addr, data_addr, admin_addr, pid) = (stack.up_addr, stack.data_addr, stack.admin_addr, stack.pid);
+    let auth = stack.auth.clone();
 
     let direct = Endpoint::new(up_addr, None);
     let via = Endpoint::new(data_addr, Some(auth.clone()));
@@ -451,7 +506,7 @@ async fn bench(root: &Path, gateway_bin: &Path, opts: &Opts) -> anyhow::Result<(
 
     eprintln!("bench: config propagation, {} revocations", opts.revocations);
     let revocations = propagation(admin_addr, data_addr, opts.revocations).await?;
-    drop(gw);
+    drop(stack);
     let snapshot = if opts.skip_snapshot_load { None } else { Some(snapshot_load(root)?) };
 
     let p = report::pct_us;
