@@ -92,3 +92,30 @@ conformance!(
     provider_credentials_are_reencrypted_all_or_nothing,
     a_principals_keys_are_revoked_together_across_update_batches,
 );
+
+/// A SQLite database is private to its owner: created 0600 (its `-wal` and `-shm` follow),
+/// and one left readable by others by an older version is tightened at the next connect.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_sqlite_database_and_its_wal_are_private_even_when_created_before() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tollgate_testkit::process::temp_dir("store-modes");
+    let db = dir.join("tollgate.db");
+    let url = format!("sqlite://{}", db.display());
+    let names = ["tollgate.db", "tollgate.db-wal", "tollgate.db-shm"];
+    let mode = |name: &str| std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+    let store = tollgate_store::Store::connect(&url).await.unwrap();
+    for f in names {
+        assert_eq!(mode(f), 0o600, "{f} when created");
+    }
+    drop(store);
+    for f in names {
+        if dir.join(f).exists() {
+            std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let _store = tollgate_store::Store::connect(&url).await.unwrap();
+    for f in names {
+        assert_eq!(mode(f), 0o600, "{f} after reconnecting");
+    }
+}
