@@ -750,7 +750,9 @@ fn create_private_dir(dir: &Path) -> Result<(), LedgerError> {
 }
 
 /// `options` creating files readable by the owner only.
-fn private_file(options: &mut OpenOptions) -> &mut OpenOptions {
+/// `options` creating files readable and writable by the owner only (0600): ledger
+/// files hold who spent what.
+pub(crate) fn private_file(options: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
     options

@@ -38,6 +38,7 @@
 
 use crate::entry::LedgerEntry;
 use crate::error::LedgerError;
+use crate::journal::private_file;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -134,7 +135,7 @@ impl Spool {
             fs::create_dir_all(dir).map_err(|e| LedgerError::io("create directory", dir, e))?;
         }
         let lock_path = sibling(&path, "lock");
-        let lock = OpenOptions::new()
+        let lock = private_file(&mut OpenOptions::new())
             .create(true)
             .truncate(false)
             .write(true)
@@ -155,7 +156,7 @@ impl Spool {
         }
         let rejected_depth = rejected_entries(&path)?.len() as u64;
         let created = !path.exists();
-        let file = OpenOptions::new()
+        let file = private_file(&mut OpenOptions::new())
             .read(true)
             .write(true)
             .create(true)
@@ -425,7 +426,7 @@ impl Spool {
         })?;
         let tmp = sibling(&self.path, "rejected.tmp");
         let written = (|| {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            let mut f = private_file(&mut OpenOptions::new()).write(true).create(true).truncate(true).open(&tmp)?;
             f.write_all(&kept)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)
@@ -490,7 +491,7 @@ impl Spool {
     /// `skip`, sorted) into a fresh file renamed over the spool.
     fn rewrite(&mut self, skip: &[u64]) -> Result<(), LedgerError> {
         let tmp_path = sibling(&self.path, "tmp");
-        let tmp = OpenOptions::new()
+        let tmp = private_file(&mut OpenOptions::new())
             .read(true)
             .write(true)
             .create(true)
@@ -668,7 +669,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 
 fn append_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let created = !path.exists();
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = private_file(&mut OpenOptions::new()).create(true).append(true).open(path)?;
     f.write_all(bytes)?;
     f.sync_data()?;
     if created {
@@ -929,5 +930,19 @@ mod tests {
         spool.dead_letter(&entries(9..10)).unwrap();
         assert_eq!(ids(&Spool::read_entries(spool.rejected_path()).unwrap()), ids(&entries(7..10)));
         assert!(spool.is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_spool_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new();
+        let mut spool = Spool::open(dir.spool()).unwrap();
+        spool.append(&entries(0..3)).unwrap();
+        spool.dead_letter(&entries(3..4)).unwrap();
+        for path in [dir.spool(), sibling(&dir.spool(), "lock"), spool.rejected_path()] {
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+        }
     }
 }
