@@ -58,6 +58,11 @@ impl ConnState {
         }
     }
 
+    /// How long a connection may make no progress before it is closed.
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
     /// Remembers the waker of a pending read.
     pub(crate) fn park_reader(&self, waker: &Waker) {
         let mut slot = self.reader.lock().unwrap_or_else(PoisonError::into_inner);

@@ -25,6 +25,8 @@ pub struct EdgeIo<T> {
     local: Option<SocketAddr>,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
+    /// Since when writes have made no progress (the peer reads nothing), and its timer.
+    write_stalled: Option<(Instant, Pin<Box<Sleep>>)>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -42,6 +44,7 @@ impl<T> EdgeIo<T> {
             local: addrs.1,
             timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             armed: None,
+            write_stalled: None,
             _permit: permit,
         }
     }
@@ -96,13 +99,38 @@ impl<T: AsyncRead + Unpin> AsyncRead for EdgeIo<T> {
     }
 }
 
+impl<T> EdgeIo<T> {
+    /// A write's outcome, with a peer that has read nothing for the idle timeout failing
+    /// it: a response nobody reads holds nothing for long either.
+    fn write_progress<R>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if polled.is_ready() {
+            self.write_stalled = None;
+            return polled;
+        }
+        let limit = self.state.idle_timeout();
+        let (since, timer) = self.write_stalled.get_or_insert_with(|| {
+            let now = Instant::now();
+            (now, Box::pin(tokio::time::sleep_until(now + limit)))
+        });
+        if Instant::now() >= *since + limit || timer.as_mut().poll(cx).is_ready() {
+            tracing::debug!(peer = ?self.peer, "connection closed: the peer read nothing for the idle timeout");
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading")));
+        }
+        Poll::Pending
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for EdgeIo<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.write_progress(cx, polled)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.write_progress(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -114,7 +142,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for EdgeIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.write_progress(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -141,6 +171,23 @@ mod tests {
         let err = io.read(&mut buf).await.err().map(|e| e.kind());
         assert_eq!(err, Some(io::ErrorKind::TimedOut));
         assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_reads_nothing_fails_writes_after_the_idle_timeout() {
+        let (_peer, ours) = tokio::io::duplex(64);
+        let mut io = wrapped(ours);
+        let _busy = io.handle().begin();
+        let started = Instant::now();
+        let mut result = Ok(());
+        for _ in 0..100 {
+            result = io.write_all(&[b'x'; 64]).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]
