@@ -5,10 +5,9 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tollgate_controlplane::{ControlPlane, RotationKeys, SecretSources};
-use tollgate_edge::{EdgeListener, ListenerLimits};
+use tollgate_edge::EdgeListener;
 
 /// Flags; each also reads a `TOLLGATE_*` environment variable.
 #[derive(Debug, Parser)]
@@ -31,35 +30,9 @@ pub(crate) struct Args {
     /// gRPC listen address.
     #[arg(long, env = "TOLLGATE_GRPC_LISTEN", default_value = "127.0.0.1:4002")]
     grpc_listen: SocketAddr,
-    /// Seconds from accepting a connection to its first complete request head (the
-    /// HTTP/2 handshake included), and for each later HTTP/1.1 head. Every listener.
-    #[arg(long, env = "TOLLGATE_HEADER_TIMEOUT_S", default_value_t = 20)]
-    header_timeout_s: u64,
-    /// Seconds a request body may take to arrive in full (HTTP listeners).
-    #[arg(long, env = "TOLLGATE_BODY_TIMEOUT_S", default_value_t = 60)]
-    body_timeout_s: u64,
-    /// Slowest request body accepted, in bytes per second averaged from its head, judged
-    /// after its first 10 seconds (0: no minimum).
-    #[arg(long, env = "TOLLGATE_BODY_MIN_RATE_BYTES", default_value_t = 1024)]
-    body_min_rate_bytes: u64,
-    /// Seconds a connection may stay open with no request in flight. Every listener
-    /// (an HTTP/1.1 connection also closes when its next head is not complete within
-    /// --header-timeout-s).
-    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT_S", default_value_t = 60)]
-    idle_timeout_s: u64,
-    /// Seconds between HTTP/2 keep-alive pings; they keep long gRPC streams (Watch,
-    /// PushLedger) alive and find dead peers.
-    #[arg(long, env = "TOLLGATE_KEEPALIVE_INTERVAL_S", default_value_t = 20)]
-    keepalive_interval_s: u64,
-    /// Seconds an HTTP/2 keep-alive ping may go unanswered before the connection is closed.
-    #[arg(long, env = "TOLLGATE_KEEPALIVE_TIMEOUT_S", default_value_t = 10)]
-    keepalive_timeout_s: u64,
-    /// Most connections open at once on the management REST listener.
-    #[arg(long, env = "TOLLGATE_ADMIN_MAX_CONNECTIONS", default_value_t = 1_000)]
-    admin_max_connections: usize,
-    /// Most connections open at once on the gRPC listener.
-    #[arg(long, env = "TOLLGATE_GRPC_MAX_CONNECTIONS", default_value_t = 1_000)]
-    grpc_max_connections: usize,
+    /// Connection deadlines and the management and gRPC listeners' caps.
+    #[command(flatten)]
+    edge: tollgate_edge::EdgeFlags,
     /// Re-encrypt every provider credential under the key in `TOLLGATE_NEW_MASTER_KEY`
     /// (never a flag: flags show in `ps`), print a summary and exit. The key in use comes
     /// from `TOLLGATE_MASTER_KEY`, else from `master.key` in the data dir, which is then
@@ -73,24 +46,6 @@ pub(crate) struct Args {
     /// http://otel-collector:4317. Off when unset.
     #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
-}
-
-impl Args {
-    /// One listener's limits from the flags, with its own connection cap.
-    fn limits(&self, max_connections: usize) -> anyhow::Result<ListenerLimits> {
-        ListenerLimits {
-            header_timeout: Duration::from_secs(self.header_timeout_s),
-            body_timeout: Duration::from_secs(self.body_timeout_s),
-            body_min_rate: self.body_min_rate_bytes,
-            idle_timeout: Duration::from_secs(self.idle_timeout_s),
-            keepalive_interval: Duration::from_secs(self.keepalive_interval_s),
-            keepalive_timeout: Duration::from_secs(self.keepalive_timeout_s),
-            max_connections,
-            ..ListenerLimits::DATA_PLANE
-        }
-        .validated()
-        .context("invalid connection limits")
-    }
 }
 
 /// A non-empty environment variable.
@@ -160,8 +115,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             args.data_dir.join("admin_token").display()
         );
     }
-    let (admin_limits, grpc_limits) =
-        (args.limits(args.admin_max_connections)?, args.limits(args.grpc_max_connections)?);
+    let (admin_limits, grpc_limits) = (
+        args.edge.admin().context("invalid connection limits")?,
+        args.edge.grpc().context("invalid connection limits")?,
+    );
     let rest = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("cannot listen for the management API on {}", args.admin_listen))?;

@@ -12,7 +12,7 @@ use tollgate_budgets::{Amount, Budgets, BudgetsConfig, RateLimiter, RedisStore};
 use tollgate_controlplane::{ControlPlane, FeedItem, SecretSources, Subscription};
 use tollgate_core::{BudgetId, Timestamp};
 use tollgate_dataplane::{BudgetSeeder, DataPlane, SpendFuture, SpendSource, Update, WatchConfig};
-use tollgate_edge::{EdgeListener, ListenerLimits};
+use tollgate_edge::EdgeListener;
 use tollgate_metering::{LedgerConfig, LedgerSink, LedgerWriter};
 
 /// Flags; each also reads a `TOLLGATE_*` environment variable.
@@ -43,39 +43,13 @@ pub(crate) struct Args {
     /// gRPC listen address (standalone).
     #[arg(long, env = "TOLLGATE_GRPC_LISTEN", default_value = "127.0.0.1:4002")]
     grpc_listen: SocketAddr,
-    /// Seconds from accepting a connection to its first complete request head (the
-    /// HTTP/2 handshake included), and for each later HTTP/1.1 head. Every listener.
-    #[arg(long, env = "TOLLGATE_HEADER_TIMEOUT_S", default_value_t = 20)]
-    header_timeout_s: u64,
-    /// Seconds a request body may take to arrive in full (HTTP listeners).
-    #[arg(long, env = "TOLLGATE_BODY_TIMEOUT_S", default_value_t = 60)]
-    body_timeout_s: u64,
-    /// Slowest request body accepted, in bytes per second averaged from its head, judged
-    /// after its first 10 seconds (0: no minimum).
-    #[arg(long, env = "TOLLGATE_BODY_MIN_RATE_BYTES", default_value_t = 1024)]
-    body_min_rate_bytes: u64,
-    /// Seconds a connection may stay open with no request in flight. Every listener
-    /// (an HTTP/1.1 connection also closes when its next head is not complete within
-    /// --header-timeout-s).
-    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT_S", default_value_t = 60)]
-    idle_timeout_s: u64,
-    /// Seconds between HTTP/2 keep-alive pings; they keep long gRPC streams (Watch,
-    /// PushLedger) alive and find dead peers.
-    #[arg(long, env = "TOLLGATE_KEEPALIVE_INTERVAL_S", default_value_t = 20)]
-    keepalive_interval_s: u64,
-    /// Seconds an HTTP/2 keep-alive ping may go unanswered before the connection is closed.
-    #[arg(long, env = "TOLLGATE_KEEPALIVE_TIMEOUT_S", default_value_t = 10)]
-    keepalive_timeout_s: u64,
+    /// Connection deadlines and the management and gRPC listeners' caps.
+    #[command(flatten)]
+    edge: tollgate_edge::EdgeFlags,
     /// Most connections open at once on the data-plane listener; more are closed as soon
     /// as they are accepted.
     #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
-    /// Most connections open at once on the management REST listener.
-    #[arg(long, env = "TOLLGATE_ADMIN_MAX_CONNECTIONS", default_value_t = 1_000)]
-    admin_max_connections: usize,
-    /// Most connections open at once on the gRPC listener.
-    #[arg(long, env = "TOLLGATE_GRPC_MAX_CONNECTIONS", default_value_t = 1_000)]
-    grpc_max_connections: usize,
     /// Remote control plane gRPC endpoint, e.g. http://10.0.0.5:4002.
     #[arg(long, env = "TOLLGATE_CONTROL_PLANE")]
     control_plane: Option<String>,
@@ -152,24 +126,6 @@ pub(crate) struct Args {
     /// http://otel-collector:4317. Off when unset.
     #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
-}
-
-impl Args {
-    /// One listener's limits from the flags, with its own connection cap.
-    fn limits(&self, max_connections: usize) -> anyhow::Result<ListenerLimits> {
-        ListenerLimits {
-            header_timeout: Duration::from_secs(self.header_timeout_s),
-            body_timeout: Duration::from_secs(self.body_timeout_s),
-            body_min_rate: self.body_min_rate_bytes,
-            idle_timeout: Duration::from_secs(self.idle_timeout_s),
-            keepalive_interval: Duration::from_secs(self.keepalive_interval_s),
-            keepalive_timeout: Duration::from_secs(self.keepalive_timeout_s),
-            max_connections,
-            ..ListenerLimits::DATA_PLANE
-        }
-        .validated()
-        .context("invalid connection limits")
-    }
 }
 
 /// Secrets come only from the environment, never from flags (flags show up in `ps`).
@@ -314,9 +270,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
-    let data_limits = args.limits(args.max_connections)?;
-    let (admin_limits, grpc_limits) =
-        (args.limits(args.admin_max_connections)?, args.limits(args.grpc_max_connections)?);
+    let data_limits = args.edge.limits(args.max_connections).context("invalid connection limits")?;
+    let (admin_limits, grpc_limits) = (
+        args.edge.admin().context("invalid connection limits")?,
+        args.edge.grpc().context("invalid connection limits")?,
+    );
     let data_listener = EdgeListener::new(bind(args.listen, "the data plane").await?, data_limits, "data");
     let ledger_to_close: Option<LedgerWriter>;
     let mut tasks = tokio::task::JoinSet::new();

@@ -29,6 +29,8 @@
 
 mod body;
 mod conn;
+#[cfg(feature = "cli")]
+mod flags;
 mod grpc;
 mod http;
 mod io;
@@ -37,6 +39,8 @@ mod listener;
 
 pub use body::{BodyError, GuardedBody};
 pub use conn::{ConnHandle, RequestGuard, Tracked};
+#[cfg(feature = "cli")]
+pub use flags::EdgeFlags;
 pub use grpc::{EdgeConnectInfo, TrackLayer, TrackService};
 pub use http::{http_builder, serve_http};
 pub use io::EdgeIo;
