@@ -14,9 +14,12 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a failed test
 
+pub mod capped;
 pub mod http_client;
 pub mod ledger;
 pub mod process;
+
+pub use capped::{Capped, PromptTokens, output_cap};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -57,6 +60,11 @@ impl Recorded {
     /// The body parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("recorded body is JSON")
+    }
+
+    /// The output cap the body asks for, by dialect (see [`output_cap`]).
+    pub fn output_cap(&self) -> Option<u64> {
+        output_cap(&self.path, &self.body)
     }
 
     /// A header as text, if present.
@@ -104,6 +112,9 @@ pub struct Reply {
     pub cut_after: Option<usize>,
     /// What happens after the body (or after `cut_after` bytes).
     pub ending: Ending,
+    /// Answer like a provider honouring the request's output cap instead of `body`
+    /// (see [`Reply::capped`]).
+    pub capped: Option<Capped>,
 }
 
 impl Reply {
@@ -131,6 +142,7 @@ impl Reply {
             chunk_gap: Duration::ZERO,
             cut_after: None,
             ending: Ending::Complete,
+            capped: None,
         }
     }
 
@@ -147,6 +159,16 @@ impl Reply {
     /// [`CHAT_STREAM`]). Streams when the body asks for one (Gemini: by path).
     pub fn auto() -> Self {
         Reply { auto: true, ..Reply::chat_completion() }
+    }
+
+    /// Answers like a real provider honouring the forwarded output cap: exactly
+    /// `min(cap, length)` completion tokens (each [`capped::TOKEN_TEXT`]) in the dialect
+    /// chosen by path (as [`Reply::auto`]), streamed one chunk per token when asked, with
+    /// usage `{prompt: prompt, completion: that}` and the dialect's "cut short" ending
+    /// when the cap was hit (OpenAI chat `finish_reason: "length"`, else `"stop"`); see
+    /// [`capped`] for every dialect and [`FakeUpstream::last_cap`] for what was asked.
+    pub fn capped(length: u64, prompt: PromptTokens) -> Self {
+        Reply { capped: Some(Capped { length, prompt }), ..Reply::chat_completion() }
     }
 
     /// The same reply after `delay`.
@@ -196,7 +218,11 @@ impl Reply {
     /// `stream_when_asked`; the reply itself otherwise.
     fn resolve(mut self, path: &str, body: &[u8]) -> Reply {
         let stream = asks_for_stream(body);
-        if self.auto {
+        if let Some(capped) = self.capped {
+            let (content_type, text) = capped.render(path, body);
+            self.content_type = content_type;
+            self.body = Bytes::from(text);
+        } else if self.auto {
             let (content_type, text) = if path.contains(":streamGenerateContent") {
                 ("text/event-stream", GEMINI_STREAM)
             } else if path.contains(":generateContent") {
@@ -286,6 +312,8 @@ struct State {
     recorded: Mutex<Vec<Recorded>>,
     reply: Mutex<Reply>,
     queued: Mutex<VecDeque<Reply>>,
+    /// The output cap of the last request received (`None`: it had none).
+    last_cap: Mutex<Option<u64>>,
     /// Responses whose body has not finished (or been dropped) yet.
     open_bodies: AtomicU64,
 }
@@ -328,6 +356,7 @@ impl FakeUpstream {
             recorded: Mutex::new(Vec::new()),
             reply: Mutex::new(reply),
             queued: Mutex::new(VecDeque::new()),
+            last_cap: Mutex::new(None),
             open_bodies: AtomicU64::new(0),
         });
         let st = state.clone();
@@ -382,6 +411,12 @@ impl FakeUpstream {
         self.state.recorded.lock().expect("lock").len()
     }
 
+    /// The output cap the last request carried (see [`output_cap`]): what the gateway
+    /// forwarded. `None` when it carried none, or before any request.
+    pub fn last_cap(&self) -> Option<u64> {
+        *self.state.last_cap.lock().expect("lock")
+    }
+
     /// Changes the reply for subsequent requests.
     pub fn set_reply(&self, reply: Reply) {
         *self.state.reply.lock().expect("lock") = reply;
@@ -421,6 +456,7 @@ async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fa
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let path = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    *state.last_cap.lock().expect("lock") = output_cap(&path, &body);
     state.recorded.lock().expect("lock").push(Recorded {
         method: parts.method,
         path: path.clone(),
