@@ -69,6 +69,20 @@ impl std::fmt::Debug for Budgets {
     }
 }
 
+/// How many times [`Budgets::reserve_clamped`] lowers the cap again after a refusal
+/// before it gives up with the last refusal.
+pub const MAX_CLAMP_RETRIES: u32 = 4;
+
+/// The output cap a `clamp` budget lowered a request to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clamped {
+    /// The largest number of output tokens the budgets afford; forward the request with
+    /// its output cap set to this.
+    pub cap: u64,
+    /// The clamp budget that lowered the cap (the last one, when several did).
+    pub budget: Arc<Budget>,
+}
+
 /// A `warn` budget that this request takes past its limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetWarning {
@@ -185,7 +199,9 @@ impl Budgets {
             if slots.iter().any(|s: &ReserveSlot| s.key == key) {
                 continue;
             }
-            let limit = (budget.on_breach == OnBreach::Block).then_some(budget.limit_at(now));
+            // A clamp budget is enforced exactly like a block budget: the clamping happens
+            // before, in `reserve_clamped`, by asking for less.
+            let limit = matches!(budget.on_breach, OnBreach::Block | OnBreach::Clamp).then_some(budget.limit_at(now));
             let keep_until = budget.window.end(now).map(|end| end.plus_millis(2 * ttl + KEEP_MARGIN_MS));
             held.push(Held { budget: Arc::clone(budget), key: key.clone() });
             slots.push(ReserveSlot { key, limit, keep_until });
@@ -251,6 +267,61 @@ impl Budgets {
         }
     }
 
+    /// Reserves what a request with `max_output` output tokens costs, lowering its output
+    /// cap when a `clamp` budget cannot take the worst case.
+    ///
+    /// `amount_for(n)` is the reservation for the request with at most `n` output tokens
+    /// (input included); it must not decrease as `n` grows. First `amount_for(max_output)`
+    /// is reserved as by [`reserve`](Budgets::reserve). When a `clamp` budget refuses, the
+    /// largest `n` below the current cap whose amount fits in that budget's room (limit −
+    /// committed − reserved, in the limit's unit, as the refusal saw it) is found by
+    /// bisection and reserved instead; another clamp budget or a concurrent request may
+    /// refuse again, so this repeats, the cap only going down, at most
+    /// [`MAX_CLAMP_RETRIES`] times. The final reservation is one atomic store call like
+    /// any other, so a clamp budget never goes past its limit.
+    ///
+    /// Returns the reservation and, when the cap was lowered, the [`Clamped`] cap and the
+    /// clamp budget that lowered it last. Fails with [`ReserveError::Exceeded`] when a
+    /// `block` budget refuses (final), when the cap would fall below the floor
+    /// ([`Budget::clamp_floor_tokens`], the highest among the clamp budgets that lowered
+    /// it) or not even the input fits, or when the retries run out (the last refusal).
+    pub async fn reserve_clamped(
+        &self,
+        budgets: &[Arc<Budget>],
+        amount_for: &(dyn Fn(u64) -> Amount + Sync),
+        max_output: u64,
+        now: Timestamp,
+    ) -> Result<(Reservation, Option<Clamped>), ReserveError> {
+        let mut cap = max_output;
+        let mut floor = 0;
+        let mut clamped_by: Option<Arc<Budget>> = None;
+        let mut attempts = 0;
+        loop {
+            let refusal = match self.reserve(budgets, amount_for(cap), now).await {
+                Ok(reservation) => {
+                    let clamped = clamped_by.map(|budget| Clamped { cap, budget });
+                    return Ok((reservation, clamped));
+                }
+                Err(ReserveError::Exceeded(e)) if e.budget.on_breach == OnBreach::Clamp => e,
+                Err(e) => return Err(e),
+            };
+            if attempts == MAX_CLAMP_RETRIES {
+                return Err(ReserveError::Exceeded(refusal));
+            }
+            attempts += 1;
+            floor = floor.max(refusal.budget.clamp_floor_tokens);
+            let room = refusal.limit.value() - refusal.used.measured_by(refusal.limit);
+            let fits = |n: u64| amount_for(n).normalized().measured_by(refusal.limit) <= room;
+            match largest_fitting(cap, &fits) {
+                Some(n) if n >= floor => {
+                    cap = n;
+                    clamped_by = Some(Arc::clone(&refusal.budget));
+                }
+                _ => return Err(ReserveError::Exceeded(refusal)),
+            }
+        }
+    }
+
     /// Committed spend and live reservations of `budget` in the window containing `now`.
     pub async fn usage(&self, budget: &Budget, now: Timestamp) -> Result<BudgetUsage, StoreError> {
         let key = counter_key(budget, now)?;
@@ -296,6 +367,25 @@ impl Budgets {
         let thresholds = thresholds(budget, now).map(|t| t.per_mille).collect();
         self.inner.store.reset(&ResetRequest { key, thresholds }).await
     }
+}
+
+/// The largest `n < below` with `fits(n)`, for a `fits` that holds up to some point and
+/// not after it; `None` when not even `fits(0)`.
+fn largest_fitting(below: u64, fits: &dyn Fn(u64) -> bool) -> Option<u64> {
+    if below == 0 || !fits(0) {
+        return None;
+    }
+    // Invariant: fits(lo), and nothing at or above `hi` is known to fit.
+    let (mut lo, mut hi) = (0u64, below);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
 }
 
 /// The thresholds of a budget: its own, plus 100 % for a `warn` budget, of the limit in

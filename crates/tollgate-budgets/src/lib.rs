@@ -5,7 +5,9 @@
 //! a calendar [`Window`], what happens on breach, alert thresholds), validated on
 //! construction, and the engine that enforces it: [`Budgets::reserve`] sets the worst-case
 //! cost aside on every applicable budget at once, all-or-nothing, before a call is made;
-//! [`Reservation::commit`] replaces it with the actual cost afterwards. Also owns rate
+//! [`Reservation::commit`] replaces it with the actual cost afterwards;
+//! [`Budgets::reserve_clamped`] lowers a request's output cap to what `clamp` budgets
+//! still afford instead of refusing it. Also owns rate
 //! limits ([`RateLimiter`]: requests and tokens per minute, concurrent requests).
 //!
 //! Counters sit behind two traits with one conformance suite: [`CounterStore`] (budgets)
@@ -16,7 +18,7 @@
 //! (metering), HTTP. Depends only on `tollgate-core` among tollgate crates.
 //!
 //! # Invariants
-//! - **No silent overshoot.** Concurrent reservations never take a `block` budget past its
+//! - **No silent overshoot.** Concurrent reservations never take a `block` (or `clamp`) budget past its
 //!   limit: committed + reserved + requested ≤ limit is checked and applied atomically, in
 //!   one process (sharded locks) or across processes (one Lua script). The only way past
 //!   it is a commit whose actual cost exceeds its reservation: that is charged in full
@@ -86,7 +88,9 @@ mod redis_store;
 pub mod store;
 
 pub use amount::Amount;
-pub use engine::{Alert, BudgetUsage, BudgetWarning, Budgets, BudgetsConfig, CommitOutcome, Reservation};
+pub use engine::{
+    Alert, BudgetUsage, BudgetWarning, Budgets, BudgetsConfig, Clamped, CommitOutcome, MAX_CLAMP_RETRIES, Reservation,
+};
 pub use error::{BoxError, Dimension, Exceeded, RateLimitError, RateLimited, ReserveError, StoreError};
 pub use memory::MemoryStore;
 pub use rate::{
@@ -156,10 +160,17 @@ pub struct Budget {
     /// A temporary increase of the limit, in the limit's unit, that counts until the
     /// given instant and then lapses by itself.
     pub temporary_increase: Option<(Limit, Timestamp)>,
+    /// For a `clamp` budget: the fewest output tokens a request may be clamped to; below
+    /// it the request is refused as by `block`. At least 1; ignored by other budgets.
+    pub clamp_floor_tokens: u64,
 }
 
 impl Budget {
-    /// Builds a validated budget; thresholds are sorted and deduplicated.
+    /// The default [`clamp_floor_tokens`](Budget::clamp_floor_tokens): 16 output tokens.
+    pub const DEFAULT_CLAMP_FLOOR_TOKENS: u64 = 16;
+
+    /// Builds a validated budget; thresholds are sorted and deduplicated. The clamp floor
+    /// is [`DEFAULT_CLAMP_FLOOR_TOKENS`](Budget::DEFAULT_CLAMP_FLOOR_TOKENS).
     pub fn new(
         id: BudgetId,
         scope: ScopeKind,
@@ -190,7 +201,16 @@ impl Budget {
             alert_thresholds,
             epoch: 0,
             temporary_increase: None,
+            clamp_floor_tokens: Self::DEFAULT_CLAMP_FLOOR_TOKENS,
         })
+    }
+
+    /// The budget with its clamp floor set to `floor` output tokens, raised to 1 if 0 (a
+    /// request is never forwarded with no room for output).
+    #[must_use]
+    pub fn with_clamp_floor_tokens(mut self, floor: u64) -> Self {
+        self.clamp_floor_tokens = floor.max(1);
+        self
     }
 
     /// The limit in force at `now`: the base limit plus a temporary increase that has

@@ -102,6 +102,10 @@ str_enum!(
         Block => "block",
         /// Serve it, flag it in a response header and fire the alert.
         Warn => "warn",
+        /// Serve it with its output cap lowered to what the budget still affords (at
+        /// least the budget's floor of output tokens); below the floor, refuse as `block`.
+        /// The counters enforce it exactly like `block`.
+        Clamp => "clamp",
     }
 );
 

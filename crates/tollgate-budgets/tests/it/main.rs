@@ -9,6 +9,7 @@
 
 mod backends;
 mod budgets;
+mod clamp;
 mod model;
 mod rates;
 
@@ -65,6 +66,15 @@ conformance!(budgets in budget_conformance:
     money_stays_exact_beyond_double_precision,
     a_new_epoch_starts_empty_and_the_old_one_is_untouched,
     a_temporary_increase_counts_until_it_lapses,
+);
+
+conformance!(clamp in clamp_conformance:
+    a_money_clamp_lowers_the_cap_to_exactly_what_the_budget_affords,
+    a_token_clamp_counts_tokens_and_ignores_money,
+    the_tightest_of_two_clamp_budgets_sets_the_cap,
+    below_the_floor_a_clamp_budget_refuses_like_block,
+    a_block_budget_refusal_is_final_beside_a_clamp_budget,
+    concurrent_clamped_requests_fill_the_budget_and_never_pass_it,
 );
 
 conformance!(rates in rate_conformance:
