@@ -14,6 +14,7 @@ use tollgate_fuzz::{assert_json, split_selector};
 use tollgate_providers::Dialect::{self, *};
 use tollgate_providers::openai::RequestHead;
 use tollgate_providers::translate::chat_request;
+use tollgate_providers::{CapField, OutputCap};
 
 const PAIRS: [(Dialect, Dialect); 8] = [
     (OpenAiChat, AnthropicMessages),
@@ -32,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((sel, body)) = split_selector(data) else { return };
     let (from, to) = PAIRS[usize::from(sel) % PAIRS.len()];
     let body = Bytes::copy_from_slice(body);
-    let Ok(out) = chat_request(from, to, &body, UPSTREAM_MODEL) else { return };
+    let Ok(out) = chat_request(from, to, &body, UPSTREAM_MODEL, OutputCap { tokens: 100, chat_field: CapField::MaxTokens }) else { return };
     assert_json("chat_request", &out);
     if to == Gemini {
         return;

@@ -25,8 +25,9 @@
 //!   them only in their own header (`Authorization`, `x-api-key`, `x-goog-api-key`,
 //!   `api-key`), marked sensitive, built once at construction — never in a URL, a log
 //!   line or an error message.
-//! - A same-dialect body is never re-serialized: only the `model` value is spliced (and,
-//!   for an OpenAI chat stream, `stream_options.include_usage` injected); same-dialect
+//! - A same-dialect body is never re-serialized: only the `model` value and the output
+//!   cap are spliced (and, for an OpenAI chat stream, `stream_options.include_usage`
+//!   injected); same-dialect
 //!   responses and stream events are forwarded byte for byte.
 //! - Translation is pure (no I/O) and refuses what it cannot express with a
 //!   [`translate::TranslateError`] whose message is safe to show the caller.
@@ -72,6 +73,7 @@ pub use client::{ClientConfig, HttpClient};
 pub use config::{ApiKey, ProviderConfig};
 pub use dialect::{Dialect, usage_of};
 pub use error::{ErrorOrigin, ProviderError, ProviderErrorKind};
+pub use head::{CapField, OutputCap};
 pub use registry::{ProviderKind, build_provider};
 pub use sse::{BadEvent, EventCheck, SseFramer, check_event, stream_error_event};
 pub use stream::{StreamAdapter, StreamOptions, stream_adapter};

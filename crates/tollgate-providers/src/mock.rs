@@ -3,8 +3,9 @@
 //!
 //! The reply echoes the last user message; prompt tokens are estimated at one token per
 //! four bytes of message text plus four per message (about what OpenAI's tokenizers
-//! give for English); completion tokens are the words of the reply, capped by
-//! `max_tokens`. Streams are sent as OpenAI SSE chunks, one word each.
+//! give for English); completion tokens are the words of the reply, capped by the
+//! smallest of `max_tokens` and `max_completion_tokens`, with `finish_reason: "length"`
+//! when the cap cut the reply. Streams are sent as OpenAI SSE chunks, one word each.
 
 use crate::head::RequestHead;
 use crate::registry::Spec;
@@ -24,6 +25,7 @@ pub(crate) const SPEC: Spec = Spec {
     chat_dialect: Dialect::OpenAiChat,
     default_base_url: Some("mock://"),
     responses_and_embeddings: false,
+    chat_cap_field: crate::head::CapField::MaxTokens,
     build,
 };
 
@@ -65,7 +67,7 @@ fn answer(body: &[u8]) -> (Vec<String>, u64, &'static str) {
     }
     let prompt_tokens = (prompt_bytes as u64).div_ceil(4) + 4 * messages.len() as u64;
     let head = RequestHead::parse(body).ok();
-    let cap = head.and_then(|h| h.max_output_tokens).unwrap_or(u64::MAX);
+    let cap = head.and_then(|h| h.smallest_cap()).unwrap_or(u64::MAX);
     let echo: Vec<&str> = last_user.split_whitespace().take(32).collect();
     let mut words: Vec<String> =
         "This is a mock response from tollgate. You said:".split(' ').map(str::to_owned).collect();
@@ -183,6 +185,25 @@ mod tests {
         let a = completion(body, "demo");
         assert_eq!(a["usage"]["completion_tokens"], 3);
         assert_eq!(a["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn max_completion_tokens_caps_the_reply_too_and_the_smaller_cap_wins() {
+        for body in [
+            &br#"{"model":"demo","max_completion_tokens":4,"messages":[{"role":"user","content":"hi"}]}"#[..],
+            br#"{"model":"demo","max_completion_tokens":4,"max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#,
+            br#"{"model":"demo","max_completion_tokens":9,"max_tokens":4,"messages":[{"role":"user","content":"hi"}]}"#,
+        ] {
+            let a = completion(body, "demo");
+            assert_eq!(a["usage"]["completion_tokens"], 4, "{}", String::from_utf8_lossy(body));
+            assert_eq!(a["choices"][0]["finish_reason"], "length");
+            let s = stream(body, "demo", true);
+            assert!(s.contains(r#""finish_reason":"length""#), "{s}");
+            assert!(s.contains(r#""completion_tokens":4"#), "{s}");
+        }
+        // A cap the reply fits in is not a cut: the reply stops on its own.
+        let roomy = br#"{"model":"demo","max_completion_tokens":500,"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(completion(roomy, "demo")["choices"][0]["finish_reason"], "stop");
     }
 
     #[test]

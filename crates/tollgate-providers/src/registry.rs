@@ -4,6 +4,7 @@
 //! the [`Spec`] that folder declares, so adding a provider is one folder plus one line
 //! here (see `docs/providers.md`).
 
+use crate::head::CapField;
 use crate::{Dialect, HttpClient, Operation, Provider, ProviderConfig, ProviderError};
 use std::fmt;
 use std::str::FromStr;
@@ -21,6 +22,8 @@ pub(crate) struct Spec {
     pub(crate) default_base_url: Option<&'static str>,
     /// Whether the kind serves OpenAI Responses and embeddings besides chat.
     pub(crate) responses_and_embeddings: bool,
+    /// The output-cap field an OpenAI chat body for this kind gets when it has none.
+    pub(crate) chat_cap_field: CapField,
     /// Builds the kind's adapter for a configuration.
     pub(crate) build: Build,
 }
@@ -89,6 +92,14 @@ impl ProviderKind {
         self.spec().chat_dialect
     }
 
+    /// The output-cap field an OpenAI chat body sent to this kind gets when the caller
+    /// gave none: `max_completion_tokens` at OpenAI and Azure (whose reasoning models
+    /// refuse `max_tokens`), `max_tokens` everywhere else (what OpenAI-compatible servers
+    /// know; Anthropic's own field).
+    pub fn chat_cap_field(self) -> CapField {
+        self.spec().chat_cap_field
+    }
+
     /// Whether the kind serves the operation at all: chat everywhere; Responses and
     /// embeddings only at OpenAI-dialect upstreams (not the mock).
     pub fn serves(self, op: Operation) -> bool {
@@ -132,5 +143,20 @@ mod tests {
         }
         let err = "carrier-pigeon".parse::<ProviderKind>().unwrap_err();
         assert_eq!(err.expected, "openai anthropic gemini azure-openai openai-compatible mock");
+    }
+
+    #[test]
+    fn official_openai_gets_max_completion_tokens_and_compatible_servers_max_tokens() {
+        use ProviderKind::*;
+        for (kind, want) in [
+            (OpenAi, CapField::MaxCompletionTokens),
+            (AzureOpenAi, CapField::MaxCompletionTokens),
+            (OpenAiCompatible, CapField::MaxTokens),
+            (Mock, CapField::MaxTokens),
+            (Anthropic, CapField::MaxTokens),
+            (Gemini, CapField::MaxTokens),
+        ] {
+            assert_eq!(kind.chat_cap_field(), want, "{kind}");
+        }
     }
 }

@@ -5,7 +5,14 @@
 //! of the upstream whose dialect is not OpenAI chat (`anthropic/`, `gemini/`). Pairs:
 //! OpenAI chat ⇄ Anthropic Messages, OpenAI chat → Gemini (and its responses back),
 //! Anthropic → Gemini by composing through OpenAI chat. When both sides speak the same
-//! dialect nothing is re-serialized: only the `model` value is spliced.
+//! dialect nothing is re-serialized: only the `model` value and the output cap are
+//! spliced.
+//!
+//! Every translated request carries exactly the [`OutputCap`] it is given, in the target
+//! dialect's field (OpenAI chat `max_completion_tokens` or `max_tokens` as the upstream
+//! wants, Anthropic `max_tokens`, Gemini `generationConfig.maxOutputTokens`), whatever
+//! cap the caller's body had: the data plane passes the cap its reservation was computed
+//! from, so the upstream can never generate more than was reserved.
 //!
 //! Dropped on the way (no meaning on the other side): OpenAI `logprobs`, `top_logprobs`,
 //! `logit_bias`, `presence_penalty`, `frequency_penalty`, `seed`, `n` (except Gemini's
@@ -14,12 +21,11 @@
 //! OpenAI.
 
 use crate::Dialect;
-use crate::head::{RequestHead, request_stream_usage, rewrite_model};
+use crate::head::{OutputCap, RequestHead, splice_request};
 use crate::{anthropic, gemini};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-pub use crate::anthropic::request::DEFAULT_ANTHROPIC_MAX_TOKENS;
 pub use crate::anthropic::response::anthropic_error_type;
 pub use crate::gemini::response::gemini_error_status;
 pub use crate::openai::response::openai_error_type;
@@ -52,9 +58,20 @@ fn to_bytes(v: &Value) -> Result<Bytes, TranslateError> {
 }
 
 /// Converts a chat request from the caller's dialect to the upstream's, with
-/// `upstream_model` in place (for Gemini the model goes in the URL, not the body). An
-/// OpenAI-dialect streaming target is asked for usage.
-pub fn chat_request(from: Dialect, to: Dialect, body: &Bytes, upstream_model: &str) -> Result<Bytes, TranslateError> {
+/// `upstream_model` in place (for Gemini the model goes in the URL, not the body) and
+/// exactly `cap` as its output cap (see the module docs). An OpenAI-dialect streaming
+/// target is asked for usage.
+///
+/// The same dialect is spliced ([`splice_request`]), never re-serialized; a Gemini body
+/// is returned as it is (no caller speaks Gemini to the gateway, and Gemini nests its cap
+/// where no splice reaches).
+pub fn chat_request(
+    from: Dialect,
+    to: Dialect,
+    body: &Bytes,
+    upstream_model: &str,
+    cap: OutputCap,
+) -> Result<Bytes, TranslateError> {
     use Dialect::*;
     if from == to {
         if from == Gemini {
@@ -62,23 +79,20 @@ pub fn chat_request(from: Dialect, to: Dialect, body: &Bytes, upstream_model: &s
             return Ok(body.clone());
         }
         let head = RequestHead::parse(body).map_err(|e| TranslateError::new(e.to_string()))?;
-        let spliced = rewrite_model(body, &head, upstream_model);
-        if from == OpenAiChat && head.stream {
-            // Every stream is metered: ask for the usage chunk (spliced, not re-serialized).
-            return Ok(request_stream_usage(&spliced, &head));
-        }
-        return Ok(spliced);
+        return Ok(splice_request(body, &head, from, upstream_model, cap));
     }
     let req = parse_object(body)?;
     let out = match (from, to) {
-        (OpenAiChat, AnthropicMessages) => anthropic::request::openai_to_anthropic_request(&req, upstream_model)?,
-        (AnthropicMessages, OpenAiChat) => anthropic::request::anthropic_to_openai_request(&req, upstream_model)?,
-        (OpenAiChat, Gemini) => gemini::request::openai_to_gemini_request(&req)?,
+        (OpenAiChat, AnthropicMessages) => {
+            anthropic::request::openai_to_anthropic_request(&req, upstream_model, cap.tokens)?
+        }
+        (AnthropicMessages, OpenAiChat) => anthropic::request::anthropic_to_openai_request(&req, upstream_model, cap)?,
+        (OpenAiChat, Gemini) => gemini::request::openai_to_gemini_request(&req, cap.tokens)?,
         (AnthropicMessages, Gemini) => {
-            let Value::Object(mid) = anthropic::request::anthropic_to_openai_request(&req, upstream_model)? else {
+            let Value::Object(mid) = anthropic::request::anthropic_to_openai_request(&req, upstream_model, cap)? else {
                 return Err(TranslateError::unsupported(from, to));
             };
-            let mut out = gemini::request::openai_to_gemini_request(&mid)?;
+            let mut out = gemini::request::openai_to_gemini_request(&mid, cap.tokens)?;
             // OpenAI chat has no top_k; Gemini does.
             if let Some(k) = req.get("top_k") {
                 out["generationConfig"]["topK"] = k.clone();

@@ -20,6 +20,7 @@ pub(crate) const SPEC: Spec = Spec {
     chat_dialect: Dialect::AnthropicMessages,
     default_base_url: Some("https://api.anthropic.com"),
     responses_and_embeddings: false,
+    chat_cap_field: crate::head::CapField::MaxTokens,
     build,
 };
 

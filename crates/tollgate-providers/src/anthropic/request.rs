@@ -1,14 +1,17 @@
 //! Anthropic requests: OpenAI chat → Messages for an Anthropic upstream, and Messages →
 //! OpenAI chat for an Anthropic caller served by an OpenAI-dialect upstream.
 
+use crate::head::OutputCap;
 use crate::translate::{TranslateError, data_url, messages_of, openai_text, truncate};
 use serde_json::{Map, Value, json};
 
-/// Output tokens asked of Anthropic when the caller set no cap (Anthropic requires one).
-pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u64 = 4096;
-
-/// OpenAI chat request → Anthropic Messages request for `model`.
-pub(crate) fn openai_to_anthropic_request(req: &Map<String, Value>, model: &str) -> Result<Value, TranslateError> {
+/// OpenAI chat request → Anthropic Messages request for `model`, capped at `max_tokens`
+/// (whatever the caller's body says: the cap is the data plane's).
+pub(crate) fn openai_to_anthropic_request(
+    req: &Map<String, Value>,
+    model: &str,
+    max_tokens: u64,
+) -> Result<Value, TranslateError> {
     let mut system: Vec<String> = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
     let mut push = |role: &str, blocks: Vec<Value>| {
@@ -72,11 +75,6 @@ pub(crate) fn openai_to_anthropic_request(req: &Map<String, Value>, model: &str)
         }
         _ => {}
     }
-    let max_tokens = req
-        .get("max_completion_tokens")
-        .or_else(|| req.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_ANTHROPIC_MAX_TOKENS);
     let mut out = json!({"model": model, "messages": messages, "max_tokens": max_tokens});
     let o = out.as_object_mut().ok_or_else(|| TranslateError::new("internal"))?;
     if !system.is_empty() {
@@ -186,8 +184,13 @@ fn user_blocks(content: &Value) -> Result<Vec<Value>, TranslateError> {
     }
 }
 
-/// Anthropic Messages request → OpenAI chat request for `model` (streams ask for usage).
-pub(crate) fn anthropic_to_openai_request(req: &Map<String, Value>, model: &str) -> Result<Value, TranslateError> {
+/// Anthropic Messages request → OpenAI chat request for `model` (streams ask for usage),
+/// capped at `cap` in the field the upstream wants.
+pub(crate) fn anthropic_to_openai_request(
+    req: &Map<String, Value>,
+    model: &str,
+    cap: OutputCap,
+) -> Result<Value, TranslateError> {
     let mut messages = Vec::new();
     match req.get("system") {
         Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
@@ -280,10 +283,9 @@ pub(crate) fn anthropic_to_openai_request(req: &Map<String, Value>, model: &str)
     }
     let mut out = json!({"model": model, "messages": messages});
     let o = out.as_object_mut().ok_or_else(|| TranslateError::new("internal"))?;
-    // `max_tokens` is deprecated at OpenAI and refused by its reasoning models.
-    if let Some(n) = req.get("max_tokens") {
-        o.insert("max_completion_tokens".into(), n.clone());
-    }
+    // `max_tokens` is deprecated at OpenAI and refused by its reasoning models; the
+    // upstream's kind says which field it reads.
+    o.insert(cap.chat_field.key().into(), json!(cap.tokens));
     for k in ["temperature", "top_p"] {
         if let Some(v) = req.get(k) {
             o.insert(k.into(), v.clone());

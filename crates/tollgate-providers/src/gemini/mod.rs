@@ -19,6 +19,7 @@ pub(crate) const SPEC: Spec = Spec {
     chat_dialect: Dialect::Gemini,
     default_base_url: Some("https://generativelanguage.googleapis.com"),
     responses_and_embeddings: false,
+    chat_cap_field: crate::head::CapField::MaxTokens,
     build,
 };
 

@@ -4,8 +4,12 @@
 use crate::translate::{TranslateError, data_url, messages_of, openai_text, truncate};
 use serde_json::{Map, Value, json};
 
-/// OpenAI chat request → Gemini `generateContent` body (the model goes in the URL).
-pub(crate) fn openai_to_gemini_request(req: &Map<String, Value>) -> Result<Value, TranslateError> {
+/// OpenAI chat request → Gemini `generateContent` body (the model goes in the URL),
+/// capped at `max_output_tokens` whatever the caller's body says.
+pub(crate) fn openai_to_gemini_request(
+    req: &Map<String, Value>,
+    max_output_tokens: u64,
+) -> Result<Value, TranslateError> {
     let mut contents: Vec<Value> = Vec::new();
     let mut system = Vec::new();
     // Gemini answers a function call by its name; OpenAI by the call's id.
@@ -81,9 +85,7 @@ pub(crate) fn openai_to_gemini_request(req: &Map<String, Value>) -> Result<Value
         out["systemInstruction"] = json!({"parts": system});
     }
     let mut cfg = Map::new();
-    if let Some(n) = req.get("max_completion_tokens").or_else(|| req.get("max_tokens")) {
-        cfg.insert("maxOutputTokens".into(), n.clone());
-    }
+    cfg.insert("maxOutputTokens".into(), json!(max_output_tokens));
     for (from, to) in [("temperature", "temperature"), ("top_p", "topP"), ("n", "candidateCount"), ("seed", "seed")] {
         if let Some(v) = req.get(from) {
             cfg.insert(to.into(), v.clone());
@@ -112,9 +114,7 @@ pub(crate) fn openai_to_gemini_request(req: &Map<String, Value>) -> Result<Value
             _ => {}
         }
     }
-    if !cfg.is_empty() {
-        out["generationConfig"] = Value::Object(cfg);
-    }
+    out["generationConfig"] = Value::Object(cfg);
     if let Some(tools) = req.get("tools").and_then(Value::as_array) {
         let decls: Vec<Value> = tools
             .iter()

@@ -14,7 +14,10 @@ use crate::registry::Spec;
 use crate::{Dialect, HttpClient, Provider, ProviderConfig, ProviderError};
 use std::sync::Arc;
 
-pub use crate::head::{HeadError, MAX_JSON_DEPTH, RequestHead, request_stream_usage, rewrite_model};
+pub use crate::head::{
+    CapField, CapSpan, HeadError, MAX_JSON_DEPTH, OutputCap, RequestHead, request_stream_usage, rewrite_model,
+    set_output_cap, splice_request,
+};
 pub use adapter::OpenAiProvider;
 pub use response::{extract_usage, usage_from_value};
 
@@ -23,12 +26,18 @@ pub(crate) const OPENAI: Spec = Spec {
     chat_dialect: Dialect::OpenAiChat,
     default_base_url: Some("https://api.openai.com/v1"),
     responses_and_embeddings: true,
+    chat_cap_field: CapField::MaxCompletionTokens,
     build,
 };
 
 /// A server speaking the OpenAI API at its own base URL (which must be configured).
-pub(crate) const COMPATIBLE: Spec =
-    Spec { chat_dialect: Dialect::OpenAiChat, default_base_url: None, responses_and_embeddings: true, build };
+pub(crate) const COMPATIBLE: Spec = Spec {
+    chat_dialect: Dialect::OpenAiChat,
+    default_base_url: None,
+    responses_and_embeddings: true,
+    chat_cap_field: CapField::MaxTokens,
+    build,
+};
 
 fn build(cfg: Arc<ProviderConfig>, client: &HttpClient) -> Result<Arc<dyn Provider>, ProviderError> {
     Ok(Arc::new(OpenAiProvider::new(cfg, client.clone())?))

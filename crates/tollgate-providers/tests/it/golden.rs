@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tollgate_providers::translate::{chat_request, chat_response};
-use tollgate_providers::{Dialect, SseFramer, StreamOptions, Usage, check_event, stream_adapter, usage_of};
+use tollgate_providers::openai::RequestHead;
+use tollgate_providers::{CapField, Dialect, OutputCap, SseFramer, StreamOptions, Usage, check_event, stream_adapter, usage_of};
 
 fn dir(pair: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(pair)
@@ -130,6 +131,13 @@ fn stream_all_ways(upstream: Dialect, caller: Dialect, input: &[u8], strip: bool
     whole
 }
 
+/// The cap a fixture is forwarded with: the caller's own, else 4096, so the expectations
+/// show the caller's requests as they were (the cap tests below change it).
+fn fixture_cap(body: &[u8]) -> OutputCap {
+    let tokens = RequestHead::parse(body).ok().and_then(|h| h.smallest_cap()).unwrap_or(4096);
+    OutputCap { tokens, chat_field: CapField::MaxCompletionTokens }
+}
+
 fn files(pair: &str, prefix: &str, suffix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir(pair))
         .unwrap()
@@ -145,7 +153,8 @@ fn golden(pair: &str, caller: Dialect, upstream: Dialect) -> BTreeMap<String, Va
     let same = caller == upstream;
     let mut usage = BTreeMap::new();
     for name in files(pair, "request", ".in.json") {
-        let out = chat_request(caller, upstream, &read(pair, &name), "upstream-model").unwrap();
+        let body = read(pair, &name);
+        let out = chat_request(caller, upstream, &body, "upstream-model", fixture_cap(&body)).unwrap();
         let out_name = name.replace(".in.", ".out.");
         // Same dialect: the exact bytes (nothing re-serialized); else the JSON value.
         let text = if same { String::from_utf8(out.to_vec()).unwrap() } else { pretty(&out) };
@@ -229,14 +238,14 @@ fn openai_same_dialect_is_spliced_and_forwarded_byte_for_byte() {
     // The spliced request differs from the caller's only in the model value and the
     // usage request a stream needs.
     let req = read("openai_passthrough", "request.in.json");
-    let out = chat_request(Dialect::OpenAiChat, Dialect::OpenAiChat, &req, "gpt-4o-mini").unwrap();
+    let out = chat_request(Dialect::OpenAiChat, Dialect::OpenAiChat, &req, "gpt-4o-mini", fixture_cap(&req)).unwrap();
     let want = String::from_utf8(req.to_vec()).unwrap().replacen("\"fast\"", "\"gpt-4o-mini\"", 1).replacen(
         '{',
-        "{\"stream_options\":{\"include_usage\":true},",
+        "{\"max_completion_tokens\":4096,\"stream_options\":{\"include_usage\":true},",
         1,
     );
     assert_eq!(String::from_utf8(out.to_vec()).unwrap(), want);
-    let unchanged = chat_request(Dialect::OpenAiChat, Dialect::OpenAiChat, &req, "fast").unwrap();
+    let unchanged = chat_request(Dialect::OpenAiChat, Dialect::OpenAiChat, &req, "fast", fixture_cap(&req)).unwrap();
     assert!(!unchanged.starts_with(b"{\"model\""), "the usage request is added even when the model is unchanged");
 }
 
@@ -259,4 +268,80 @@ fn responses_pass_through_with_usage_from_response_completed() {
 fn embeddings_pass_through_with_usage() {
     let usage = golden("embeddings_passthrough", Dialect::OpenAiEmbeddings, Dialect::OpenAiEmbeddings);
     assert_eq!(tokens(&usage, "response.in.json"), (8, 0, 0, 0, 0));
+}
+
+/// The output caps a forwarded body carries, wherever its dialect keeps them.
+fn caps(to: Dialect, out: &[u8]) -> Vec<(&'static str, Value)> {
+    let v: Value = serde_json::from_slice(out).unwrap();
+    if to == Dialect::Gemini {
+        assert!(v.get("max_tokens").is_none() && v.get("max_completion_tokens").is_none());
+        return vec![("generationConfig.maxOutputTokens", v["generationConfig"]["maxOutputTokens"].clone())];
+    }
+    ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .into_iter()
+        .filter_map(|k| v.get(k).map(|x| (k, x.clone())))
+        .collect()
+}
+
+#[test]
+fn every_forwarded_request_carries_exactly_the_cap_given_in_its_dialects_field() {
+    use Dialect::*;
+    let fixtures = [
+        ("openai_to_anthropic", OpenAiChat, AnthropicMessages),
+        ("openai_to_gemini", OpenAiChat, Gemini),
+        ("anthropic_to_openai", AnthropicMessages, OpenAiChat),
+        ("anthropic_to_gemini", AnthropicMessages, Gemini),
+        ("openai_passthrough", OpenAiChat, OpenAiChat),
+        ("anthropic_passthrough", AnthropicMessages, AnthropicMessages),
+        ("responses_passthrough", OpenAiResponses, OpenAiResponses),
+    ];
+    let no_cap = |from: Dialect| -> Bytes {
+        let text = match from {
+            AnthropicMessages => r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#,
+            OpenAiResponses => r#"{"model":"fast","input":"hi"}"#,
+            _ => r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#,
+        };
+        Bytes::from_static(text.as_bytes())
+    };
+    for (pair, from, to) in fixtures {
+        for body in [read(pair, "request.in.json"), no_cap(from)] {
+            let caller_cap = RequestHead::parse(&body).ok().and_then(|h| h.smallest_cap());
+            // Below the caller's cap, above it, and with none given.
+            for tokens in [1, 77, 100_000] {
+                for chat_field in [CapField::MaxCompletionTokens, CapField::MaxTokens] {
+                    let cap = OutputCap { tokens, chat_field };
+                    let out = chat_request(from, to, &body, "upstream-model", cap).unwrap();
+                    let got = caps(to, &out);
+                    let want_key = match to {
+                        Gemini => "generationConfig.maxOutputTokens",
+                        AnthropicMessages => "max_tokens",
+                        OpenAiResponses => "max_output_tokens",
+                        _ => chat_field.key(),
+                    };
+                    assert!(!got.is_empty(), "{pair} {caller_cap:?} -> {tokens}: no cap in {out:?}");
+                    assert!(
+                        got.iter().all(|(_, v)| *v == json!(tokens)),
+                        "{pair} {caller_cap:?} -> {tokens}: every cap is the one given: {got:?}"
+                    );
+                    if caller_cap.is_none() || from != to {
+                        assert_eq!(got, [(want_key, json!(tokens))], "{pair}: the dialect's own field");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_same_dialect_cap_changes_only_the_cap_bytes() {
+    let req = read("anthropic_passthrough", "request.in.json");
+    let head = RequestHead::parse(&req).unwrap();
+    let caller = head.smallest_cap().unwrap();
+    let cap = OutputCap { tokens: caller - 1, chat_field: CapField::MaxTokens };
+    let out = chat_request(Dialect::AnthropicMessages, Dialect::AnthropicMessages, &req, "claude-fast", cap).unwrap();
+    let span = head.cap_fields[0].span.clone();
+    let digits = (caller - 1).to_string();
+    assert_eq!(&out[..span.start], &req[..span.start]);
+    assert_eq!(&out[span.start..span.start + digits.len()], digits.as_bytes());
+    assert_eq!(&out[span.start + digits.len()..], &req[span.end..]);
 }

@@ -5,7 +5,9 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use serde_json::Value;
 use tollgate_providers::translate::{chat_request, chat_response, error_body};
-use tollgate_providers::{Dialect, StreamOptions, stream_adapter};
+use tollgate_providers::{CapField, Dialect, OutputCap, StreamOptions, stream_adapter};
+
+const CAP: OutputCap = OutputCap { tokens: 256, chat_field: CapField::MaxCompletionTokens };
 
 const TARGETS: [(Dialect, Dialect); 4] = [
     (Dialect::OpenAiChat, Dialect::AnthropicMessages),
@@ -15,7 +17,7 @@ const TARGETS: [(Dialect, Dialect); 4] = [
 ];
 
 fn refused(from: Dialect, to: Dialect, body: &[u8]) -> String {
-    match chat_request(from, to, &Bytes::copy_from_slice(body), "m") {
+    match chat_request(from, to, &Bytes::copy_from_slice(body), "m", CAP) {
         Ok(out) => {
             panic!("{from:?}->{to:?} accepted {}: {}", String::from_utf8_lossy(body), String::from_utf8_lossy(&out))
         }
@@ -108,13 +110,13 @@ fn deep_nesting_and_huge_strings_are_handled_without_a_crash() {
     }
     let huge = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#, "é".repeat(2 << 20));
     for to in [Dialect::AnthropicMessages, Dialect::Gemini] {
-        let out = chat_request(Dialect::OpenAiChat, to, &Bytes::from(huge.clone()), "m").unwrap();
+        let out = chat_request(Dialect::OpenAiChat, to, &Bytes::from(huge.clone()), "m", CAP).unwrap();
         assert!(out.len() > 4 << 20, "{to:?}: the text is kept whole");
     }
     // A model name that needs escaping stays valid JSON in every target.
     let body = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#;
     let out =
-        chat_request(Dialect::AnthropicMessages, Dialect::OpenAiChat, &Bytes::from_static(body), "a\"b\\c").unwrap();
+        chat_request(Dialect::AnthropicMessages, Dialect::OpenAiChat, &Bytes::from_static(body), "a\"b\\c", CAP).unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["model"], "a\"b\\c");
 }
@@ -149,7 +151,7 @@ fn unsupported_pairs_are_refused_not_served_wrongly() {
         (Dialect::OpenAiEmbeddings, Dialect::Gemini),
         (Dialect::Gemini, Dialect::OpenAiChat),
     ] {
-        assert!(chat_request(from, to, &body, "m").is_err(), "{from:?}->{to:?}");
+        assert!(chat_request(from, to, &body, "m", CAP).is_err(), "{from:?}->{to:?}");
     }
     let opts = || StreamOptions { public_model: "m".into(), strip_usage_chunk: false };
     assert!(stream_adapter(Dialect::OpenAiResponses, Dialect::AnthropicMessages, opts()).is_err());
