@@ -1,11 +1,12 @@
 //! What counting tokens costs when an upstream reports no usage: tiktoken on a short and
 //! a long prompt, the character estimate, and a whole chat body through
-//! `estimate_prompt_tokens`. Run with `cargo bench -p tollgate-metering --bench tokens`.
+//! `estimate_prompt_tokens`, and the prompt bound budgets reserve from
+//! (`prompt_token_bound`) on a ~1 KB and a ~100 KB chat body. Run with `cargo bench -p tollgate-metering --bench tokens`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use tollgate_metering::tokens::{count_tokens, estimate_prompt_tokens, warm};
+use tollgate_metering::tokens::{PartMaxTokens, count_tokens, estimate_prompt_tokens, prompt_token_bound, warm};
 
 const PARAGRAPH: &str = "The gateway counts what passed with the model's tokenizer when the \
     upstream reports no usage, so a request is never charged zero because usage was missing. ";
@@ -46,6 +47,17 @@ fn bench(c: &mut Criterion) {
     c.bench_function("estimate_prompt_tokens/claude/60KB-body", |b| {
         b.iter(|| estimate_prompt_tokens("claude-sonnet-4-5", black_box(&big_body)))
     });
+    let parts = PartMaxTokens::default();
+    let body_1k = chat_body(4);
+    let body_100k = chat_body(670);
+    eprintln!("prompt_token_bound bodies: {} and {} bytes", body_1k.len(), body_100k.len());
+    for (name, body) in [("1KB", &body_1k), ("100KB", &body_100k)] {
+        for model in ["gpt-4o", "claude-sonnet-4-5"] {
+            c.bench_function(&format!("prompt_token_bound/{model}/{name}-body"), |b| {
+                b.iter(|| prompt_token_bound(model, black_box(body), &parts).unwrap())
+            });
+        }
+    }
 }
 
 criterion_group!(benches, bench);

@@ -1,5 +1,6 @@
-//! The default price catalog: list prices of current popular models, shipped in the
-//! repository as a versioned data file (`data/prices.json`) and compiled into the binary.
+//! The default price catalog: list prices of current popular models and the most output
+//! tokens each may generate, shipped in the repository as a versioned data file
+//! (`data/prices.json`) and compiled into the binary.
 //!
 //! The control plane uses it when a model is created without explicit prices, and
 //! records `catalog:<version>` as where the price came from; an operator overrides any
@@ -45,6 +46,9 @@ pub enum CatalogError {
         #[source]
         source: MoneyError,
     },
+    /// A `max_output` is zero.
+    #[error("price catalog: {0}.max_output must be a positive number of tokens")]
+    MaxOutput(String),
     /// Two models claim the same name or alias.
     #[error("price catalog: {0:?} names more than one model")]
     Duplicate(String),
@@ -65,6 +69,9 @@ pub struct CatalogEntry {
     pub provider: String,
     /// Its prices.
     pub pricing: Pricing,
+    /// The most output tokens (reasoning included) one request may generate, as its
+    /// provider documents it; `None` when the catalog does not say (embeddings).
+    pub max_output: Option<u64>,
 }
 
 /// A parsed price catalog.
@@ -105,6 +112,8 @@ struct RawEntry {
     cache_write: Option<String>,
     #[serde(default)]
     aliases: Vec<String>,
+    #[serde(default)]
+    max_output: Option<u64>,
 }
 
 fn price(model: &str, field: &'static str, text: &str) -> Result<Money, CatalogError> {
@@ -170,7 +179,10 @@ impl PriceCatalog {
                     return Err(CatalogError::Duplicate(name.clone()));
                 }
             }
-            entries.insert(model.clone(), CatalogEntry { model, provider: e.provider, pricing });
+            if e.max_output == Some(0) {
+                return Err(CatalogError::MaxOutput(model));
+            }
+            entries.insert(model.clone(), CatalogEntry { model, provider: e.provider, pricing, max_output: e.max_output });
         }
         Ok(PriceCatalog { version: raw.version, entries, index })
     }
@@ -201,6 +213,13 @@ impl PriceCatalog {
             self.index.get(&norm)
         })?;
         self.entries.get(key)
+    }
+
+    /// The most output tokens `model` may generate in one request, found as
+    /// [`lookup`](Self::lookup) finds prices (exact name, then normalized); `None` for a
+    /// model the catalog does not list or gives no limit for.
+    pub fn max_output_tokens(&self, model: &str) -> Option<u64> {
+        self.lookup(model).and_then(|e| e.max_output)
     }
 
     /// Every entry, by model name.
@@ -256,6 +275,33 @@ mod tests {
             assert_eq!(e.pricing.output_per_mtok, usd(v["output"].as_str().unwrap()), "{name}");
             assert_eq!(e.pricing.cached_input_per_mtok, v["cached_input"].as_str().map(usd), "{name}");
             assert_eq!(e.pricing.cache_write_per_mtok, v["cache_write"].as_str().map(usd), "{name}");
+        }
+    }
+
+    #[test]
+    fn output_limits_are_the_providers_published_ones_found_like_prices() {
+        let c = PriceCatalog::builtin().unwrap();
+        for (model, want) in [
+            ("gpt-4o", Some(16384)),
+            ("gpt-4o-2024-08-06", Some(16384)),
+            ("gpt-4o-2024-05-13", Some(4096)),
+            ("openai/gpt-4o-mini", Some(16384)),
+            ("gpt-4.1", Some(32768)),
+            ("o3", Some(100_000)),
+            ("o4-mini-2025-04-16", Some(100_000)),
+            ("claude-sonnet-4-20250514", Some(64000)),
+            ("claude-opus-4", Some(32000)),
+            ("claude-3-5-haiku-latest", Some(8192)),
+            ("models/gemini-2.5-pro", Some(65536)),
+            ("gemini-2.5-flash", Some(65536)),
+            ("text-embedding-3-small", None),
+            ("my-finetune", None),
+        ] {
+            assert_eq!(c.max_output_tokens(model), want, "{model}");
+        }
+        // Every chat model the catalog prices has a limit; only embeddings have none.
+        for e in c.entries() {
+            assert_eq!(e.max_output.is_none(), e.model.starts_with("text-embedding"), "{}", e.model);
         }
     }
 
@@ -340,6 +386,10 @@ mod tests {
                 "m.cached_input",
             ),
             (file(r#""m": {"provider": "p", "input": "1", "output": "x"}"#), "m.output"),
+            (file(r#""m": {"provider": "p", "input": "1", "output": "2", "max_output": 0}"#), "m.max_output"),
+            (file(r#""m": {"provider": "p", "input": "1", "output": "2", "max_output": -5}"#), "not valid"),
+            (file(r#""m": {"provider": "p", "input": "1", "output": "2", "max_output": "8192"}"#), "not valid"),
+            (file(r#""m": {"provider": "p", "input": "1", "output": "2", "max_output": 1.5}"#), "not valid"),
             (file(r#""m": {"provider": "p", "input": "1", "output": "2", "cheap": true}"#), "not valid"),
             (
                 file(

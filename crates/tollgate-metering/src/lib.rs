@@ -7,7 +7,8 @@
 //! - [`PriceCatalog`], the default list prices shipped in `data/prices.json` (versioned,
 //!   compiled in, parsed exactly);
 //! - [`tokens`]: counting tokens with the model's tokenizer when an upstream reports no
-//!   usage, and estimating a request body's prompt;
+//!   usage, estimating a request body's prompt, and bounding it from above for budget
+//!   reservations ([`prompt_token_bound`]);
 //! - [`LedgerEntry`], one row per request, with a stable snake_case JSON form;
 //! - the [`LedgerSink`] trait, the I/O seam a store, a control-plane client or an
 //!   analytics exporter implements elsewhere, plus [`MemorySink`] for tests and embedding;
@@ -61,5 +62,6 @@ pub use journal::{FsyncPolicy, FsyncPolicyError, Intent, JournalRecovery};
 pub use pricing::{PriceTable, Pricing};
 pub use sink::{LedgerSink, MemorySink, SinkFuture};
 pub use spool::{DEFAULT_COMPACT_BYTES, Spool, SpoolBatch, SpoolRecovery, rejected_entries};
+pub use tokens::{PartKind, PartMaxTokens, PromptBoundError, prompt_token_bound};
 pub use tollgate_providers::Usage;
 pub use writer::{LedgerConfig, LedgerStats, LedgerWriter};
