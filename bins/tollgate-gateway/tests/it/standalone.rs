@@ -52,6 +52,9 @@ pub(crate) struct Gateway {
     pub(crate) dir: std::path::PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// A `--control-plane` replica (see [`gateways_on_redis`]): `admin` and `grpc` are
+    /// its control plane's, and it is ready when its data plane's `/readyz` says so.
+    replica: bool,
 }
 
 impl Gateway {
@@ -102,6 +105,42 @@ impl Gateway {
             dir,
             args,
             env,
+            replica: false,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    /// Starts a data-plane replica fed by `control`'s embedded control plane over Watch
+    /// (`--control-plane`), with its own data dir and the extra arguments and
+    /// environment. Its `admin` and `grpc` are `control`'s, so management calls made on
+    /// either reach the same control plane.
+    pub(crate) async fn start_replica(control: &Gateway, extra_args: &[&str], extra_env: &[(&str, &str)]) -> Gateway {
+        let dir = temp_dir("replica");
+        let data = format!("127.0.0.1:{}", free_port());
+        let dir_s = dir.to_string_lossy().into_owned();
+        let args: Vec<String> =
+            [&["--control-plane", control.grpc.as_str(), "--data-dir", &dir_s, "--listen", &data][..], extra_args]
+                .concat()
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect();
+        let env: Vec<(String, String)> =
+            [&[("TOLLGATE_CONTROL_PLANE_TOKEN", ADMIN), ("TOLLGATE_MAX_BODY_BYTES", "65536")], extra_env]
+                .concat()
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+        let proc = Self::spawn(&args, &env);
+        let mut gw = Gateway {
+            proc,
+            data: format!("http://{data}"),
+            admin: control.admin.clone(),
+            grpc: control.grpc.clone(),
+            dir,
+            args,
+            env,
+            replica: true,
         };
         gw.wait_ready().await;
         gw
@@ -115,6 +154,10 @@ impl Gateway {
     }
 
     async fn wait_ready(&mut self) {
+        if self.replica {
+            wait_ready(&mut self.proc, &format!("{}/readyz", self.data), Duration::from_secs(30)).await;
+            return;
+        }
         wait_ready(&mut self.proc, &format!("{}/healthz", self.data), Duration::from_secs(30)).await;
         wait_ready(&mut self.proc, &format!("{}/healthz", self.admin), Duration::from_secs(30)).await;
     }
@@ -216,6 +259,55 @@ impl Gateway {
         })
         .await;
     }
+}
+
+/// The Redis the shared-counter tests use: `TOLLGATE_TEST_REDIS_URL`, or `None` (and the
+/// test says it is skipped) when unset.
+pub(crate) fn test_redis_url() -> Option<String> {
+    let url = std::env::var("TOLLGATE_TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        #[allow(clippy::print_stdout)] // says why this test did nothing
+        {
+            println!("skipped: TOLLGATE_TEST_REDIS_URL is not set");
+        }
+    }
+    url
+}
+
+/// A Redis key prefix no other test (in this run, a parallel one or an earlier one) uses,
+/// so counters never leak between tests.
+pub(crate) fn unique_redis_prefix() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("tg-test-{}-{n}-{nanos}:", std::process::id())
+}
+
+/// `n` (at least 1) gateways sharing budget and rate-limit counters in one Redis
+/// (`TOLLGATE_TEST_REDIS_URL`) under a key prefix unique to this call: the first is a
+/// standalone gateway on `backend` (its embedded control plane serves the management
+/// REST API and feeds the others), the rest are `--control-plane` replicas of it. Every
+/// one gets `extra_env`. A key, budget or model made through any of them reaches all
+/// (wait for it on each: [`Gateway::wait_key_live`]). `None`, said so, when the variable
+/// is unset.
+pub(crate) async fn gateways_on_redis(n: usize, backend: Backend, extra_env: &[(&str, &str)]) -> Option<Vec<Gateway>> {
+    let redis = test_redis_url()?;
+    let prefix = unique_redis_prefix();
+    let mut env: Vec<(&str, &str)> =
+        vec![("TOLLGATE_REDIS_URL", redis.as_str()), ("TOLLGATE_REDIS_KEY_PREFIX", prefix.as_str())];
+    env.extend_from_slice(extra_env);
+    let first = Gateway::start_on(backend, &env).await;
+    let replicas = (1..n.max(1)).map(|_| Gateway::start_replica(&first, &[], &env));
+    let replicas = futures_util::future::join_all(replicas).await;
+    Some(std::iter::once(first).chain(replicas).collect())
+}
+
+/// Two gateways on one Redis: [`gateways_on_redis`] with `n = 2`.
+pub(crate) async fn two_gateways_on_redis(backend: Backend, extra_env: &[(&str, &str)]) -> Option<(Gateway, Gateway)> {
+    let mut gws = gateways_on_redis(2, backend, extra_env).await?;
+    let second = gws.pop()?;
+    let first = gws.pop()?;
+    Some((first, second))
 }
 
 pub(crate) fn hello() -> Value {
