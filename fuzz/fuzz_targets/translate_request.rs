@@ -33,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((sel, body)) = split_selector(data) else { return };
     let (from, to) = PAIRS[usize::from(sel) % PAIRS.len()];
     let body = Bytes::copy_from_slice(body);
-    let Ok(out) = chat_request(from, to, &body, UPSTREAM_MODEL, OutputCap { tokens: 100, chat_field: CapField::MaxTokens }) else { return };
+    let Ok(out) =
+        chat_request(from, to, &body, UPSTREAM_MODEL, OutputCap { tokens: 100, chat_field: CapField::MaxTokens })
+    else {
+        return;
+    };
     assert_json("chat_request", &out);
     if to == Gemini {
         return;

@@ -1,7 +1,9 @@
 //! What counting tokens costs when an upstream reports no usage: tiktoken on a short and
 //! a long prompt, the character estimate, and a whole chat body through
 //! `estimate_prompt_tokens`, and the prompt bound budgets reserve from
-//! (`prompt_token_bound`) on a ~1 KB and a ~100 KB chat body. Run with `cargo bench -p tollgate-metering --bench tokens`.
+//! (`prompt_token_bound`) on a ~1 KB and a ~100 KB chat body (on the shared 2-core dev
+//! host, 2026-12-08: gpt-4o 85 µs and 10.1 ms, tiktoken-bound like the estimate; Claude,
+//! bytes only, 4.9 µs and 170 µs). Run with `cargo bench -p tollgate-metering --bench tokens`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};

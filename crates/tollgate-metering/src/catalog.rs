@@ -182,7 +182,8 @@ impl PriceCatalog {
             if e.max_output == Some(0) {
                 return Err(CatalogError::MaxOutput(model));
             }
-            entries.insert(model.clone(), CatalogEntry { model, provider: e.provider, pricing, max_output: e.max_output });
+            entries
+                .insert(model.clone(), CatalogEntry { model, provider: e.provider, pricing, max_output: e.max_output });
         }
         Ok(PriceCatalog { version: raw.version, entries, index })
     }

@@ -172,7 +172,6 @@ pub fn estimate_prompt_tokens(model: &str, body: &[u8]) -> u64 {
     (count_tokens(model, &text) + framing + images * TOKENS_PER_IMAGE).max(1)
 }
 
-
 /// The most prompt tokens one multimodal part of each kind may cost for a model (from
 /// the model's configuration). A kind whose maximum is `None` is refused, so a request
 /// can never cost more than its reservation.
@@ -439,8 +438,8 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         // Text read before the map turns out to be a part is taken back.
         let before = self.0.tokens;
-        let in_tool_calls = self.0.path.len() >= 2
-            && matches!(&self.0.path[self.0.path.len() - 2], Seg::Key(k) if k == "tool_calls");
+        let in_tool_calls =
+            self.0.path.len() >= 2 && matches!(&self.0.path[self.0.path.len() - 2], Seg::Key(k) if k == "tool_calls");
         let mut call = in_tool_calls;
         let mut kind: Option<PartKind> = None;
         let mut by_type: Option<PartKind> = None;
@@ -897,7 +896,8 @@ mod tests {
         ];
         for (model, with, without) in cases {
             let (a, b) = (bound(model, with), empty(model, without));
-            let want = if tokenizer_for(model) == Tokenizer::Estimate { text.len() as u64 } else { count_tokens(model, text) };
+            let want =
+                if tokenizer_for(model) == Tokenizer::Estimate { text.len() as u64 } else { count_tokens(model, text) };
             assert!(a >= b + want, "{model}: {with} -> {a}, without the text {b}, text alone {want}");
         }
         // Token ids are one token each.
@@ -913,7 +913,9 @@ mod tests {
         let json_tokens = count_tokens("gpt-4o", schema_json);
         assert!(bound("gpt-4o", tools) >= bound("gpt-4o", plain) + json_tokens + 16);
         // Anthropic's tool-use system prompt.
-        assert!(bound("claude-sonnet-4-5", tools) >= bound("claude-sonnet-4-5", plain) + schema_json.len() as u64 + 530);
+        assert!(
+            bound("claude-sonnet-4-5", tools) >= bound("claude-sonnet-4-5", plain) + schema_json.len() as u64 + 530
+        );
         let format = r#"{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}}}"#;
         assert!(bound("gpt-4o", format) > bound("gpt-4o", plain) + 10);
     }
@@ -921,7 +923,9 @@ mod tests {
     #[test]
     fn each_multimodal_part_adds_its_kinds_maximum() {
         let text_only = bound("gpt-4o", r#"{"messages":[{"role":"user","content":[{"type":"text","text":"look"}]}]}"#);
-        let with = |part: &str| format!(r#"{{"messages":[{{"role":"user","content":[{{"type":"text","text":"look"}},{part}]}}]}}"#);
+        let with = |part: &str| {
+            format!(r#"{{"messages":[{{"role":"user","content":[{{"type":"text","text":"look"}},{part}]}}]}}"#)
+        };
         let base64 = "QUFB".repeat(5000);
         for (part, max) in [
             (format!(r#"{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{base64}"}}}}"#), 1000),
@@ -929,7 +933,12 @@ mod tests {
             (format!(r#"{{"type":"file","file":{{"file_data":"data:application/pdf;base64,{base64}"}}}}"#), 5000),
             (r#"{"type":"input_image","image_url":"https://x/y.png"}"#.to_owned(), 1000),
             (r#"{"type":"input_file","file_id":"file-1"}"#.to_owned(), 5000),
-            (format!(r#"{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{base64}"}}}}"#), 1000),
+            (
+                format!(
+                    r#"{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{base64}"}}}}"#
+                ),
+                1000,
+            ),
             (r#"{"type":"document","source":{"type":"text","data":"a long text document"}}"#.to_owned(), 5000),
             (format!(r#"{{"inline_data":{{"mime_type":"image/jpeg","data":"{base64}"}}}}"#), 1000),
             (format!(r#"{{"inlineData":{{"mimeType":"audio/mp3","data":"{base64}"}}}}"#), 2000),
@@ -967,7 +976,8 @@ mod tests {
             assert!(message.contains(kind.as_str()) && message.contains(path), "{message}");
         }
         // An image is fine: its kind has a maximum.
-        let image = r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x"}}]}]}"#;
+        let image =
+            r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x"}}]}]}"#;
         assert!(prompt_token_bound("gpt-4o", image.as_bytes(), &none).is_ok());
         for bad in [&b"[1]"[..], b"not json", b"\xff"] {
             assert_eq!(prompt_token_bound("gpt-4o", bad, &none), Err(PromptBoundError::NotAnObject));

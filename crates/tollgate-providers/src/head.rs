@@ -205,6 +205,12 @@ struct StreamOptions {
 }
 
 impl RequestHead {
+    /// The smallest output cap among the caller's cap fields (a caller may send both
+    /// `max_tokens` and `max_completion_tokens`), if any is given.
+    pub fn smallest_cap(&self) -> Option<u64> {
+        self.cap_fields.iter().filter_map(|c| c.value).min()
+    }
+
     /// Parses the head of an OpenAI-dialect body. The whole body is validated as JSON,
     /// nested at most [`MAX_JSON_DEPTH`] deep, but only these fields are materialized.
     pub fn parse(body: &[u8]) -> Result<RequestHead, HeadError> {
@@ -255,14 +261,6 @@ impl RequestHead {
             has_stream_options: raw.stream_options.is_some(),
             include_usage: raw.stream_options.flatten().and_then(|o| o.include_usage).unwrap_or(false),
         })
-    }
-}
-
-impl RequestHead {
-    /// The smallest output cap among the caller's cap fields (a caller may send both
-    /// `max_tokens` and `max_completion_tokens`), if any is given.
-    pub fn smallest_cap(&self) -> Option<u64> {
-        self.cap_fields.iter().filter_map(|c| c.value).min()
     }
 }
 
@@ -343,7 +341,13 @@ pub fn set_output_cap(body: &Bytes, head: &RequestHead, dialect: Dialect, cap: O
 /// [`request_stream_usage`]. Nothing else is touched and nothing is re-serialized
 /// (except in the rare case `request_stream_usage` documents); the caller's body itself is
 /// returned when nothing needs to change.
-pub fn splice_request(body: &Bytes, head: &RequestHead, dialect: Dialect, upstream_model: &str, cap: OutputCap) -> Bytes {
+pub fn splice_request(
+    body: &Bytes,
+    head: &RequestHead,
+    dialect: Dialect,
+    upstream_model: &str,
+    cap: OutputCap,
+) -> Bytes {
     let mut edits = cap_edits(body, head, dialect, cap);
     edits.extend(model_edit(head, upstream_model));
     let wants_usage = dialect == Dialect::OpenAiChat && head.stream && !head.include_usage;
@@ -597,9 +601,8 @@ mod tests {
         let again = RequestHead::parse(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
         assert_eq!((again.model.as_str(), again.smallest_cap(), again.include_usage), ("g", Some(7), true));
         // stream_options without include_usage: still one cap, the new model, usage asked.
-        let partial = Bytes::from_static(
-            br#"{"model":"fast","max_completion_tokens":9,"stream":true,"stream_options":{"x":1}}"#,
-        );
+        let partial =
+            Bytes::from_static(br#"{"model":"fast","max_completion_tokens":9,"stream":true,"stream_options":{"x":1}}"#);
         let head = RequestHead::parse(&partial).unwrap();
         let out = splice_request(&partial, &head, Dialect::OpenAiChat, "g", cap(3, CapField::MaxTokens));
         let again = RequestHead::parse(&out).unwrap();

@@ -15,11 +15,7 @@ struct Msg {
 }
 
 fn bpe(model: &str) -> &'static tiktoken_rs::CoreBPE {
-    if model.starts_with("gpt-4o") {
-        tiktoken_rs::o200k_base_singleton()
-    } else {
-        tiktoken_rs::cl100k_base_singleton()
-    }
+    if model.starts_with("gpt-4o") { tiktoken_rs::o200k_base_singleton() } else { tiktoken_rs::cl100k_base_singleton() }
 }
 
 /// What the model is billed for: the conversation rendered in ChatML, special tokens one

@@ -12,14 +12,13 @@ pub use adapter::AZURE_API_VERSION;
 pub(crate) use adapter::AzureProvider;
 
 /// Azure OpenAI deployments (the base URL is the resource's, so it must be configured).
-pub(crate) const SPEC: Spec =
-    Spec {
-        chat_dialect: Dialect::OpenAiChat,
-        default_base_url: None,
-        responses_and_embeddings: true,
-        chat_cap_field: crate::head::CapField::MaxCompletionTokens,
-        build,
-    };
+pub(crate) const SPEC: Spec = Spec {
+    chat_dialect: Dialect::OpenAiChat,
+    default_base_url: None,
+    responses_and_embeddings: true,
+    chat_cap_field: crate::head::CapField::MaxCompletionTokens,
+    build,
+};
 
 fn build(cfg: Arc<ProviderConfig>, client: &HttpClient) -> Result<Arc<dyn Provider>, ProviderError> {
     Ok(Arc::new(AzureProvider::new(cfg, client.clone())?))

@@ -14,9 +14,11 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tollgate_providers::translate::{chat_request, chat_response};
 use tollgate_providers::openai::RequestHead;
-use tollgate_providers::{CapField, Dialect, OutputCap, SseFramer, StreamOptions, Usage, check_event, stream_adapter, usage_of};
+use tollgate_providers::translate::{chat_request, chat_response};
+use tollgate_providers::{
+    CapField, Dialect, OutputCap, SseFramer, StreamOptions, Usage, check_event, stream_adapter, usage_of,
+};
 
 fn dir(pair: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(pair)

@@ -115,8 +115,8 @@ fn deep_nesting_and_huge_strings_are_handled_without_a_crash() {
     }
     // A model name that needs escaping stays valid JSON in every target.
     let body = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#;
-    let out =
-        chat_request(Dialect::AnthropicMessages, Dialect::OpenAiChat, &Bytes::from_static(body), "a\"b\\c", CAP).unwrap();
+    let out = chat_request(Dialect::AnthropicMessages, Dialect::OpenAiChat, &Bytes::from_static(body), "a\"b\\c", CAP)
+        .unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["model"], "a\"b\\c");
 }
