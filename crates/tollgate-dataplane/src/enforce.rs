@@ -9,14 +9,15 @@
 
 use crate::ApiError;
 use crate::alerts::Alerts;
+use crate::metrics::Metrics;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
-use tollgate_budgets::{Amount, Budget, Budgets, Limit, Permit, RateLimiter, RateLimits, Reservation};
-use tollgate_core::{Money, Timestamp};
+use tollgate_budgets::{Amount, Budget, Budgets, Clamped, Limit, Permit, RateLimiter, RateLimits, Reservation};
+use tollgate_core::{Money, OnBreach, Timestamp};
 use tollgate_metering::{Pricing, Usage, UsageSource};
 
-/// Output tokens assumed for reservations when neither the request nor the model
-/// configuration caps them.
+/// The output cap forwarded (and reserved for) when neither the request, the model's
+/// configuration nor the price catalog gives one.
 pub(crate) const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
 
 /// The counters every request goes through; memory or Redis underneath.
@@ -31,20 +32,35 @@ pub(crate) struct Enforcement {
 pub(crate) struct Ask<'a> {
     pub(crate) key_id: &'a str,
     pub(crate) key_limits: RateLimits,
-    /// The provider credential's rate-limit counter key (see the snapshot).
+    /// The budgets that apply to the key.
     pub(crate) budgets: &'a [Arc<Budget>],
     pub(crate) pricing: Option<Pricing>,
-    /// Size of the request body in bytes.
-    pub(crate) body_len: usize,
-    /// The most output tokens the request may generate.
+    /// An upper bound of the prompt's tokens, the budget reservation's input side.
+    pub(crate) input_bound: u64,
+    /// The prompt's estimated tokens, what each rate limit is first charged (and
+    /// settled to the actual count later).
+    pub(crate) rate_estimate: u64,
+    /// The output cap forwarded upstream: the most output tokens the request may
+    /// generate (0 for embeddings).
     pub(crate) max_output_tokens: u64,
     pub(crate) now: Timestamp,
+}
+
+/// A budget reservation, what it holds and the lowered cap, if any.
+struct Held {
+    reservation: Reservation,
+    reserved: Amount,
+    clamped: Option<Clamped>,
 }
 
 /// A request that passed rate limits and holds its budget reservation. Dropping it
 /// without [`Admitted::settle`] releases both.
 pub(crate) struct Admitted {
     reservation: Option<Reservation>,
+    /// What the reservation holds (zero without one).
+    reserved: Amount,
+    /// Set when a `clamp` budget lowered the output cap.
+    clamped: Option<Clamped>,
     key_permit: Permit,
     /// The permit of the provider credential tried last, and its counter key: taken per
     /// attempt ([`Enforcement::acquire_provider`]), so a fallback counts against the
@@ -54,15 +70,6 @@ pub(crate) struct Admitted {
     input_estimate: u64,
     pricing: Option<Pricing>,
     alerts: Alerts,
-}
-
-/// An upper bound of a prompt's tokens from its body size. Byte-level BPE tokenizers
-/// never produce more tokens than bytes of text, and the JSON framing around the text
-/// outweighs the few tokens chat templates add per message, so the body length bounds
-/// the prompt for text input. The reservation made from it is released down to the
-/// actual usage at commit.
-pub(crate) fn input_token_bound(body_len: usize) -> u64 {
-    body_len as u64
 }
 
 /// The usage to charge for an answer — never zero because the upstream said nothing or
@@ -96,35 +103,87 @@ pub(crate) fn estimate_tokens(bytes: u64) -> u64 {
 }
 
 impl Enforcement {
-    /// Rate limits, then the all-scope budget reservation.
-    pub(crate) async fn admit(&self, ask: Ask<'_>) -> Result<Admitted, ApiError> {
-        // Rate limits count the prompt now and are settled with the actual total later.
+    /// Rate limits, then the all-scope budget reservation of the request's worst case:
+    /// the prompt's bound plus exactly the output cap forwarded upstream, so an upstream
+    /// that honours the cap can never commit more than was reserved. When a `clamp`
+    /// budget cannot take that but can take the prompt plus its floor of output tokens,
+    /// the cap is lowered to what it affords ([`Admitted::clamped`]).
+    ///
+    /// `tighten` counts a tighter prompt bound (the model's tokenizer) when the cheap
+    /// one in `ask` was refused or clamped: the reservation is then made again with it,
+    /// so a budget is never refused for what the cheap bound overstated. Rate limits are
+    /// taken once, before.
+    pub(crate) async fn admit(
+        &self,
+        ask: Ask<'_>,
+        tighten: Option<impl AsyncFnOnce() -> Result<u64, ApiError>>,
+    ) -> Result<Admitted, ApiError> {
         // Rate limits count the prompt's estimate now and are settled with the actual
-        // total later; the budget reserves the prompt's upper bound, so a prompt longer
-        // than estimated can never overshoot it.
-        let input_estimate = estimate_tokens(ask.body_len as u64);
-        let input_bound = input_token_bound(ask.body_len);
-        let key_permit = self.limiter.acquire(ask.key_id, &ask.key_limits, input_estimate, ask.now).await?;
-        let reservation = if ask.budgets.is_empty() {
-            None
-        } else {
+        // total later.
+        let key_permit = self.limiter.acquire(ask.key_id, &ask.key_limits, ask.rate_estimate, ask.now).await?;
+        let mut held = None;
+        if !ask.budgets.is_empty() {
             let has_money_budget = ask.budgets.iter().any(|b| matches!(b.limit, Limit::Money(_)));
-            let money = match ask.pricing {
-                Some(p) => p.worst_case(input_bound, ask.max_output_tokens),
-                None if has_money_budget => return Err(ApiError::Unpriced),
-                None => Money::ZERO,
+            if ask.pricing.is_none() && has_money_budget {
+                return Err(ApiError::Unpriced);
+            }
+            let first = self.reserve(&ask, ask.input_bound).await;
+            let tight = match (&first, tighten) {
+                (Ok(h), Some(t)) if h.clamped.is_some() => Some(t),
+                (Err(ApiError::BudgetExceeded(_)), Some(t)) => Some(t),
+                _ => None,
             };
-            let amount = Amount { money, tokens: input_bound.saturating_add(ask.max_output_tokens) };
-            Some(self.budgets.reserve(ask.budgets, amount, ask.now).await?)
+            held = Some(match tight {
+                None => first?,
+                Some(count) => {
+                    let bound = count().await?;
+                    if bound >= ask.input_bound {
+                        first?
+                    } else {
+                        // Give back what the cheap bound took before asking again.
+                        if let Ok(h) = first
+                            && let Err(e) = h.reservation.release().await
+                        {
+                            tracing::warn!(error = %e, "releasing a reservation before a tighter one failed");
+                        }
+                        self.reserve(&ask, bound).await?
+                    }
+                }
+            });
+        }
+        let (reservation, reserved, clamped) = match held {
+            Some(h) => (Some(h.reservation), h.reserved, h.clamped),
+            None => (None, Amount::default(), None),
         };
         Ok(Admitted {
             reservation,
+            reserved,
+            clamped,
             key_permit,
             provider_permit: None,
-            input_estimate,
+            input_estimate: ask.rate_estimate,
             pricing: ask.pricing,
             alerts: self.alerts.clone(),
         })
+    }
+
+    /// Reserves the request's worst case with `input_bound` prompt tokens on every
+    /// budget at once, clamping the output when a `clamp` budget is among them.
+    async fn reserve(&self, ask: &Ask<'_>, input_bound: u64) -> Result<Held, ApiError> {
+        let amount_for = |output: u64| Amount {
+            money: ask.pricing.map_or(Money::ZERO, |p| p.worst_case(input_bound, output)),
+            tokens: input_bound.saturating_add(output),
+        };
+        let can_clamp = ask.max_output_tokens > 0 && ask.budgets.iter().any(|b| b.on_breach == OnBreach::Clamp);
+        if !can_clamp {
+            let reserved = amount_for(ask.max_output_tokens);
+            let reservation = self.budgets.reserve(ask.budgets, reserved, ask.now).await?;
+            return Ok(Held { reservation, reserved, clamped: None });
+        }
+        let (reservation, clamped) =
+            self.budgets.reserve_clamped(ask.budgets, &amount_for, ask.max_output_tokens, ask.now).await?;
+        let reserved = amount_for(clamped.as_ref().map_or(ask.max_output_tokens, |c| c.cap));
+        Ok(Held { reservation, reserved, clamped })
     }
 
     /// Takes the rate-limit permit of the provider credential an attempt is about to use
@@ -171,12 +230,25 @@ impl Admitted {
         {
             headers.insert(BUDGET_REMAINING, v);
         }
+        if let Some(c) = &self.clamped {
+            headers.insert(OUTPUT_CAPPED, HeaderValue::from(c.cap));
+            let b = &c.budget;
+            let text = format!("{}={}; budget={}; output_capped={}", b.scope, b.scope_id, b.id, c.cap);
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                headers.append(BUDGET_WARNING, v);
+            }
+        }
         for w in r.warnings() {
             let text = format!("{}={}; budget={}", w.scope, w.scope_id, w.budget_id);
             if let Ok(v) = HeaderValue::from_str(&text) {
                 headers.append(BUDGET_WARNING, v);
             }
         }
+    }
+
+    /// The lowered output cap, when a `clamp` budget lowered it.
+    pub(crate) fn clamped(&self) -> Option<u64> {
+        self.clamped.as_ref().map(|c| c.cap)
     }
 
     /// Charges the request at `pricing` (the deployment that served), in place of the
@@ -206,9 +278,12 @@ impl Admitted {
     /// Commits the actual cost and tokens in place of the reservation, settles the
     /// rate limits' token counts, and hands crossed alert thresholds to the notifier.
     /// Returns what was charged.
-    pub(crate) async fn settle(self, usage: &Usage) -> Money {
+    pub(crate) async fn settle(self, usage: &Usage, metrics: &Metrics) -> Money {
         let cost = self.cost(usage);
         let tokens = usage.total_tokens();
+        if self.reservation.is_some() {
+            metrics.reservation_settled(self.reserved, Amount { money: cost, tokens });
+        }
         self.key_permit.settle_tokens(tokens).await;
         if let Some((_, p)) = &self.provider_permit {
             p.settle_tokens(tokens).await;
@@ -228,6 +303,7 @@ impl Admitted {
 const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
 const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
 const BUDGET_REMAINING: HeaderName = HeaderName::from_static("x-tollgate-budget-remaining");
+const OUTPUT_CAPPED: HeaderName = HeaderName::from_static("x-tollgate-output-capped");
 const BUDGET_WARNING: HeaderName = HeaderName::from_static("x-tollgate-budget-warning");
 
 #[cfg(test)]
@@ -259,11 +335,10 @@ mod tests {
     }
 
     #[test]
-    fn estimates_round_up_and_bounds_never_undercount_text() {
+    fn estimates_round_up() {
         assert_eq!(estimate_tokens(0), 0);
         assert_eq!(estimate_tokens(1), 1);
         assert_eq!(estimate_tokens(8), 2);
         assert_eq!(estimate_tokens(9), 3);
-        assert_eq!(input_token_bound(120), 120);
     }
 }

@@ -7,6 +7,7 @@ use serde_json::json;
 use tollgate_budgets::{Exceeded, Limit, RateLimitError, RateLimited, ReserveError};
 use tollgate_core::{ErrorCode, ServiceError, Timestamp};
 use tollgate_keys::AuthError;
+use tollgate_metering::tokens::PromptBoundError;
 use tollgate_providers::ProviderError;
 use tollgate_providers::openai::HeadError;
 
@@ -86,6 +87,11 @@ pub enum ApiError {
         /// The endpoint's path.
         endpoint: &'static str,
     },
+    /// The prompt cannot be bounded for a reservation: it holds a multimodal part (an
+    /// image, audio, a file) of a kind the model has no per-part token maximum for.
+    /// Refused rather than under-reserved.
+    #[error("{}", unbounded_message(.0))]
+    UnboundedPrompt(tollgate_metering::tokens::PromptBoundError),
     /// The request cannot be expressed in the upstream's dialect.
     #[error(transparent)]
     Translate(#[from] tollgate_providers::translate::TranslateError),
@@ -96,6 +102,17 @@ pub enum ApiError {
     /// log under the request's id, never in the answer.
     #[error("the gateway failed serving this request")]
     Internal,
+}
+
+/// "image input is not accepted for this model: ... (at messages[0].content[1]); the
+/// platform can set the model's max_tokens_per_part.image to accept it".
+fn unbounded_message(e: &PromptBoundError) -> String {
+    match e {
+        PromptBoundError::UnboundedPart { kind, .. } => {
+            format!("{e}; the platform can set the model's max_tokens_per_part.{kind} to accept it")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Which error shape a response uses: the caller's dialect.
@@ -149,9 +166,11 @@ impl ServiceError for ApiError {
     fn code(&self) -> ErrorCode {
         match self {
             ApiError::BodyTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            ApiError::BodyRead | ApiError::BadRequest(_) | ApiError::Unsupported { .. } | ApiError::Translate(_) => {
-                ErrorCode::BadRequest
-            }
+            ApiError::BodyRead
+            | ApiError::BadRequest(_)
+            | ApiError::Unsupported { .. }
+            | ApiError::Translate(_)
+            | ApiError::UnboundedPrompt(_) => ErrorCode::BadRequest,
             ApiError::Auth(e) => e.code(),
             ApiError::ModelNotFound(_) | ApiError::UnknownEndpoint { .. } => ErrorCode::NotFound,
             ApiError::NoUpstream(..) | ApiError::NotReady => ErrorCode::Unavailable,
@@ -177,6 +196,7 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error")
             }
             ApiError::Unsupported { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_endpoint"),
+            ApiError::UnboundedPrompt(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_content"),
             ApiError::Auth(e) => match e {
                 AuthError::Missing | AuthError::Malformed(_) | AuthError::Unknown => {
                     (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key")
@@ -264,6 +284,7 @@ impl ApiError {
             ErrorShape::OpenAi => {
                 let param = match self {
                     ApiError::BadRequest(HeadError::MissingModel | HeadError::BadModel) => json!("model"),
+                    ApiError::UnboundedPrompt(PromptBoundError::UnboundedPart { path, .. }) => json!(path),
                     _ => serde_json::Value::Null,
                 };
                 json!({"error": {"message": self.to_string(), "type": kind, "code": code, "param": param, "meta": self.meta()}})

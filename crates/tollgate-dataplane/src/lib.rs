@@ -333,6 +333,7 @@ impl DataPlane {
         let mut out = self.metrics.render(tollgate_core::Timestamp::now().unix_millis(), spool);
         self.metrics.render_config_rejected(&mut out);
         self.metrics.render_ledger(&mut out, self.ledger().map(|l| l.stats()).as_ref());
+        self.metrics.render_reservations(&mut out);
         out
     }
 }

@@ -11,6 +11,7 @@ use hashbrown::{Equivalent, HashMap};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+use tollgate_budgets::Amount;
 use tollgate_proto::convert::Kind as ConfigKind;
 use tollgate_telemetry::prometheus::{Histogram, Kind, header, labels, sample};
 
@@ -23,6 +24,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Upper bounds (seconds) of the gateway-overhead buckets: 10 µs to 100 ms.
 const OVERHEAD_BUCKETS: &[f64] =
     &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1];
+
+/// Upper bounds of the reservation-to-charge ratio buckets: 1 is a reservation the
+/// request used whole; the target is a realistic mix well under 2.
+const RESERVATION_RATIO_BUCKETS: &[f64] = &[1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0];
 
 /// Counters of one (endpoint, model, provider) combination.
 struct ModelSeries {
@@ -175,6 +180,13 @@ pub(crate) struct Metrics {
     /// Ledger entries of requests served by a model without a price (recorded at zero
     /// cost with `priced: false`).
     unpriced_entries: AtomicU64,
+    /// What each settled request had reserved over what it was charged.
+    reservation_ratio: Histogram,
+    /// Settled requests charged more than they had reserved (an upstream that ignored
+    /// the forwarded output cap, or a prompt bound that undercounted).
+    reservation_overruns: AtomicU64,
+    /// Requests forwarded with their output cap lowered by a `clamp` budget.
+    output_capped: AtomicU64,
 }
 
 /// The endpoints metrics are kept for.
@@ -202,6 +214,9 @@ impl Metrics {
             snapshot_applied_unix_ms: AtomicI64::new(0),
             config_rejected: std::array::from_fn(|_| AtomicU64::new(0)),
             unpriced_entries: AtomicU64::new(0),
+            reservation_ratio: Histogram::new(RESERVATION_RATIO_BUCKETS),
+            reservation_overruns: AtomicU64::new(0),
+            output_capped: AtomicU64::new(0),
         }
     }
 
@@ -209,6 +224,53 @@ impl Metrics {
     /// Counts a ledger entry of a request served unpriced.
     pub(crate) fn unpriced_entry(&self) {
         self.unpriced_entries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records what a settled request had reserved against what it was charged: the
+    /// ratio (in money when both are priced, else in tokens) and whether the charge
+    /// overran the reservation in either unit.
+    pub(crate) fn reservation_settled(&self, reserved: Amount, charged: Amount) {
+        let (r_money, c_money) = (reserved.money.nanos(), charged.money.nanos());
+        if c_money > r_money || charged.tokens > reserved.tokens {
+            self.reservation_overruns.fetch_add(1, Ordering::Relaxed);
+        }
+        let ratio = if r_money > 0 && c_money > 0 {
+            r_money as f64 / c_money as f64
+        } else if charged.tokens > 0 {
+            reserved.tokens as f64 / charged.tokens as f64
+        } else {
+            return;
+        };
+        self.reservation_ratio.observe_value(ratio);
+    }
+
+    /// Counts a request whose output cap a `clamp` budget lowered.
+    pub(crate) fn output_capped(&self) {
+        self.output_capped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The reservation series: how tight reservations are and how often one was overrun.
+    pub(crate) fn render_reservations(&self, out: &mut String) {
+        let name = "tollgate_reservation_ratio";
+        let help = "Reserved over charged per settled request (money when priced, else tokens): 1 is no waste.";
+        header(out, name, Kind::Histogram, help);
+        self.reservation_ratio.render(out, name, "");
+        let counters: [(&str, &str, &AtomicU64); 2] = [
+            (
+                "tollgate_reservation_overruns_total",
+                "Settled requests charged more than they reserved (the budget may pass its limit by the difference).",
+                &self.reservation_overruns,
+            ),
+            (
+                "tollgate_output_capped_total",
+                "Requests forwarded with their output cap lowered by a clamp budget.",
+                &self.output_capped,
+            ),
+        ];
+        for (name, help, v) in counters {
+            header(out, name, Kind::Counter, help);
+            sample(out, name, "", v.load(Ordering::Relaxed));
+        }
     }
 
     /// The ledger's series: what this data plane recorded unpriced, and, when it has a

@@ -10,7 +10,7 @@ use tollgate_metering::{PriceTable, Pricing};
 use tollgate_proto::convert::{self, Kind, Rejected};
 use tollgate_proto::v1;
 use tollgate_providers::{HttpClient, Provider, ProviderConfig, build_provider};
-use tollgate_routing::{Catalog, Health, PolicyScope, PolicySet, RoutingPolicy};
+use tollgate_routing::{Catalog, Health, ModelRoute, PolicyScope, PolicySet, RoutingPolicy};
 
 /// A provider ready to serve, with its configuration.
 #[derive(Clone)]
@@ -363,7 +363,10 @@ pub(crate) fn build_routing(
     let mut deployment_prices = HashMap::new();
     for m in config.models.values() {
         match convert::model(m) {
-            Ok(convert::ModelParts { route, options, pricing, deployment_pricing }) => {
+            Ok(convert::ModelParts { mut route, options, pricing, deployment_pricing }) => {
+                if route.max_output_tokens.is_none() {
+                    route.max_output_tokens = catalog_output_cap(&route);
+                }
                 let name = route.name.clone();
                 match catalog.insert_with_options(route, options) {
                     Ok(()) => {
@@ -395,6 +398,14 @@ pub(crate) fn build_routing(
         }
     }
     Routing { providers, catalog, prices, deployment_prices, wire_policies }
+}
+
+/// The output cap of a model configured without one: the smallest of the price
+/// catalog's output limits among its deployments' upstream models (so every deployment
+/// accepts it); `None` when the catalog knows none of them.
+fn catalog_output_cap(route: &ModelRoute) -> Option<u64> {
+    let catalog = tollgate_metering::PriceCatalog::builtin().ok()?;
+    route.deployments.iter().filter_map(|d| catalog.lookup(&d.upstream_model).and_then(|e| e.max_output)).min()
 }
 
 /// One scope's budgets in id order, so every path that builds the list orders it alike.

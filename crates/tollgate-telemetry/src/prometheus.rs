@@ -97,6 +97,19 @@ impl Histogram {
         self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// Counts one plain value (a ratio, a size) in the first bucket that holds it; the
+    /// bounds are then in that value's unit, not seconds. A NaN lands only in `+Inf`;
+    /// the sum adds only positive finite values.
+    pub fn observe_value(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        // The sum is kept in billionths, like durations in nanoseconds.
+        let scaled = if v.is_finite() && v > 0.0 { (v * 1e9).min(u64::MAX as f64) as u64 } else { 0 };
+        self.sum_nanos.fetch_add(scaled, Ordering::Relaxed);
+    }
+
     /// Writes the series `name_bucket` (cumulative, one per bound plus `+Inf`),
     /// `name_sum` and `name_count` with `labels` (made by [`labels`]; may be empty).
     /// The family's [`header`] is the caller's, since one family holds many label sets.
@@ -132,6 +145,21 @@ mod tests {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(labels(&[("k", "a\"b")]), "k=\"a\\\"b\"");
         assert_eq!(labels(&[]), "");
+    }
+
+    #[test]
+    fn plain_values_fill_buckets_in_their_own_unit() {
+        static RATIO: &[f64] = &[1.0, 2.0];
+        let h = Histogram::new(RATIO);
+        for v in [1.0, 1.5, 7.0, f64::NAN] {
+            h.observe_value(v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "r", "");
+        assert_eq!(
+            out,
+            "r_bucket{le=\"1\"} 1\nr_bucket{le=\"2\"} 2\nr_bucket{le=\"+Inf\"} 4\nr_sum{} 9.5\nr_count{} 4\n"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod admission;
 mod budgets;
 mod crash;
 mod edges;
+mod hardcaps;
 mod hostile;
 mod identity;
 mod limits;

@@ -78,7 +78,8 @@ pub(super) async fn dispatch(
         }
         let i = attempt.deployment;
         let candidate = routed.candidates[i];
-        let ready = permitted(ctx, candidate, prebuilt.take(), &mut adm.admitted, &mut capped).await?;
+        let cap = routed.max_output_tokens;
+        let ready = permitted(ctx, candidate, prebuilt.take(), cap, &mut adm.admitted, &mut capped).await?;
         let Some((body, c)) = ready else {
             // This deployment cannot take the request after all; another may.
             match routed.plan.skip(Instant::now(), &mut rand::rng()) {
@@ -153,12 +154,13 @@ async fn permitted<'c>(
     ctx: &Ctx<'_>,
     candidate: Option<Candidate<'c>>,
     prebuilt: Option<Bytes>,
+    cap: u64,
     admitted: &mut Admitted,
     capped: &mut Option<ApiError>,
 ) -> Result<Option<(Bytes, Candidate<'c>)>, ApiError> {
     let (body, c) = match (prebuilt, candidate) {
         (Some(b), Some(c)) => (b, c),
-        (None, Some(c)) => match ctx.upstream_body(&c) {
+        (None, Some(c)) => match ctx.upstream_body(&c, cap) {
             Ok(b) => (b, c),
             Err(_) => return Ok(None),
         },

@@ -7,10 +7,12 @@
 //!    capped and within the bodies' memory budget → the request's head (its JSON depth
 //!    bounded; a large body parsed off the runtime);
 //! 2. [`route()`]: model and alias → allowlist → deployments that serve the endpoint →
-//!    routing plan → reservation price → the first try and its body in the upstream's
-//!    dialect (the caller's bytes with only `model` spliced when both speak the same
-//!    dialect, a translation otherwise);
-//! 3. [`admit()`]: rate limits and the budget reservation → the ledger entry started;
+//!    routing plan → the output cap → the first try and its body in the upstream's
+//!    dialect carrying that cap (the caller's bytes with only `model` and the cap
+//!    spliced when both speak the same dialect, a translation otherwise);
+//! 3. [`admit()`]: the prompt's token bound → reservation price → rate limits and the
+//!    budget reservation of bound + cap (a `clamp` budget may lower the cap) → the
+//!    ledger entry started;
 //! 4. [`dispatch()`]: tries, fallback, the credentials' own limits, breakers;
 //! 5. [`respond()`]: the answer in the caller's dialect (streams event by event) → the
 //!    actual cost settled → metrics → the ledger entry finished.
@@ -179,7 +181,7 @@ pub(crate) async fn proxy(
 ) -> Result<Resp, ApiError> {
     let ctx = authenticate(dp, req, endpoint, identity, seen).await?;
     let mut routed = route(&ctx, seen)?;
-    let mut admission = admit(&ctx, &routed).await?;
+    let mut admission = admit(&ctx, &mut routed).await?;
     let served = dispatch(&ctx, &mut routed, &mut admission, seen).await?;
     respond(&ctx, routed, admission, served, seen).await
 }

@@ -9,7 +9,7 @@ use super::dispatch::{Answered, Served, Unanswered, failure_label};
 use super::route::Routed;
 use super::{Endpoint, Resp, Seen, json_response, truncate};
 use crate::ApiError;
-use crate::enforce::{Admitted, estimate_tokens, input_token_bound, usage_to_charge};
+use crate::enforce::{Admitted, estimate_tokens, usage_to_charge};
 use crate::ledger::Pending;
 use crate::metrics::{Metered, Metrics};
 use crate::offload::{BodyLease, LARGE_BODY, Offload};
@@ -331,7 +331,7 @@ impl Exchange {
             tracing::debug!(key = %key_id, model = %public_model, ?usage, ?source, %cost, status, "stream metered");
             drop(entered);
             let settle = async move {
-                admitted.settle(&usage).await;
+                admitted.settle(&usage, &metrics).await;
             };
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
@@ -349,10 +349,10 @@ impl Exchange {
     /// charged at the estimate of the reservation's prompt (the output is unknown), never
     /// zero, and the ledger records `status`.
     async fn broken(self, e: ProviderError, status: u16) -> ApiError {
-        let Exchange { admitted, ledger, served_model, prompt, offload, .. } = self;
+        let Exchange { admitted, ledger, served_model, prompt, offload, metrics, .. } = self;
         let (prompt_n, _) = counted(&offload, served_model, prompt, None).await;
         let (usage, source) = usage_to_charge(None, false, 0, || prompt_n);
-        let cost = admitted.settle(&usage).await;
+        let cost = admitted.settle(&usage, &metrics).await;
         if let Some(l) = ledger {
             l.finish(&usage, source, cost, status);
         }
@@ -454,7 +454,7 @@ impl Exchange {
             // A 200 with garbage may still have cost the platform a generation.
             let (prompt_n, answer_n) = counted(&offload, served_model, prompt, Some(bytes.clone())).await;
             let (usage, source) = usage_to_charge(None, true, answer_n, || prompt_n);
-            let cost = admitted.settle(&usage).await;
+            let cost = admitted.settle(&usage, &metrics).await;
             if let Some(l) = ledger {
                 l.finish(&usage, source, cost, 502);
             }
@@ -490,7 +490,7 @@ impl Exchange {
             Ok(b) => json_response(StatusCode::OK, b),
             Err(why) => {
                 // The upstream generated (and billed) something we cannot express.
-                let cost = admitted.settle(&usage).await;
+                let cost = admitted.settle(&usage, &metrics).await;
                 if let Some(l) = ledger {
                     l.finish(&usage, source, cost, 502);
                 }
@@ -498,7 +498,7 @@ impl Exchange {
             }
         };
         admitted.write_headers(resp.headers_mut());
-        let cost = admitted.settle(&usage).await;
+        let cost = admitted.settle(&usage, &metrics).await;
         metered(&metrics, trace, endpoint, &public_model, &provider, &usage, cost);
         if let Some(l) = ledger {
             l.finish(&usage, source, cost, 200);
@@ -512,7 +512,7 @@ impl Exchange {
 /// on the bounded blocking pool (never on a runtime thread). Should the count fail, the
 /// body sizes stand in for it (an upper bound of the prompt, a rough count of the answer).
 async fn counted(offload: &Offload, model: Arc<str>, prompt: Bytes, answer: Option<Bytes>) -> (u64, u64) {
-    let fallback = (input_token_bound(prompt.len()), answer.as_ref().map_or(0, |a| estimate_tokens(a.len() as u64)));
+    let fallback = (prompt.len() as u64, answer.as_ref().map_or(0, |a| estimate_tokens(a.len() as u64)));
     let count = move || {
         let answer =
             answer.map_or(0, |a| tollgate_metering::tokens::count_tokens(&model, &String::from_utf8_lossy(&a)));

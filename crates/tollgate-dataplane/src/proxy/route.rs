@@ -1,19 +1,19 @@
 //! Phase 2, route: the model (an alias resolves to the model that serves it), the key's
 //! allowlist, the deployments that can serve this endpoint, the routing policy and plan,
-//! the price to reserve at, and the first try with its body in the upstream's dialect.
+//! the output cap every try forwards, and the first try with its body in the upstream's
+//! dialect.
 
 use super::authenticate::Ctx;
 use super::{Endpoint, Seen, truncate};
 use crate::ApiError;
-use crate::enforce::{DEFAULT_MAX_OUTPUT_TOKENS, input_token_bound};
+use crate::enforce::DEFAULT_MAX_OUTPUT_TOKENS;
 use crate::snapshot::ProviderEntry;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use tollgate_budgets::Budget;
-use tollgate_metering::Pricing;
-use tollgate_providers::openai::{request_stream_usage, rewrite_model};
-use tollgate_providers::{Dialect, Operation, translate};
+use tollgate_providers::openai::splice_request;
+use tollgate_providers::{Dialect, Operation, OutputCap, translate};
 use tollgate_routing::{Attempt, GiveUp, ModelRoute, Next, Plan, PolicySubject, RoutingPolicy};
 
 /// A deployment that can serve the request, with its provider and dialect.
@@ -34,9 +34,11 @@ pub(super) struct Routed<'c> {
     pub(super) plan: Plan<'c>,
     /// The budgets that apply to the key.
     pub(super) budgets: Arc<[Arc<Budget>]>,
+    /// The output cap every try forwards in its dialect's field, and the reservation is
+    /// made for: the caller's (the smallest it gave), else the model's, else
+    /// [`DEFAULT_MAX_OUTPUT_TOKENS`]; lowered by a `clamp` budget at admission. 0 for
+    /// embeddings.
     pub(super) max_output_tokens: u64,
-    /// The price the reservation is made at (the dearest usable deployment).
-    pub(super) pricing: Option<Pricing>,
     /// The first try, its candidate and its body, made before admission.
     pub(super) attempt: Attempt,
     pub(super) first: Candidate<'c>,
@@ -66,20 +68,18 @@ pub(super) fn route<'c>(ctx: &'c Ctx<'_>, seen: &mut Seen) -> Result<Routed<'c>,
         }
     }
     let budgets = snap.budgets_for(&key.id);
-    let default_max = route.max_output_tokens;
-    // Embeddings generate no output tokens; everything else may generate up to its cap.
+    // Embeddings generate no output tokens; everything else may generate up to its cap,
+    // and is told so.
     let max_output_tokens = match ctx.endpoint {
         Endpoint::Embeddings => 0,
-        _ => head.max_output_tokens.or(default_max).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+        _ => head.smallest_cap().or(route.max_output_tokens).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
     };
-    let usable = candidates.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| i);
-    let pricing = snap.reservation_price(&route.name, usable, input_token_bound(ctx.body.len()), max_output_tokens);
-    let (attempt, first_body) = first_try(ctx, &candidates, &mut plan)?;
+    let (attempt, first_body) = first_try(ctx, &candidates, &mut plan, max_output_tokens)?;
     let Some(first) = candidates[attempt.deployment] else {
         return Err(ApiError::NoUpstream(truncate(&head.model), None));
     };
     seen.provider = Some(first.deployment.provider.clone());
-    Ok(Routed { route, candidates, policy, plan, budgets, max_output_tokens, pricing, attempt, first, first_body })
+    Ok(Routed { route, candidates, policy, plan, budgets, max_output_tokens, attempt, first, first_body })
 }
 
 /// The deployments that can serve this endpoint, by index into the route; an error when
@@ -121,12 +121,13 @@ fn first_try(
     ctx: &Ctx<'_>,
     candidates: &[Option<Candidate<'_>>],
     plan: &mut Plan<'_>,
+    cap: u64,
 ) -> Result<(Attempt, Bytes), ApiError> {
     let mut next = plan.first(Instant::now(), &mut rand::rng());
     let mut untranslatable = None;
     loop {
         match next {
-            Next::Try(a) => match candidates[a.deployment].as_ref().map(|c| ctx.upstream_body(c)) {
+            Next::Try(a) => match candidates[a.deployment].as_ref().map(|c| ctx.upstream_body(c, cap)) {
                 Some(Ok(b)) => return Ok((a, b)),
                 Some(Err(e)) => {
                     untranslatable.get_or_insert(e);
@@ -148,20 +149,36 @@ fn first_try(
     }
 }
 
-impl Ctx<'_> {
-    /// The request body in `c`'s dialect. The same dialect keeps the caller's bytes with
-    /// only `model` spliced, using the head parsed once per request (which
-    /// `translate::chat_request` would parse again on every try); another dialect is a
-    /// translation.
-    pub(super) fn upstream_body(&self, c: &Candidate<'_>) -> Result<Bytes, ApiError> {
-        if c.upstream == self.caller {
-            let spliced = rewrite_model(&self.body, &self.head, &c.deployment.upstream_model);
-            if self.stream && self.caller == Dialect::OpenAiChat {
-                // Every stream is metered: ask for the usage chunk, strip it if the caller did not.
-                return Ok(request_stream_usage(&spliced, &self.head));
-            }
-            return Ok(spliced);
+impl Routed<'_> {
+    /// The usable deployments, by index into the route.
+    pub(super) fn usable(&self) -> impl Iterator<Item = usize> + '_ {
+        self.candidates.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| i)
+    }
+
+    /// Lowers the output cap (a `clamp` budget's), rebuilding the first try's body with it.
+    pub(super) fn lower_cap(&mut self, ctx: &Ctx<'_>, cap: u64) -> Result<(), ApiError> {
+        if cap < self.max_output_tokens {
+            self.max_output_tokens = cap;
+            self.first_body = ctx.upstream_body(&self.first, cap)?;
         }
-        Ok(translate::chat_request(self.caller, c.upstream, &self.body, &c.deployment.upstream_model)?)
+        Ok(())
+    }
+}
+
+impl Ctx<'_> {
+    /// The request body in `c`'s dialect, carrying exactly `cap` as its output cap in
+    /// that dialect's field. The same dialect keeps the caller's bytes with only `model`,
+    /// the cap and (for an OpenAI chat stream) the usage request spliced, using the head
+    /// parsed once per request (which `translate::chat_request` would parse again on
+    /// every try); another dialect is a translation.
+    pub(super) fn upstream_body(&self, c: &Candidate<'_>, cap: u64) -> Result<Bytes, ApiError> {
+        let cap = OutputCap::new(cap, c.provider.provider.kind());
+        let model = &c.deployment.upstream_model;
+        if c.upstream == self.caller {
+            // Every stream is metered: the usage chunk is asked for, and stripped if the
+            // caller did not ask for it.
+            return Ok(splice_request(&self.body, &self.head, self.caller, model, cap));
+        }
+        Ok(translate::chat_request(self.caller, c.upstream, &self.body, model, cap)?)
     }
 }

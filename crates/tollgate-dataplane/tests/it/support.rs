@@ -53,6 +53,11 @@ impl World {
     /// A model served by `deployments` (provider, upstream model), tried in that order,
     /// at [`PRICE`].
     pub(crate) fn model(&mut self, name: &str, deployments: &[(&str, &str)]) {
+        self.model_with(name, deployments, |_| {});
+    }
+
+    /// Like [`World::model`], then `edit` changes the model (its cap, its prices).
+    pub(crate) fn model_with(&mut self, name: &str, deployments: &[(&str, &str)], edit: impl FnOnce(&mut v1::Model)) {
         let deployments = deployments
             .iter()
             .enumerate()
@@ -69,7 +74,11 @@ impl World {
             deployments,
             pricing: Some(PRICE),
             max_output_tokens: Some(1_000),
+            ..Default::default()
         });
+        if let Some(m) = self.wire.models.last_mut() {
+            edit(m);
+        }
     }
 
     /// An active key allowed every model (an empty allowlist); returns its secret. `edit`
@@ -94,21 +103,30 @@ impl World {
 
     /// A monthly block budget of `limit_nanos` on a key.
     pub(crate) fn key_budget(&mut self, key_id: &str, limit_nanos: i64) {
+        self.budget(key_id, limit_nanos, "block");
+    }
+
+    /// A monthly money budget of `limit_nanos` on a key, breached as `on_breach` says;
+    /// returns it for further edits.
+    pub(crate) fn budget(&mut self, key_id: &str, limit_nanos: i64, on_breach: &str) -> &mut v1::Budget {
+        let id = format!("bud_{key_id}_{}", self.wire.budgets.len());
         self.wire.budgets.push(v1::Budget {
-            id: format!("bud_{key_id}"),
+            id,
             scope: "virtual_key".into(),
             scope_id: key_id.into(),
             limit_nanos,
             window: "month".into(),
-            on_breach: "block".into(),
+            on_breach: on_breach.into(),
             ..Default::default()
         });
+        self.wire.budgets.last_mut().unwrap()
     }
 }
 
 /// A data plane serving `World`'s snapshot on a loopback port.
 pub(crate) struct Gateway {
     pub(crate) base: String,
+    pub(crate) dp: Arc<DataPlane>,
     pub(crate) sink: Arc<MemorySink>,
     ledger: LedgerWriter,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -130,7 +148,7 @@ impl Gateway {
         tokio::spawn(tollgate_dataplane::serve(dp.clone(), listener, async move {
             let _ = stopped.await;
         }));
-        Gateway { base, sink, ledger, _stop: stop }
+        Gateway { base, dp, sink, ledger, _stop: stop }
     }
 
     /// POSTs `body` to `path` with the key in `Authorization: Bearer`.
@@ -160,6 +178,15 @@ impl Gateway {
         assert_eq!(entries.len(), n, "{entries:#?}");
         entries
     }
+}
+
+/// The value of an unlabelled series in the data plane's metrics.
+pub(crate) fn metric(dp: &DataPlane, name: &str) -> u64 {
+    let text = dp.render_metrics();
+    let line = text.lines().find(|l| l.split_once(' ').is_some_and(|(n, _)| n == name));
+    line.and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 /// An OpenAI chat request for `model`.

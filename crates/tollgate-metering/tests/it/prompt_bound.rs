@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use tollgate_metering::tokens::{PartMaxTokens, prompt_token_bound};
+use tollgate_metering::tokens::{PartMaxTokens, Tokenizer, prompt_bound_with, prompt_token_bound};
 
 /// One generated message: role, optional name, content and tool calls (name, arguments).
 #[derive(Debug, Clone)]
@@ -105,9 +105,13 @@ proptest! {
         msgs in prop::collection::vec(msg(), 0..8),
         model in prop_oneof![Just("gpt-4o-mini"), Just("gpt-4-turbo")],
     ) {
-        let counted = prompt_token_bound(model, &body(model, &msgs), &PartMaxTokens::default()).unwrap();
+        let body = body(model, &msgs);
+        let counted = prompt_token_bound(model, &body, &PartMaxTokens::default()).unwrap();
         let actual = actual(model, &msgs);
         prop_assert!(counted >= actual, "{model}: counted {counted} < actual {actual} for {msgs:?}");
+        // The byte bound the gateway reserves with first holds for these models too.
+        let bytes = prompt_bound_with(Tokenizer::Estimate, &body, &PartMaxTokens::default()).unwrap();
+        prop_assert!(bytes >= actual, "{model}: byte bound {bytes} < actual {actual} for {msgs:?}");
     }
 
     #[test]
