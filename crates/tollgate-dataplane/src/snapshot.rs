@@ -363,7 +363,13 @@ pub(crate) fn build_routing(
     let mut deployment_prices = HashMap::new();
     for m in config.models.values() {
         match convert::model(m) {
-            Ok(convert::ModelParts { route, options, pricing, deployment_pricing }) => {
+            Ok(convert::ModelParts { mut route, options, pricing, deployment_pricing }) => {
+                // Routing orders deployments of equal priority by their provider's own.
+                for d in &mut route.deployments {
+                    if let Some(p) = providers.get(&*d.provider) {
+                        d.provider_priority = p.config.priority;
+                    }
+                }
                 let name = route.name.clone();
                 match catalog.insert_with_options(route, options) {
                     Ok(()) => {
