@@ -89,7 +89,17 @@ impl Service {
                 tracing::error!(key = %k.id, "stored key hash is corrupt; skipping");
                 continue;
             };
-            let previous = k.previous_key_hash.as_deref().and_then(|h| KeyHash::from_hex(h).ok());
+            let grace_secrets: Vec<v1::GraceSecret> = k
+                .grace_secrets
+                .iter()
+                .filter_map(|g| {
+                    let hash = KeyHash::from_hex(&g.key_hash).ok()?;
+                    Some(v1::GraceSecret { key_hash: hash.0.to_vec(), valid_until_ms: g.valid_until.unix_millis() })
+                })
+                .collect();
+            // The latest rotation also goes in the single old field, for gateways that
+            // predate the list.
+            let latest = grace_secrets.last().cloned();
             keys.push(v1::Key {
                 id: k.id.to_string(),
                 name: k.name.clone(),
@@ -107,8 +117,9 @@ impl Service {
                 tags: k.tags.clone(),
                 key_hash: hash.0.to_vec(),
                 hint: k.key_hint.clone(),
-                previous_key_hash: previous.map(|h| h.0.to_vec()),
-                previous_valid_until_ms: k.previous_valid_until.map(Timestamp::unix_millis),
+                previous_valid_until_ms: latest.as_ref().map(|g| g.valid_until_ms),
+                previous_key_hash: latest.map(|g| g.key_hash),
+                grace_secrets,
             });
         }
         let budgets = data

@@ -367,6 +367,12 @@ pub(crate) fn build_routing(
                 if route.max_output_tokens.is_none() {
                     route.max_output_tokens = catalog_output_cap(&route);
                 }
+                // Routing orders deployments of equal priority by their provider's own.
+                for d in &mut route.deployments {
+                    if let Some(p) = providers.get(&*d.provider) {
+                        d.provider_priority = p.config.priority;
+                    }
+                }
                 let name = route.name.clone();
                 match catalog.insert_with_options(route, options) {
                     Ok(()) => {

@@ -1,7 +1,7 @@
 //! The in-memory key index and the per-key policy checks of the hot path.
 
 use crate::format::{KeyFormatError, parse_presented};
-use crate::{KeyHash, KeyHasher, KeyMetadata, ModelAllowlist};
+use crate::{GraceSecret, KeyHash, KeyHasher, KeyMetadata, ModelAllowlist};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
@@ -142,7 +142,8 @@ struct Entry {
 struct Indexed {
     key: Arc<VirtualKey>,
     hash: KeyHash,
-    previous: Option<KeyHash>,
+    /// Rotated-out secrets still indexed for it (see [`crate::after_rotation`]).
+    previous: Vec<KeyHash>,
 }
 
 /// Hash → key map probed once per request.
@@ -162,15 +163,23 @@ impl KeyIndex {
         Self::default()
     }
 
-    /// Adds a key under its current hash and, during a rotation grace period, its
-    /// previous hash until `previous_valid_until`. A key already indexed under the same
-    /// id is replaced whole: hashes it no longer has stop authenticating.
-    pub fn insert(&mut self, key: Arc<VirtualKey>, hash: KeyHash, previous: Option<(KeyHash, Timestamp)>) {
+    /// Adds a key under its current hash and under each rotated-out secret in `grace`,
+    /// every one until its own `valid_until` (so two rotations inside one grace keep both
+    /// old secrets working). A key already indexed under the same id is replaced whole:
+    /// hashes it no longer has stop authenticating. Only the current hash counts when a
+    /// grace hash equals it. Revocation needs no special case: a revoked key is refused
+    /// under every hash it is indexed by.
+    pub fn insert(&mut self, key: Arc<VirtualKey>, hash: KeyHash, grace: impl IntoIterator<Item = GraceSecret>) {
         self.remove(&key.id);
-        if let Some((prev, until)) = previous {
-            self.by_hash.insert(prev, Entry { key: key.clone(), valid_until: Some(until) });
+        let mut previous = Vec::new();
+        for g in grace {
+            if g.hash == hash {
+                continue;
+            }
+            self.by_hash.insert(g.hash, Entry { key: key.clone(), valid_until: Some(g.valid_until) });
+            previous.push(g.hash);
         }
-        self.by_id.insert(key.id.clone(), Indexed { key: key.clone(), hash, previous: previous.map(|(h, _)| h) });
+        self.by_id.insert(key.id.clone(), Indexed { key: key.clone(), hash, previous });
         self.by_hash.insert(hash, Entry { key, valid_until: None });
     }
 
@@ -305,7 +314,11 @@ mod tests {
         let new = mint_secret();
         let until = Timestamp::from_unix_millis(5_000);
         let mut index = KeyIndex::new();
-        index.insert(key(KeyStatus::Active, None), hasher.hash(new.expose()), Some((hasher.hash(old.expose()), until)));
+        index.insert(
+            key(KeyStatus::Active, None),
+            hasher.hash(new.expose()),
+            Some(GraceSecret { hash: hasher.hash(old.expose()), valid_until: until }),
+        );
         assert!(index.authenticate(&hasher, old.expose(), Timestamp::from_unix_millis(4_999)).is_ok());
         assert_eq!(index.authenticate(&hasher, old.expose(), until).err(), Some(AuthError::Unknown));
         assert!(index.authenticate(&hasher, new.expose(), until).is_ok());
@@ -321,7 +334,11 @@ mod tests {
         index.insert(key(KeyStatus::Active, None), hasher.hash(old.expose()), None);
         // Rotated: the old secret is still valid for a while, under the same id.
         let until = Timestamp::from_unix_millis(5_000);
-        index.insert(key(KeyStatus::Active, None), hasher.hash(new.expose()), Some((hasher.hash(old.expose()), until)));
+        index.insert(
+            key(KeyStatus::Active, None),
+            hasher.hash(new.expose()),
+            Some(GraceSecret { hash: hasher.hash(old.expose()), valid_until: until }),
+        );
         assert!(index.authenticate(&hasher, old.expose(), now).is_ok());
         // Replaced again without a grace period: the old secret is gone at once.
         index.insert(key(KeyStatus::Revoked, None), hasher.hash(new.expose()), None);
@@ -336,6 +353,59 @@ mod tests {
         assert!(index.remove(&KeyId::new("key_1")).is_some());
         assert_eq!(index.authenticate(&hasher, new.expose(), now).err(), Some(AuthError::Unknown));
         assert!(index.is_empty() && index.remove(&KeyId::new("key_1")).is_none());
+        assert_eq!(index, KeyIndex::new());
+    }
+
+    #[test]
+    fn every_rotated_out_secret_works_until_its_own_end_and_revocation_kills_them_all() {
+        let hasher = KeyHasher::new(&Pepper::new([9; 32]));
+        let (first, second, third) = (mint_secret(), mint_secret(), mint_secret());
+        let grace = |s: &crate::KeySecret, until: i64| GraceSecret {
+            hash: hasher.hash(s.expose()),
+            valid_until: Timestamp::from_unix_millis(until),
+        };
+        // Rotated twice inside one grace: first until 3 000, second until 6 000.
+        let mut index = KeyIndex::new();
+        index.insert(
+            key(KeyStatus::Active, None),
+            hasher.hash(third.expose()),
+            [grace(&first, 3_000), grace(&second, 6_000)],
+        );
+        let works = |index: &KeyIndex, s: &crate::KeySecret, ms: i64| {
+            index.authenticate(&hasher, s.expose(), Timestamp::from_unix_millis(ms)).map(|k| k.id.clone())
+        };
+        for s in [&first, &second, &third] {
+            assert_eq!(works(&index, s, 2_999), Ok(KeyId::new("key_1")));
+        }
+        assert_eq!(works(&index, &first, 3_000).err(), Some(AuthError::Unknown), "the first ends at its own end");
+        assert!(works(&index, &second, 5_999).is_ok(), "the second outlives the first");
+        assert_eq!(works(&index, &second, 6_000).err(), Some(AuthError::Unknown));
+        assert!(works(&index, &third, 6_000).is_ok());
+        assert_eq!(index.len(), 1);
+
+        // Revoked: every secret is refused at once, the grace ones included.
+        index.insert(
+            key(KeyStatus::Revoked, None),
+            hasher.hash(third.expose()),
+            [grace(&first, 3_000), grace(&second, 6_000)],
+        );
+        for s in [&first, &second, &third] {
+            assert_eq!(works(&index, s, 1_000).err(), Some(AuthError::Revoked));
+        }
+        // Removed: none of its hashes is left behind.
+        assert!(index.remove(&KeyId::new("key_1")).is_some());
+        assert_eq!(index, KeyIndex::new());
+    }
+
+    #[test]
+    fn a_grace_hash_equal_to_the_current_one_does_not_expire_the_current_secret() {
+        let hasher = KeyHasher::new(&Pepper::new([9; 32]));
+        let s = mint_secret();
+        let mut index = KeyIndex::new();
+        let stale = GraceSecret { hash: hasher.hash(s.expose()), valid_until: Timestamp::from_unix_millis(1) };
+        index.insert(key(KeyStatus::Active, None), hasher.hash(s.expose()), [stale]);
+        assert!(index.authenticate(&hasher, s.expose(), Timestamp::from_unix_millis(10)).is_ok());
+        assert!(index.remove(&KeyId::new("key_1")).is_some());
         assert_eq!(index, KeyIndex::new());
     }
 

@@ -3,7 +3,8 @@
 //! Owns the key format (`tg_` + 43 base62 characters of secret (≥256 bits) + a 6
 //! character CRC32 checksum), minting, the keyed hash (HMAC-SHA256 under a server pepper)
 //! that is the only thing ever stored, the in-memory [`KeyIndex`] the data plane probes
-//! once per request, the per-key policy checks (status, expiry, model allowlist), and
+//! once per request, rotation grace ([`after_rotation`]: every rotated-out secret keeps its own end),
+//! the per-key policy checks (status, expiry, model allowlist), and
 //! the shape of key tags ([`validate_tags`]), and what an allowlist and metadata may
 //! hold ([`validate_allowlist`], [`validate_metadata`]).
 //!
@@ -17,6 +18,7 @@
 
 mod allowlist;
 mod format;
+mod grace;
 mod hash;
 mod index;
 mod limits;
@@ -27,6 +29,7 @@ pub use allowlist::ModelAllowlist;
 pub use format::{
     ADMIN_TOKEN_PREFIX, KEY_LEN, KEY_PREFIX, KeyFormatError, KeySecret, SecretFormat, mint_secret, parse_presented,
 };
+pub use grace::{GraceSecret, MAX_GRACE_SECRETS, after_rotation};
 pub use hash::{KeyHash, KeyHashParseError, KeyHasher, Pepper};
 pub use index::{AuthError, KeyIndex, KeyStatus, RateLimits, VirtualKey};
 pub use limits::{

@@ -11,7 +11,9 @@ use crate::v1;
 use std::sync::Arc;
 use tollgate_budgets::{Budget, Limit};
 use tollgate_core::{BudgetId, KeyId, Money, OrgId, ProjectId, ProviderId, TeamId, Timestamp};
-use tollgate_keys::{KeyHash, KeyStatus, ModelAllowlist, Pepper, RateLimits, VirtualKey};
+use tollgate_keys::{
+    GraceSecret, KeyHash, KeyStatus, MAX_GRACE_SECRETS, ModelAllowlist, Pepper, RateLimits, VirtualKey,
+};
 use tollgate_metering::{Attempt, LedgerEntry, Pricing, UsageSource};
 use tollgate_providers::{ApiKey, ProviderConfig, ProviderKind};
 use tollgate_routing::{Deployment, DeploymentOptions, ModelRoute, PolicyScope, RawRoutingPolicy, RoutingPolicy};
@@ -200,18 +202,15 @@ fn pricing_of(p: &v1::Pricing, id: &str) -> Result<Pricing, Rejected> {
 }
 
 /// Converts a model (see [`ModelParts`]). A deployment without a weight on the wire gets
-/// weight 1.
+/// weight 1. Provider priorities are left at 0: the gateway copies each provider's own
+/// when it builds its catalog.
 pub fn model(m: &v1::Model) -> Result<ModelParts, Rejected> {
     if m.deployments.is_empty() {
         return Err(err(Kind::Model, &m.id, "no deployments"));
     }
     let route = ModelRoute {
         name: m.name.as_str().into(),
-        deployments: m
-            .deployments
-            .iter()
-            .map(|d| Deployment { provider: d.provider.as_str().into(), upstream_model: d.model.as_str().into() })
-            .collect(),
+        deployments: m.deployments.iter().map(|d| Deployment::new(d.provider.as_str(), d.model.as_str())).collect(),
         max_output_tokens: m.max_output_tokens,
     };
     let options = m
@@ -268,15 +267,16 @@ pub fn routing_policy(p: &v1::RoutingPolicy) -> Result<(Option<PolicyScope>, Rou
     Ok((scope, policy))
 }
 
-/// A virtual key with its hash and, during a rotation grace, its previous hash.
+/// A virtual key with its hash and, during rotation graces, its rotated-out hashes.
 #[derive(Debug, Clone)]
 pub struct KeyParts {
     /// The key's policy.
     pub key: Arc<VirtualKey>,
     /// Hash of the current secret.
     pub hash: KeyHash,
-    /// Hash of the rotated-out secret and when it stops working.
-    pub previous: Option<(KeyHash, Timestamp)>,
+    /// Every rotated-out secret still in its grace, oldest rotation first, each with its
+    /// own end; at most [`MAX_GRACE_SECRETS`].
+    pub previous: Vec<GraceSecret>,
 }
 
 fn hash(bytes: &[u8], id: &str) -> Result<KeyHash, Rejected> {
@@ -293,10 +293,7 @@ pub fn key(k: &v1::Key) -> Result<KeyParts, Rejected> {
 pub fn key_in(k: &v1::Key, ids: &mut Interner) -> Result<KeyParts, Rejected> {
     let status =
         KeyStatus::parse(&k.status).ok_or_else(|| err(Kind::Key, &k.id, format!("unknown status {:?}", k.status)))?;
-    let previous = match (&k.previous_key_hash, k.previous_valid_until_ms) {
-        (Some(h), Some(until)) => Some((hash(h, &k.id)?, Timestamp::from_unix_millis(until))),
-        _ => None,
-    };
+    let previous = grace_of(k)?;
     let key = VirtualKey {
         id: KeyId::new(ids.get(&k.id)),
         name: k.name.clone(),
@@ -313,6 +310,28 @@ pub fn key_in(k: &v1::Key, ids: &mut Interner) -> Result<KeyParts, Rejected> {
         hint: k.hint.clone(),
     };
     Ok(KeyParts { key: Arc::new(key), hash: hash(&k.key_hash, &k.id)?, previous })
+}
+
+/// The rotated-out secrets of a wire key: `grace_secrets`, plus the single
+/// `previous_key_hash` of a control plane that predates the list when the list lacks it;
+/// capped at [`MAX_GRACE_SECRETS`] by dropping the earliest rotated out.
+fn grace_of(k: &v1::Key) -> Result<Vec<GraceSecret>, Rejected> {
+    let mut list = Vec::with_capacity(k.grace_secrets.len() + 1);
+    for g in &k.grace_secrets {
+        list.push(GraceSecret {
+            hash: hash(&g.key_hash, &k.id)?,
+            valid_until: Timestamp::from_unix_millis(g.valid_until_ms),
+        });
+    }
+    if let (Some(h), Some(until)) = (&k.previous_key_hash, k.previous_valid_until_ms) {
+        let h = hash(h, &k.id)?;
+        if !list.iter().any(|g| g.hash == h) {
+            list.push(GraceSecret { hash: h, valid_until: Timestamp::from_unix_millis(until) });
+        }
+    }
+    let excess = list.len().saturating_sub(MAX_GRACE_SECRETS);
+    list.drain(..excess);
+    Ok(list)
 }
 
 /// A budget. A token budget is one with `limit_tokens` set; the temporary increase is in
@@ -488,9 +507,40 @@ mod tests {
         let parts = key(&k).unwrap();
         assert_eq!(parts.key.tags, ["env:prod", "feature:chat"]);
         assert_eq!(parts.hash, KeyHash([1; 32]));
-        assert_eq!(parts.previous, Some((KeyHash([2; 32]), Timestamp::from_unix_millis(5))));
+        assert_eq!(
+            parts.previous,
+            [GraceSecret { hash: KeyHash([2; 32]), valid_until: Timestamp::from_unix_millis(5) }]
+        );
         assert!(parts.key.models_allowed.allows("gpt-4o"));
         assert_eq!(parts.key.limits.rpm, Some(60));
+    }
+
+    #[test]
+    fn a_key_keeps_every_grace_secret_merges_the_old_field_and_caps_the_list() {
+        let g = |n: u8, until: i64| v1::GraceSecret { key_hash: vec![n; 32], valid_until_ms: until };
+        let mine =
+            |n: u8, until: i64| GraceSecret { hash: KeyHash([n; 32]), valid_until: Timestamp::from_unix_millis(until) };
+        let base = v1::Key { id: "key_1".into(), status: "active".into(), key_hash: vec![1; 32], ..Default::default() };
+        // A new control plane: the list, and the old field mirroring its last entry.
+        let k = v1::Key {
+            grace_secrets: vec![g(2, 3_000), g(3, 6_000)],
+            previous_key_hash: Some(vec![3; 32]),
+            previous_valid_until_ms: Some(6_000),
+            ..base.clone()
+        };
+        assert_eq!(key(&k).unwrap().previous, [mine(2, 3_000), mine(3, 6_000)]);
+        // An old control plane: only the old field.
+        let k = v1::Key { previous_key_hash: Some(vec![4; 32]), previous_valid_until_ms: Some(9), ..base.clone() };
+        assert_eq!(key(&k).unwrap().previous, [mine(4, 9)]);
+        // More than the cap: the earliest rotated out go first.
+        let many: Vec<_> = (10..20).map(|n| g(n, i64::from(n))).collect();
+        let k = v1::Key { grace_secrets: many, ..base.clone() };
+        let got = key(&k).unwrap().previous;
+        assert_eq!(got.len(), MAX_GRACE_SECRETS);
+        assert_eq!(got.first(), Some(&mine(12, 12)));
+        // A malformed grace hash rejects the key (as a malformed current hash does).
+        let k = v1::Key { grace_secrets: vec![v1::GraceSecret { key_hash: vec![1; 3], valid_until_ms: 1 }], ..base };
+        assert!(key(&k).is_err());
     }
 
     #[test]

@@ -24,17 +24,14 @@ fn setup() -> (Catalog, Health, PolicySet) {
     for i in 0..200 {
         let route = ModelRoute {
             name: format!("model-{i}").into(),
-            deployments: vec![Deployment { provider: format!("p{i}").into(), upstream_model: "m".into() }],
+            deployments: vec![Deployment::new(format!("p{i}"), "m")],
             max_output_tokens: None,
         };
         catalog.insert(route).unwrap();
     }
     let route = ModelRoute {
         name: "gpt-4o-mini".into(),
-        deployments: ["openai", "azure-eu", "azure-us"]
-            .iter()
-            .map(|p| Deployment { provider: (*p).into(), upstream_model: "gpt-4o-mini".into() })
-            .collect(),
+        deployments: ["openai", "azure-eu", "azure-us"].iter().map(|p| Deployment::new(*p, "gpt-4o-mini")).collect(),
         max_output_tokens: None,
     };
     let weights = [70, 20, 10].map(|weight| DeploymentOptions { priority: 0, weight });

@@ -26,6 +26,24 @@ pub struct Deployment {
     pub provider: Arc<str>,
     /// The model name the upstream expects.
     pub upstream_model: Arc<str>,
+    /// The provider's own priority (lower first, default 0): among deployments of equal
+    /// [`DeploymentOptions::priority`], the ones whose provider has the lower priority are
+    /// tried first. Copied from the provider when the snapshot is built.
+    pub provider_priority: i32,
+}
+
+impl Deployment {
+    /// A deployment of `upstream_model` at `provider`, with provider priority 0.
+    pub fn new(provider: impl Into<Arc<str>>, upstream_model: impl Into<Arc<str>>) -> Self {
+        Deployment { provider: provider.into(), upstream_model: upstream_model.into(), provider_priority: 0 }
+    }
+
+    /// The same deployment with its provider's priority set.
+    #[must_use]
+    pub fn with_provider_priority(mut self, priority: i32) -> Self {
+        self.provider_priority = priority;
+        self
+    }
 }
 
 /// A public model and where it is served.
@@ -33,7 +51,8 @@ pub struct Deployment {
 pub struct ModelRoute {
     /// The public name callers use.
     pub name: Arc<str>,
-    /// Deployments in priority order; never empty.
+    /// Deployments in catalog order; never empty. Plans try them by deployment priority,
+    /// then provider priority (see [`DeploymentOptions`]).
     pub deployments: Vec<Deployment>,
     /// Output tokens assumed when a request gives no `max_tokens`.
     pub max_output_tokens: Option<u64>,
@@ -42,8 +61,10 @@ pub struct ModelRoute {
 /// How one deployment takes part in routing, kept beside (not inside) [`Deployment`] so
 /// existing constructors stay valid.
 ///
-/// `priority`: lower is tried first; deployments of equal priority keep their catalog
-/// order (strategy `priority`) or are drawn by weight (strategy `weighted`).
+/// `priority`: lower is tried first; among deployments of equal priority, the one whose
+/// provider has the lower [`Deployment::provider_priority`] comes first; deployments equal
+/// on both keep their catalog order (strategy `priority`) or are drawn by weight
+/// (strategy `weighted`).
 /// `weight`: relative share of traffic among deployments of the same priority under the
 /// `weighted` strategy; 0 means "only as a fallback" (tried after every weighted
 /// deployment of its priority has failed or is cooling down).
@@ -287,10 +308,7 @@ mod tests {
     fn route(name: &str, deployments: &[(&str, &str)]) -> ModelRoute {
         ModelRoute {
             name: name.into(),
-            deployments: deployments
-                .iter()
-                .map(|(p, m)| Deployment { provider: (*p).into(), upstream_model: (*m).into() })
-                .collect(),
+            deployments: deployments.iter().map(|(p, m)| Deployment::new(*p, *m)).collect(),
             max_output_tokens: None,
         }
     }

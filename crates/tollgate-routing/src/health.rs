@@ -406,10 +406,7 @@ mod tests {
         for (name, ds) in models {
             c.insert(ModelRoute {
                 name: (*name).into(),
-                deployments: ds
-                    .iter()
-                    .map(|(p, m)| Deployment { provider: (*p).into(), upstream_model: (*m).into() })
-                    .collect(),
+                deployments: ds.iter().map(|(p, m)| Deployment::new(*p, *m)).collect(),
                 max_output_tokens: None,
             })
             .unwrap();

@@ -6,8 +6,10 @@
 //! The clock and the random source are passed in, so tests are deterministic.
 //!
 //! Order of tries:
-//! 1. Deployments not yet tried, tier by tier (lowest `priority` first). Within a tier,
-//!    strategy `priority` keeps catalog order; strategy `weighted` draws by `weight`
+//! 1. Deployments not yet tried, tier by tier: a tier is a deployment `priority` and a
+//!    provider priority ([`Deployment::provider_priority`](crate::Deployment)), lowest
+//!    deployment priority first, then lowest provider priority. Within a tier, strategy
+//!    `priority` keeps catalog order; strategy `weighted` draws by `weight`
 //!    without replacement (weight 0 only after the tier's weighted ones). Moving on to a
 //!    deployment not yet tried does not wait: the failure was the previous deployment's.
 //! 2. When every deployment was tried and attempts remain, the same order again, each
@@ -297,6 +299,12 @@ impl<'a> Plan<'a> {
         self.options.get(i).copied().unwrap_or(DEFAULT_OPTIONS)
     }
 
+    /// The tier of deployment `i`: its own priority first, then its provider's.
+    fn tier_of(&self, i: usize) -> (u32, i32) {
+        let provider = self.route.deployments.get(i).map_or(0, |d| d.provider_priority);
+        (self.options_of(i).priority, provider)
+    }
+
     fn set_not_before(&mut self, index: u8, at: Instant) {
         let slot = self.not_before.iter().position(|(i, t)| t.is_some() && *i == index);
         let slot = slot.or_else(|| self.not_before.iter().position(|(_, t)| t.is_none()));
@@ -311,12 +319,12 @@ impl<'a> Plan<'a> {
 
     /// The next deployment of the current pass, by tier then strategy.
     fn choose<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<usize> {
-        let mut tier = u32::MAX;
+        let mut tier = (u32::MAX, i32::MAX);
         let mut bits = self.remaining;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            tier = tier.min(self.options_of(i).priority);
+            tier = tier.min(self.tier_of(i));
         }
         let mut first = None;
         let mut total = 0u64;
@@ -326,9 +334,9 @@ impl<'a> Plan<'a> {
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            let o = self.options_of(i);
-            if o.priority == tier {
+            if self.tier_of(i) == tier {
                 first = first.or(Some(i));
+                let o = self.options_of(i);
                 if o.weight > 0 {
                     total += u64::from(o.weight);
                     weighted += 1;
@@ -349,7 +357,7 @@ impl<'a> Plan<'a> {
             let i = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let o = self.options_of(i);
-            if o.priority != tier || o.weight == 0 {
+            if self.tier_of(i) != tier || o.weight == 0 {
                 continue;
             }
             let w = u64::from(o.weight);

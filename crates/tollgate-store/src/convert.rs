@@ -10,8 +10,8 @@ use crate::entity::{
 };
 use crate::error::StoreError;
 use crate::records::{
-    AdminTokenRecord, AliasRecord, AuditRecord, BudgetRecord, KeyRecord, ModelRecord, OrgRecord, ProjectRecord,
-    ProviderRecord, RoutingPolicyRecord, TeamRecord,
+    AdminTokenRecord, AliasRecord, AuditRecord, BudgetRecord, GraceSecretRecord, KeyRecord, ModelRecord, OrgRecord,
+    ProjectRecord, ProviderRecord, RoutingPolicyRecord, TeamRecord,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -193,10 +193,29 @@ pub(crate) fn routing_policy_to_row(r: &RoutingPolicyRecord) -> Result<routing_p
     })
 }
 
+/// One entry of `virtual_keys.grace_secrets_json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RawGraceSecret {
+    key_hash: String,
+    valid_until_ms: i64,
+}
+
 pub(crate) fn key_from_row(m: virtual_key::Model) -> Result<KeyRecord, StoreError> {
     let models_allowed = from_json("key", &m.id, "models_allowed_json", &m.models_allowed_json)?;
     let metadata = from_json("key", &m.id, "metadata_json", &m.metadata_json)?;
     let tags = from_json("key", &m.id, "tags_json", &m.tags_json)?;
+    let stored: Vec<RawGraceSecret> = from_json("key", &m.id, "grace_secrets_json", &m.grace_secrets_json)?;
+    let mut grace_secrets: Vec<GraceSecretRecord> = stored
+        .into_iter()
+        .map(|g| GraceSecretRecord { key_hash: g.key_hash, valid_until: ts(g.valid_until_ms) })
+        .collect();
+    // A row written by a control plane that predates the list carries its one previous
+    // secret in the old columns only.
+    if let (Some(h), Some(until)) = (m.previous_key_hash, m.previous_valid_until)
+        && !grace_secrets.iter().any(|g| g.key_hash == h)
+    {
+        grace_secrets.push(GraceSecretRecord { key_hash: h, valid_until: ts(until) });
+    }
     Ok(KeyRecord {
         id: KeyId::new(m.id),
         project_id: ProjectId::new(m.project_id),
@@ -204,8 +223,7 @@ pub(crate) fn key_from_row(m: virtual_key::Model) -> Result<KeyRecord, StoreErro
         principal: m.principal,
         key_hash: m.key_hash,
         key_hint: m.key_hint,
-        previous_key_hash: m.previous_key_hash,
-        previous_valid_until: ts_opt(m.previous_valid_until),
+        grace_secrets,
         status: m.status,
         expires_at: ts_opt(m.expires_at),
         models_allowed,
@@ -222,6 +240,14 @@ pub(crate) fn key_from_row(m: virtual_key::Model) -> Result<KeyRecord, StoreErro
 }
 
 pub(crate) fn key_to_row(r: &KeyRecord) -> Result<virtual_key::Model, StoreError> {
+    let grace: Vec<RawGraceSecret> = r
+        .grace_secrets
+        .iter()
+        .map(|g| RawGraceSecret { key_hash: g.key_hash.clone(), valid_until_ms: g.valid_until.unix_millis() })
+        .collect();
+    // The old columns hold the latest rotation, as a control plane predating the list
+    // expects.
+    let last = r.grace_secrets.last();
     Ok(virtual_key::Model {
         id: r.id.as_str().to_owned(),
         project_id: r.project_id.as_str().to_owned(),
@@ -229,8 +255,9 @@ pub(crate) fn key_to_row(r: &KeyRecord) -> Result<virtual_key::Model, StoreError
         principal: r.principal.clone(),
         key_hash: r.key_hash.clone(),
         key_hint: r.key_hint.clone(),
-        previous_key_hash: r.previous_key_hash.clone(),
-        previous_valid_until: ms_opt(r.previous_valid_until),
+        previous_key_hash: last.map(|g| g.key_hash.clone()),
+        previous_valid_until: last.map(|g| g.valid_until.unix_millis()),
+        grace_secrets_json: to_json("key", &grace)?,
         status: r.status.clone(),
         expires_at: ms_opt(r.expires_at),
         models_allowed_json: to_json("key", &r.models_allowed)?,

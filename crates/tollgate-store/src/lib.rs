@@ -45,8 +45,8 @@ mod repo;
 pub use error::StoreError;
 pub use records::{
     AdminTokenRecord, AliasRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing,
-    DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, PrincipalFilter, PrincipalSummary, ProjectRecord,
-    ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
+    DeploymentRecord, GraceSecretRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, PrincipalFilter,
+    PrincipalSummary, ProjectRecord, ProviderRecord, RoutingPolicyRecord, SnapshotData, TeamRecord,
 };
 pub use repo::usage::{LedgerCursor, UsageFilter, UsageGroup, UsageKey, UsageRow, UsageTotals};
 pub use repo::{Store, StoreTxn};

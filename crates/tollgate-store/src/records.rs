@@ -175,6 +175,15 @@ pub struct ModelRecord {
     pub updated_at: Timestamp,
 }
 
+/// A rotated-out secret of a key (by its hash) and the instant it stops being accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraceSecretRecord {
+    /// Hex of the keyed hash of the rotated-out secret.
+    pub key_hash: String,
+    /// The first instant it is no longer accepted.
+    pub valid_until: Timestamp,
+}
+
 /// A virtual key: its hash and policy, never its secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
@@ -190,10 +199,12 @@ pub struct KeyRecord {
     pub key_hash: String,
     /// A short display hint of the current secret.
     pub key_hint: String,
-    /// Hex hash of the secret replaced by the last rotation, while it stays valid.
-    pub previous_key_hash: Option<String>,
-    /// Until when the previous secret is accepted.
-    pub previous_valid_until: Option<Timestamp>,
+    /// The rotated-out secrets still in (or not yet pruned after) their grace, oldest
+    /// rotation first, each until its own end. Stored as `grace_secrets_json`; the last
+    /// one is also written to the columns `previous_key_hash` / `previous_valid_until`,
+    /// which is all a control plane predating the list reads, and a row such a control
+    /// plane wrote reads with its previous secret merged into the list.
+    pub grace_secrets: Vec<GraceSecretRecord>,
     /// `active` or `revoked`; expiry is derived from `expires_at`, not stored here.
     pub status: String,
     /// When the key stops working.

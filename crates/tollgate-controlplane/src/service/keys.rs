@@ -9,8 +9,8 @@ use crate::ControlError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tollgate_core::{BudgetId, KeyId, OnBreach, ProjectId, ScopeKind, Timestamp};
-use tollgate_keys::{AllowlistError, KeyStatus, MetadataError, mint_secret};
-use tollgate_store::{BudgetRecord, KeyFilter, KeyRecord, Store};
+use tollgate_keys::{AllowlistError, GraceSecret, KeyHash, KeyStatus, MetadataError, after_rotation, mint_secret};
+use tollgate_store::{BudgetRecord, GraceSecretRecord, KeyFilter, KeyRecord, Store};
 use utoipa::ToSchema;
 
 /// `POST /api/v1/keys`.
@@ -85,7 +85,9 @@ pub struct UpdateKey {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
-    /// How long the old secret keeps working (default 0: it dies now).
+    /// How long the old secret keeps working (default 0: it dies now). Secrets rotated out
+    /// earlier keep their own grace; at most 8 rotated-out secrets are kept per key (a
+    /// ninth drops the one rotated out earliest). Revoking the key ends every grace.
     #[serde(default)]
     pub grace_period_s: Option<u64>,
 }
@@ -237,8 +239,7 @@ impl Service {
             principal: input.principal,
             key_hash: self.hasher.hash(secret.expose()).to_hex(),
             key_hint: secret.hint(),
-            previous_key_hash: None,
-            previous_valid_until: None,
+            grace_secrets: Vec::new(),
             status: KeyStatus::Active.as_str().to_owned(),
             expires_at: input.expires_at,
             models_allowed: input.models_allowed,
@@ -399,7 +400,10 @@ impl Service {
         Ok(view)
     }
 
-    /// Issues a new secret; the old one works for `grace_period_s` more seconds.
+    /// Issues a new secret; the old one works for `grace_period_s` more seconds, and the
+    /// secrets of earlier rotations keep their own ends (see [`after_rotation`]: grace 0
+    /// kills only the secret being replaced; at most [`tollgate_keys::MAX_GRACE_SECRETS`]
+    /// rotated-out secrets are kept, the earliest dropped first).
     pub async fn rotate_key(&self, actor: &Actor, id: &str, input: RotateKey) -> Result<KeyWithSecret, ControlError> {
         self.authorize(actor, Scope::KeysWrite, Target::Key(id)).await?;
         let mut rec = self.key_record(id).await?;
@@ -412,14 +416,9 @@ impl Service {
         }
         let now = Timestamp::now();
         let secret = mint_secret();
-        if grace > 0 {
-            rec.previous_key_hash = Some(rec.key_hash.clone());
-            rec.previous_valid_until = Some(now.plus_millis(i64::try_from(grace).unwrap_or(0) * 1000));
-        } else {
-            rec.previous_key_hash = None;
-            rec.previous_valid_until = None;
-        }
-        rec.key_hash = self.hasher.hash(secret.expose()).to_hex();
+        let new_hash = self.hasher.hash(secret.expose());
+        rec.grace_secrets = rotated_grace(&rec, new_hash, now, i64::try_from(grace).unwrap_or(0) * 1000);
+        rec.key_hash = new_hash.to_hex();
         rec.key_hint = secret.hint();
         rec.rotated_at = Some(now);
         rec.updated_at = now;
@@ -440,14 +439,32 @@ impl Service {
             rec.status = KeyStatus::Revoked.as_str().to_owned();
             rec.revoked_at = Some(now);
             rec.updated_at = now;
-            rec.previous_key_hash = None;
-            rec.previous_valid_until = None;
+            // Refused under every secret by its status alone; the graces go too.
+            rec.grace_secrets.clear();
             let w = self.begin_write().await?;
             let rev = w.store().update_key(&rec).await?;
             self.commit_audited(w, Some(rev), actor, "key.revoke", ("key", id), serde_json::Value::Null).await?;
         }
         self.key_view_of(&rec).await
     }
+}
+
+/// The grace list after rotating `rec` to the secret hashed `new_hash` at `now` with a
+/// grace of `grace_ms`. A stored hash that does not parse (it could never authenticate)
+/// is dropped.
+fn rotated_grace(rec: &KeyRecord, new_hash: KeyHash, now: Timestamp, grace_ms: i64) -> Vec<GraceSecretRecord> {
+    let earlier = rec.grace_secrets.iter().filter_map(|g| {
+        let hash = KeyHash::from_hex(&g.key_hash).ok()?;
+        Some(GraceSecret { hash, valid_until: g.valid_until })
+    });
+    let list = match KeyHash::from_hex(&rec.key_hash) {
+        Ok(current) => after_rotation(earlier, current, now, grace_ms),
+        Err(_) => {
+            tracing::error!(key = %rec.id, "stored key hash is corrupt; it gets no grace");
+            after_rotation(earlier, new_hash, now, 0)
+        }
+    };
+    list.into_iter().map(|g| GraceSecretRecord { key_hash: g.hash.to_hex(), valid_until: g.valid_until }).collect()
 }
 
 /// The view of `rec` with its budgets as `store` sees them (an admin write's store, to

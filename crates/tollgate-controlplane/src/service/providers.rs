@@ -33,7 +33,9 @@ pub struct CreateProvider {
     /// Tokens per minute on this credential.
     #[serde(default)]
     pub tpm: Option<u64>,
-    /// Fallback priority (lower first).
+    /// The provider's priority (lower first, default 0): among a model's deployments of
+    /// equal deployment priority, the ones on the provider with the lower priority are
+    /// tried first. A deployment's own `priority` always comes before it.
     #[serde(default)]
     pub priority: Option<i32>,
     /// Kind-specific settings, e.g. `{"latency_ms": 20}` for `mock`.
@@ -57,7 +59,9 @@ pub struct UpdateProvider {
     /// Tokens per minute on this credential; `null` removes the cap.
     #[serde(default, deserialize_with = "super::double_option")]
     pub tpm: Option<Option<u64>>,
-    /// Fallback priority (lower first).
+    /// The provider's priority (lower first, default 0): among a model's deployments of
+    /// equal deployment priority, the ones on the provider with the lower priority are
+    /// tried first. A deployment's own `priority` always comes before it.
     #[serde(default)]
     pub priority: Option<i32>,
     /// Kind-specific settings (replaces them).
@@ -85,7 +89,8 @@ pub struct ProviderView {
     pub rpm: Option<i64>,
     /// Tokens per minute.
     pub tpm: Option<i64>,
-    /// Priority.
+    /// The provider's priority (lower first): orders a model's deployments of equal
+    /// deployment priority.
     pub priority: i32,
     /// Kind-specific settings (`{"latency_ms": 20}`, `{"api_version": ...}`), so a
     /// declarative client can compare them; `null` when none.

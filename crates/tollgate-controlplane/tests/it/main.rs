@@ -7,6 +7,7 @@
 pub(crate) mod audit;
 pub(crate) mod budgets;
 pub(crate) mod grpc;
+pub(crate) mod key_rotation;
 pub(crate) mod metrics;
 pub(crate) mod models;
 pub(crate) mod names;

@@ -21,6 +21,21 @@ fn ordered_fallback_tries_each_deployment_once_in_priority_order_without_waiting
 }
 
 #[test]
+fn the_provider_priority_orders_deployments_of_equal_priority_and_never_overrides_it() {
+    // Deployment priorities: a, b and c at 0, d at 1. Provider priorities: a 5, b 1,
+    // c -2, d -9. Tier (0, -2) = c, then (0, 1) = b, (0, 5) = a, and d last: its
+    // provider's -9 does not lift it over a lower deployment priority.
+    let w = World::with_provider_priorities(&[("a", 0, 5, 1), ("b", 0, 1, 1), ("d", 1, -9, 1), ("c", 0, -2, 1)]);
+    let p = policy(r#"{"max_attempts":4,"cooldown":{"failures_to_open":0}}"#);
+    let (steps, end) = run(&w, &p, Instant::now(), MS, &[UNAVAILABLE, UNAVAILABLE, UNAVAILABLE, Outcome::Success], 1);
+    assert_eq!((providers(&steps), end), (vec!["c", "b", "a", "d"], None));
+    // Equal on both: catalog order, as before.
+    let w = World::with_provider_priorities(&[("x", 0, 3, 1), ("y", 0, 3, 1)]);
+    let (steps, _) = run(&w, &p, Instant::now(), MS, &[UNAVAILABLE, Outcome::Success], 1);
+    assert_eq!(providers(&steps), ["x", "y"]);
+}
+
+#[test]
 fn the_attempt_budget_is_respected_and_retries_of_one_deployment_back_off() {
     let w = World::new(&[("only", 0, 1)]);
     let p = policy(r#"{"max_attempts":4,"backoff":{"base_ms":100,"max_ms":250},"cooldown":{"failures_to_open":0}}"#);
@@ -246,7 +261,7 @@ fn a_snapshot_swap_keeps_a_cooling_deployment_out() {
     catalog
         .insert(tollgate_routing::ModelRoute {
             name: "n".into(),
-            deployments: vec![tollgate_routing::Deployment { provider: "c".into(), upstream_model: "y".into() }],
+            deployments: vec![tollgate_routing::Deployment::new("c", "y")],
             max_output_tokens: None,
         })
         .unwrap();

@@ -17,16 +17,24 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) fn new(deployments: &[(&str, u32, u32)]) -> Self {
+        let with_provider: Vec<_> = deployments.iter().map(|&(p, priority, weight)| (p, priority, 0, weight)).collect();
+        World::with_provider_priorities(&with_provider)
+    }
+
+    /// Like [`World::new`], each deployment as (`provider`, deployment priority, the
+    /// provider's priority, weight).
+    pub(crate) fn with_provider_priorities(deployments: &[(&str, u32, i32, u32)]) -> Self {
         let mut catalog = Catalog::new();
         let route = ModelRoute {
             name: "m".into(),
             deployments: deployments
                 .iter()
-                .map(|(p, _, _)| Deployment { provider: (*p).into(), upstream_model: "x".into() })
+                .map(|&(p, _, provider_priority, _)| Deployment::new(p, "x").with_provider_priority(provider_priority))
                 .collect(),
             max_output_tokens: None,
         };
-        let options = deployments.iter().map(|&(_, priority, weight)| DeploymentOptions { priority, weight }).collect();
+        let options =
+            deployments.iter().map(|&(_, priority, _, weight)| DeploymentOptions { priority, weight }).collect();
         catalog.insert_with_options(route, options).unwrap();
         let health = Health::new(&catalog);
         World { catalog, health }

@@ -92,3 +92,12 @@ fn the_priority_strategy_ignores_weights() {
     assert_within(&shares(&w, &ordered, 0, 37), &[100.0, 0.0], 0.0);
     assert_within(&shares(&w, &ordered, 1, 41), &[0.0, 100.0], 0.0);
 }
+
+#[test]
+fn the_provider_priority_splits_a_tier_and_weights_apply_within_the_result() {
+    // All at deployment priority 0. Providers a and b at priority 1 (3:1), c at 0: c takes
+    // every first try despite its small weight, then a/b split 3:1.
+    let w = World::with_provider_priorities(&[("a", 0, 1, 3), ("b", 0, 1, 1), ("c", 0, 0, 1)]);
+    assert_within(&shares(&w, &lb(), 0, 43), &[0.0, 0.0, 100.0], 0.0);
+    assert_within(&shares(&w, &lb(), 1, 47), &[75.0, 25.0, 0.0], 1.5);
+}

@@ -14,6 +14,8 @@ pub(crate) struct Model {
     pub(crate) key_hint: String,
     pub(crate) previous_key_hash: Option<String>,
     pub(crate) previous_valid_until: Option<i64>,
+    /// JSON array of `{"key_hash", "valid_until_ms"}` (migration m0010).
+    pub(crate) grace_secrets_json: String,
     pub(crate) status: String,
     pub(crate) expires_at: Option<i64>,
     pub(crate) models_allowed_json: String,

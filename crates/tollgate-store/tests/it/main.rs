@@ -65,6 +65,7 @@ conformance!(
     list_keys_paginates_by_id_with_and_without_metadata_filter,
     list_keys_orders_ids_bytewise,
     update_key_replaces_mutable_columns_only,
+    keys_written_before_the_grace_list_keep_their_previous_secret,
     update_key_of_missing_key_is_not_found_and_changes_nothing,
     create_key_with_budget_is_atomic,
     audit_is_listed_newest_first_with_filters_and_pages,

@@ -137,7 +137,9 @@ pub(crate) async fn update_key_replaces_mutable_columns_only(db: &TestDb) {
 
     // Rotate: every mutable column changes; the id, project and creation time may not.
     let mut rotated = full_key("key_1", &other_project.id, "new-hash");
-    rotated.previous_key_hash = Some("old-hash".to_owned());
+    rotated
+        .grace_secrets
+        .push(GraceSecretRecord { key_hash: "old-hash".to_owned(), valid_until: at(1_700_000_700_000) });
     rotated.created_at = at(42);
     store.update_key(&rotated).await.unwrap();
     let stored = store.get_key(&original.id).await.unwrap().unwrap();
@@ -254,4 +256,44 @@ pub(crate) async fn a_principals_keys_are_revoked_together_across_update_batches
     let counts: Vec<(&str, u64, u64)> =
         summary.iter().map(|s| (s.principal.as_str(), s.keys_active, s.keys_revoked)).collect();
     assert_eq!(counts, [("acme:1", 1, many as u64), ("acme:2", 1, 0)]);
+}
+
+pub(crate) async fn keys_written_before_the_grace_list_keep_their_previous_secret(db: &TestDb) {
+    use sea_orm::{ConnectionTrait, Database};
+    let Some(url) = &db.url else {
+        return; // an in-memory database does not outlive its connection
+    };
+    let store = &db.store;
+    let (_, _, project) = tenancy(store, "g").await;
+    let raw = Database::connect(url.as_str()).await.unwrap();
+    // What a control plane predating the list writes: one previous secret, old columns.
+    raw.execute_unprepared(&format!(
+        "INSERT INTO virtual_keys (id, project_id, key_hash, key_hint, previous_key_hash, previous_valid_until, \
+         status, models_allowed_json, metadata_json, created_at, updated_at) \
+         VALUES ('key_old', '{}', 'cur', 'tg_…0000', 'prev', 5000, 'active', '[]', '{{}}', 1, 2)",
+        project.id.as_str()
+    ))
+    .await
+    .unwrap();
+    let old = store.get_key(&KeyId::new("key_old")).await.unwrap().unwrap();
+    assert_eq!(old.grace_secrets, [GraceSecretRecord { key_hash: "prev".to_owned(), valid_until: at(5000) }]);
+
+    // Written back with a second rotation: both kept, the old columns hold the latest.
+    let mut rotated = old.clone();
+    rotated.key_hash = "newest".to_owned();
+    rotated.grace_secrets.push(GraceSecretRecord { key_hash: "cur".to_owned(), valid_until: at(9000) });
+    store.update_key(&rotated).await.unwrap();
+    let row = raw
+        .query_one_raw(sea_orm::Statement::from_string(
+            raw.get_database_backend(),
+            "SELECT previous_key_hash, previous_valid_until FROM virtual_keys WHERE id = 'key_old'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let legacy: (Option<String>, Option<i64>) =
+        (row.try_get("", "previous_key_hash").unwrap(), row.try_get("", "previous_valid_until").unwrap());
+    assert_eq!(legacy, (Some("cur".to_owned()), Some(9000)), "an older reader sees the latest rotation");
+    raw.close().await.unwrap();
+    assert_eq!(store.get_key(&rotated.id).await.unwrap().unwrap(), rotated, "no entry doubled by the merge");
 }

@@ -37,8 +37,8 @@ use tollgate_core::{
 use tollgate_metering::{LedgerEntry, LedgerSink, SinkError};
 use tollgate_store::{
     AdminTokenRecord, AliasRecord, AuditFilter, AuditRecord, BudgetFilter, BudgetRecord, DeploymentPricing,
-    DeploymentRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord, RoutingPolicyRecord,
-    Store, StoreError, TeamRecord,
+    DeploymentRecord, GraceSecretRecord, KeyFilter, KeyRecord, ModelRecord, OrgRecord, ProjectRecord, ProviderRecord,
+    RoutingPolicyRecord, Store, StoreError, TeamRecord,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -56,8 +56,7 @@ fn bare_key(id: &str, project: &ProjectId, hash: &str) -> KeyRecord {
         principal: None,
         key_hash: hash.to_owned(),
         key_hint: "tg_…0000".to_owned(),
-        previous_key_hash: None,
-        previous_valid_until: None,
+        grace_secrets: Vec::new(),
         status: "active".to_owned(),
         expires_at: None,
         models_allowed: Vec::new(),
@@ -78,8 +77,11 @@ fn full_key(id: &str, project: &ProjectId, hash: &str) -> KeyRecord {
     KeyRecord {
         name: Some("checkout service".to_owned()),
         principal: Some("acme:user-42".to_owned()),
-        previous_key_hash: Some(format!("{hash}-old")),
-        previous_valid_until: Some(at(1_700_000_600_001)),
+        // Two rotations inside one grace: the later one ends first.
+        grace_secrets: vec![
+            GraceSecretRecord { key_hash: format!("{hash}-older"), valid_until: at(1_700_000_900_001) },
+            GraceSecretRecord { key_hash: format!("{hash}-old"), valid_until: at(1_700_000_600_001) },
+        ],
         status: "revoked".to_owned(),
         expires_at: Some(at(1_800_000_000_999)),
         models_allowed: vec!["gpt-4o*".to_owned(), "claude-sonnet-4".to_owned()],
