@@ -26,6 +26,7 @@ fn setup() -> (Catalog, Health, PolicySet) {
             name: format!("model-{i}").into(),
             deployments: vec![Deployment { provider: format!("p{i}").into(), upstream_model: "m".into() }],
             max_output_tokens: None,
+            max_tokens_per_part: Default::default(),
         };
         catalog.insert(route).unwrap();
     }
@@ -36,6 +37,7 @@ fn setup() -> (Catalog, Health, PolicySet) {
             .map(|p| Deployment { provider: (*p).into(), upstream_model: "gpt-4o-mini".into() })
             .collect(),
         max_output_tokens: None,
+        max_tokens_per_part: Default::default(),
     };
     let weights = [70, 20, 10].map(|weight| DeploymentOptions { priority: 0, weight });
     catalog.insert_with_options(route, weights.to_vec()).unwrap();

@@ -411,6 +411,7 @@ mod tests {
                     .map(|(p, m)| Deployment { provider: (*p).into(), upstream_model: (*m).into() })
                     .collect(),
                 max_output_tokens: None,
+                max_tokens_per_part: Default::default(),
             })
             .unwrap();
         }

@@ -69,6 +69,7 @@ impl World {
             deployments,
             pricing: Some(PRICE),
             max_output_tokens: Some(1_000),
+            ..Default::default()
         });
     }
 

@@ -25,6 +25,7 @@ impl World {
                 .map(|(p, _, _)| Deployment { provider: (*p).into(), upstream_model: "x".into() })
                 .collect(),
             max_output_tokens: None,
+            max_tokens_per_part: Default::default(),
         };
         let options = deployments.iter().map(|&(_, priority, weight)| DeploymentOptions { priority, weight }).collect();
         catalog.insert_with_options(route, options).unwrap();
