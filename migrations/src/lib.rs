@@ -22,6 +22,7 @@ mod m0005_tags;
 mod m0006_routing;
 mod m0007_token_lifecycle;
 mod m0008_ledger_identity;
+mod m0009_clamp_and_part_maxima;
 mod m0010_key_grace_secrets;
 
 /// Brings [`Migrator::up`] and friends into scope for crates that do not depend on
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_routing::Migration),
             Box::new(m0007_token_lifecycle::Migration),
             Box::new(m0008_ledger_identity::Migration),
+            Box::new(m0009_clamp_and_part_maxima::Migration),
             Box::new(m0010_key_grace_secrets::Migration),
         ]
     }

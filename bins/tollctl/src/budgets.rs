@@ -26,12 +26,17 @@ pub(crate) enum BudgetsCommand {
         /// minute, hour, day, week, month or total.
         #[arg(long)]
         window: String,
-        /// block (default) or warn.
+        /// block (default), warn or clamp (lower a request's output cap to what the
+        /// budget affords; below the floor, refuse like block).
         #[arg(long)]
         on_breach: Option<String>,
         /// Alert at this fraction of the limit (e.g. 0.8); repeat for several.
         #[arg(long = "alert-threshold")]
         alert_thresholds: Vec<String>,
+        /// With --on-breach clamp: the fewest output tokens a request may be clamped to
+        /// (default 16).
+        #[arg(long)]
+        clamp_floor_tokens: Option<u64>,
     },
     /// List budgets.
     List {
@@ -66,9 +71,15 @@ pub(crate) enum BudgetsCommand {
         /// New window.
         #[arg(long)]
         window: Option<String>,
-        /// New breach behaviour: block or warn.
+        /// New breach behaviour: block, warn or clamp.
         #[arg(long)]
         on_breach: Option<String>,
+        /// New clamp floor of a clamp budget, in output tokens.
+        #[arg(long, conflicts_with = "clear_clamp_floor_tokens")]
+        clamp_floor_tokens: Option<u64>,
+        /// Back to the default clamp floor (16).
+        #[arg(long)]
+        clear_clamp_floor_tokens: bool,
         /// Replace the alert thresholds (e.g. 0.8); repeat for several.
         #[arg(long = "alert-threshold", conflicts_with = "clear_alert_thresholds")]
         alert_thresholds: Vec<String>,
@@ -116,7 +127,16 @@ pub(crate) async fn budgets(
     cmd: BudgetsCommand,
 ) -> anyhow::Result<()> {
     let budget = match cmd {
-        BudgetsCommand::Create { scope, scope_id, limit_usd, limit_tokens, window, on_breach, alert_thresholds } => {
+        BudgetsCommand::Create {
+            scope,
+            scope_id,
+            limit_usd,
+            limit_tokens,
+            window,
+            on_breach,
+            alert_thresholds,
+            clamp_floor_tokens,
+        } => {
             let req = v1::CreateBudgetRequest {
                 scope,
                 scope_id,
@@ -125,6 +145,7 @@ pub(crate) async fn budgets(
                 window,
                 on_breach,
                 alert_thresholds,
+                clamp_floor_tokens,
             };
             client.create_budget(authed(req, token)?).await.map_err(status_error)?.into_inner()
         }
@@ -154,6 +175,8 @@ pub(crate) async fn budgets(
             limit_tokens,
             window,
             on_breach,
+            clamp_floor_tokens,
+            clear_clamp_floor_tokens,
             alert_thresholds,
             clear_alert_thresholds,
             clear_increase,
@@ -168,6 +191,8 @@ pub(crate) async fn budgets(
                 on_breach,
                 alert_thresholds: thresholds,
                 clear_temporary_increase: clear_increase,
+                clamp_floor_tokens,
+                clear_clamp_floor_tokens,
             };
             client.update_budget(authed(req, token)?).await.map_err(status_error)?.into_inner()
         }
@@ -214,14 +239,19 @@ pub(crate) fn budget_json(b: &v1::BudgetInfo) -> serde_json::Value {
             json!({"amount": amount, "until": until})
         }
     };
-    json!({
+    let mut v = json!({
         "id": b.id, "scope": b.scope, "scope_id": b.scope_id,
         "limit_usd": if b.limit_usd.is_empty() { None } else { Some(&b.limit_usd) },
         "limit_tokens": b.limit_tokens, "window": b.window, "on_breach": b.on_breach,
         "alert_thresholds": b.alert_thresholds_permille.iter().map(|&p| fraction(p)).collect::<Vec<_>>(),
         "epoch": b.epoch, "temporary_increase": increase,
         "created_at": b.created_at, "updated_at": b.updated_at,
-    })
+    });
+    // As in the REST view: only a clamp budget shows its floor.
+    if let (Some(floor), Some(obj)) = (b.clamp_floor_tokens, v.as_object_mut()) {
+        obj.insert("clamp_floor_tokens".into(), floor.into());
+    }
+    v
 }
 
 fn print_budgets(budgets: &[v1::BudgetInfo]) {
@@ -243,7 +273,10 @@ fn print_budgets(budgets: &[v1::BudgetInfo]) {
                 b.scope_id.clone(),
                 limit,
                 b.window.clone(),
-                b.on_breach.clone(),
+                match b.clamp_floor_tokens {
+                    Some(floor) => format!("{} (floor {floor})", b.on_breach),
+                    None => b.on_breach.clone(),
+                },
                 b.alert_thresholds_permille.iter().map(|&p| fraction(p)).collect::<Vec<_>>().join(","),
                 b.epoch.to_string(),
                 increase,
@@ -282,9 +315,14 @@ mod tests {
             temporary_increase_until: Some("2030-01-01T00:00:00Z".into()),
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-02T00:00:00Z".into(),
+            clamp_floor_tokens: None,
         };
         let v = budget_json(&b);
         assert_eq!(v["limit_usd"], serde_json::Value::Null);
+        assert!(v.get("clamp_floor_tokens").is_none(), "only a clamp budget shows a floor");
+        let clamp =
+            budget_json(&v1::BudgetInfo { on_breach: "clamp".into(), clamp_floor_tokens: Some(16), ..b.clone() });
+        assert_eq!((clamp["on_breach"].clone(), clamp["clamp_floor_tokens"].clone()), (json!("clamp"), json!(16)));
         assert_eq!(v["limit_tokens"], 1000);
         assert_eq!(v["alert_thresholds"], json!(["0.5", "0.8"]));
         assert_eq!(v["temporary_increase"], json!({"amount": 250, "until": "2030-01-01T00:00:00Z"}));

@@ -39,6 +39,26 @@ impl PriceArgs {
     }
 }
 
+/// `image=N,audio=N,file=N` (any subset, at least one): the most tokens one part of
+/// that kind may count for.
+pub(crate) fn parse_tokens_per_part(s: &str) -> Result<v1::TokensPerPart, String> {
+    let mut out = v1::TokensPerPart::default();
+    for item in s.split(',') {
+        let (kind, n) = item.split_once('=').ok_or_else(|| format!("expected KIND=N, got {item:?}"))?;
+        let n: u64 = n.trim().parse().map_err(|_| format!("{kind}: expected a positive integer, got {n:?}"))?;
+        let slot = match kind.trim() {
+            "image" => &mut out.image,
+            "audio" => &mut out.audio,
+            "file" => &mut out.file,
+            other => return Err(format!("unknown part kind {other:?}; expected image, audio or file")),
+        };
+        if slot.replace(n).is_some() {
+            return Err(format!("{kind} is given twice"));
+        }
+    }
+    Ok(out)
+}
+
 /// `PROVIDER/MODEL`: split at the first `/`, so an upstream model name may hold more.
 fn parse_deployment(s: &str) -> Result<v1::Deployment, String> {
     match s.split_once('/') {
@@ -72,6 +92,9 @@ pub(crate) enum ModelsCommand {
         /// Output tokens assumed when a request sets no max_tokens.
         #[arg(long)]
         max_output_tokens: Option<u64>,
+        /// The most tokens one part may count for, as image=N,audio=N,file=N (any subset).
+        #[arg(long, value_parser = parse_tokens_per_part)]
+        max_tokens_per_part: Option<v1::TokensPerPart>,
     },
     /// Change a model; options left out stay as they are.
     Update {
@@ -88,6 +111,13 @@ pub(crate) enum ModelsCommand {
         /// Remove the output-token default.
         #[arg(long)]
         clear_max_output_tokens: bool,
+        /// Replace the per-part maxima, as image=N,audio=N,file=N (a kind left out is
+        /// cleared).
+        #[arg(long, value_parser = parse_tokens_per_part, conflicts_with = "clear_max_tokens_per_part")]
+        max_tokens_per_part: Option<v1::TokensPerPart>,
+        /// Remove every per-part maximum.
+        #[arg(long)]
+        clear_max_tokens_per_part: bool,
     },
     /// Override a model's prices (USD per 1M tokens; zero is a price).
     SetPrice {
@@ -187,24 +217,44 @@ pub(crate) async fn models(
         ModelsCommand::Get { model } => {
             client.get_model(authed(v1::GetModelRequest { model }, token)?).await.map_err(status_error)?.into_inner()
         }
-        ModelsCommand::Create { name, deployments, prices, max_output_tokens } => {
-            let req = v1::CreateModelRequest { name, deployments, pricing: prices.pricing(), max_output_tokens };
+        ModelsCommand::Create { name, deployments, prices, max_output_tokens, max_tokens_per_part } => {
+            let req = v1::CreateModelRequest {
+                name,
+                deployments,
+                pricing: prices.pricing(),
+                max_output_tokens,
+                max_tokens_per_part,
+            };
             client.create_model(authed(req, token)?).await.map_err(status_error)?.into_inner()
         }
-        ModelsCommand::Update { model, deployments, prices, max_output_tokens, clear_max_output_tokens } => {
+        ModelsCommand::Update {
+            model,
+            deployments,
+            prices,
+            max_output_tokens,
+            clear_max_output_tokens,
+            max_tokens_per_part,
+            clear_max_tokens_per_part,
+        } => {
             let req = v1::UpdateModelRequest {
                 model,
                 pricing: prices.pricing(),
                 max_output_tokens,
                 clear_max_output_tokens,
                 deployments: (!deployments.is_empty()).then_some(v1::DeploymentList { deployments }),
+                max_tokens_per_part,
+                clear_max_tokens_per_part,
             };
             if req.pricing.is_none()
                 && req.deployments.is_none()
                 && req.max_output_tokens.is_none()
                 && !clear_max_output_tokens
+                && req.max_tokens_per_part.is_none()
+                && !clear_max_tokens_per_part
             {
-                return Err(anyhow!("nothing to change: give --deployment, prices or --max-output-tokens"));
+                return Err(anyhow!(
+                    "nothing to change: give --deployment, prices, --max-output-tokens or --max-tokens-per-part"
+                ));
             }
             client.update_model(authed(req, token)?).await.map_err(status_error)?.into_inner()
         }
@@ -234,13 +284,23 @@ pub(crate) fn model_json(m: &v1::ModelInfo) -> serde_json::Value {
         json!({"input_per_mtok": input, "output_per_mtok": m.output_per_mtok,
                "cached_input_per_mtok": m.cached_input_per_mtok, "cache_write_per_mtok": m.cache_write_per_mtok})
     });
-    json!({
+    let mut v = json!({
         "id": m.id, "name": m.name,
         "deployments": m.deployments.iter().map(|d| json!({
             "provider": d.provider, "model": d.model, "priority": d.priority, "weight": d.weight.unwrap_or(1),
         })).collect::<Vec<_>>(),
         "pricing": pricing, "price_source": m.price_source, "max_output_tokens": m.max_output_tokens,
-    })
+    });
+    // As in the REST view: only a model with a per-part maximum shows them.
+    if let (Some(t), Some(obj)) = (&m.max_tokens_per_part, v.as_object_mut()) {
+        let parts: serde_json::Map<String, serde_json::Value> =
+            [("image", t.image), ("audio", t.audio), ("file", t.file)]
+                .into_iter()
+                .filter_map(|(k, n)| n.map(|n| (k.to_owned(), n.into())))
+                .collect();
+        obj.insert("max_tokens_per_part".into(), parts.into());
+    }
+    v
 }
 
 fn print_models(models: &[v1::ModelInfo]) {
@@ -392,4 +452,19 @@ fn print_policies(policies: &[v1::RoutingPolicyInfo]) {
         })
         .collect();
     print_table(&header, &rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_part_maxima_parse_any_subset_and_refuse_the_rest() {
+        let t = parse_tokens_per_part("image=1500,file=20000").unwrap();
+        assert_eq!((t.image, t.audio, t.file), (Some(1500), None, Some(20_000)));
+        assert_eq!(parse_tokens_per_part("audio=7").unwrap().audio, Some(7));
+        for bad in ["video=5", "image=", "image=-1", "image", "image=1,image=2", ""] {
+            assert!(parse_tokens_per_part(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
 }

@@ -260,6 +260,7 @@ mod demo {
                     cache_write_per_mtok: None,
                 }),
                 max_output_tokens: Some(1024),
+                max_tokens_per_part: None,
             };
             svc.create_model(&actor, input).await?;
         }
@@ -294,6 +295,7 @@ mod demo {
                         window: Window::Day,
                         on_breach: Some(OnBreach::Block),
                         alert_thresholds: Vec::new(),
+                        clamp_floor_tokens: None,
                     }),
                     ..Default::default()
                 };

@@ -5,7 +5,7 @@
 use crate::ControlError;
 use crate::service::Service;
 use std::collections::HashMap;
-use tollgate_core::Timestamp;
+use tollgate_core::{OnBreach, Timestamp};
 use tollgate_keys::KeyHash;
 use tollgate_proto::v1;
 use tollgate_store::{DeploymentPricing, ProjectRecord};
@@ -77,6 +77,9 @@ impl Service {
                     _ => None,
                 },
                 max_output_tokens: m.max_output_tokens.and_then(|v| u64::try_from(v).ok()),
+                max_image_tokens: m.max_image_tokens.and_then(|v| u64::try_from(v).ok()),
+                max_audio_tokens: m.max_audio_tokens.and_then(|v| u64::try_from(v).ok()),
+                max_file_tokens: m.max_file_tokens.and_then(|v| u64::try_from(v).ok()),
             })
             .collect();
         let mut keys = Vec::with_capacity(data.keys.len());
@@ -137,6 +140,11 @@ impl Service {
                 epoch: u32::try_from(b.epoch).unwrap_or(0),
                 temporary_increase: b.temporary_increase,
                 temporary_increase_until_ms: b.temporary_increase_until.map(Timestamp::unix_millis),
+                // Only a clamp budget carries its floor.
+                clamp_floor_tokens: (b.on_breach == OnBreach::Clamp)
+                    .then_some(b.clamp_floor_tokens)
+                    .flatten()
+                    .and_then(|t| u64::try_from(t).ok()),
             })
             .collect();
         let aliases = data

@@ -109,6 +109,7 @@ impl World {
                 ..Default::default()
             }),
             max_output_tokens: None,
+            ..Default::default()
         }
     }
 

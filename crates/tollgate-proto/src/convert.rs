@@ -16,7 +16,9 @@ use tollgate_keys::{
 };
 use tollgate_metering::{Attempt, LedgerEntry, Pricing, UsageSource};
 use tollgate_providers::{ApiKey, ProviderConfig, ProviderKind};
-use tollgate_routing::{Deployment, DeploymentOptions, ModelRoute, PolicyScope, RawRoutingPolicy, RoutingPolicy};
+use tollgate_routing::{
+    Deployment, DeploymentOptions, ModelRoute, PartMax, PolicyScope, RawRoutingPolicy, RoutingPolicy,
+};
 
 /// The kind of a published object, as a refusal names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -212,6 +214,7 @@ pub fn model(m: &v1::Model) -> Result<ModelParts, Rejected> {
         name: m.name.as_str().into(),
         deployments: m.deployments.iter().map(|d| Deployment::new(d.provider.as_str(), d.model.as_str())).collect(),
         max_output_tokens: m.max_output_tokens,
+        max_tokens_per_part: PartMax { image: m.max_image_tokens, audio: m.max_audio_tokens, file: m.max_file_tokens },
     };
     let options = m
         .deployments
@@ -358,6 +361,9 @@ pub fn budget_in(b: &v1::Budget, ids: &mut Interner) -> Result<Budget, Rejected>
         Budget::new(BudgetId::new(b.id.as_str()), scope, ids.get(&b.scope_id), limit, window, on_breach, thresholds)
             .map_err(|e| err(Kind::Budget, &b.id, e.to_string()))?;
     budget.epoch = b.epoch;
+    if let Some(floor) = b.clamp_floor_tokens {
+        budget = budget.with_clamp_floor_tokens(floor);
+    }
     if let Some(until) = b.temporary_increase_until_ms
         && b.temporary_increase > 0
     {
@@ -561,6 +567,10 @@ mod tests {
         let got = budget(&b).unwrap();
         assert_eq!(got.limit, Limit::Money(Money::from_nanos(10_000_000)));
         assert_eq!(got.epoch, 3);
+        assert_eq!(got.clamp_floor_tokens, Budget::DEFAULT_CLAMP_FLOOR_TOKENS, "unset: the default floor");
+        let clamp = v1::Budget { on_breach: "clamp".into(), clamp_floor_tokens: Some(64), ..b.clone() };
+        let clamp = budget(&clamp).unwrap();
+        assert_eq!((clamp.on_breach, clamp.clamp_floor_tokens), (tollgate_core::OnBreach::Clamp, 64));
         assert_eq!(
             got.temporary_increase,
             Some((Limit::Money(Money::from_nanos(5_000_000)), Timestamp::from_unix_millis(1_000)))
@@ -603,10 +613,13 @@ mod tests {
             id: "model_1".into(),
             name: "gpt-4o".into(),
             deployments: vec![d("a", 0, Some(70)), d("b", 2, Some(0)), d("c", 1, None)],
+            max_image_tokens: Some(1_500),
+            max_file_tokens: Some(20_000),
             ..Default::default()
         };
         let ModelParts { route, options, pricing, .. } = model(&m).unwrap();
         assert_eq!(route.deployments.len(), 3);
+        assert_eq!(route.max_tokens_per_part, PartMax { image: Some(1_500), audio: None, file: Some(20_000) });
         assert_eq!(
             options,
             [

@@ -26,6 +26,7 @@ fn setup() -> (Catalog, Health, PolicySet) {
             name: format!("model-{i}").into(),
             deployments: vec![Deployment::new(format!("p{i}"), "m")],
             max_output_tokens: None,
+            max_tokens_per_part: Default::default(),
         };
         catalog.insert(route).unwrap();
     }
@@ -33,6 +34,7 @@ fn setup() -> (Catalog, Health, PolicySet) {
         name: "gpt-4o-mini".into(),
         deployments: ["openai", "azure-eu", "azure-us"].iter().map(|p| Deployment::new(*p, "gpt-4o-mini")).collect(),
         max_output_tokens: None,
+        max_tokens_per_part: Default::default(),
     };
     let weights = [70, 20, 10].map(|weight| DeploymentOptions { priority: 0, weight });
     catalog.insert_with_options(route, weights.to_vec()).unwrap();

@@ -56,6 +56,20 @@ pub struct ModelRoute {
     pub deployments: Vec<Deployment>,
     /// Output tokens assumed when a request gives no `max_tokens`.
     pub max_output_tokens: Option<u64>,
+    /// The most tokens one image, audio or file part of a request may count for.
+    pub max_tokens_per_part: PartMax,
+}
+
+/// Per-part token maxima of a model: the most tokens one image, audio or file part of a
+/// request may count for; `None`: no cap for that kind of part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PartMax {
+    /// One image part.
+    pub image: Option<u64>,
+    /// One audio part.
+    pub audio: Option<u64>,
+    /// One file part.
+    pub file: Option<u64>,
 }
 
 /// How one deployment takes part in routing, kept beside (not inside) [`Deployment`] so
@@ -310,6 +324,7 @@ mod tests {
             name: name.into(),
             deployments: deployments.iter().map(|(p, m)| Deployment::new(*p, *m)).collect(),
             max_output_tokens: None,
+            max_tokens_per_part: Default::default(),
         }
     }
 

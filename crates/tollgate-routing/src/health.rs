@@ -408,6 +408,7 @@ mod tests {
                 name: (*name).into(),
                 deployments: ds.iter().map(|(p, m)| Deployment::new(*p, *m)).collect(),
                 max_output_tokens: None,
+                max_tokens_per_part: Default::default(),
             })
             .unwrap();
         }

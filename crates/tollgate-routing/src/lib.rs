@@ -42,7 +42,7 @@ mod policy_set;
 
 pub use catalog::{
     Catalog, CatalogError, Deployment, DeploymentOptions, MAX_DEPLOYMENTS, MAX_NAME_LEN, MAX_WEIGHT, ModelRoute,
-    Resolved,
+    PartMax, Resolved,
 };
 pub use health::{Admission, Breaker, BreakerState, Health, ProbeLease};
 pub use outcome::{FailureClass, Outcome, RetryOn};

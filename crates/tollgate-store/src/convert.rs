@@ -137,6 +137,9 @@ pub(crate) fn model_from_row(m: model::Model) -> Result<ModelRecord, StoreError>
         cache_write_per_mtok: m.cache_write_per_mtok,
         price_source: m.price_source,
         max_output_tokens: m.max_output_tokens,
+        max_image_tokens: m.max_image_tokens,
+        max_audio_tokens: m.max_audio_tokens,
+        max_file_tokens: m.max_file_tokens,
         created_at: ts(m.created_at),
         updated_at: ts(m.updated_at),
     })
@@ -155,6 +158,9 @@ pub(crate) fn model_to_row(r: &ModelRecord) -> Result<model::Model, StoreError> 
         max_output_tokens: r.max_output_tokens,
         created_at: r.created_at.unix_millis(),
         updated_at: r.updated_at.unix_millis(),
+        max_image_tokens: r.max_image_tokens,
+        max_audio_tokens: r.max_audio_tokens,
+        max_file_tokens: r.max_file_tokens,
     })
 }
 
@@ -291,6 +297,7 @@ pub(crate) fn budget_from_row(m: budget::Model) -> Result<BudgetRecord, StoreErr
         temporary_increase: m.temporary_increase,
         temporary_increase_until: ts_opt(m.temporary_increase_until),
         last_reset_at: ts_opt(m.last_reset_at),
+        clamp_floor_tokens: m.clamp_floor_tokens,
         created_at: ts(m.created_at),
         updated_at: ts(m.updated_at),
     })
@@ -312,6 +319,7 @@ pub(crate) fn budget_to_row(r: &BudgetRecord) -> Result<budget::Model, StoreErro
         temporary_increase: r.temporary_increase,
         temporary_increase_until: ms_opt(r.temporary_increase_until),
         last_reset_at: ms_opt(r.last_reset_at),
+        clamp_floor_tokens: r.clamp_floor_tokens,
     })
 }
 

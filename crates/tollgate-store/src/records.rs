@@ -169,6 +169,12 @@ pub struct ModelRecord {
     pub price_source: Option<String>,
     /// Cap on output tokens per request.
     pub max_output_tokens: Option<i64>,
+    /// The most tokens one image part of a request may count for; `None`: no cap.
+    pub max_image_tokens: Option<i64>,
+    /// The most tokens one audio part of a request may count for; `None`: no cap.
+    pub max_audio_tokens: Option<i64>,
+    /// The most tokens one file part of a request may count for; `None`: no cap.
+    pub max_file_tokens: Option<i64>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it was last changed.
@@ -263,6 +269,10 @@ pub struct BudgetRecord {
     /// When it was last reset by hand (`None` if never): spend before this instant does
     /// not count. Like `epoch`, only [`crate::Store::reset_budget`] writes it.
     pub last_reset_at: Option<Timestamp>,
+    /// For an `on_breach = clamp` budget, the fewest output tokens a request may be
+    /// clamped to; `None`: the default (16). The control plane keeps it `None` on other
+    /// budgets.
+    pub clamp_floor_tokens: Option<i64>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it was last changed.

@@ -100,6 +100,22 @@ pub(crate) struct Model {
     pub(crate) pricing: Option<Pricing>,
     #[serde(default, deserialize_with = "nullable")]
     pub(crate) max_output_tokens: Option<Option<u64>>,
+    /// `{image: N, audio: N, file: N}` (any subset; a kind left out has no cap); `null`
+    /// clears them all.
+    #[serde(default, deserialize_with = "nullable")]
+    pub(crate) max_tokens_per_part: Option<Option<TokensPerPart>>,
+}
+
+/// The most tokens one part of each kind may count for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokensPerPart {
+    #[serde(default)]
+    pub(crate) image: Option<u64>,
+    #[serde(default)]
+    pub(crate) audio: Option<u64>,
+    #[serde(default)]
+    pub(crate) file: Option<u64>,
 }
 
 /// An organization, by name.
@@ -142,12 +158,15 @@ pub(crate) struct Budget {
     pub(crate) limit_usd: Option<Usd>,
     #[serde(default)]
     pub(crate) limit_tokens: Option<u64>,
-    /// block or warn; block for a new budget when left out.
+    /// block, warn or clamp; block for a new budget when left out.
     #[serde(default)]
     pub(crate) on_breach: Option<OnBreach>,
     /// Fractions of the limit, e.g. `[0.5, 0.8]`.
     #[serde(default)]
     pub(crate) alert_thresholds: Option<Vec<Threshold>>,
+    /// With `on_breach: clamp`: the fewest output tokens a request may be clamped to.
+    #[serde(default)]
+    pub(crate) clamp_floor_tokens: Option<u64>,
 }
 
 /// The part of a budget that apply keeps in line: the limit, the breach behaviour and
@@ -158,6 +177,7 @@ pub(crate) struct Limits {
     pub(crate) limit_tokens: Option<u64>,
     pub(crate) on_breach: Option<OnBreach>,
     pub(crate) alert_thresholds: Option<Vec<Threshold>>,
+    pub(crate) clamp_floor_tokens: Option<u64>,
 }
 
 macro_rules! limits_of {
@@ -170,6 +190,7 @@ macro_rules! limits_of {
                     limit_tokens: self.limit_tokens,
                     on_breach: self.on_breach,
                     alert_thresholds: self.alert_thresholds.clone(),
+                    clamp_floor_tokens: self.clamp_floor_tokens,
                 }
             }
         }
@@ -190,12 +211,15 @@ pub(crate) struct KeyBudget {
     pub(crate) limit_usd: Option<Usd>,
     #[serde(default)]
     pub(crate) limit_tokens: Option<u64>,
-    /// block or warn; block for a new budget when left out.
+    /// block, warn or clamp; block for a new budget when left out.
     #[serde(default)]
     pub(crate) on_breach: Option<OnBreach>,
     /// Fractions of the limit, e.g. `[0.5, 0.8]`.
     #[serde(default)]
     pub(crate) alert_thresholds: Option<Vec<Threshold>>,
+    /// With `on_breach: clamp`: the fewest output tokens a request may be clamped to.
+    #[serde(default)]
+    pub(crate) clamp_floor_tokens: Option<u64>,
 }
 
 /// A virtual key, identified by its project and name.

@@ -357,11 +357,14 @@ impl Planner<'_> {
                     diffs.extend(pricing_diffs(p, None));
                 }
                 diffs.extend(m.max_output_tokens.flatten().map(|v| d("max_output_tokens", None, Some(v.to_string()))));
+                let parts = m.max_tokens_per_part.flatten().map(wire_parts);
+                diffs.extend(parts.as_ref().map(|t| d("max_tokens_per_part", None, Some(render_parts(Some(t))))));
                 let req = v1::CreateModelRequest {
                     name: m.name.clone(),
                     deployments,
                     pricing: m.pricing.as_ref().map(model_pricing),
                     max_output_tokens: m.max_output_tokens.flatten(),
+                    max_tokens_per_part: parts,
                 };
                 self.change("model", m.name.clone(), Action::Create, diffs, Op::CreateModel(req));
                 continue;
@@ -386,6 +389,20 @@ impl Planner<'_> {
             let current = cur.max_output_tokens.and_then(|v| u64::try_from(v).ok());
             let out = cap("max_output_tokens", m.max_output_tokens, current, &mut diffs);
             (req.max_output_tokens, req.clear_max_output_tokens) = (out.flatten(), out.is_some_and(|v| v.is_none()));
+            if let Some(want) = m.max_tokens_per_part {
+                // No maximum at all reads back as an unset message.
+                let want = want.map(wire_parts).filter(|t| *t != v1::TokensPerPart::default());
+                let have = cur.max_tokens_per_part.filter(|t| *t != v1::TokensPerPart::default());
+                if want != have {
+                    diffs.push(d(
+                        "max_tokens_per_part",
+                        Some(render_parts(have.as_ref())),
+                        Some(render_parts(want.as_ref())),
+                    ));
+                    req.clear_max_tokens_per_part = want.is_none();
+                    req.max_tokens_per_part = want;
+                }
+            }
             self.update_or_keep("model", m.name.clone(), diffs, Op::UpdateModel(req));
         }
     }
@@ -543,6 +560,7 @@ impl Planner<'_> {
             [] => {
                 let mut diffs = vec![limit_diff(limits, None)];
                 diffs.extend(limits.on_breach.map(|o| d("on_breach", None, Some(o.as_str().to_owned()))));
+                diffs.extend(limits.clamp_floor_tokens.map(|f| d("clamp_floor_tokens", None, Some(f.to_string()))));
                 if let Some(t) = &limits.alert_thresholds {
                     diffs.push(d("alert_thresholds", None, Some(list(&fractions(t)))));
                 }
@@ -554,6 +572,7 @@ impl Planner<'_> {
                     window: window.as_str().to_owned(),
                     on_breach: limits.on_breach.map(|o| o.as_str().to_owned()),
                     alert_thresholds: limits.alert_thresholds.as_deref().map(fractions).unwrap_or_default(),
+                    clamp_floor_tokens: limits.clamp_floor_tokens,
                 };
                 self.change("budget", name, Action::Create, diffs, Op::CreateBudget(target, req));
             }
@@ -637,6 +656,7 @@ impl Planner<'_> {
                 on_breach: l.on_breach.map(|o| o.as_str().to_owned()).unwrap_or_default(),
                 limit_tokens: l.limit_tokens,
                 alert_thresholds: l.alert_thresholds.as_deref().map(fractions).unwrap_or_default(),
+                clamp_floor_tokens: l.clamp_floor_tokens,
             }
         });
         diffs.push(d("secret", None, Some("(minted on apply, shown once)".into())));
@@ -734,6 +754,10 @@ fn budget_update(l: &Limits, cur: &v1::BudgetInfo) -> (Vec<Diff>, v1::UpdateBudg
         diffs.push(d("on_breach", Some(cur.on_breach.clone()), Some(o.as_str().to_owned())));
         req.on_breach = Some(o.as_str().to_owned());
     }
+    if let Some(f) = l.clamp_floor_tokens.filter(|f| cur.clamp_floor_tokens != Some(*f)) {
+        diffs.push(d("clamp_floor_tokens", cur.clamp_floor_tokens.map(|c| c.to_string()), Some(f.to_string())));
+        req.clamp_floor_tokens = Some(f);
+    }
     if let Some(t) = &l.alert_thresholds {
         let want = permilles(t.iter().map(|f| u32::from(f.permille())).collect());
         let have = permilles(cur.alert_thresholds_permille.clone());
@@ -744,6 +768,26 @@ fn budget_update(l: &Limits, cur: &v1::BudgetInfo) -> (Vec<Diff>, v1::UpdateBudg
         }
     }
     (diffs, req)
+}
+
+/// Per-part maxima as sent on the wire.
+fn wire_parts(t: file::TokensPerPart) -> v1::TokensPerPart {
+    v1::TokensPerPart { image: t.image, audio: t.audio, file: t.file }
+}
+
+/// `image=1500,file=20000`, as `tollctl models --max-tokens-per-part` takes it; `none`
+/// without any.
+fn render_parts(t: Option<&v1::TokensPerPart>) -> String {
+    let text = t
+        .map(|t| {
+            [("image", t.image), ("audio", t.audio), ("file", t.file)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    if text.is_empty() { "none".into() } else { text }
 }
 
 /// Field-level differences of the file's prices from the stored ones (all of them for
@@ -794,11 +838,40 @@ mod tests {
             limit_tokens: None,
             on_breach: None,
             alert_thresholds: Some([800, 500].into_iter().filter_map(Threshold::from_permille).collect()),
+            clamp_floor_tokens: None,
         };
         assert!(budget_update(&same, &cur).0.is_empty());
         let more = Limits { limit_usd: Some(file::Usd(Money::from_nanos(600_000_000_000))), ..same };
         let (diffs, req) = budget_update(&more, &cur);
         assert_eq!(diffs, [d("limit", Some("$500.00".into()), Some("$600.00".into()))]);
         assert_eq!((req.limit_usd.as_deref(), req.on_breach, req.alert_thresholds), (Some("600.00"), None, None));
+    }
+
+    #[test]
+    fn a_budget_turned_to_clamp_sends_its_floor_only_when_it_differs() {
+        let cur = v1::BudgetInfo {
+            id: "bud_1".into(),
+            limit_tokens: Some(1000),
+            on_breach: "block".into(),
+            ..Default::default()
+        };
+        let clamp = Limits {
+            limit_usd: None,
+            limit_tokens: Some(1000),
+            on_breach: Some(tollgate_core::OnBreach::Clamp),
+            alert_thresholds: None,
+            clamp_floor_tokens: Some(32),
+        };
+        let (diffs, req) = budget_update(&clamp, &cur);
+        assert_eq!(
+            diffs,
+            [
+                d("on_breach", Some("block".into()), Some("clamp".into())),
+                d("clamp_floor_tokens", None, Some("32".into()))
+            ]
+        );
+        assert_eq!((req.on_breach.as_deref(), req.clamp_floor_tokens), (Some("clamp"), Some(32)));
+        let stored = v1::BudgetInfo { on_breach: "clamp".into(), clamp_floor_tokens: Some(32), ..cur };
+        assert!(budget_update(&clamp, &stored).0.is_empty(), "a matching clamp budget needs no update");
     }
 }

@@ -302,3 +302,54 @@ models:
     assert_eq!(snap.providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["first"]);
     assert!(snap.models.is_empty());
 }
+
+#[tokio::test]
+async fn apply_manages_clamp_budgets_and_per_part_maxima() {
+    let cp = InProcess::start().await;
+    let text = |floor: u64, parts: &str| {
+        format!(
+            r#"
+providers: [{{name: local, kind: mock}}]
+models:
+  - name: vision
+    deployments: [{{provider: local, model: echo}}]
+    pricing: {{input_per_mtok: "1", output_per_mtok: "2"}}
+    max_tokens_per_part: {parts}
+teams: [{{name: payments}}]
+budgets:
+  - {{scope: team, target: payments, window: day, limit_tokens: 100000, on_breach: clamp, clamp_floor_tokens: {floor}}}
+"#
+        )
+    };
+    let out = apply(&cp, &text(32, "{image: 1500, file: 20000}"), &["--output", "json"], SECRET_1).await.json();
+    assert_eq!(out["summary"], json!({"create": 4, "update": 0, "unchanged": 0}), "{out:#}");
+    let snap = cp.snapshot().await;
+    let team_id = snap.budgets[0].scope_id.clone();
+    let b = budget_of(&snap, "team", &team_id);
+    assert_eq!((b.on_breach.as_str(), b.clamp_floor_tokens), ("clamp", Some(32)));
+    let m = &snap.models[0];
+    assert_eq!((m.max_image_tokens, m.max_audio_tokens, m.max_file_tokens), (Some(1500), None, Some(20000)));
+
+    let again = apply(&cp, &text(32, "{image: 1500, file: 20000}"), &["--output", "json"], SECRET_1).await.json();
+    assert_eq!(again["summary"], json!({"create": 0, "update": 0, "unchanged": 4}), "{again:#}");
+
+    let out = apply(&cp, &text(64, "{audio: 300}"), &["--output", "json"], SECRET_1).await.json();
+    let updated: Vec<_> = changes(&out).into_iter().filter(|c| c.0 == "update").map(|c| (c.1, c.3)).collect();
+    assert_eq!(
+        updated,
+        [
+            ("model".to_owned(), vec!["max_tokens_per_part".to_owned()]),
+            ("budget".to_owned(), vec!["clamp_floor_tokens".to_owned()])
+        ],
+        "{out:#}"
+    );
+    let snap = cp.snapshot().await;
+    assert_eq!(budget_of(&snap, "team", &team_id).clamp_floor_tokens, Some(64));
+    let m = &snap.models[0];
+    assert_eq!((m.max_image_tokens, m.max_audio_tokens, m.max_file_tokens), (None, Some(300), None));
+
+    let out = apply(&cp, &text(64, "null"), &["--output", "json"], SECRET_1).await.json();
+    assert_eq!(out["summary"]["update"], 1, "{out:#}");
+    let m = &cp.snapshot().await.models[0];
+    assert_eq!((m.max_image_tokens, m.max_audio_tokens, m.max_file_tokens), (None, None, None));
+}

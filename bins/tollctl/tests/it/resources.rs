@@ -107,3 +107,49 @@ async fn every_resource_can_be_created_read_and_listed_from_the_cli() {
     let table = cp.run(ADMIN, &["principals", "list"], &[]).await;
     assert!(table.ok && table.stdout.starts_with("ID") && table.stdout.contains("acme:1"), "{}", table.stdout);
 }
+
+#[tokio::test]
+async fn clamp_budgets_and_per_part_maxima_are_set_from_the_cli() {
+    let cp = InProcess::start().await;
+    cp.json(&["teams", "create", "payments"]).await;
+    let clamp = [
+        "budgets",
+        "create",
+        "--scope",
+        "team",
+        "--scope-id",
+        "payments",
+        "--limit-tokens",
+        "50000",
+        "--window",
+        "day",
+        "--on-breach",
+        "clamp",
+        "--clamp-floor-tokens",
+        "64",
+    ];
+    let b = cp.json(&clamp).await;
+    assert_eq!((b["on_breach"].clone(), b["clamp_floor_tokens"].clone()), (json!("clamp"), json!(64)));
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b = cp.json(&["budgets", "update", &id, "--clear-clamp-floor-tokens"]).await;
+    assert_eq!(b["clamp_floor_tokens"], 16, "back to the default");
+    let b = cp.json(&["budgets", "update", &id, "--clamp-floor-tokens", "128"]).await;
+    assert_eq!(b["clamp_floor_tokens"], 128);
+    let table = cp.run(ADMIN, &["budgets", "get", &id], &[]).await;
+    assert!(table.ok && table.stdout.contains("clamp (floor 128)"), "{}", table.stdout);
+    let refused =
+        cp.run(ADMIN, &["budgets", "update", &id, "--on-breach", "warn", "--clamp-floor-tokens", "5"], &[]).await;
+    assert!(!refused.ok && refused.stderr.contains("clamp_floor_tokens"), "{}", refused.stderr);
+
+    cp.json(&["providers", "create", "up", "--kind", "mock"]).await;
+    let create =
+        ["models", "create", "vision", "--deployment", "up/gpt-4o", "--max-tokens-per-part", "image=1500,file=20000"];
+    let m = cp.json(&create).await;
+    assert_eq!(m["max_tokens_per_part"], json!({"image": 1500, "file": 20000}));
+    let m = cp.json(&["models", "update", "vision", "--max-tokens-per-part", "audio=300"]).await;
+    assert_eq!(m["max_tokens_per_part"], json!({"audio": 300}));
+    let m = cp.json(&["models", "update", "vision", "--clear-max-tokens-per-part"]).await;
+    assert!(m.get("max_tokens_per_part").is_none(), "{m}");
+    let bad = cp.run(ADMIN, &["models", "update", "vision", "--max-tokens-per-part", "video=5"], &[]).await;
+    assert!(!bad.ok && bad.stderr.contains("video"), "{}", bad.stderr);
+}

@@ -43,6 +43,7 @@ async fn control_plane() -> (Arc<ControlPlane>, String) {
         }],
         pricing: None,
         max_output_tokens: None,
+        max_tokens_per_part: None,
     };
     svc.create_model(&actor, model).await.unwrap();
     svc.create_team(&actor, CreateTeam { name: "payments".into(), organization: None }).await.unwrap();

@@ -100,6 +100,7 @@ async fn models_list_and_set_price_from_the_cli() {
         }],
         pricing: None,
         max_output_tokens: None,
+        max_tokens_per_part: None,
     };
     svc.create_model(&actor, model("sonnet", "claude-sonnet-4-5")).await.unwrap();
     svc.create_model(&actor, model("local", "llama-local")).await.unwrap();

@@ -1,6 +1,6 @@
 //! `AdminService` budget RPCs, the same operations as `/api/v1/budgets`.
 
-use super::{actor, field, opt_field};
+use super::{actor, field, opt_field, settable};
 use crate::ControlError;
 use crate::service::{BudgetView, CreateBudget, IncreaseBudget, ListBudgets, Service, Threshold, UpdateBudget};
 use tollgate_core::Timestamp;
@@ -22,6 +22,7 @@ pub(super) fn budget_info(v: BudgetView) -> v1::BudgetInfo {
         temporary_increase_until: v.temporary_increase.map(|t| t.until.to_rfc3339()),
         created_at: v.created_at.to_rfc3339(),
         updated_at: v.updated_at.to_rfc3339(),
+        clamp_floor_tokens: v.clamp_floor_tokens,
     }
 }
 
@@ -38,6 +39,7 @@ fn create_budget_input(r: v1::CreateBudgetRequest) -> Result<CreateBudget, Contr
         window: field("window", &r.window)?,
         on_breach: opt_field("on_breach", r.on_breach.filter(|s| !s.is_empty()))?,
         alert_thresholds: thresholds("alert_thresholds", &r.alert_thresholds)?,
+        clamp_floor_tokens: r.clamp_floor_tokens,
     })
 }
 
@@ -49,6 +51,7 @@ fn update_budget_input(r: v1::UpdateBudgetRequest) -> Result<UpdateBudget, Contr
         on_breach: opt_field("on_breach", r.on_breach)?,
         alert_thresholds: r.alert_thresholds.map(|t| thresholds("alert_thresholds", &t.values)).transpose()?,
         clear_temporary_increase: r.clear_temporary_increase,
+        clamp_floor_tokens: settable("clamp_floor_tokens", r.clamp_floor_tokens, r.clear_clamp_floor_tokens)?,
     })
 }
 

@@ -52,6 +52,7 @@ fn create_input(r: v1::CreateKeyRequest) -> Result<CreateKey, ControlError> {
                 "" => None,
                 s => Some(s.parse().map_err(|e| ControlError::invalid("budget.on_breach", format!("{e}")))?),
             },
+            clamp_floor_tokens: b.clamp_floor_tokens,
         }),
         None => None,
     };

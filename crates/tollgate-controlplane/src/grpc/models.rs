@@ -3,7 +3,7 @@
 
 use super::{actor, settable};
 use crate::ControlError;
-use crate::service::{CreateModel, DeploymentInput, ModelView, PricingInput, Service, UpdateModel};
+use crate::service::{CreateModel, DeploymentInput, ModelView, PricingInput, Service, TokensPerPart, UpdateModel};
 use tollgate_core::Money;
 use tollgate_proto::v1;
 use tonic::{Request, Response, Status};
@@ -35,7 +35,16 @@ fn model_info(m: ModelView) -> v1::ModelInfo {
         cache_write_per_mtok: p.and_then(|p| p.cache_write_per_mtok).map(|m| m.to_string()),
         price_source: m.price_source,
         max_output_tokens: m.max_output_tokens,
+        max_tokens_per_part: m.max_tokens_per_part.map(|t| v1::TokensPerPart {
+            image: t.image,
+            audio: t.audio,
+            file: t.file,
+        }),
     }
+}
+
+fn tokens_per_part(t: v1::TokensPerPart) -> TokensPerPart {
+    TokensPerPart { image: t.image, audio: t.audio, file: t.file }
 }
 
 fn price(name: &str, text: &str) -> Result<Money, ControlError> {
@@ -100,6 +109,7 @@ fn create_model_input(r: v1::CreateModelRequest) -> Result<CreateModel, ControlE
         deployments: r.deployments.into_iter().map(deployment_input).collect(),
         pricing: r.pricing.as_ref().map(model_pricing).transpose()?,
         max_output_tokens: r.max_output_tokens,
+        max_tokens_per_part: r.max_tokens_per_part.map(tokens_per_part),
     })
 }
 
@@ -108,6 +118,11 @@ fn update_model_input(r: v1::UpdateModelRequest) -> Result<UpdateModel, ControlE
         pricing: r.pricing.as_ref().map(model_pricing).transpose()?,
         max_output_tokens: settable("max_output_tokens", r.max_output_tokens, r.clear_max_output_tokens)?,
         deployments: r.deployments.map(|l| l.deployments.into_iter().map(deployment_input).collect()),
+        max_tokens_per_part: settable(
+            "max_tokens_per_part",
+            r.max_tokens_per_part.map(tokens_per_part),
+            r.clear_max_tokens_per_part,
+        )?,
     })
 }
 

@@ -25,6 +25,27 @@ use utoipa::ToSchema;
 
 /// The most alert thresholds one budget may have.
 const MAX_THRESHOLDS: usize = 16;
+/// The largest clamp floor a budget may have, in output tokens.
+pub const MAX_CLAMP_FLOOR_TOKENS: u64 = 1_000_000;
+
+/// The stored clamp floor of a budget with `on_breach`: `floor` checked (1 to
+/// [`MAX_CLAMP_FLOOR_TOKENS`]) for a clamp budget, refused on any other (it would mean
+/// nothing there). `prefix` is prepended to the field name (`budget.` inline).
+pub(crate) fn clamp_floor_of(
+    prefix: &str,
+    on_breach: OnBreach,
+    floor: Option<u64>,
+) -> Result<Option<i64>, ControlError> {
+    let Some(floor) = floor else { return Ok(None) };
+    let field = format!("{prefix}clamp_floor_tokens");
+    if on_breach != OnBreach::Clamp {
+        return Err(ControlError::invalid(field, "only a budget with on_breach \"clamp\" takes a clamp floor"));
+    }
+    if !(1..=MAX_CLAMP_FLOOR_TOKENS).contains(&floor) {
+        return Err(ControlError::invalid(field, format!("must be between 1 and {MAX_CLAMP_FLOOR_TOKENS}")));
+    }
+    Ok(i64::try_from(floor).ok())
+}
 /// The longest a temporary increase may last.
 pub const MAX_INCREASE_DURATION_S: u64 = 90 * 24 * 3600;
 
@@ -87,7 +108,7 @@ pub(crate) fn domain_budget(prefix: &str, rec: &BudgetRecord) -> Result<Budget, 
         ),
         None => Limit::Money(Money::from_nanos(rec.limit_nanos)),
     };
-    Budget::new(
+    let budget = Budget::new(
         rec.id.clone(),
         rec.scope,
         rec.scope_id.as_str(),
@@ -100,6 +121,11 @@ pub(crate) fn domain_budget(prefix: &str, rec: &BudgetRecord) -> Result<Budget, 
         BudgetError::NegativeLimit => ControlError::invalid(format!("{prefix}limit_usd"), "must not be negative"),
         BudgetError::Threshold(_) => ControlError::invalid(format!("{prefix}alert_thresholds"), e.to_string()),
         BudgetError::EmptyScope => ControlError::invalid("scope_id", "must not be empty"),
+    })?;
+    let floor = clamp_floor_of(prefix, rec.on_breach, rec.clamp_floor_tokens.map(|f| u64::try_from(f).unwrap_or(0)))?;
+    Ok(match floor {
+        Some(f) => budget.with_clamp_floor_tokens(u64::try_from(f).unwrap_or(Budget::DEFAULT_CLAMP_FLOOR_TOKENS)),
+        None => budget,
     })
 }
 
@@ -192,12 +218,16 @@ pub struct BudgetInput {
     pub limit_tokens: Option<u64>,
     /// The window.
     pub window: Window,
-    /// Block (default) or warn.
+    /// Block (default), warn or clamp.
     #[serde(default)]
     pub on_breach: Option<OnBreach>,
     /// Fractions of the limit at which to alert, e.g. `[0.5, 0.8]`.
     #[serde(default)]
     pub alert_thresholds: Vec<Threshold>,
+    /// With `on_breach: "clamp"` only: the fewest output tokens a request may be clamped
+    /// to (1 to 1,000,000; default 16).
+    #[serde(default)]
+    pub clamp_floor_tokens: Option<u64>,
 }
 
 /// `POST /api/v1/budgets`.
@@ -216,11 +246,17 @@ pub struct CreateBudget {
     pub limit_tokens: Option<u64>,
     /// The window spend is counted over.
     pub window: Window,
-    /// Block (default) or warn.
+    /// Block (default), warn or clamp: a clamp budget that cannot take a request's
+    /// worst case lowers its output cap to what it affords (at least
+    /// `clamp_floor_tokens`), else refuses it like block.
     pub on_breach: Option<OnBreach>,
     /// Fractions of the limit at which to alert.
     #[schema(required = false)]
     pub alert_thresholds: Vec<Threshold>,
+    /// With `on_breach: "clamp"` only: the fewest output tokens a request may be clamped
+    /// to (1 to 1,000,000; default 16).
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub clamp_floor_tokens: Option<u64>,
 }
 
 impl CreateBudget {
@@ -228,7 +264,16 @@ impl CreateBudget {
     pub fn from_json(body: &[u8]) -> Result<CreateBudget, ControlError> {
         let mut f = Fields::parse(
             body,
-            &["scope", "scope_id", "limit_usd", "limit_tokens", "window", "on_breach", "alert_thresholds"],
+            &[
+                "scope",
+                "scope_id",
+                "limit_usd",
+                "limit_tokens",
+                "window",
+                "on_breach",
+                "alert_thresholds",
+                "clamp_floor_tokens",
+            ],
             false,
         )?;
         Ok(CreateBudget {
@@ -239,6 +284,7 @@ impl CreateBudget {
             window: f.required("window")?,
             on_breach: f.optional("on_breach")?,
             alert_thresholds: f.optional("alert_thresholds")?.unwrap_or_default(),
+            clamp_floor_tokens: f.optional("clamp_floor_tokens")?,
         })
     }
 }
@@ -265,6 +311,10 @@ pub struct UpdateBudget {
     /// Ends the temporary increase now (`"temporary_increase": null`).
     #[schema(rename = "temporary_increase", schema_with = null_schema, required = false)]
     pub clear_temporary_increase: bool,
+    /// A new clamp floor (1 to 1,000,000) of a clamp budget; `null` goes back to the
+    /// default (16). Leaving clamp for block or warn drops the floor.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub clamp_floor_tokens: Option<Option<u64>>,
 }
 
 impl UpdateBudget {
@@ -272,7 +322,15 @@ impl UpdateBudget {
     pub fn from_json(body: &[u8]) -> Result<UpdateBudget, ControlError> {
         let mut f = Fields::parse(
             body,
-            &["limit_usd", "limit_tokens", "window", "on_breach", "alert_thresholds", "temporary_increase"],
+            &[
+                "limit_usd",
+                "limit_tokens",
+                "window",
+                "on_breach",
+                "alert_thresholds",
+                "temporary_increase",
+                "clamp_floor_tokens",
+            ],
             false,
         )?;
         let clear_temporary_increase = match f.nullable::<serde_json::Value>("temporary_increase")? {
@@ -292,6 +350,7 @@ impl UpdateBudget {
             on_breach: f.not_null("on_breach")?,
             alert_thresholds: f.nullable("alert_thresholds")?.map(Option::unwrap_or_default),
             clear_temporary_increase,
+            clamp_floor_tokens: f.nullable("clamp_floor_tokens")?,
         })
     }
 
@@ -396,8 +455,12 @@ pub struct BudgetView {
     pub limit_tokens: Option<i64>,
     /// Window.
     pub window: Window,
-    /// Block or warn.
+    /// Block, warn or clamp.
     pub on_breach: OnBreach,
+    /// For a clamp budget, the fewest output tokens a request may be clamped to (the
+    /// default 16 unless set); absent for block and warn budgets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clamp_floor_tokens: Option<u64>,
     /// Alert thresholds as fractions of the limit (`"0.8"`).
     pub alert_thresholds: Vec<Threshold>,
     /// Bumped by every manual reset.
@@ -439,6 +502,9 @@ pub(crate) fn budget_view(b: &BudgetRecord, now: Timestamp) -> BudgetView {
         limit_tokens: b.limit_tokens,
         window: b.window,
         on_breach: b.on_breach,
+        clamp_floor_tokens: (b.on_breach == OnBreach::Clamp).then(|| {
+            b.clamp_floor_tokens.and_then(|f| u64::try_from(f).ok()).unwrap_or(Budget::DEFAULT_CLAMP_FLOOR_TOKENS)
+        }),
         alert_thresholds: b.alert_thresholds.iter().filter_map(|&p| Threshold::from_permille(p)).collect(),
         epoch: b.epoch,
         temporary_increase,
@@ -499,6 +565,8 @@ impl Service {
         self.authorize(actor, Scope::BudgetsWrite, Target::BudgetScope(input.scope, &input.scope_id)).await?;
         let (limit_nanos, limit_tokens) = limit_of("", input.limit_usd, input.limit_tokens)?;
         let alert_thresholds = permilles("alert_thresholds", &input.alert_thresholds)?;
+        let on_breach = input.on_breach.unwrap_or(OnBreach::Block);
+        let clamp_floor_tokens = clamp_floor_of("", on_breach, input.clamp_floor_tokens)?;
         let scope_id = self.scope_target(actor, input.scope, &input.scope_id).await?;
         let now = Timestamp::now();
         let rec = BudgetRecord {
@@ -508,12 +576,13 @@ impl Service {
             limit_nanos,
             limit_tokens,
             window: input.window,
-            on_breach: input.on_breach.unwrap_or(OnBreach::Block),
+            on_breach,
             alert_thresholds,
             epoch: 0,
             temporary_increase: 0,
             temporary_increase_until: None,
             last_reset_at: None,
+            clamp_floor_tokens,
             created_at: now,
             updated_at: now,
         };
@@ -587,6 +656,12 @@ impl Service {
         }
         if let Some(o) = patch.on_breach {
             rec.on_breach = o;
+        }
+        match patch.clamp_floor_tokens {
+            Some(floor) => rec.clamp_floor_tokens = clamp_floor_of("", rec.on_breach, floor)?,
+            // A floor kept by a budget leaving clamp would mean nothing.
+            None if rec.on_breach != OnBreach::Clamp => rec.clamp_floor_tokens = None,
+            None => {}
         }
         if let Some(t) = &patch.alert_thresholds {
             rec.alert_thresholds = permilles("alert_thresholds", t)?;
@@ -811,10 +886,12 @@ mod tests {
             last_reset_at: None,
             temporary_increase: 10_000_000_000,
             temporary_increase_until: Some(now.plus_millis(1)),
+            clamp_floor_tokens: None,
             created_at: now,
             updated_at: now,
         };
         let v = serde_json::to_value(budget_view(&b, now)).unwrap();
+        assert!(v.get("clamp_floor_tokens").is_none(), "a block budget has no floor: {v}");
         assert_eq!(v["limit_usd"], "500.00");
         assert_eq!(v["limit_tokens"], serde_json::Value::Null);
         assert_eq!(v["alert_thresholds"], serde_json::json!(["0.5", "0.8"]));
@@ -826,5 +903,27 @@ mod tests {
         assert_eq!((v["limit_usd"].clone(), v["limit_tokens"].clone()), (serde_json::Value::Null, 1000.into()));
         assert_eq!(v["temporary_increase"]["amount"], 250);
         assert!(budget_view(&b, now.plus_millis(1)).temporary_increase.is_none(), "expired at `until`");
+        b.on_breach = OnBreach::Clamp;
+        assert_eq!(budget_view(&b, now).clamp_floor_tokens, Some(16), "the default floor of a clamp budget");
+        b.clamp_floor_tokens = Some(64);
+        assert_eq!(budget_view(&b, now).clamp_floor_tokens, Some(64));
+        assert_eq!(domain_budget("", &b).unwrap().clamp_floor_tokens, 64, "the gateway gets the floor");
+    }
+
+    #[test]
+    fn a_clamp_floor_is_bounded_and_only_for_clamp_budgets() {
+        assert_eq!(clamp_floor_of("", OnBreach::Clamp, None).unwrap(), None);
+        assert_eq!(clamp_floor_of("", OnBreach::Clamp, Some(1)).unwrap(), Some(1));
+        assert_eq!(clamp_floor_of("", OnBreach::Clamp, Some(1_000_000)).unwrap(), Some(1_000_000));
+        for bad in [0, 1_000_001] {
+            let e = clamp_floor_of("budget.", OnBreach::Clamp, Some(bad)).unwrap_err();
+            assert_eq!(e.field(), Some("budget.clamp_floor_tokens"), "{bad}: {e}");
+        }
+        for other in [OnBreach::Block, OnBreach::Warn] {
+            let e = clamp_floor_of("", other, Some(16)).unwrap_err();
+            assert!(e.to_string().contains("clamp"), "{e}");
+        }
+        let p = UpdateBudget::from_json(br#"{"clamp_floor_tokens": null}"#).unwrap();
+        assert_eq!(p.clamp_floor_tokens, Some(None), "null goes back to the default");
     }
 }

@@ -269,6 +269,11 @@ impl Service {
                     temporary_increase: 0,
                     temporary_increase_until: None,
                     last_reset_at: None,
+                    clamp_floor_tokens: budgets::clamp_floor_of(
+                        "budget.",
+                        b.on_breach.unwrap_or(OnBreach::Block),
+                        b.clamp_floor_tokens,
+                    )?,
                     created_at: now,
                     updated_at: now,
                 })

@@ -21,10 +21,13 @@ pub use audit::{AuditEventView, AuditPage, AuditQuery, AuditVerification, Broken
 pub use auth::{Actor, Scope, Tenancy};
 pub use budgets::{
     BudgetAmount, BudgetInput, BudgetPage, BudgetView, CreateBudget, IncreaseBudget, ListBudgets,
-    MAX_INCREASE_DURATION_S, TemporaryIncreaseView, Threshold, UpdateBudget,
+    MAX_CLAMP_FLOOR_TOKENS, MAX_INCREASE_DURATION_S, TemporaryIncreaseView, Threshold, UpdateBudget,
 };
 pub use keys::{CreateKey, KeyPage, KeyView, KeyWithSecret, ListKeys, RotateKey, UpdateKey};
-pub use models::{CreateModel, DeploymentInput, ModelView, PRICE_EXPLICIT, PricingInput, UpdateModel};
+pub use models::{
+    CreateModel, DeploymentInput, MAX_TOKENS_PER_PART, ModelView, PRICE_EXPLICIT, PricingInput, TokensPerPart,
+    UpdateModel,
+};
 pub use providers::{CreateProvider, ProviderView, UpdateProvider};
 pub use routing::{
     AliasView, CreateAlias, CreateRoutingPolicy, PolicyScopeKind, RoutingPolicyView, UpdateRoutingPolicy,

@@ -84,6 +84,61 @@ impl PricingInput {
     }
 }
 
+/// The largest per-part token maximum a model may have.
+pub const MAX_TOKENS_PER_PART: u64 = 1_000_000;
+
+/// The most tokens one image, audio or file part of a request may count for; an absent
+/// kind has no cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokensPerPart {
+    /// One image part (1 to 1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub image: Option<u64>,
+    /// One audio part (1 to 1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub audio: Option<u64>,
+    /// One file part (1 to 1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub file: Option<u64>,
+}
+
+impl TokensPerPart {
+    /// Refuses a maximum outside 1 to [`MAX_TOKENS_PER_PART`], naming the field.
+    pub(crate) fn check(&self) -> Result<(), ControlError> {
+        for (kind, v) in [("image", self.image), ("audio", self.audio), ("file", self.file)] {
+            if v.is_some_and(|v| !(1..=MAX_TOKENS_PER_PART).contains(&v)) {
+                return Err(ControlError::invalid(
+                    format!("max_tokens_per_part.{kind}"),
+                    format!("must be between 1 and {MAX_TOKENS_PER_PART}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the maxima into the record's columns (`None` clears them all).
+    fn store_into(this: Option<Self>, rec: &mut ModelRecord) {
+        let t = this.unwrap_or_default();
+        let col = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
+        (rec.max_image_tokens, rec.max_audio_tokens, rec.max_file_tokens) = (col(t.image), col(t.audio), col(t.file));
+    }
+
+    /// The maxima of a record; `None` when it has none.
+    fn of_record(rec: &ModelRecord) -> Option<Self> {
+        let col = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        let t = TokensPerPart {
+            image: col(rec.max_image_tokens),
+            audio: col(rec.max_audio_tokens),
+            file: col(rec.max_file_tokens),
+        };
+        (t != TokensPerPart::default()).then_some(t)
+    }
+}
+
 fn default_weight() -> u32 {
     tollgate_routing::DeploymentOptions::default().weight
 }
@@ -104,6 +159,9 @@ pub struct CreateModel {
     /// Output tokens assumed when a request sets no `max_tokens`.
     #[serde(default)]
     pub max_output_tokens: Option<u64>,
+    /// The most tokens one image, audio or file part of a request may count for.
+    #[serde(default)]
+    pub max_tokens_per_part: Option<TokensPerPart>,
 }
 
 /// A model as the API shows it.
@@ -121,6 +179,9 @@ pub struct ModelView {
     pub price_source: Option<String>,
     /// Default output cap.
     pub max_output_tokens: Option<i64>,
+    /// Per-part token maxima; absent when none is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_part: Option<TokensPerPart>,
     /// Created.
     pub created_at: Timestamp,
 }
@@ -139,6 +200,10 @@ pub struct UpdateModel {
     /// Where it is served (replaces the list; the same rules as at creation).
     #[serde(default)]
     pub deployments: Option<Vec<DeploymentInput>>,
+    /// Per-part token maxima (replaces all three: an absent kind is cleared); `null`
+    /// clears them all.
+    #[serde(default, deserialize_with = "super::double_option")]
+    pub max_tokens_per_part: Option<Option<TokensPerPart>>,
 }
 
 /// Refuses a negative price, naming the field.
@@ -229,6 +294,9 @@ impl Service {
         if let Some(p) = &input.pricing {
             check_pricing("pricing.", p)?;
         }
+        if let Some(t) = &input.max_tokens_per_part {
+            t.check()?;
+        }
         let now = Timestamp::now();
         let mut rec = ModelRecord {
             id: ModelId::new(new_id(ModelId::PREFIX)),
@@ -240,9 +308,13 @@ impl Service {
             cache_write_per_mtok: None,
             price_source: None,
             max_output_tokens: input.max_output_tokens.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            max_image_tokens: None,
+            max_audio_tokens: None,
+            max_file_tokens: None,
             created_at: now,
             updated_at: now,
         };
+        TokensPerPart::store_into(input.max_tokens_per_part, &mut rec);
         let price = match input.pricing {
             Some(p) => Some((p, PRICE_EXPLICIT.to_owned())),
             None => catalog_price(input.deployments.iter().map(|d| d.model.as_str()), &rec.name),
@@ -334,11 +406,21 @@ impl Service {
     ) -> Result<ModelView, ControlError> {
         self.authorize(actor, Scope::ModelsWrite, Target::Global).await?;
         let mut rec = self.model_record(id_or_name).await?;
-        if patch.pricing.is_none() && patch.max_output_tokens.is_none() && patch.deployments.is_none() {
+        if patch.pricing.is_none()
+            && patch.max_output_tokens.is_none()
+            && patch.deployments.is_none()
+            && patch.max_tokens_per_part.is_none()
+        {
             return Err(ControlError::invalid(
                 "pricing",
-                "nothing to change: give pricing, max_output_tokens and/or deployments",
+                "nothing to change: give pricing, max_output_tokens, max_tokens_per_part and/or deployments",
             ));
+        }
+        if let Some(t) = patch.max_tokens_per_part {
+            if let Some(t) = &t {
+                t.check()?;
+            }
+            TokensPerPart::store_into(t, &mut rec);
         }
         if let Some(d) = &patch.deployments {
             rec.deployments = self.check_deployments(d).await?;
@@ -464,6 +546,7 @@ fn model_view(r: &ModelRecord) -> ModelView {
         },
         price_source: r.price_source.clone(),
         max_output_tokens: r.max_output_tokens,
+        max_tokens_per_part: TokensPerPart::of_record(r),
         created_at: r.created_at,
     }
 }

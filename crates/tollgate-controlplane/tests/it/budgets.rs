@@ -538,6 +538,7 @@ async fn every_budget_change_bumps_the_revision_and_is_published_with_its_new_va
             epoch: 0,
             temporary_increase: 0,
             temporary_increase_until_ms: None,
+            clamp_floor_tokens: None,
         }
     );
 
@@ -714,6 +715,7 @@ async fn budget_spend_counts_only_the_ledger_of_the_current_window_since_the_las
         temporary_increase: 0,
         temporary_increase_until: None,
         last_reset_at,
+        clamp_floor_tokens: None,
         created_at: ts("2026-03-01T00:00:00Z"),
         updated_at: ts("2026-03-01T00:00:00Z"),
     };
@@ -831,4 +833,116 @@ async fn every_budget_and_key_the_api_accepts_loads_on_a_gateway() {
         }
     }
     assert!(snap.budgets.len() >= accepted, "every accepted budget is published");
+}
+
+#[tokio::test]
+async fn clamp_budgets_take_a_bounded_floor_show_it_publish_it_and_audit_it() {
+    let cp = Cp::start().await;
+    let t = tenancy(&cp).await;
+    // Without a floor a clamp budget shows (and publishes) the default, 16.
+    let plain = create(
+        &cp,
+        json!({"scope": "project", "scope_id": "checkout", "limit_tokens": 10_000, "window": "day",
+               "on_breach": "clamp"}),
+    )
+    .await;
+    assert_eq!((plain["on_breach"].clone(), plain["clamp_floor_tokens"].clone()), (json!("clamp"), json!(16)));
+    let published = cp.published_budget(&id_of(&plain)).await.unwrap();
+    assert_eq!((published.on_breach.as_str(), published.clamp_floor_tokens), ("clamp", None));
+
+    let b = create(
+        &cp,
+        json!({"scope": "team", "scope_id": "payments", "limit_usd": "20", "window": "day",
+               "on_breach": "clamp", "clamp_floor_tokens": 64}),
+    )
+    .await;
+    let id = id_of(&b);
+    assert_eq!(
+        shape(&b),
+        json!({"scope": "team", "scope_id": t.team, "limit_usd": "20.00", "limit_tokens": null, "window": "day",
+               "on_breach": "clamp", "clamp_floor_tokens": 64, "alert_thresholds": [], "epoch": 0,
+               "temporary_increase": null})
+    );
+    assert_eq!(cp.published_budget(&id).await.unwrap().clamp_floor_tokens, Some(64));
+    let path = format!("/api/v1/budgets/{id}");
+    assert_eq!(cp.expect(Method::GET, &path, None, S::OK).await, b);
+
+    // Changed, back to the default with null, then dropped with the clamp behaviour.
+    let changed = cp.expect(Method::PATCH, &path, Some(json!({"clamp_floor_tokens": 1_000_000})), S::OK).await;
+    assert_eq!(changed["clamp_floor_tokens"], 1_000_000);
+    assert_eq!(cp.published_budget(&id).await.unwrap().clamp_floor_tokens, Some(1_000_000));
+    let default = cp.expect(Method::PATCH, &path, Some(json!({"clamp_floor_tokens": null})), S::OK).await;
+    assert_eq!(default["clamp_floor_tokens"], 16);
+    cp.expect(Method::PATCH, &path, Some(json!({"clamp_floor_tokens": 32})), S::OK).await;
+    let block = cp.expect(Method::PATCH, &path, Some(json!({"on_breach": "block"})), S::OK).await;
+    assert!(block.get("clamp_floor_tokens").is_none(), "a block budget has no floor: {block}");
+    assert_eq!(cp.published_budget(&id).await.unwrap().clamp_floor_tokens, None);
+    let again = cp.expect(Method::PATCH, &path, Some(json!({"on_breach": "clamp"})), S::OK).await;
+    assert_eq!(again["clamp_floor_tokens"], 16, "the old floor did not survive the switch");
+
+    let events = cp.cp.service().store().list_audit(Some("budget"), None, 100, None).await.unwrap();
+    let create_event = events.iter().find(|e| e.action == "budget.create" && e.target_id == id).unwrap();
+    assert_eq!(create_event.metadata["clamp_floor_tokens"], 64, "the audit records the floor");
+
+    // Refused: out of range, or on a budget that does not clamp; nothing is written.
+    let rev = cp.revision().await;
+    let audit = cp.budget_audit().await;
+    let base = json!({"scope": "team", "scope_id": "payments", "limit_usd": "1", "window": "day"});
+    let with = |extra: Value| {
+        let mut b = base.clone();
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+    for body in [
+        with(json!({"on_breach": "clamp", "clamp_floor_tokens": 0})),
+        with(json!({"on_breach": "clamp", "clamp_floor_tokens": 1_000_001})),
+        with(json!({"on_breach": "clamp", "clamp_floor_tokens": -1})),
+        with(json!({"on_breach": "block", "clamp_floor_tokens": 16})),
+        with(json!({"clamp_floor_tokens": 16})),
+        with(json!({"on_breach": "warn", "clamp_floor_tokens": 16})),
+    ] {
+        let r = cp.admin(Method::POST, "/api/v1/budgets", Some(body.clone())).await;
+        assert_eq!(r.status, S::BAD_REQUEST, "{body}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], "clamp_floor_tokens", "{body}: {}", r.text());
+    }
+    for patch in [json!({"clamp_floor_tokens": 0}), json!({"on_breach": "warn", "clamp_floor_tokens": 20})] {
+        let r = cp.admin(Method::PATCH, &path, Some(patch.clone())).await;
+        assert_eq!(r.status, S::BAD_REQUEST, "{patch}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], "clamp_floor_tokens", "{patch}: {}", r.text());
+    }
+    let warn = id_of(&create(&cp, with(json!({"on_breach": "warn"}))).await);
+    let r = cp.admin(Method::PATCH, &format!("/api/v1/budgets/{warn}"), Some(json!({"clamp_floor_tokens": 20}))).await;
+    assert_eq!(r.status, S::BAD_REQUEST, "a warn budget takes no floor: {}", r.text());
+    assert_eq!(cp.revision().await, rev + 1, "only the warn budget was written");
+    assert_eq!(cp.budget_audit().await.len(), audit.len() + 1);
+}
+
+#[tokio::test]
+async fn a_key_inline_budget_may_clamp_with_a_floor() {
+    let cp = Cp::start().await;
+    tenancy(&cp).await;
+    let key = cp
+        .expect(
+            Method::POST,
+            "/api/v1/keys",
+            Some(json!({"project": "checkout",
+                        "budget": {"limit_tokens": 5000, "window": "day", "on_breach": "clamp",
+                                   "clamp_floor_tokens": 32}})),
+            S::CREATED,
+        )
+        .await;
+    let budget = &key["budgets"][0];
+    assert_eq!((budget["on_breach"].clone(), budget["clamp_floor_tokens"].clone()), (json!("clamp"), json!(32)));
+    let published = cp.published_budget(budget["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(published.clamp_floor_tokens, Some(32));
+    let r = cp
+        .admin(
+            Method::POST,
+            "/api/v1/keys",
+            Some(json!({"project": "checkout",
+                        "budget": {"limit_tokens": 5000, "window": "day", "clamp_floor_tokens": 32}})),
+        )
+        .await;
+    assert_eq!(r.status, S::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "budget.clamp_floor_tokens");
 }

@@ -50,6 +50,7 @@ async fn the_admin_grpc_api_manages_budgets() {
         .into_inner();
     assert!(created.id.starts_with("bud_"));
     assert!(created.scope_id.starts_with("org_"), "stored as the org id: {created:?}");
+    assert_eq!(created.clamp_floor_tokens, None, "a block budget has no floor");
     assert_eq!((created.limit_usd.as_str(), created.limit_tokens), ("250.50", None));
     assert_eq!((created.window.as_str(), created.on_breach.as_str()), ("month", "block"));
     assert_eq!(created.alert_thresholds_permille, [500, 800]);
@@ -145,6 +146,27 @@ async fn the_admin_grpc_api_manages_budgets() {
         .into_inner();
     assert_eq!((cleared.temporary_increase.as_str(), cleared.temporary_increase_until.as_deref()), ("", None));
 
+    // Clamp with a floor, back to the default, and both at once refused.
+    let clamp = v1::UpdateBudgetRequest {
+        id: id.clone(),
+        on_breach: Some("clamp".into()),
+        clamp_floor_tokens: Some(48),
+        ..Default::default()
+    };
+    let clamped = c.update_budget(authed(clamp, ADMIN)).await.unwrap().into_inner();
+    assert_eq!((clamped.on_breach.as_str(), clamped.clamp_floor_tokens), ("clamp", Some(48)));
+    let default = v1::UpdateBudgetRequest { id: id.clone(), clear_clamp_floor_tokens: true, ..Default::default() };
+    assert_eq!(c.update_budget(authed(default, ADMIN)).await.unwrap().into_inner().clamp_floor_tokens, Some(16));
+    let both = v1::UpdateBudgetRequest {
+        id: id.clone(),
+        clamp_floor_tokens: Some(20),
+        clear_clamp_floor_tokens: true,
+        ..Default::default()
+    };
+    assert_status(c.update_budget(authed(both, ADMIN)).await, Code::InvalidArgument, "clamp_floor_tokens");
+    let block = v1::UpdateBudgetRequest { id: id.clone(), on_breach: Some("block".into()), ..Default::default() };
+    assert_eq!(c.update_budget(authed(block, ADMIN)).await.unwrap().into_inner().clamp_floor_tokens, None);
+
     let reset = c.reset_budget(authed(v1::ResetBudgetRequest { id: id.clone() }, ADMIN)).await.unwrap().into_inner();
     assert_eq!(reset.epoch, 1);
     let reset = c.reset_budget(authed(v1::ResetBudgetRequest { id: id.clone() }, ADMIN)).await.unwrap().into_inner();
@@ -161,6 +183,9 @@ async fn the_admin_grpc_api_manages_budgets() {
             "budget.create",
             "budget.update",
             "budget.increase",
+            "budget.update",
+            "budget.update",
+            "budget.update",
             "budget.update",
             "budget.reset",
             "budget.reset",
@@ -360,6 +385,7 @@ async fn the_admin_grpc_api_manages_providers_and_models_without_returning_a_cre
                 deployments: vec![deployment("gpt-4o")],
                 pricing: Some(pricing("2.5")),
                 max_output_tokens: Some(100),
+                max_tokens_per_part: None,
             },
             ADMIN,
         ))
@@ -400,6 +426,24 @@ async fn the_admin_grpc_api_manages_providers_and_models_without_returning_a_cre
     assert_status(c.create_model(authed(orphan, ADMIN)).await, Code::InvalidArgument, "deployments[0].provider");
     let empty = v1::UpdateModelRequest { model: "chat".into(), ..Default::default() };
     assert_status(c.update_model(authed(empty, ADMIN)).await, Code::InvalidArgument, "nothing to change");
+
+    // Per-part maxima: replaced whole, cleared, refused out of range.
+    let parts = |image, file| v1::TokensPerPart { image, audio: None, file };
+    let set = v1::UpdateModelRequest {
+        model: "chat".into(),
+        max_tokens_per_part: Some(parts(Some(1500), Some(20_000))),
+        ..Default::default()
+    };
+    let with_parts = c.update_model(authed(set, ADMIN)).await.unwrap().into_inner();
+    assert_eq!(with_parts.max_tokens_per_part, Some(parts(Some(1500), Some(20_000))));
+    let clear = v1::UpdateModelRequest { model: "chat".into(), clear_max_tokens_per_part: true, ..Default::default() };
+    assert_eq!(c.update_model(authed(clear, ADMIN)).await.unwrap().into_inner().max_tokens_per_part, None);
+    let zero = v1::UpdateModelRequest {
+        model: "chat".into(),
+        max_tokens_per_part: Some(parts(Some(0), None)),
+        ..Default::default()
+    };
+    assert_status(c.update_model(authed(zero, ADMIN)).await, Code::InvalidArgument, "max_tokens_per_part.image");
     assert_status(
         c.get_model(authed(v1::GetModelRequest { model: "nope".into() }, ADMIN)).await,
         Code::NotFound,

@@ -259,3 +259,57 @@ async fn a_deployment_may_have_its_own_price_and_a_bad_one_names_its_field() {
     assert_eq!(r.status, S::BAD_REQUEST, "{}", r.text());
     assert_eq!(r.json()["error"]["field"], "deployments[1].pricing.input_per_mtok");
 }
+
+#[tokio::test]
+async fn per_part_token_maxima_are_set_shown_published_replaced_and_cleared() {
+    let cp = Cp::start().await;
+    setup(&cp).await;
+    let mut body = model("vision", "gpt-4o");
+    body["max_tokens_per_part"] = json!({"image": 1500, "file": 20_000});
+    let m = cp.expect(Method::POST, "/api/v1/models", Some(body), S::CREATED).await;
+    assert_eq!(m["max_tokens_per_part"], json!({"image": 1500, "file": 20_000}));
+    let published = |snap: &v1::Snapshot| {
+        let m = snap.models.iter().find(|m| m.name == "vision").unwrap();
+        (m.max_image_tokens, m.max_audio_tokens, m.max_file_tokens)
+    };
+    assert_eq!(published(&*cp.snapshot_at(cp.revision().await).await), (Some(1500), None, Some(20_000)));
+    assert_eq!(
+        cp.expect(Method::GET, "/api/v1/models/vision", None, S::OK).await["max_tokens_per_part"],
+        m["max_tokens_per_part"]
+    );
+
+    // A patch replaces all three; other patches leave them alone; null clears them.
+    let m = cp
+        .expect(Method::PATCH, "/api/v1/models/vision", Some(json!({"max_tokens_per_part": {"audio": 3000}})), S::OK)
+        .await;
+    assert_eq!(m["max_tokens_per_part"], json!({"audio": 3000}));
+    assert_eq!(published(&*cp.snapshot_at(cp.revision().await).await), (None, Some(3000), None));
+    let m = cp.expect(Method::PATCH, "/api/v1/models/vision", Some(json!({"max_output_tokens": 100})), S::OK).await;
+    assert_eq!(m["max_tokens_per_part"], json!({"audio": 3000}));
+    let m = cp.expect(Method::PATCH, "/api/v1/models/vision", Some(json!({"max_tokens_per_part": null})), S::OK).await;
+    assert!(m.get("max_tokens_per_part").is_none(), "{m}");
+    assert_eq!(published(&*cp.snapshot_at(cp.revision().await).await), (None, None, None));
+
+    let events = cp.cp.service().store().list_audit(Some("model"), None, 100, None).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "model.update" && e.metadata["max_tokens_per_part"] == json!({"audio": 3000})),
+        "the audit records the maxima"
+    );
+
+    // Refused, naming the field: out of range, unknown kinds.
+    let rev = cp.revision().await;
+    for (parts, field) in [
+        (json!({"image": 0}), "max_tokens_per_part.image"),
+        (json!({"file": 1_000_001}), "max_tokens_per_part.file"),
+        (json!({"video": 5}), "max_tokens_per_part"),
+        (json!({"audio": -1}), "max_tokens_per_part"),
+    ] {
+        let r = cp.admin(Method::PATCH, "/api/v1/models/vision", Some(json!({"max_tokens_per_part": parts}))).await;
+        assert_eq!(r.status, S::BAD_REQUEST, "{parts}: {}", r.text());
+        let got = r.json()["error"]["field"].as_str().unwrap_or_default().to_owned();
+        assert!(got.starts_with(field), "{parts}: field {got:?}, want {field}");
+    }
+    assert_eq!(cp.revision().await, rev, "refused writes change nothing");
+}

@@ -49,6 +49,7 @@ pub(crate) fn snapshot(n: usize) -> v1::Snapshot {
             cache_write_per_mtok_nanos: None,
         }),
         max_output_tokens: Some(4_096),
+        ..Default::default()
     };
     let mut keys = Vec::with_capacity(n);
     let mut budgets = Vec::with_capacity(n + 1_000);

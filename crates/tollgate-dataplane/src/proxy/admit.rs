@@ -125,7 +125,6 @@ async fn bound_with(
 /// The model's per-part maxima for multimodal input (none configured: such parts are
 /// refused).
 fn part_limits(routed: &Routed<'_>) -> PartMaxTokens {
-    let p = PartMaxTokens::default();
-    let p = &p;
+    let p = &routed.route.max_tokens_per_part;
     PartMaxTokens { image: p.image, audio: p.audio, file: p.file }
 }

@@ -5,7 +5,7 @@
 //! change (`cargo test -p tollgate-dataplane --test it`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test's failure is a failed test
 
-// mod caps;
+mod caps;
 mod refusals;
 mod routing;
 mod settlement;

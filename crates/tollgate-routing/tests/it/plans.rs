@@ -263,6 +263,7 @@ fn a_snapshot_swap_keeps_a_cooling_deployment_out() {
             name: "n".into(),
             deployments: vec![tollgate_routing::Deployment::new("c", "y")],
             max_output_tokens: None,
+            max_tokens_per_part: Default::default(),
         })
         .unwrap();
     let w2 = World { health: w.health.carry_over(&catalog), catalog };

@@ -32,6 +32,7 @@ impl World {
                 .map(|&(p, _, provider_priority, _)| Deployment::new(p, "x").with_provider_priority(provider_priority))
                 .collect(),
             max_output_tokens: None,
+            max_tokens_per_part: Default::default(),
         };
         let options =
             deployments.iter().map(|&(_, priority, _, weight)| DeploymentOptions { priority, weight }).collect();

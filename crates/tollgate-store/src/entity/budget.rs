@@ -20,6 +20,7 @@ pub(crate) struct Model {
     pub(crate) temporary_increase: i64,
     pub(crate) temporary_increase_until: Option<i64>,
     pub(crate) last_reset_at: Option<i64>,
+    pub(crate) clamp_floor_tokens: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,9 @@ pub(crate) struct Model {
     pub(crate) max_output_tokens: Option<i64>,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
+    pub(crate) max_image_tokens: Option<i64>,
+    pub(crate) max_audio_tokens: Option<i64>,
+    pub(crate) max_file_tokens: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -63,15 +63,16 @@ pub(crate) async fn update_budget_replaces_mutable_columns_only(db: &TestDb) {
     store.reset_budget(&original.id, at(1_700_000_000_100)).await.unwrap();
     let rev = store.revision().await.unwrap();
 
-    // A money budget becomes a token budget with an increase; the scope, creation time,
-    // epoch and last reset in the input are ignored.
+    // A money budget becomes a clamping token budget with an increase; the scope,
+    // creation time, epoch and last reset in the input are ignored.
     let changed = BudgetRecord {
         scope: ScopeKind::Team,
         scope_id: "team_other".into(),
         limit_nanos: 0,
         limit_tokens: Some(1_000_000),
         window: Window::Day,
-        on_breach: OnBreach::Warn,
+        on_breach: OnBreach::Clamp,
+        clamp_floor_tokens: Some(64),
         alert_thresholds: vec![900],
         epoch: 99,
         last_reset_at: Some(at(5)),
@@ -208,6 +209,7 @@ pub(crate) async fn budgets_written_before_the_upgrade_read_as_money_budgets_at_
         ..budget("bud_old", ScopeKind::Team, "team_1")
     };
     assert_eq!(old, want);
+    assert_eq!(old.clamp_floor_tokens, None, "an old budget has no clamp floor");
     let (reset, _) = store.reset_budget(&old.id, at(30)).await.unwrap();
     assert_eq!((reset.epoch, reset.last_reset_at), (1, Some(at(30))), "the new columns are writable");
 }

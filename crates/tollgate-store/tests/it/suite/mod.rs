@@ -115,6 +115,7 @@ fn budget(id: &str, scope: ScopeKind, scope_id: &str) -> BudgetRecord {
         temporary_increase: 0,
         temporary_increase_until: None,
         last_reset_at: None,
+        clamp_floor_tokens: None,
         created_at: at(1_700_000_000_001),
         updated_at: at(1_700_000_000_002),
     }
@@ -168,6 +169,9 @@ fn model(id: &str, name: &str) -> ModelRecord {
         cache_write_per_mtok: Some(3_125_000_000),
         price_source: Some("catalog:2025-11-24".to_owned()),
         max_output_tokens: Some(16_384),
+        max_image_tokens: Some(1_500),
+        max_audio_tokens: None,
+        max_file_tokens: Some(200_000),
         created_at: at(1_700_000_000_030),
         updated_at: at(1_700_000_000_040),
     }

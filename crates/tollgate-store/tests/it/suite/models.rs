@@ -14,6 +14,10 @@ pub(crate) async fn update_model_replaces_prices_and_keeps_identity(db: &TestDb)
     changed.cached_input_per_mtok = Some(1);
     changed.cache_write_per_mtok = None;
     changed.price_source = Some("explicit".to_owned());
+    // Per-part maxima are replaced too: set, changed and cleared.
+    changed.max_image_tokens = None;
+    changed.max_audio_tokens = Some(4_000);
+    changed.max_file_tokens = Some(1);
     changed.updated_at = at(1_800_000_000_000);
     assert_eq!(store.update_model(&changed).await.unwrap(), rev + 1);
     let want = ModelRecord { name: m.name.clone(), created_at: m.created_at, ..changed.clone() };

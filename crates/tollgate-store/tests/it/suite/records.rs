@@ -36,6 +36,9 @@ pub(crate) async fn every_record_round_trips_field_for_field(db: &TestDb) {
     unpriced.input_per_mtok = None;
     unpriced.output_per_mtok = None;
     unpriced.max_output_tokens = None;
+    unpriced.max_image_tokens = None;
+    unpriced.max_audio_tokens = Some(30_000);
+    unpriced.max_file_tokens = None;
     unpriced.cached_input_per_mtok = Some(0);
     unpriced.cache_write_per_mtok = None;
     unpriced.price_source = None;
