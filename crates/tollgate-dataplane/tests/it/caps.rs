@@ -44,8 +44,14 @@ async fn a_request_without_a_cap_is_forwarded_with_the_models_own_in_its_dialect
         // Translated to Anthropic, whose cap is required.
         ("/v1/chat/completions", "translated", ask("translated"), "max_tokens", 1_000),
         // The caller's own cap wins over the model's, and is not raised.
-        ("/v1/chat/completions", "configured", json!({"model": "configured", "max_tokens": 7,
-            "messages": [{"role": "user", "content": "hi"}]}), "max_tokens", 7),
+        (
+            "/v1/chat/completions",
+            "configured",
+            json!({"model": "configured", "max_tokens": 7,
+            "messages": [{"role": "user", "content": "hi"}]}),
+            "max_tokens",
+            7,
+        ),
     ];
     for (i, (path, model, body, field, cap)) in cases.into_iter().enumerate() {
         let r = gw.post(path, &secret, &body).await;
@@ -131,7 +137,8 @@ async fn calls_admitted(on_breach: &str) -> (u32, i64, Vec<u64>) {
     let secret = w.key("key_fig", |_| {});
     w.budget("key_fig", 500_000_000, on_breach);
     let gw = Gateway::start(&w).await;
-    let body = json!({"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello to the gateway"}]});
+    let body =
+        json!({"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello to the gateway"}]});
     let (mut admitted, mut capped) = (0, Vec::new());
     loop {
         let r = gw.post("/v1/chat/completions", &secret, &body).await;
@@ -158,7 +165,9 @@ async fn a_tight_bound_admits_more_calls_and_clamp_fills_the_budget() {
     let (block, block_spent, none) = calls_admitted("block").await;
     assert!(none.is_empty(), "a block budget never lowers the cap");
     let (clamp, clamp_spent, capped) = calls_admitted("clamp").await;
-    eprintln!("$0.50 at $0.032 a call: block admits {block} (${block_spent}n), clamp {clamp} (${clamp_spent}n), caps {capped:?}");
+    eprintln!(
+        "$0.50 at $0.032 a call: block admits {block} (${block_spent}n), clamp {clamp} (${clamp_spent}n), caps {capped:?}"
+    );
     assert!(block >= 14, "the body-length bound admitted 12; the tight bound {block}");
     assert!(block_spent <= 500_000_000 && clamp_spent <= 500_000_000, "never past the limit");
     assert!(clamp > block, "clamp admits the calls block refuses ({clamp} vs {block})");
@@ -195,7 +204,10 @@ async fn a_clamped_answer_ends_as_the_provider_ends_a_capped_one_and_below_the_f
     assert_eq!(upstream.last_cap(), Some(cap), "the lowered cap is what the upstream was told");
     assert!(clamped.text().contains("\"finish_reason\":\"length\""), "{}", clamped.text());
     let warning = clamped.headers["x-tollgate-budget-warning"].to_str().unwrap();
-    assert!(warning.starts_with("virtual_key=key_clamp;") && warning.contains(&format!("output_capped={cap}")), "{warning}");
+    assert!(
+        warning.starts_with("virtual_key=key_clamp;") && warning.contains(&format!("output_capped={cap}")),
+        "{warning}"
+    );
 
     // What is left affords fewer than 16 output tokens: refused like a block budget.
     body["stream"] = false.into();
@@ -226,7 +238,12 @@ fn shape() -> impl Strategy<Value = Shape> {
         "[ \t\n]{0,64}",
         "[😀-🙏]{0,20}",
     ];
-    (any::<bool>(), any::<bool>(), proptest::option::of(1u64..3_000), proptest::collection::vec((any::<bool>(), text), 1..6))
+    (
+        any::<bool>(),
+        any::<bool>(),
+        proptest::option::of(1u64..3_000),
+        proptest::collection::vec((any::<bool>(), text), 1..6),
+    )
         .prop_map(|(anthropic, stream, cap, messages)| Shape { anthropic, stream, cap, messages })
 }
 
