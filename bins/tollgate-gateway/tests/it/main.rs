@@ -12,6 +12,8 @@ mod identity;
 mod limits;
 mod metering;
 mod observability;
+mod priority;
+mod rotation;
 mod routing;
 mod scopes;
 mod sdk;
