@@ -340,13 +340,17 @@ async fn a_minted_key_reaches_the_upstream_with_the_provider_credential_only() {
             "virtual key leaked in {name}"
         );
     }
-    // Only the model was rewritten; every other field passed through untouched.
+    // Only the model was rewritten and the output cap the reservation was made for
+    // inserted (the catalog's 16,384 for gpt-4o-mini, in the field an OpenAI-compatible
+    // server knows); every other byte passed through untouched.
     let sent = req.json();
     assert_eq!(sent["model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(sent["max_tokens"], 16_384);
     assert_eq!(sent["seed"], 7);
     assert_eq!(sent["tools"][0]["function"]["name"], "f");
     let original = hello().to_string().replace("\"gpt-4o-mini\"", "\"gpt-4o-mini-2024-07-18\"");
-    assert_eq!(String::from_utf8_lossy(&req.body), original);
+    let capped = format!("{{\"max_tokens\":16384,{}", &original[1..]);
+    assert_eq!(String::from_utf8_lossy(&req.body), capped);
 }
 
 #[tokio::test]
