@@ -44,7 +44,8 @@ pub(crate) enum ProvidersCommand {
         /// Tokens per minute on this credential.
         #[arg(long)]
         tpm: Option<u64>,
-        /// Fallback priority (lower first).
+        /// Routing priority (lower first): among deployments of equal priority, the
+        /// provider with the lower one is tried first.
         #[arg(long, allow_hyphen_values = true)]
         priority: Option<i32>,
         /// Kind-specific settings as a JSON object, e.g. '{"latency_ms": 20}'.
@@ -79,7 +80,8 @@ pub(crate) enum ProvidersCommand {
         /// Remove the tokens-per-minute cap.
         #[arg(long)]
         clear_tpm: bool,
-        /// Fallback priority (lower first).
+        /// Routing priority (lower first): among deployments of equal priority, the
+        /// provider with the lower one is tried first.
         #[arg(long, allow_hyphen_values = true)]
         priority: Option<i32>,
         /// Replace the kind-specific settings (a JSON object).
